@@ -1,0 +1,144 @@
+// Loads the JSON Schemas in schemas/ — the single source of truth for every kind — and gives
+// the two views the rest of the code needs: an ajv validator per kind, and each schema with
+// its $refs inlined (for the CRD, type and documentation generators).
+import { readFileSync } from "node:fs";
+import { Ajv2020, type ValidateFunction } from "ajv/dist/2020.js";
+import addFormatsModule from "ajv-formats";
+
+export const API_GROUP = "modelship.dev";
+export const API_VERSION = "v1alpha1";
+export const GROUP_VERSION = `${API_GROUP}/${API_VERSION}`;
+
+export const KINDS = ["ModelRepository", "Model", "ModelBuild", "ModelDeployment"] as const;
+export type Kind = (typeof KINDS)[number];
+
+/** The default upper bound of ModelDeployment spec.replicas; an installation may raise it. */
+export const DEFAULT_MAX_REPLICAS = 9;
+
+export type JsonSchema = { [keyword: string]: unknown };
+
+const SCHEMA_DIR = new URL("../../schemas/", import.meta.url);
+
+/** Keywords that carry Kubernetes or modelship hints; ajv must know them to stay in strict mode. */
+const ANNOTATION_KEYWORDS = [
+  "x-kubernetes",
+  "x-kubernetes-int-or-string",
+  "x-kubernetes-preserve-unknown-fields",
+  "x-kubernetes-validations",
+  "x-kubernetes-list-type",
+  "x-kubernetes-list-map-keys",
+  "x-message",
+];
+
+function readSchema(file: string): JsonSchema {
+  return JSON.parse(readFileSync(new URL(file, SCHEMA_DIR), "utf8")) as JsonSchema;
+}
+
+export function schemaFileOf(kind: Kind): string {
+  return `${kind.toLowerCase()}.schema.json`;
+}
+
+export const COMMON_SCHEMA_FILE = "common.schema.json";
+
+/** The raw schema of a kind, as written in schemas/. */
+export function loadKindSchema(kind: Kind): JsonSchema {
+  return readSchema(schemaFileOf(kind));
+}
+
+export function loadCommonSchema(): JsonSchema {
+  return readSchema(COMMON_SCHEMA_FILE);
+}
+
+export interface ValidatorOptions {
+  /** Upper bound of ModelDeployment spec.replicas (default 9). */
+  maxReplicas?: number;
+}
+
+/** Builds an ajv instance in strict mode that knows our annotation keywords and formats. */
+export function newAjv(): Ajv2020 {
+  const ajv = new Ajv2020({
+    allErrors: true,
+    // parentSchema on each error lets us name the known fields and read x-message.
+    verbose: true,
+    strict: true,
+    // `pattern` next to `anyOf` on int-or-string quantities is deliberate (it applies to the
+    // string form only), which strictTypes would reject.
+    strictTypes: false,
+  });
+  // ajv-formats is CommonJS: its plugin is both module.exports and module.exports.default.
+  addFormatsModule.default(ajv);
+  for (const keyword of ANNOTATION_KEYWORDS)
+    ajv.addKeyword({ keyword, schemaType: ["object", "array", "boolean", "string"] });
+  return ajv;
+}
+
+/** Compiles one validator per kind, with the installation's replica limit applied. */
+export function compileKindValidators(options: ValidatorOptions = {}): Map<Kind, ValidateFunction> {
+  const ajv = newAjv();
+  ajv.addSchema(loadCommonSchema());
+  const validators = new Map<Kind, ValidateFunction>();
+  for (const kind of KINDS) {
+    const schema = loadKindSchema(kind);
+    if (kind === "ModelDeployment") {
+      setReplicaLimit(schema, options.maxReplicas ?? DEFAULT_MAX_REPLICAS);
+    }
+    validators.set(kind, ajv.compile(schema));
+  }
+  return validators;
+}
+
+function setReplicaLimit(deploymentSchema: JsonSchema, maxReplicas: number): void {
+  const replicas = propertyAt(deploymentSchema, ["spec", "replicas"]);
+  replicas.maximum = maxReplicas;
+  replicas.description = String(replicas.description).replace(
+    /At most \d+ unless the installation raises the limit\./,
+    `At most ${maxReplicas} in this installation.`,
+  );
+}
+
+function propertyAt(schema: JsonSchema, path: string[]): JsonSchema {
+  let node = schema;
+  for (const name of path) {
+    node = (node.properties as Record<string, JsonSchema>)[name] as JsonSchema;
+  }
+  return node;
+}
+
+/**
+ * Returns the schema with every $ref replaced by a copy of its target; keywords written beside
+ * a $ref (description, default) win over the target's.
+ */
+export function inlineRefs(
+  schema: JsonSchema,
+  common: JsonSchema = loadCommonSchema(),
+): JsonSchema {
+  const resolve = (ref: string, base: JsonSchema): JsonSchema => {
+    const [file, fragment = ""] = ref.split("#");
+    const document = file ? (file === COMMON_SCHEMA_FILE ? common : readSchema(file)) : base;
+    let target: unknown = document;
+    for (const token of fragment.split("/").filter(Boolean)) {
+      target = (target as Record<string, unknown>)[token];
+    }
+    if (target === undefined) throw new Error(`unresolvable $ref ${ref}`);
+    return target as JsonSchema;
+  };
+  const walk = (node: unknown, base: JsonSchema): unknown => {
+    if (Array.isArray(node)) return node.map((item) => walk(item, base));
+    if (node === null || typeof node !== "object") return node;
+    const object = node as JsonSchema;
+    let result: JsonSchema = {};
+    let nextBase = base;
+    if (typeof object.$ref === "string") {
+      const [file] = object.$ref.split("#");
+      // A $ref into another file resolves that file's own local refs against it.
+      if (file) nextBase = file === COMMON_SCHEMA_FILE ? common : readSchema(file);
+      result = walk(resolve(object.$ref, base), nextBase) as JsonSchema;
+    }
+    for (const [key, value] of Object.entries(object)) {
+      if (key === "$ref" || key === "$defs") continue;
+      result[key] = walk(value, base);
+    }
+    return result;
+  };
+  return walk(schema, schema) as JsonSchema;
+}

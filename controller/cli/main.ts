@@ -1,0 +1,51 @@
+// The `modelship` command line: one entry point, one subcommand per job.
+import { type CommandResult, type Output, processOutput } from "./output.ts";
+import { runValidate } from "./validate.ts";
+
+interface Command {
+  summary: string;
+  run(args: string[], output: Output): Promise<CommandResult>;
+}
+
+const COMMANDS: Record<string, Command> = {
+  validate: {
+    summary: "check manifests: schema, names, references, model files and functions",
+    run: runValidate,
+  },
+};
+
+export function helpText(): string {
+  const width = Math.max(...Object.keys(COMMANDS).map((name) => name.length));
+  const lines = Object.entries(COMMANDS).map(
+    ([name, command]) => `  ${name.padEnd(width)}  ${command.summary}`,
+  );
+  return `Usage: modelship <command> [options]
+
+Turns a Python or R function in git into a versioned, load-balanced REST API.
+
+Commands:
+${lines.join("\n")}
+
+Run \`modelship <command> --help\` for a command's options.
+`;
+}
+
+export async function main(args: string[], output: Output = processOutput): Promise<number> {
+  const [name, ...rest] = args;
+  if (name === undefined || name === "--help" || name === "-h" || name === "help") {
+    output.out(helpText());
+    return name === undefined ? 2 : 0;
+  }
+  const command = COMMANDS[name];
+  if (!command) {
+    output.err(`modelship: unknown command "${name}"\n\n${helpText()}`);
+    return 2;
+  }
+  try {
+    return (await command.run(rest, output)).exitCode;
+  } catch (error) {
+    // Usage and I/O errors: one line, no stack; the message names the flag or path.
+    output.err(`modelship ${name}: ${(error as Error).message}\n`);
+    return 2;
+  }
+}

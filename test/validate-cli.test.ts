@@ -1,0 +1,111 @@
+// `modelship validate` as a user runs it: the real entry point, real files, real exit codes.
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { runCli } from "./helpers/cli.ts";
+
+describe("modelship validate", () => {
+  it("accepts the examples, printing nothing to stderr", () => {
+    const run = runCli(["validate", "manifests/examples"]);
+    expect(run.stderr).toBe("");
+    expect(run.exitCode).toBe(0);
+    expect(run.stdout).toBe("6 objects in 3 files: valid\n");
+  });
+
+  it("gives one precise line per broken manifest, and exit 1", () => {
+    const run = runCli(["validate", "test/fixtures/invalid"]);
+    expect(run.exitCode).toBe(1);
+    const lines = run.stdout.trimEnd().split("\n");
+    // Each line: path:line:col: Kind/name /pointer: message — in file order.
+    expect(lines.map((line) => line.split(": ").slice(0, 2).join(": "))).toEqual([
+      "test/fixtures/invalid/duplicate.yaml:11:9: ModelDeployment/scorer /metadata/name",
+      "test/fixtures/invalid/missing-file.yaml:7:9: Model/no-file /spec/file",
+      "test/fixtures/invalid/missing-model.yaml:6:10: ModelDeployment/orphan /spec/model",
+      "test/fixtures/invalid/replicas.yaml:7:13: ModelDeployment/too-few /spec/replicas",
+      "test/fixtures/invalid/replicas.yaml:15:13: ModelDeployment/too-many /spec/replicas",
+      "test/fixtures/invalid/syntax-error.yaml:7:9: Model/broken-yaml /",
+      "test/fixtures/invalid/undefined-function.yaml:10:13: Model/wrong-function /spec/function",
+      "test/fixtures/invalid/unknown-field.yaml:7:3: ModelDeployment/typo /spec/replica",
+      "test/fixtures/invalid/wrong-api-version.yaml:1:13: ModelDeployment/old-version /apiVersion",
+    ]);
+    expect(lines[0]).toContain("already defined at test/fixtures/invalid/duplicate.yaml:4:9");
+    expect(lines[1]).toContain('file "scorer/missing.py" not found');
+    expect(lines[2]).toContain(
+      'Model "scorre" is not defined in namespace default (did you mean "scorer"?)',
+    );
+    expect(lines[3]).toContain("must be between 1 and 9, not 0");
+    expect(lines[4]).toContain("must be between 1 and 9, not 12");
+    expect(lines[5]).toContain("YAML syntax error");
+    expect(lines[6]).toContain(
+      'function "predcit" is not defined at the top level of score.py (did you mean "predict"?)',
+    );
+    expect(lines[7]).toContain('unknown field "replica" (did you mean "replicas"?)');
+    expect(lines[8]).toContain("ModelDeployment is served as modelship.dev/v1alpha1");
+    expect(run.stderr).toBe("9 problems (10 objects in 9 files)\n");
+  });
+
+  it("prints the same problems as a JSON array with --output json", () => {
+    const text = runCli(["validate", "test/fixtures/invalid"]);
+    const json = runCli(["validate", "--output", "json", "test/fixtures/invalid"]);
+    expect(json.exitCode).toBe(1);
+    const problems = JSON.parse(json.stdout) as {
+      file: string;
+      line: number;
+      column: number;
+      rule: string;
+    }[];
+    expect(problems).toHaveLength(9);
+    expect(problems.map((problem) => `${problem.file}:${problem.line}:${problem.column}`)).toEqual(
+      text.stdout
+        .trimEnd()
+        .split("\n")
+        .map((line) => line.split(": ")[0]),
+    );
+    expect(new Set(problems.map((problem) => problem.rule))).toEqual(
+      new Set([
+        "duplicate",
+        "model-file",
+        "model-reference",
+        "schema",
+        "yaml-syntax",
+        "function",
+        "unknown-field",
+        "api-version",
+      ]),
+    );
+  });
+
+  it("honours an installation's higher replica limit", () => {
+    const dir = mkdtempSync(join(tmpdir(), "modelship-validate-"));
+    afterAll(() => rmSync(dir, { recursive: true, force: true }));
+    writeFileSync(join(dir, "predict.py"), "def predict(args):\n    return args\n");
+    writeFileSync(
+      join(dir, "model.yaml"),
+      [
+        "apiVersion: modelship.dev/v1alpha1\nkind: Model\nmetadata: {name: echo}\nspec: {runtime: python3, file: predict.py, function: predict}",
+        "apiVersion: modelship.dev/v1alpha1\nkind: ModelDeployment\nmetadata: {name: echo}\nspec: {model: echo, replicas: 12}",
+      ].join("\n---\n"),
+    );
+    expect(runCli(["validate", dir]).stdout).toContain("must be between 1 and 9, not 12");
+    expect(runCli(["validate", "--max-replicas", "16", dir]).exitCode).toBe(0);
+    expect(runCli(["validate", dir], { env: { MODELSHIP_MAX_REPLICAS: "12" } }).exitCode).toBe(0);
+    const bad = runCli(["validate", "--max-replicas", "many", dir]);
+    expect(bad.exitCode).toBe(2);
+    expect(bad.stderr).toContain('--max-replicas must be a positive integer, not "many"');
+  });
+
+  it("says which path does not exist", () => {
+    const run = runCli(["validate", "no/such/dir"]);
+    expect(run.exitCode).toBe(2);
+    expect(run.stderr).toBe("modelship validate: no/such/dir: no such file or directory\n");
+  });
+
+  it("lists its commands with --help", () => {
+    const run = runCli(["--help"]);
+    expect(run.exitCode).toBe(0);
+    expect(run.stdout).toMatch(/^ {2}validate {2}/m);
+    expect(runCli(["validate", "--help"]).stdout).toContain("Usage: modelship validate [PATH...]");
+    expect(runCli(["frobnicate"]).stderr).toContain('unknown command "frobnicate"');
+  });
+});
