@@ -32,7 +32,8 @@ function examplesByKind(): Map<string, { file: string; text: string }[]> {
   const manifestsDir = join(PROJECT_ROOT, "manifests");
   const files = readdirSync(manifestsDir, { recursive: true, encoding: "utf8" })
     .filter((file) => /\.ya?ml$/.test(file))
-    .sort();
+    // Directory by directory, so that add-numbers/ comes before add-numbers-r/.
+    .sort((a, b) => compareSegments(a.split("/"), b.split("/")));
   for (const file of files) {
     const text = readFileSync(join(manifestsDir, file), "utf8");
     for (const document of parseAllDocuments(text)) {
@@ -46,6 +47,14 @@ function examplesByKind(): Map<string, { file: string; text: string }[]> {
     }
   }
   return byKind;
+}
+
+function compareSegments(a: string[], b: string[]): number {
+  for (let i = 0; i < Math.min(a.length, b.length); i++) {
+    const order = (a[i] as string).localeCompare(b[i] as string);
+    if (order !== 0) return order;
+  }
+  return a.length - b.length;
 }
 
 /** Every generated file: path relative to the project root → content. */

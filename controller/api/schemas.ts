@@ -72,6 +72,16 @@ export function newAjv(): Ajv2020 {
   return ajv;
 }
 
+/**
+ * An ajv for schemas that users write (a Model's inputSchema): standard draft 2020-12 with
+ * formats, not strict, since hand-written schemas often carry harmless extra keywords.
+ */
+export function newInputSchemaAjv(): Ajv2020 {
+  const ajv = new Ajv2020({ allErrors: true, strict: false });
+  addFormatsModule.default(ajv);
+  return ajv;
+}
+
 /** Compiles one validator per kind, with the installation's replica limit applied. */
 export function compileKindValidators(options: ValidatorOptions = {}): Map<Kind, ValidateFunction> {
   const ajv = newAjv();

@@ -10,7 +10,7 @@ import {
   type JsonSchema,
   KINDS,
   type Kind,
-  newAjv,
+  newInputSchemaAjv,
   type ValidatorOptions,
 } from "../api/schemas.ts";
 import { RUNTIME_EXTENSIONS, topLevelNames } from "./functions.ts";
@@ -403,7 +403,7 @@ export function inputSchemaProblems(candidate: Candidate): Problem[] {
   if (!isRecord(spec) || !isRecord(spec.inputSchema)) return [];
   let check: ValidateFunction;
   try {
-    check = newAjv().compile(spec.inputSchema);
+    check = newInputSchemaAjv().compile(spec.inputSchema);
   } catch (error) {
     return [
       problemAt(

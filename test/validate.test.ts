@@ -1,0 +1,289 @@
+// Table-driven tests of each validation check, on manifests written inline.
+import { describe, expect, it } from "vitest";
+import {
+  formatProblem,
+  type ManifestSource,
+  validateManifests,
+} from "../controller/source/validate.ts";
+import { MemoryTree } from "./helpers/memory-tree.ts";
+
+const MODEL = `apiVersion: modelship.dev/v1alpha1
+kind: Model
+metadata:
+  name: scorer
+spec:
+  runtime: python3
+  file: score.py
+  function: predict
+`;
+
+const DEPLOYMENT = `apiVersion: modelship.dev/v1alpha1
+kind: ModelDeployment
+metadata:
+  name: scorer
+spec:
+  model: scorer
+`;
+
+const FILES = {
+  "models/score.py": "import math\n\ndef predict(args):\n    return math.tanh(args['x'])\n",
+  "models/score.R": "predict <- function(args) {\n  tanh(args$x)\n}\n",
+};
+
+/** Validates one manifest file at models/m.yaml beside the model files; returns formatted lines. */
+async function problemsOf(text: string, files: Record<string, string> = FILES): Promise<string[]> {
+  const source: ManifestSource = { file: "m.yaml", repoPath: "models/m.yaml", text };
+  const { problems } = await validateManifests([source], new MemoryTree(files));
+  return problems.map(formatProblem);
+}
+
+/** A Model (and its deployment) with one spec line replaced or added. */
+function modelWith(specLines: string, deploymentLines = ""): string {
+  return `${MODEL}${specLines}---\n${DEPLOYMENT}${deploymentLines}`;
+}
+
+describe("validateManifests", () => {
+  it("accepts a Model with its ModelDeployment", async () => {
+    expect(await problemsOf(modelWith(""))).toEqual([]);
+  });
+
+  it.each([
+    [
+      "runtime typo",
+      "  runtime: pyhton3\n",
+      'm.yaml:6:12: Model/scorer /spec/runtime: must be one of "python3", "r", not "pyhton3" (did you mean "python3"?)',
+    ],
+    [
+      "unknown spec field",
+      "  fucntion: x\n",
+      'm.yaml:9:3: Model/scorer /spec/fucntion: unknown field "fucntion" (did you mean "function"?)',
+    ],
+    [
+      "unknown field with no near name",
+      "  colour: red\n",
+      'm.yaml:9:3: Model/scorer /spec/colour: unknown field "colour"; known fields: description, runtime, file, function, source, buildScript, example, inputSchema, authentication',
+    ],
+    [
+      "wrong type",
+      "  authentication: { enabled: 'yes' }\n",
+      'm.yaml:9:30: Model/scorer /spec/authentication/enabled: must be true or false, not "yes"',
+    ],
+    [
+      "absolute file",
+      "  file: /etc/passwd\n",
+      "m.yaml:7:9: Model/scorer /spec/file: must be a relative path inside the repository, with no '..' segment, not \"/etc/passwd\"",
+    ],
+    [
+      "escaping source path",
+      "  source: { path: ../elsewhere }\n",
+      "m.yaml:9:19: Model/scorer /spec/source/path: must be a relative path inside the repository, with no '..' segment, not \"../elsewhere\"",
+    ],
+    [
+      "function name with a space",
+      "  function: my predict\n",
+      "m.yaml:8:13: Model/scorer /spec/function: must be a function name: letters, digits, '_' and '.', not starting with a digit, not \"my predict\"",
+    ],
+  ])("reports a Model's %s at the field", async (_case, line, expected) => {
+    // A duplicated key would be a YAML error, so the variant line replaces the original one.
+    const key = line.trim().split(":")[0] as string;
+    const base = MODEL.split("\n")
+      .filter((text) => !text.startsWith(`  ${key}:`))
+      .join("\n");
+    const text = `${base}${line}---\n${DEPLOYMENT}`;
+    const problems = await problemsOf(text);
+    expect(problems).toContain(expected.replace(/^m\.yaml:\d+:/, `m.yaml:${lineOf(text, line)}:`));
+  });
+
+  it.each([
+    ["replicas 0", "  replicas: 0\n", "/spec/replicas: must be between 1 and 9, not 0"],
+    ["replicas 12", "  replicas: 12\n", "/spec/replicas: must be between 1 and 9, not 12"],
+    ["replicas as text", "  replicas: three\n", '/spec/replicas: must be an integer, not "three"'],
+    [
+      "build 0",
+      "  build: 0\n",
+      '/spec/build: must be "latest" or a build number (1 or more), not 0',
+    ],
+    [
+      "build 1.5",
+      "  build: 1.5\n",
+      '/spec/build: must be "latest" or a build number (1 or more), not 1.5',
+    ],
+    [
+      "build misspelt",
+      "  build: lastest\n",
+      '/spec/build: must be "latest" or a build number (1 or more), not "lastest"',
+    ],
+    [
+      "cpu nonsense",
+      "  resources: { cpu: lots }\n",
+      '/spec/resources/cpu: must be a Kubernetes quantity such as 1, 500m or "0.5", not "lots"',
+    ],
+    [
+      "negative timeout",
+      "  timeoutSeconds: -1\n",
+      "/spec/timeoutSeconds: must be between 1 and 3600, not -1",
+    ],
+    [
+      "env name",
+      "  env: { 1BAD: x }\n",
+      "/spec/env/1BAD: \"1BAD\" must be an environment variable name: letters, digits and '_', not starting with a digit",
+    ],
+    ["env value", "  env: { GOOD: 3 }\n", "/spec/env/GOOD: must be a string, not 3"],
+    ["missing model", "  model: null\n", "/spec/model: must be a string, not null"],
+  ])("reports a ModelDeployment's %s", async (_case, line, expected) => {
+    const key = line.trim().split(":")[0] as string;
+    const base = DEPLOYMENT.split("\n")
+      .filter((text) => !text.startsWith(`  ${key}:`))
+      .join("\n");
+    const problems = await problemsOf(`${MODEL}---\n${base}${line}`);
+    expect(problems.filter((problem) => problem.includes("ModelDeployment/"))).toEqual([
+      expect.stringContaining(`ModelDeployment/scorer ${expected}`),
+    ]);
+  });
+
+  it.each([
+    [
+      "a DNS-1123 name",
+      "metadata:\n  name: Scorer_1\n",
+      "Model/Scorer_1 /metadata/name: must be a DNS-1123 label",
+    ],
+    ["a missing name", "metadata: {}\n", 'Model/? /metadata/name: missing required field "name"'],
+    ["a missing spec", null, 'Model/scorer /spec: missing required field "spec"'],
+  ])("requires %s", async (_case, metadata, expected) => {
+    let text = MODEL;
+    if (metadata === null) text = MODEL.slice(0, MODEL.indexOf("spec:"));
+    else text = MODEL.replace("metadata:\n  name: scorer\n", metadata);
+    expect((await problemsOf(text)).join("\n")).toContain(expected);
+  });
+
+  it.each([
+    [
+      "a kind typo",
+      "kind: Modle\n",
+      'Modle/scorer /kind: kind is "Modle": modelship.dev/v1alpha1 has ModelRepository, Model, ModelBuild, ModelDeployment (did you mean "Model"?)',
+    ],
+    [
+      "an old apiVersion",
+      "apiVersion: modelship.dev/v1beta1\n",
+      'Model/scorer /apiVersion: apiVersion is "modelship.dev/v1beta1": Model is served as modelship.dev/v1alpha1',
+    ],
+    [
+      "a foreign apiVersion on our kind",
+      "apiVersion: apps/v1\n",
+      'Model/scorer /apiVersion: apiVersion is "apps/v1"',
+    ],
+  ])("rejects %s", async (_case, line, expected) => {
+    const key = line.split(":")[0] as string;
+    const text = MODEL.replace(new RegExp(`^${key}: .*\\n`, "m"), line);
+    expect((await problemsOf(text)).join("\n")).toContain(expected);
+  });
+
+  it("skips documents that are not modelship's", async () => {
+    const foreign = [
+      "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec: {replicas: 100}",
+      "name: ci\non: [push]\njobs: {}",
+      "- just\n- a list",
+      "",
+    ].join("\n---\n");
+    expect(await problemsOf(foreign)).toEqual([]);
+  });
+
+  it("rejects a committed ModelBuild, which the controller owns", async () => {
+    const build = MODEL.replace("kind: Model", "kind: ModelBuild");
+    expect(await problemsOf(build)).toEqual([
+      "m.yaml:2:7: ModelBuild/scorer /kind: ModelBuild objects are created by the controller; do not commit them",
+    ]);
+  });
+
+  it("finds duplicates per kind and namespace, not across them", async () => {
+    const inOtherNamespace = MODEL.replace("name: scorer", "name: scorer\n  namespace: team-b");
+    expect(await problemsOf(`${MODEL}---\n${DEPLOYMENT}---\n${inOtherNamespace}`)).toEqual([]);
+    expect(await problemsOf(`${MODEL}---\n${MODEL}---\n${DEPLOYMENT}`)).toEqual([
+      'm.yaml:13:9: Model/scorer /metadata/name: Model "scorer" in namespace default is already defined at m.yaml:4:9',
+    ]);
+  });
+
+  it("resolves a ModelDeployment's model in its own namespace", async () => {
+    const elsewhere = DEPLOYMENT.replace("name: scorer", "name: scorer\n  namespace: team-b");
+    expect(await problemsOf(`${MODEL}---\n${elsewhere}`)).toEqual([
+      'm.yaml:16:10: ModelDeployment/scorer /spec/model: Model "scorer" is not defined in namespace team-b; no Model is defined in this namespace',
+    ]);
+  });
+
+  it.each([
+    [
+      "missing source directory",
+      "  source: { path: lib }\n",
+      { "other/score.py": "" },
+      'source path "lib" is not a directory',
+    ],
+    [
+      "missing file",
+      "",
+      { "models/other.py": "" },
+      'file "score.py" not found in source path "models"',
+    ],
+    [
+      "missing build script",
+      "  buildScript: build.sh\n",
+      FILES,
+      'build script "build.sh" not found in models',
+    ],
+    [
+      "function only in a comment",
+      "",
+      { "models/score.py": "# def predict(args):\ndef other(a):\n  pass\n" },
+      'function "predict" is not defined at the top level of score.py; functions found: other',
+    ],
+    [
+      "method, not a top-level function",
+      "",
+      { "models/score.py": "class M:\n    def predict(self, args):\n        pass\n" },
+      "the file defines no function",
+    ],
+  ])("checks the Model's source: %s", async (_case, specLines, files, expected) => {
+    const problems = await problemsOf(modelWith(specLines), files);
+    expect(problems.join("\n")).toContain(expected);
+  });
+
+  it("takes source.path from the repository root and defaults it to the manifest's directory", async () => {
+    const moved = modelWith("  source: { path: src/scoring }\n");
+    expect(await problemsOf(moved, { "src/scoring/score.py": FILES["models/score.py"] })).toEqual(
+      [],
+    );
+    const elsewhere = { "score.py": FILES["models/score.py"], "models/README.md": "" };
+    expect(await problemsOf(modelWith(""), elsewhere)).toEqual([
+      'm.yaml:7:9: Model/scorer /spec/file: file "score.py" not found in source path "models"',
+    ]);
+  });
+
+  it("checks an R model's function", async () => {
+    const rModel = MODEL.replace("runtime: python3", "runtime: r").replace("score.py", "score.R");
+    expect(await problemsOf(`${rModel}---\n${DEPLOYMENT}`)).toEqual([]);
+    const wrongLanguage = MODEL.replace("score.py", "score.R");
+    expect((await problemsOf(`${wrongLanguage}---\n${DEPLOYMENT}`)).join("\n")).toContain(
+      'runtime python3 loads .py files, not "score.R"',
+    );
+    const misnamed = rModel.replace("function: predict", "function: Predict");
+    expect((await problemsOf(misnamed)).join("\n")).toContain(
+      'function "Predict" is not assigned a function at the top level of score.R (did you mean "predict"?)',
+    );
+  });
+
+  it("checks that inputSchema is a JSON Schema and that the example passes it", async () => {
+    const schema = "  inputSchema: { type: object, required: [x] }\n";
+    expect(await problemsOf(modelWith(`${schema}  example: { input: { x: 1 } }\n`))).toEqual([]);
+    expect(
+      (await problemsOf(modelWith(`${schema}  example: { input: { y: 1 } }\n`))).join("\n"),
+    ).toContain(
+      "/spec/example/input: example input does not match inputSchema: input must have required property 'x'",
+    );
+    expect((await problemsOf(modelWith("  inputSchema: { type: objekt }\n"))).join("\n")).toContain(
+      "/spec/inputSchema: not a valid JSON Schema",
+    );
+  });
+});
+
+function lineOf(text: string, line: string): number {
+  return text.split("\n").indexOf(line.replace(/\n$/, "")) + 1;
+}
