@@ -13,6 +13,11 @@ describe("modelship validate", () => {
     expect(run.stdout).toBe("6 objects in 3 files: valid\n");
   });
 
+  it("reads a file once when paths overlap", () => {
+    const run = runCli(["validate", "manifests/examples", "manifests/examples/iris/model.yaml"]);
+    expect(run.stdout).toBe("6 objects in 3 files: valid\n");
+  });
+
   it("gives one precise line per broken manifest, and exit 1", () => {
     const run = runCli(["validate", "test/fixtures/invalid"]);
     expect(run.exitCode).toBe(1);

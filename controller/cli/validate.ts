@@ -87,21 +87,21 @@ export async function runValidate(args: string[], output: Output): Promise<Comma
 
   // Paths of one repository are validated together: references between them must resolve.
   const byRoot = new Map<string, ManifestSource[]>();
-  let fileCount = 0;
+  // Overlapping paths (`validate . manifests/`) must not count a file twice.
+  const seenFiles = new Set<string>();
   for (const path of positionals.length ? positionals : ["."]) {
     const absolute = resolve(cwd, path);
     if (!existsSync(absolute)) throw new Error(`${path}: no such file or directory`);
     const root = repositoryRootOf(absolute, (await stat(absolute)).isFile());
     const sources = byRoot.get(root) ?? [];
     for (const file of await yamlFilesBelow(absolute)) {
-      if (sources.some((source) => source.repoPath === relative(root, file).split(sep).join("/")))
-        continue;
+      if (seenFiles.has(file)) continue;
+      seenFiles.add(file);
       sources.push({
         file: relative(cwd, file),
         repoPath: relative(root, file).split(sep).join("/"),
         text: await readFile(file, "utf8"),
       });
-      fileCount++;
     }
     byRoot.set(root, sources);
   }
@@ -118,7 +118,7 @@ export async function runValidate(args: string[], output: Output): Promise<Comma
     output.out(`${JSON.stringify(problems, null, 2)}\n`);
   } else {
     for (const problem of problems) output.out(`${formatProblem(problem)}\n`);
-    const summary = `${objects} object${objects === 1 ? "" : "s"} in ${fileCount} file${fileCount === 1 ? "" : "s"}`;
+    const summary = `${objects} object${objects === 1 ? "" : "s"} in ${seenFiles.size} file${seenFiles.size === 1 ? "" : "s"}`;
     if (problems.length)
       output.err(`${problems.length} problem${problems.length === 1 ? "" : "s"} (${summary})\n`);
     else output.out(`${summary}: valid\n`);

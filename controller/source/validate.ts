@@ -75,8 +75,16 @@ function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
+/** The object a problem belongs to; its kind may be one we do not know (a typo). */
+interface ProblemSubject {
+  document: ManifestDocument;
+  kind: string;
+  name: string | undefined;
+  namespace: string;
+}
+
 function problemAt(
-  candidate: Pick<Candidate, "document" | "kind" | "name" | "namespace">,
+  candidate: ProblemSubject,
   pointer: string,
   rule: Rule,
   message: string,
@@ -122,16 +130,12 @@ export function identify(
   const label = { document, name, namespace };
 
   if (!ourKind) {
-    const shown = typeof kindValue === "string" ? `"${kindValue}"` : "missing";
-    return {
-      problems: [
-        {
-          ...problemAt({ ...label, kind: "Model" }, "/kind", "kind", ""),
-          kind: typeof kindValue === "string" ? kindValue : "?",
-          message: `kind is ${shown}: ${GROUP_VERSION} has ${KINDS.join(", ")}${typeof kindValue === "string" ? didYouMean(kindValue, KINDS) : ""}`,
-        },
-      ],
-    };
+    const named = typeof kindValue === "string";
+    const shown = named ? `"${kindValue}"` : "missing";
+    const hint = named ? didYouMean(kindValue, KINDS) : "";
+    const message = `kind is ${shown}: ${GROUP_VERSION} has ${KINDS.join(", ")}${hint}`;
+    const subject = { ...label, kind: named ? kindValue : "?" };
+    return { problems: [problemAt(subject, "/kind", "kind", message)] };
   }
   const kind = kindValue as Kind;
   const candidate: Candidate = { document, repoPath, kind, object, name, namespace };
@@ -188,6 +192,8 @@ export function schemaProblems(candidate: Candidate, errors: ErrorObject[]): Pro
     if (anyOfPaths.some((prefix) => error.schemaPath.startsWith(prefix))) continue;
     // apiVersion and kind were judged by identify().
     if (error.instancePath === "/apiVersion" || error.instancePath === "/kind") continue;
+    // propertyNames reports the bad name, then again the pattern it broke: keep the first.
+    if (error.propertyName !== undefined && error.keyword !== "propertyNames") continue;
     const parent = (error.parentSchema ?? {}) as JsonSchema;
     let pointer = error.instancePath;
     let rule: Rule = "schema";
@@ -241,9 +247,7 @@ export function schemaProblems(candidate: Candidate, errors: ErrorObject[]): Pro
       default:
         message = error.message ?? `fails ${error.keyword}`;
     }
-    // propertyNames reports both the name and the pattern it broke: keep one line per place.
     const identity = `${pointer}\u0000${message}`;
-    if (error.propertyName !== undefined && error.keyword !== "propertyNames") continue;
     if (seen.has(identity)) continue;
     seen.add(identity);
     problems.push(problemAt(candidate, pointer, rule, message, { key }));
@@ -318,10 +322,6 @@ export function modelSourcePath(candidate: Pick<Candidate, "object" | "repoPath"
   return posix.normalize(declared).replace(/\/+$/, "") || ".";
 }
 
-function buildScriptCandidates(spec: Record<string, unknown>): string[] {
-  return typeof spec.buildScript === "string" ? [spec.buildScript] : [];
-}
-
 export async function modelSourceProblems(
   candidate: Candidate,
   tree: SourceTree,
@@ -347,17 +347,21 @@ export async function modelSourceProblems(
       ),
     ];
   }
-  for (const script of buildScriptCandidates(spec)) {
-    if ((await tree.readText(posix.join(sourcePath, script))) === undefined) {
-      problems.push(
-        at(
-          "/spec/buildScript",
-          "build-script",
-          `build script "${script}" not found in ${sourcePath}`,
-        ),
-      );
-    }
+  // Only a named script must exist; the defaults (build.sh, cdsw-build.sh) are optional.
+  const script = spec.buildScript;
+  if (
+    typeof script === "string" &&
+    (await tree.readText(posix.join(sourcePath, script))) === undefined
+  ) {
+    problems.push(
+      at(
+        "/spec/buildScript",
+        "build-script",
+        `build script "${script}" not found in ${sourcePath}`,
+      ),
+    );
   }
+
   if (typeof file !== "string" || (runtime !== "python3" && runtime !== "r")) return problems;
 
   const extensions = RUNTIME_EXTENSIONS[runtime];
