@@ -1,0 +1,126 @@
+// Starts a language worker (runtime/python or runtime/r) and speaks its protocol: requests on the
+// worker's fd 3, answers on its fd 4, one JSON object per line (docs/workers.md). The user's
+// stdout and stderr are handed to the caller line by line, for the replica's log.
+import { type ChildProcess, spawn } from "node:child_process";
+import { once } from "node:events";
+import { createInterface } from "node:readline";
+import type { Readable, Writable } from "node:stream";
+import { fileURLToPath } from "node:url";
+
+export type Runtime = "python3" | "r";
+
+export interface WorkerError {
+  type: string;
+  message: string;
+  traceback?: string;
+}
+
+export type WorkerAnswer =
+  | { id: number; ok: true; response: unknown }
+  | { id: number; ok: false; error: WorkerError };
+
+export type WorkerStart =
+  | { type: "ready"; protocol: number; runtime: Runtime }
+  | { type: "load_error"; error: WorkerError }
+  | { type: "exited"; code: number | null; signal: NodeJS.Signals | null };
+
+export interface WorkerOptions {
+  runtime: Runtime;
+  file: string;
+  functionName: string;
+  /** Working directory of the model's code. */
+  cwd: string;
+  env?: NodeJS.ProcessEnv;
+  /** Each line the user's code prints, tagged with its stream. */
+  onOutput?: (stream: "stdout" | "stderr", line: string) => void;
+}
+
+const PYTHON_PACKAGE_DIR = fileURLToPath(new URL("../../runtime/python/", import.meta.url));
+const R_WORKER = fileURLToPath(new URL("../../runtime/r/worker.R", import.meta.url));
+
+function commandOf(options: WorkerOptions): [string, string[]] {
+  const target = ["--file", options.file, "--function", options.functionName];
+  return options.runtime === "python3"
+    ? ["python3", ["-m", "modelship.worker", ...target]]
+    : ["Rscript", ["--vanilla", R_WORKER, ...target]];
+}
+
+export class WorkerProcess {
+  readonly child: ChildProcess;
+  /** Resolves once: the function is loaded, or it could not be, or the process died first. */
+  readonly started: Promise<WorkerStart>;
+  private readonly requests: Writable;
+  private readonly pending = new Map<number, (answer: WorkerAnswer | undefined) => void>();
+  private nextId = 1;
+
+  constructor(options: WorkerOptions) {
+    const [command, args] = commandOf(options);
+    const pythonPath = [PYTHON_PACKAGE_DIR, options.env?.PYTHONPATH ?? process.env.PYTHONPATH]
+      .filter(Boolean)
+      .join(":");
+    this.child = spawn(command, args, {
+      cwd: options.cwd,
+      env: { ...process.env, ...options.env, PYTHONPATH: pythonPath },
+      // fd 3 carries requests to the worker, fd 4 its answers back.
+      stdio: ["ignore", "pipe", "pipe", "pipe", "pipe"],
+    });
+    this.requests = this.child.stdio[3] as Writable;
+    // A worker that dies leaves its request pipe broken; the exit is reported through `started`
+    // and the pending calls, not as an unhandled stream error.
+    this.requests.on("error", () => {});
+
+    for (const stream of ["stdout", "stderr"] as const) {
+      const lines = createInterface({ input: this.child[stream] as Readable });
+      lines.on("line", (line) => options.onOutput?.(stream, line));
+    }
+
+    const answers = createInterface({ input: this.child.stdio[4] as Readable });
+    this.started = new Promise<WorkerStart>((resolve) => {
+      answers.on("line", (line) => {
+        const message = JSON.parse(line) as WorkerStart | WorkerAnswer;
+        if ("type" in message) {
+          resolve(message);
+          return;
+        }
+        const settle = this.pending.get(message.id);
+        this.pending.delete(message.id);
+        settle?.(message);
+      });
+      this.child.once("exit", (code, signal) => {
+        resolve({ type: "exited", code, signal });
+        // Close our end of the request pipe: the R worker's relay (`cat <&3`) outlives R and
+        // exits only on end of file.
+        this.requests.destroy();
+        // Whatever was in flight has no answer coming.
+        for (const settle of this.pending.values()) settle(undefined);
+        this.pending.clear();
+      });
+    });
+  }
+
+  /** Sends one request; resolves with the answer, or undefined when the worker exits first. */
+  call(request: unknown): Promise<WorkerAnswer | undefined> {
+    if (this.exited) return Promise.resolve(undefined);
+    const id = this.nextId++;
+    return new Promise((resolve) => {
+      this.pending.set(id, resolve);
+      this.requests.write(`${JSON.stringify({ id, request })}\n`);
+    });
+  }
+
+  /** Closes the request pipe (the worker then exits by itself) and waits for the exit. */
+  async stop(): Promise<void> {
+    if (this.exited) return;
+    const exited = once(this.child, "exit");
+    this.requests.end();
+    await exited;
+  }
+
+  get exited(): boolean {
+    return this.child.exitCode !== null || this.child.signalCode !== null;
+  }
+
+  kill(): void {
+    this.child.kill("SIGKILL");
+  }
+}

@@ -1,0 +1,121 @@
+"""The Python worker: loads the user's file, finds the function, then answers requests.
+
+It talks to the replica agent over two dedicated pipes (by default fd 3 for requests and fd 4
+for answers), one JSON object per line, so that the user's own prints on stdout and stderr stay
+free for the logs. See docs/workers.md for the protocol.
+
+    python3 -m modelship.worker --file predict.py --function predict
+"""
+
+import argparse
+import importlib.util
+import inspect
+import json
+import os
+import sys
+import traceback
+
+from modelship import PROTOCOL_VERSION
+
+#: Exit status when the model cannot be loaded: the agent reports the error and does not retry.
+EXIT_LOAD_ERROR = 3
+
+
+def _json_default(value):
+    """Encodes what json cannot by itself but models often return: numpy scalars and arrays."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def _encode(message):
+    # allow_nan=False: NaN and Infinity are not JSON, and the agent must be able to parse
+    # every line.
+    return json.dumps(message, default=_json_default, allow_nan=False, separators=(",", ":"))
+
+
+def _error(exc, with_traceback):
+    error = {"type": type(exc).__name__, "message": str(exc)}
+    if with_traceback:
+        error["traceback"] = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return error
+
+
+def _functions_in(module):
+    return sorted(
+        name
+        for name, value in vars(module).items()
+        if inspect.isfunction(value) and not name.startswith("_")
+    )
+
+
+def load_function(path, function_name):
+    """Imports the file as a module and returns the function; raises LookupError if absent."""
+    directory = os.path.dirname(os.path.abspath(path))
+    # The model's own modules (helpers beside predict.py) must be importable, as in a script.
+    if directory not in sys.path:
+        sys.path.insert(0, directory)
+    spec = importlib.util.spec_from_file_location("__model__", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path} as Python")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["__model__"] = module
+    spec.loader.exec_module(module)
+    function = getattr(module, function_name, None)
+    if not callable(function):
+        found = _functions_in(module)
+        listed = ", ".join(found) if found else "none"
+        raise LookupError(
+            f"function {function_name!r} is not defined in {os.path.basename(path)}; "
+            f"functions found: {listed}"
+        )
+    return function
+
+
+def serve(function, requests, answers, with_traceback=False):
+    """Answers each request line with one answer line, until the requests pipe closes."""
+    for line in requests:
+        if not line.strip():
+            continue
+        message = json.loads(line)
+        answer = {"id": message.get("id")}
+        try:
+            answer["ok"] = True
+            answer["response"] = function(message.get("request"))
+            text = _encode(answer)
+        except Exception as exc:  # the user's function raised, or returned something not JSON
+            text = _encode({"id": message.get("id"), "ok": False, "error": _error(exc, with_traceback)})
+        answers.write(text + "\n")
+        answers.flush()
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="modelship.worker")
+    parser.add_argument("--file", required=True)
+    parser.add_argument("--function", required=True)
+    parser.add_argument("--request-fd", type=int, default=int(os.environ.get("MODELSHIP_REQUEST_FD", "3")))
+    parser.add_argument("--answer-fd", type=int, default=int(os.environ.get("MODELSHIP_ANSWER_FD", "4")))
+    args = parser.parse_args(argv)
+    with_traceback = os.environ.get("MODELSHIP_TRACEBACKS") == "1"
+
+    # Prints reach the agent's log at once, not when a pipe buffer fills.
+    sys.stdout.reconfigure(line_buffering=True)
+    requests = os.fdopen(args.request_fd, "r", encoding="utf-8")
+    answers = os.fdopen(args.answer_fd, "w", encoding="utf-8")
+
+    try:
+        function = load_function(args.file, args.function)
+    except BaseException as exc:  # a SyntaxError or a sys.exit() in the user's file, too
+        answers.write(_encode({"type": "load_error", "error": _error(exc, with_traceback)}) + "\n")
+        answers.flush()
+        return EXIT_LOAD_ERROR
+    answers.write(_encode({"type": "ready", "protocol": PROTOCOL_VERSION, "runtime": "python3"}) + "\n")
+    answers.flush()
+    serve(function, requests, answers, with_traceback)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
