@@ -1,5 +1,6 @@
 // The `modelship` command line: one entry point, one subcommand per job.
 import { type CommandResult, type Output, processOutput } from "./output.ts";
+import { runReplica } from "./replica.ts";
 import { runValidate } from "./validate.ts";
 
 interface Command {
@@ -11,6 +12,10 @@ const COMMANDS: Record<string, Command> = {
   validate: {
     summary: "check manifests: schema, names, references, model files and functions",
     run: runValidate,
+  },
+  replica: {
+    summary: "run one replica of a model: a worker behind HTTP, one request at a time",
+    run: runReplica,
   },
 };
 

@@ -86,11 +86,13 @@ export class WorkerProcess {
         this.pending.delete(message.id);
         settle?.(message);
       });
-      this.child.once("exit", (code, signal) => {
+      // Close our end of the request pipe: the R worker's relay (`cat <&3`) outlives R and
+      // exits only on end of file, and "close" waits for it.
+      this.child.once("exit", () => this.requests.destroy());
+      // "close" comes after the last line on every pipe has been read, so a load error or an
+      // answer written just before the exit is never taken for a silent death.
+      this.child.once("close", (code, signal) => {
         resolve({ type: "exited", code, signal });
-        // Close our end of the request pipe: the R worker's relay (`cat <&3`) outlives R and
-        // exits only on end of file.
-        this.requests.destroy();
         // Whatever was in flight has no answer coming.
         for (const settle of this.pending.values()) settle(undefined);
         this.pending.clear();
@@ -98,20 +100,23 @@ export class WorkerProcess {
     });
   }
 
-  /** Sends one request; resolves with the answer, or undefined when the worker exits first. */
-  call(request: unknown): Promise<WorkerAnswer | undefined> {
+  /**
+   * Sends one request; resolves with the answer, or undefined when the worker exits first.
+   * `uuid` names the prediction, for the metrics the function tracks (docs/workers.md).
+   */
+  call(request: unknown, uuid?: string): Promise<WorkerAnswer | undefined> {
     if (this.exited) return Promise.resolve(undefined);
     const id = this.nextId++;
     return new Promise((resolve) => {
       this.pending.set(id, resolve);
-      this.requests.write(`${JSON.stringify({ id, request })}\n`);
+      this.requests.write(`${JSON.stringify({ id, uuid, request })}\n`);
     });
   }
 
   /** Closes the request pipe (the worker then exits by itself) and waits for the exit. */
   async stop(): Promise<void> {
     if (this.exited) return;
-    const exited = once(this.child, "exit");
+    const exited = once(this.child, "close");
     this.requests.end();
     await exited;
   }

@@ -12,7 +12,9 @@ import importlib.util
 import inspect
 import json
 import os
+import queue
 import sys
+import threading
 import traceback
 
 from modelship import PROTOCOL_VERSION
@@ -74,11 +76,52 @@ def load_function(path, function_name):
     return function
 
 
+class _RequestReader:
+    """Reads request lines on a thread of their own, so that the worker knows at every moment how
+    many requests it holds: one being answered plus any the agent sent before that answer. The
+    agent promises one at a time; `in_flight()` above 1 means it broke that promise."""
+
+    def __init__(self, requests):
+        self._lines = queue.Queue()
+        self._received = 0
+        self._answered = 0
+        self._lock = threading.Lock()
+        thread = threading.Thread(target=self._read, args=(requests,), daemon=True)
+        thread.start()
+
+    def _read(self, requests):
+        for line in requests:
+            if line.strip():
+                with self._lock:
+                    self._received += 1
+                self._lines.put(line)
+        self._lines.put(None)  # the agent closed the pipe: time to exit
+
+    def __iter__(self):
+        return iter(self._lines.get, None)
+
+    def answered(self):
+        with self._lock:
+            self._answered += 1
+
+    def in_flight(self):
+        with self._lock:
+            return self._received - self._answered
+
+
+_reader = None
+
+
+def requests_in_flight():
+    """How many requests this worker holds now, the one being answered included (normally 1)."""
+    return _reader.in_flight() if _reader is not None else 0
+
+
 def serve(function, requests, answers, with_traceback=False):
     """Answers each request line with one answer line, until the requests pipe closes."""
-    for line in requests:
-        if not line.strip():
-            continue
+    global _reader
+    _reader = _RequestReader(requests)
+    for line in _reader:
         message = json.loads(line)
         answer = {"id": message.get("id")}
         try:
@@ -87,6 +130,8 @@ def serve(function, requests, answers, with_traceback=False):
             text = _encode(answer)
         except Exception as exc:  # the user's function raised, or returned something not JSON
             text = _encode({"id": message.get("id"), "ok": False, "error": _error(exc, with_traceback)})
+        # Counted before it is sent: the agent may send the next request as soon as it reads this.
+        _reader.answered()
         answers.write(text + "\n")
         answers.flush()
 

@@ -1,0 +1,53 @@
+// The data plane's error registry (DESIGN §6): every error a caller can get, with a stable code
+// and its HTTP status. The gateway and the replica agent answer only with these codes, and
+// docs/gateway.md lists them; a test reaches each one.
+
+export const CALLER_ERRORS = {
+  "request.invalid_json": 400,
+  "request.too_large": 413,
+  "request.invalid_input": 400,
+  "auth.missing_key": 401,
+  "auth.invalid_key": 401,
+  "auth.expired_key": 401,
+  "auth.forbidden": 403,
+  "model.not_found": 404,
+  "model.stopped": 503,
+  "model.busy": 429,
+  "model.timeout": 504,
+  "model.error": 500,
+  "model.unexpected_shutdown": 502,
+} as const;
+
+/**
+ * Answers only the replica agent gives, to whoever calls it directly: a gateway that gets one
+ * tries another replica, so callers of the gateway never see them.
+ */
+export const REPLICA_ERRORS = {
+  "replica.busy": 503,
+  "replica.not_ready": 503,
+} as const;
+
+export type CallerErrorCode = keyof typeof CALLER_ERRORS;
+export type ReplicaErrorCode = keyof typeof REPLICA_ERRORS;
+export type ErrorCode = CallerErrorCode | ReplicaErrorCode;
+
+export const ERROR_STATUS: Record<ErrorCode, number> = { ...CALLER_ERRORS, ...REPLICA_ERRORS };
+
+/** The `error` member of the answer body when `success` is false. */
+export interface ErrorBody {
+  success: false;
+  error: ErrorCode;
+  /** A sentence a person can act on: what failed and what to do. */
+  message: string;
+  /** When the function raised (`model.error`): its exception. */
+  exception?: { type: string; message: string; traceback?: string };
+  replicaId?: string;
+  uuid?: string;
+  /** For `request.invalid_input`: where the request differs from the model's inputSchema. */
+  problems?: string[];
+}
+
+/** Header that carries the answer's code (`ok` or an error code), so that a proxy need not parse the body. */
+export const CODE_HEADER = "x-modelship-code";
+/** Header that carries the prediction's uuid from the gateway to the replica. */
+export const UUID_HEADER = "x-modelship-uuid";

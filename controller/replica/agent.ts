@@ -1,0 +1,346 @@
+// The replica agent's core: it keeps one language worker alive, hands it one request at a time,
+// and turns what happens into an answer with a stable code (controller/api/errors.ts). The HTTP
+// side is in agent-server.ts; this file does no I/O of its own besides the worker.
+import { ERROR_STATUS, type ErrorBody, type ErrorCode } from "../api/errors.ts";
+import { LogRing } from "./log-ring.ts";
+import { type Runtime, type WorkerError, WorkerProcess } from "./worker-process.ts";
+
+export interface ReplicaOptions {
+  replicaId: string;
+  runtime: Runtime;
+  /** The model's file, relative to `directory`. */
+  file: string;
+  functionName: string;
+  /** The model's source directory: the worker's working directory. */
+  directory: string;
+  env?: NodeJS.ProcessEnv;
+  /** A call that runs longer has its worker killed and restarted: `504 model.timeout`. */
+  timeoutSeconds: number;
+  /** First wait before restarting a worker that died, doubled on each crash in a row. */
+  restartBackoffMs?: number;
+  /** The longest wait between restarts. */
+  maxRestartBackoffMs?: number;
+  logCapacity?: number;
+  /** Send exception tracebacks to callers (`MODELSHIP_TRACEBACKS=1` in the worker). */
+  tracebacks?: boolean;
+}
+
+export interface ReplicaStats {
+  /** Every predict call. */
+  received: number;
+  /** Calls handed to the worker that came to an end: success, failure, timeout or shutdown. */
+  processed: number;
+  /** Answered with the function's result. */
+  success: number;
+  /** The function raised, or returned something that is not JSON (`model.error`). */
+  failure: number;
+  /** Failed for another reason: invalid JSON, timeout, the worker died. */
+  error: number;
+  /** Turned away because a call was in flight (`replica.busy`). */
+  busy: number;
+  /** Turned away because no worker was ready (`replica.not_ready`). */
+  notReady: number;
+  /** Workers started after the first one. */
+  restarts: number;
+}
+
+export type ReplicaState = "starting" | "ready" | "restarting" | "failed" | "stopped";
+
+/** An answer ready for the wire: the body is the caller's JSON, already encoded. */
+export interface ReplicaAnswer {
+  status: number;
+  code: "ok" | ErrorCode;
+  body: string;
+  /** How long the worker took, for answers the worker gave (or failed to give). */
+  workerSeconds?: number;
+}
+
+const DEFAULT_RESTART_BACKOFF_MS = 100;
+const DEFAULT_MAX_RESTART_BACKOFF_MS = 10_000;
+
+export class ReplicaAgent {
+  readonly options: ReplicaOptions;
+  readonly log: LogRing;
+  readonly stats: ReplicaStats = {
+    received: 0,
+    processed: 0,
+    success: 0,
+    failure: 0,
+    error: 0,
+    busy: 0,
+    notReady: 0,
+    restarts: 0,
+  };
+  private worker: WorkerProcess | undefined;
+  private generation = 0;
+  private stateNow: ReplicaState = "starting";
+  /** Why the worker cannot serve: the load error, or the last exit. */
+  private problem: string | undefined;
+  private inFlight = false;
+  private crashesInARow = 0;
+  private restartTimer: NodeJS.Timeout | undefined;
+  private readonly readyWaiters = new Set<() => void>();
+
+  constructor(options: ReplicaOptions) {
+    this.options = options;
+    this.log = new LogRing(options.logCapacity);
+  }
+
+  get state(): ReplicaState {
+    return this.stateNow;
+  }
+
+  get ready(): boolean {
+    return this.stateNow === "ready";
+  }
+
+  /** Why the replica is not ready, when it is not. */
+  get notReadyReason(): string | undefined {
+    return this.ready ? undefined : (this.problem ?? `the worker is ${this.stateNow}`);
+  }
+
+  get workerPid(): number | undefined {
+    return this.worker?.child.pid;
+  }
+
+  /** Starts the first worker. The replica is ready once it has loaded the function. */
+  start(): void {
+    this.startWorker();
+  }
+
+  /** Resolves when the replica is ready, or rejects when its function cannot load. */
+  whenReady(): Promise<void> {
+    if (this.ready) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const check = () => {
+        if (this.ready) {
+          this.readyWaiters.delete(check);
+          resolve();
+        } else if (this.stateNow === "failed" || this.stateNow === "stopped") {
+          this.readyWaiters.delete(check);
+          reject(new Error(this.notReadyReason));
+        }
+      };
+      this.readyWaiters.add(check);
+    });
+  }
+
+  private setState(state: ReplicaState): void {
+    this.stateNow = state;
+    for (const check of [...this.readyWaiters]) check();
+  }
+
+  private note(line: string): void {
+    this.log.append("agent", this.generation, line);
+  }
+
+  private startWorker(): void {
+    this.generation += 1;
+    const generation = this.generation;
+    const { options } = this;
+    const worker = new WorkerProcess({
+      runtime: options.runtime,
+      file: options.file,
+      functionName: options.functionName,
+      cwd: options.directory,
+      env: { ...options.env, ...(options.tracebacks ? { MODELSHIP_TRACEBACKS: "1" } : {}) },
+      onOutput: (stream, line) => this.log.append(stream, generation, line),
+    });
+    this.worker = worker;
+    this.setState(generation === 1 ? "starting" : "restarting");
+    this.note(`worker ${generation} started (pid ${worker.child.pid})`);
+
+    worker.started.then((started) => {
+      if (this.worker !== worker) return;
+      if (started.type === "ready") {
+        this.problem = undefined;
+        this.setState("ready");
+        this.note(
+          `worker ${generation} is ready: ${options.functionName} loaded from ${options.file}`,
+        );
+      } else if (started.type === "load_error") {
+        // Loading the same file again fails the same way: no restart loop, a clear reason.
+        this.problem = `cannot load ${options.functionName} from ${options.file}: ${started.error.type}: ${started.error.message}`;
+        this.note(this.problem);
+        this.setState("failed");
+      }
+    });
+    // "close", not "exit": by then the worker's last lines (a load error) have been read.
+    worker.child.once("close", (code, signal) => {
+      if (this.worker !== worker || this.stateNow === "stopped" || this.stateNow === "failed") {
+        return;
+      }
+      const how = signal ? `signal ${signal}` : `code ${code}`;
+      this.problem = `worker ${generation} exited with ${how}`;
+      this.note(this.problem);
+      this.scheduleRestart();
+    });
+  }
+
+  /** Restarts after a crash, waiting longer after each crash in a row (reset by a good call). */
+  private scheduleRestart(): void {
+    this.setState("restarting");
+    const delay = restartDelayMs(
+      this.crashesInARow,
+      this.options.restartBackoffMs ?? DEFAULT_RESTART_BACKOFF_MS,
+      this.options.maxRestartBackoffMs ?? DEFAULT_MAX_RESTART_BACKOFF_MS,
+    );
+    this.crashesInARow += 1;
+    this.note(`restarting in ${delay} ms`);
+    this.restartTimer = setTimeout(() => this.restart(), delay);
+  }
+
+  private restart(): void {
+    this.restartTimer = undefined;
+    if (this.stateNow === "stopped" || this.stateNow === "failed") return;
+    this.stats.restarts += 1;
+    this.startWorker();
+  }
+
+  /** Calls the function with one request (JSON text), unless a call is already in flight. */
+  async predict(requestText: string, uuid?: string): Promise<ReplicaAnswer> {
+    this.stats.received += 1;
+    if (this.inFlight) {
+      this.stats.busy += 1;
+      return this.fail(
+        "replica.busy",
+        "this replica is answering another request; each replica takes one at a time",
+        uuid,
+      );
+    }
+    const worker = this.worker;
+    if (!this.ready || worker === undefined) {
+      this.stats.notReady += 1;
+      return this.fail(
+        "replica.not_ready",
+        `this replica cannot take requests yet: ${this.notReadyReason}`,
+        uuid,
+      );
+    }
+    let request: unknown;
+    try {
+      request = JSON.parse(requestText);
+    } catch (error) {
+      this.stats.error += 1;
+      return this.fail(
+        "request.invalid_json",
+        `the request body is not JSON: ${(error as Error).message}`,
+        uuid,
+      );
+    }
+
+    this.inFlight = true;
+    const started = performance.now();
+    try {
+      const answer = await this.callWithTimeout(worker, request, uuid);
+      const workerSeconds = (performance.now() - started) / 1000;
+      this.stats.processed += 1;
+      if (answer === "timeout") {
+        this.stats.error += 1;
+        return {
+          ...this.fail(
+            "model.timeout",
+            `the function ran longer than timeoutSeconds (${this.options.timeoutSeconds} s); its worker was restarted`,
+            uuid,
+          ),
+          workerSeconds,
+        };
+      }
+      if (answer === undefined) {
+        this.stats.error += 1;
+        return {
+          ...this.fail(
+            "model.unexpected_shutdown",
+            `the worker exited while answering (${this.problem ?? "no exit status"}); it is being restarted — see the replica's log`,
+            uuid,
+          ),
+          workerSeconds,
+        };
+      }
+      // A worker that answers is healthy: the next crash restarts it without a long wait.
+      this.crashesInARow = 0;
+      if (answer.ok) {
+        this.stats.success += 1;
+        const body = `{"success":true,"response":${JSON.stringify(answer.response)},"replicaId":${JSON.stringify(this.options.replicaId)}${uuid ? `,"uuid":${JSON.stringify(uuid)}` : ""}}`;
+        return { status: 200, code: "ok", body, workerSeconds };
+      }
+      this.stats.failure += 1;
+      return {
+        ...this.fail("model.error", exceptionMessage(answer.error), uuid, answer.error),
+        workerSeconds,
+      };
+    } finally {
+      this.inFlight = false;
+    }
+  }
+
+  private async callWithTimeout(
+    worker: WorkerProcess,
+    request: unknown,
+    uuid: string | undefined,
+  ): Promise<Awaited<ReturnType<WorkerProcess["call"]>> | "timeout"> {
+    let timer: NodeJS.Timeout | undefined;
+    const overrun = new Promise<"timeout">((resolve) => {
+      timer = setTimeout(() => resolve("timeout"), this.options.timeoutSeconds * 1000);
+    });
+    try {
+      const outcome = await Promise.race([worker.call(request, uuid), overrun]);
+      if (outcome === "timeout") this.killForTimeout(worker);
+      return outcome;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** A worker stuck in the function cannot be interrupted politely: kill it, start a fresh one. */
+  private killForTimeout(worker: WorkerProcess): void {
+    this.note(
+      `a call ran past timeoutSeconds (${this.options.timeoutSeconds} s); killing worker ${this.generation}`,
+    );
+    // Detach it first, so that its exit is not taken for a crash (no backoff for a timeout).
+    this.worker = undefined;
+    worker.kill();
+    this.restart();
+  }
+
+  private fail(
+    code: ErrorCode,
+    message: string,
+    uuid: string | undefined,
+    exception?: WorkerError,
+  ): ReplicaAnswer {
+    const body: ErrorBody = {
+      success: false,
+      error: code,
+      message,
+      replicaId: this.options.replicaId,
+    };
+    if (uuid) body.uuid = uuid;
+    if (exception) body.exception = exception;
+    return { status: ERROR_STATUS[code], code, body: JSON.stringify(body) };
+  }
+
+  /** Waits for the call in flight (at most `graceMs`), then stops the worker. */
+  async stop(graceMs = 0): Promise<void> {
+    const deadline = Date.now() + graceMs;
+    while (this.inFlight && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    this.setState("stopped");
+    clearTimeout(this.restartTimer);
+    const worker = this.worker;
+    if (worker === undefined) return;
+    this.note(`stopping worker ${this.generation}`);
+    if (this.inFlight) worker.kill();
+    await worker.stop();
+  }
+}
+
+/** Exponential backoff: `base` after the first crash, doubled per crash in a row, at most `ceiling`. */
+export function restartDelayMs(crashesBefore: number, base: number, ceiling: number): number {
+  return Math.min(base * 2 ** crashesBefore, ceiling);
+}
+
+function exceptionMessage(error: WorkerError): string {
+  return `the function raised ${error.type}: ${error.message}`;
+}
