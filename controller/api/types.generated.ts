@@ -137,6 +137,8 @@ export interface ModelSpec {
   authentication?: {
     /** Require a model API key (`Authorization: Bearer <key>`) on every call, besides the model's access key. */
     enabled?: boolean;
+    /** Users whose API keys may call the model (CDSW's project collaborators). Absent: any user with a valid API key. A key of another user gets `403 auth.forbidden`. */
+    users?: string[];
   };
 }
 

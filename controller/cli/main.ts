@@ -1,4 +1,6 @@
 // The `modelship` command line: one entry point, one subcommand per job.
+
+import { runGateway } from "./gateway.ts";
 import { type CommandResult, type Output, processOutput } from "./output.ts";
 import { runReplica } from "./replica.ts";
 import { runValidate } from "./validate.ts";
@@ -16,6 +18,10 @@ const COMMANDS: Record<string, Command> = {
   replica: {
     summary: "run one replica of a model: a worker behind HTTP, one request at a time",
     run: runReplica,
+  },
+  gateway: {
+    summary: "answer calls to models: queue, keys, one call per replica at a time",
+    run: runGateway,
   },
 };
 

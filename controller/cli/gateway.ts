@@ -1,0 +1,77 @@
+// `modelship gateway --config FILE`: the gateway on its own, fed by a file (docs/gateway.md).
+// The platforms run the same Gateway in process and feed it themselves.
+import { unwatchFile, watchFile } from "node:fs";
+import { readFile } from "node:fs/promises";
+import { parseArgs } from "node:util";
+import { parseGatewayConfig } from "../gateway/config.ts";
+import { Gateway } from "../gateway/gateway.ts";
+import type { CommandResult, Output } from "./output.ts";
+import { listen, parsePort, parsePositive, untilStopSignal } from "./serve.ts";
+
+export const GATEWAY_HELP = `Usage: modelship gateway --config FILE [--port PORT] [--host HOST]
+
+Answers calls to models and sends each to a free replica, one call per replica at a time:
+
+  POST /model                   {"accessKey": "...", "request": {...}}  (as CDSW)
+  POST /models/{name}/predict   the request as the body
+  GET  /models, /healthz, /readyz, /metrics
+
+FILE (YAML or JSON, schemas/gateway-config.schema.json) lists the models, their replicas, the
+sha256 of their access keys and the model API keys. The gateway reloads it when it changes or on
+SIGHUP; a file with errors is reported and the previous configuration keeps serving.
+
+Options:
+  --config FILE          required
+  --port PORT            default 8080; 0 picks a free port (printed on start)
+  --host HOST            default 127.0.0.1
+  --body-limit-mb N      the largest request body (default 5)
+`;
+
+export async function runGateway(args: string[], output: Output): Promise<CommandResult> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      config: { type: "string" },
+      port: { type: "string" },
+      host: { type: "string", default: "127.0.0.1" },
+      "body-limit-mb": { type: "string" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+  if (values.help) {
+    output.out(GATEWAY_HELP);
+    return { exitCode: 0 };
+  }
+  const file = values.config;
+  if (file === undefined) throw new Error("--config is required (see --help)");
+  const port = parsePort(values.port, "--port", 8080);
+  const bodyLimitMb = parsePositive(values["body-limit-mb"], "--body-limit-mb", 5);
+
+  const gateway = new Gateway({
+    bodyLimitBytes: Math.round(bodyLimitMb * 1024 * 1024),
+    processMetrics: true,
+  });
+  const load = async () => gateway.apply(parseGatewayConfig(await readFile(file, "utf8"), file));
+  // The first load must succeed: a gateway that serves nothing because of a typo is worse than
+  // one that does not start.
+  await load();
+  const url = await listen(gateway.server, values.host, port);
+  output.out(`gateway listening on ${url} (${file})\n`);
+
+  const reload = () =>
+    load().then(
+      () => output.out(`gateway: reloaded ${file}\n`),
+      (error: Error) => output.err(`gateway: kept the previous configuration:\n${error.message}\n`),
+    );
+  watchFile(file, { interval: 200 }, (now, before) => {
+    if (now.mtimeMs !== before.mtimeMs || now.size !== before.size) void reload();
+  });
+  process.on("SIGHUP", reload);
+
+  const signal = await untilStopSignal();
+  output.out(`gateway: ${signal}, stopping\n`);
+  unwatchFile(file);
+  process.off("SIGHUP", reload);
+  await gateway.close();
+  return { exitCode: 0 };
+}

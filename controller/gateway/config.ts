@@ -1,0 +1,82 @@
+// What the gateway serves: models, their replicas, their keys. The registry port is "something
+// that hands the gateway a GatewayConfig whenever it changes": the local and Kubernetes platforms
+// do it in process; `modelship gateway --config FILE` reads it from a YAML or JSON file
+// (schemas/gateway-config.schema.json, docs/gateway.md).
+import { readFileSync } from "node:fs";
+import type { ValidateFunction } from "ajv/dist/2020.js";
+import { parse as parseYaml } from "yaml";
+import { newAjv } from "../api/schemas.ts";
+import type { ApiKeyRecord } from "./keys.ts";
+
+export interface ReplicaAddress {
+  id: string;
+  /** Base URL of the replica agent: http://host:port */
+  url: string;
+}
+
+export interface ModelRoute {
+  name: string;
+  /** sha256 (hex) of the model's access key; without one, POST /model cannot reach the model. */
+  accessKeySha256?: string;
+  authentication: { enabled: boolean; users?: string[] };
+  inputSchema?: Record<string, unknown>;
+  queueTimeoutSeconds: number;
+  timeoutSeconds: number;
+  stopped: boolean;
+  replicas: ReplicaAddress[];
+}
+
+export interface GatewayConfig {
+  models: ModelRoute[];
+  apiKeys: ApiKeyRecord[];
+}
+
+let validateConfig: ValidateFunction | undefined;
+
+function configValidator(): ValidateFunction {
+  if (validateConfig === undefined) {
+    const schema = JSON.parse(
+      readFileSync(new URL("../../schemas/gateway-config.schema.json", import.meta.url), "utf8"),
+    );
+    const ajv = newAjv();
+    ajv.opts.useDefaults = true;
+    validateConfig = ajv.compile(schema);
+  }
+  return validateConfig;
+}
+
+/**
+ * Parses and checks a gateway configuration (YAML is a superset of JSON), filling in defaults.
+ * Throws one error listing every problem as `FILE: /pointer: message`.
+ */
+export function parseGatewayConfig(text: string, file: string): GatewayConfig {
+  let document: unknown;
+  try {
+    document = parseYaml(text) ?? {};
+  } catch (error) {
+    throw new Error(`${file}: not YAML or JSON: ${(error as Error).message}`);
+  }
+  const validate = configValidator();
+  if (!validate(document)) {
+    const problems = (validate.errors ?? []).map((error) => {
+      const custom = (error.parentSchema as { "x-message"?: string } | undefined)?.["x-message"];
+      const message =
+        error.keyword === "additionalProperties"
+          ? `unknown field "${(error.params as { additionalProperty: string }).additionalProperty}"`
+          : error.keyword === "pattern" && custom
+            ? custom
+            : error.message;
+      return `${file}: ${error.instancePath || "/"}: ${message}`;
+    });
+    throw new Error(problems.join("\n"));
+  }
+  const config = document as GatewayConfig;
+  const names = new Set<string>();
+  for (const [index, model] of config.models.entries()) {
+    if (names.has(model.name)) {
+      throw new Error(`${file}: /models/${index}/name: model "${model.name}" is listed twice`);
+    }
+    names.add(model.name);
+  }
+  return config;
+}

@@ -1,0 +1,468 @@
+// The gateway callers use (docs/gateway.md): POST /model (CDSW's body with the access key) and
+// POST /models/{name}/predict (the bare request). It identifies the model, checks keys and the
+// input, waits in the model's queue for a free replica, and passes the replica's answer through.
+import { randomUUID } from "node:crypto";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { ValidateFunction } from "ajv/dist/2020.js";
+import {
+  Counter,
+  collectDefaultMetrics,
+  Gauge,
+  Histogram,
+  type LabelValues,
+  Registry,
+} from "prom-client";
+import { CODE_HEADER, ERROR_STATUS, type ErrorCode } from "../api/errors.ts";
+import {
+  BodyTooLarge,
+  DEFAULT_BODY_LIMIT_BYTES,
+  errorBody,
+  readBody,
+  sendJson,
+} from "../api/http.ts";
+import { newInputSchemaAjv } from "../api/schemas.ts";
+import type { GatewayConfig, ModelRoute } from "./config.ts";
+import { ModelDispatcher, type ReplicaSlot, type SlotOutcome } from "./dispatcher.ts";
+import { type ApiKeyRecord, checkApiKey, hashKey } from "./keys.ts";
+import { forward } from "./upstream.ts";
+
+export interface GatewayOptions {
+  bodyLimitBytes?: number;
+  /** Wall clock for key expiry (ms since the epoch); tests move it. */
+  now?: () => number;
+  /** Adds Node's process metrics to /metrics; once per process. */
+  processMetrics?: boolean;
+}
+
+/** How much longer than the model's timeout the gateway waits for a replica that hangs. */
+const UPSTREAM_GRACE_MS = 5000;
+
+const LATENCY_BUCKETS = [
+  0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60,
+];
+
+interface ModelEntry {
+  route: ModelRoute;
+  dispatcher: ModelDispatcher;
+  validateInput: ValidateFunction | undefined;
+  allowedUsers: Set<string> | undefined;
+}
+
+/** The answer to send when a call fails before a replica is involved. */
+class CallError extends Error {
+  readonly code: ErrorCode;
+  readonly extra: Record<string, unknown> | undefined;
+  constructor(code: ErrorCode, message: string, extra?: Record<string, unknown>) {
+    super(message);
+    this.code = code;
+    this.extra = extra;
+  }
+}
+
+function gatewayMetrics(gateway: Gateway, processMetrics: boolean) {
+  const register = new Registry();
+  if (processMetrics) collectDefaultMetrics({ register });
+  const requests = new Counter({
+    name: "modelship_gateway_requests_total",
+    help: "Calls answered, by model and code (ok or an error code).",
+    labelNames: ["model", "code"],
+    registers: [register],
+  });
+  const latency = new Histogram({
+    name: "modelship_gateway_request_duration_seconds",
+    help: "Time from a call's arrival to its answer, queue included.",
+    labelNames: ["model"],
+    buckets: LATENCY_BUCKETS,
+    registers: [register],
+  });
+  const queueWait = new Histogram({
+    name: "modelship_gateway_queue_wait_seconds",
+    help: "Time a call waited for a free replica (until it got one, or gave up with 429).",
+    labelNames: ["model"],
+    buckets: LATENCY_BUCKETS,
+    registers: [register],
+  });
+  const busy = new Counter({
+    name: "modelship_gateway_busy_total",
+    help: "Calls answered 429 model.busy after queueTimeoutSeconds.",
+    labelNames: ["model"],
+    registers: [register],
+  });
+  new Gauge({
+    name: "modelship_gateway_in_flight",
+    help: "Calls on a replica now, by model.",
+    labelNames: ["model"],
+    registers: [register],
+    collect() {
+      this.reset();
+      for (const [name, busyCount] of gateway.busyReplicas()) this.set({ model: name }, busyCount);
+    },
+  });
+  new Gauge({
+    name: "modelship_gateway_queue_length",
+    help: "Calls waiting for a free replica now, by model.",
+    labelNames: ["model"],
+    registers: [register],
+    collect() {
+      this.reset();
+      for (const [name, waiting] of gateway.queueLengths()) this.set({ model: name }, waiting);
+    },
+  });
+  return { register, requests, latency, queueWait, busy };
+}
+
+export class Gateway {
+  readonly server: Server;
+  private readonly bodyLimit: number;
+  private readonly now: () => number;
+  private readonly metrics: ReturnType<typeof gatewayMetrics>;
+  /** Counter children by "model code": prom-client's label lookup hashes on every call. */
+  private readonly requestCounters = new Map<string, { inc(): void }>();
+  private models = new Map<string, ModelEntry>();
+  private byAccessKeyHash = new Map<string, ModelEntry>();
+  private apiKeys = new Map<string, ApiKeyRecord>();
+  private configured = false;
+
+  constructor(options: GatewayOptions = {}) {
+    this.bodyLimit = options.bodyLimitBytes ?? DEFAULT_BODY_LIMIT_BYTES;
+    this.now = options.now ?? Date.now;
+    this.metrics = gatewayMetrics(this, options.processMetrics ?? false);
+    this.server = createServer({ noDelay: true, keepAliveTimeout: 65_000 }, (request, response) =>
+      this.route(request, response),
+    );
+  }
+
+  /**
+   * The registry port: takes the whole configuration. Models that stay keep their queue and
+   * their replicas' state; keys take effect for the very next call (a rotated key is refused).
+   */
+  apply(config: GatewayConfig): void {
+    const ajv = newInputSchemaAjv();
+    const next = new Map<string, ModelEntry>();
+    for (const route of config.models) {
+      let validateInput: ValidateFunction | undefined;
+      if (route.inputSchema) {
+        try {
+          validateInput = ajv.compile(route.inputSchema);
+        } catch (error) {
+          throw new Error(`model "${route.name}": inputSchema: ${(error as Error).message}`);
+        }
+      }
+      const entry: ModelEntry = {
+        route,
+        dispatcher: this.models.get(route.name)?.dispatcher ?? new ModelDispatcher(),
+        validateInput,
+        allowedUsers: route.authentication.users ? new Set(route.authentication.users) : undefined,
+      };
+      entry.dispatcher.setReplicas(route.replicas);
+      next.set(route.name, entry);
+    }
+    for (const [name, entry] of this.models) {
+      if (!next.has(name)) entry.dispatcher.close();
+    }
+    this.models = next;
+    this.byAccessKeyHash = new Map(
+      [...next.values()]
+        .filter((entry) => entry.route.accessKeySha256)
+        .map((entry) => [entry.route.accessKeySha256 as string, entry]),
+    );
+    this.apiKeys = new Map(config.apiKeys.map((record) => [record.id, record]));
+    this.configured = true;
+  }
+
+  busyReplicas(): [string, number][] {
+    return [...this.models].map(([name, entry]) => [name, entry.dispatcher.busyCount]);
+  }
+
+  queueLengths(): [string, number][] {
+    return [...this.models].map(([name, entry]) => [name, entry.dispatcher.queueLength]);
+  }
+
+  /** Stops taking connections, ends every wait, and closes the connections to replicas. */
+  async close(): Promise<void> {
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    this.server.closeIdleConnections();
+    for (const entry of this.models.values()) entry.dispatcher.close();
+    await closed;
+  }
+
+  private route(request: IncomingMessage, response: ServerResponse): void {
+    const url = request.url ?? "/";
+    const path = url.includes("?") ? url.slice(0, url.indexOf("?")) : url;
+    if (request.method === "POST") {
+      if (path === "/model") {
+        this.call(request, response, undefined);
+        return;
+      }
+      const name = /^\/models\/([^/]+)\/predict$/.exec(path)?.[1];
+      if (name !== undefined) {
+        this.call(request, response, decodeURIComponent(name));
+        return;
+      }
+    } else if (request.method === "GET") {
+      switch (path) {
+        case "/healthz":
+          sendJson(response, 200, '{"ok":true}');
+          return;
+        case "/readyz":
+          sendJson(
+            response,
+            this.configured ? 200 : 503,
+            JSON.stringify({ ready: this.configured }),
+          );
+          return;
+        case "/models":
+          sendJson(response, 200, JSON.stringify({ models: this.describeModels() }));
+          return;
+        case "/metrics":
+          this.metrics.register.metrics().then((text) => {
+            response.writeHead(200, { "content-type": this.metrics.register.contentType });
+            response.end(text);
+          });
+          return;
+      }
+    }
+    sendJson(
+      response,
+      404,
+      JSON.stringify({
+        error: `no route for ${request.method} ${path}; calls go to POST /model or POST /models/{name}/predict`,
+      }),
+    );
+  }
+
+  private describeModels() {
+    return [...this.models.values()].map(({ route, dispatcher }) => ({
+      name: route.name,
+      replicas: dispatcher.replicaCount,
+      busy: dispatcher.busyCount,
+      waiting: dispatcher.queueLength,
+      stopped: route.stopped,
+      authentication: route.authentication.enabled,
+      inputSchema: route.inputSchema !== undefined,
+    }));
+  }
+
+  /** One call, from the body to the answer; `name` is set for /models/{name}/predict. */
+  private async call(
+    request: IncomingMessage,
+    response: ServerResponse,
+    name: string | undefined,
+  ): Promise<void> {
+    const arrived = performance.now();
+    let entry: ModelEntry | undefined;
+    let code: string;
+    try {
+      const text = await readBody(request, this.bodyLimit);
+      const target = this.identify(text, name);
+      entry = target.entry;
+      this.authorize(entry, request.headers.authorization);
+      if (entry.route.stopped) {
+        throw new CallError(
+          "model.stopped",
+          `model "${entry.route.name}" is stopped (spec.stopped: true); set it to false to serve it again`,
+        );
+      }
+      this.checkInput(entry, target.request);
+      code = await this.dispatch(entry, target.forwardText, arrived, response);
+    } catch (error) {
+      code = this.sendFailure(response, error);
+    }
+    const model = entry?.route.name ?? "";
+    this.countRequest(model, code);
+    this.metrics.latency.observe(
+      { model } as LabelValues<"model">,
+      (performance.now() - arrived) / 1000,
+    );
+  }
+
+  /** Finds the model, and the request to forward, from the path or the body's access key. */
+  private identify(
+    text: string,
+    name: string | undefined,
+  ): { entry: ModelEntry; request: unknown; forwardText: string } {
+    let body: unknown;
+    try {
+      body = JSON.parse(text);
+    } catch (error) {
+      throw new CallError(
+        "request.invalid_json",
+        `the request body is not JSON: ${(error as Error).message}`,
+      );
+    }
+    if (name !== undefined) {
+      const entry = this.models.get(name);
+      if (!entry) {
+        throw new CallError(
+          "model.not_found",
+          `no model named "${name}" is served here; GET /models lists the models`,
+        );
+      }
+      // The bare request goes to the replica as the caller wrote it.
+      return { entry, request: body, forwardText: text };
+    }
+    const shape = 'POST /model takes {"accessKey": "<the model\'s access key>", "request": {...}}';
+    if (typeof body !== "object" || body === null || Array.isArray(body)) {
+      throw new CallError("request.invalid_input", `the body must be a JSON object: ${shape}`);
+    }
+    const { accessKey, request } = body as { accessKey?: unknown; request?: unknown };
+    if (typeof accessKey !== "string" || accessKey === "") {
+      throw new CallError("auth.missing_key", `the body has no "accessKey": ${shape}`);
+    }
+    // Looking the key up by its hash compares hashes, not keys: how long the lookup takes says
+    // nothing an attacker can use about any stored key.
+    const entry = this.byAccessKeyHash.get(hashKey(accessKey));
+    if (!entry) {
+      throw new CallError(
+        "auth.invalid_key",
+        "no model has this access key: it is mistyped, or it was regenerated, which revokes the old one",
+      );
+    }
+    if (request === undefined) {
+      throw new CallError("request.invalid_input", `the body has no "request": ${shape}`);
+    }
+    return { entry, request, forwardText: JSON.stringify(request) };
+  }
+
+  /** Checks the model API key when the model requires one. */
+  private authorize(entry: ModelEntry, authorization: string | undefined): void {
+    if (!entry.route.authentication.enabled) return;
+    const key = authorization?.startsWith("Bearer ") ? authorization.slice(7).trim() : "";
+    if (key === "") {
+      throw new CallError(
+        "auth.missing_key",
+        `model "${entry.route.name}" requires a model API key: send the header "Authorization: Bearer <key>"`,
+      );
+    }
+    const check = checkApiKey(key, (id) => this.apiKeys.get(id), this.now());
+    if (!check.ok) throw new CallError(check.code, check.message);
+    if (entry.allowedUsers && !entry.allowedUsers.has(check.user)) {
+      throw new CallError(
+        "auth.forbidden",
+        `user "${check.user}" may not call model "${entry.route.name}"; the model's spec.authentication.users lists who may`,
+      );
+    }
+  }
+
+  private checkInput(entry: ModelEntry, request: unknown): void {
+    const validate = entry.validateInput;
+    if (!validate || validate(request)) return;
+    const problems = (validate.errors ?? []).map(
+      (error) => `${error.instancePath || "/"}: ${error.message}`,
+    );
+    throw new CallError(
+      "request.invalid_input",
+      `the request does not match the inputSchema of model "${entry.route.name}": ${problems.join("; ")}`,
+      { problems },
+    );
+  }
+
+  /**
+   * Waits for a free replica and sends the call; a replica that refuses it (another gateway's
+   * call, not ready) or cannot be reached sends the call back to the head of the line.
+   * Returns the code answered.
+   */
+  private async dispatch(
+    entry: ModelEntry,
+    text: string,
+    arrived: number,
+    response: ServerResponse,
+  ): Promise<string> {
+    const { route, dispatcher } = entry;
+    const deadline = arrived + route.queueTimeoutSeconds * 1000;
+    const uuid = randomUUID();
+    const model = { model: route.name } as LabelValues<"model">;
+    let retried = false;
+    for (;;) {
+      const acquired = dispatcher.acquire(deadline - performance.now(), retried);
+      const slot: ReplicaSlot | undefined = acquired instanceof Promise ? await acquired : acquired;
+      this.metrics.queueWait.observe(model, (performance.now() - arrived) / 1000);
+      if (!slot) {
+        this.metrics.busy.inc(model);
+        throw new CallError("model.busy", busyMessage(route, dispatcher.replicaCount));
+      }
+      const result = await forward(
+        slot,
+        text,
+        uuid,
+        route.timeoutSeconds * 1000 + UPSTREAM_GRACE_MS,
+      );
+      let outcome: SlotOutcome = "answered";
+      if (result.kind === "unreachable") outcome = "unreachable";
+      else if (
+        result.kind === "answer" &&
+        (result.code === "replica.busy" || result.code === "replica.not_ready")
+      ) {
+        outcome = "refused";
+      }
+      dispatcher.release(slot, outcome);
+      if (outcome !== "answered") {
+        retried = true;
+        continue;
+      }
+      if (result.kind === "answer") {
+        response.writeHead(result.status, {
+          "content-type": "application/json",
+          "content-length": result.body.length,
+          [CODE_HEADER]: result.code,
+        });
+        response.end(result.body);
+        return result.code;
+      }
+      if (result.kind === "timeout") {
+        throw new CallError(
+          "model.timeout",
+          `replica ${slot.id} gave no answer within timeoutSeconds (${route.timeoutSeconds} s) and a grace of ${UPSTREAM_GRACE_MS / 1000} s`,
+          { replicaId: slot.id, uuid },
+        );
+      }
+      throw new CallError(
+        "model.unexpected_shutdown",
+        `replica ${slot.id} went away while answering (${result.reason}); the call may have run — see the replica's log`,
+        { replicaId: slot.id, uuid },
+      );
+    }
+  }
+
+  private sendFailure(response: ServerResponse, error: unknown): string {
+    if (error instanceof BodyTooLarge) {
+      // The rest of the body is not read: the connection cannot carry another request.
+      response.setHeader("connection", "close");
+      error = new CallError("request.too_large", error.message);
+    }
+    if (!(error instanceof CallError)) {
+      // A bug of ours: say so without details, and keep serving.
+      error = new CallError(
+        "model.unexpected_shutdown",
+        `the gateway failed to handle the call: ${(error as Error).message}`,
+      );
+    }
+    const failure = error as CallError;
+    if (!response.headersSent) {
+      sendJson(
+        response,
+        ERROR_STATUS[failure.code],
+        errorBody(failure.code, failure.message, failure.extra),
+        failure.code,
+      );
+    }
+    return failure.code;
+  }
+
+  private countRequest(model: string, code: string): void {
+    const key = `${model} ${code}`;
+    let counter = this.requestCounters.get(key);
+    if (counter === undefined) {
+      counter = this.metrics.requests.labels({ model, code });
+      this.requestCounters.set(key, counter);
+    }
+    counter.inc();
+  }
+}
+
+function busyMessage(route: ModelRoute, replicas: number): string {
+  const waited = `${route.queueTimeoutSeconds} s (queueTimeoutSeconds)`;
+  return replicas === 0
+    ? `model "${route.name}" has no ready replica: it is starting, or its replicas fail to load (see their logs); waited ${waited}`
+    : `all ${replicas} replicas of model "${route.name}" stayed busy for ${waited}; try again later, or add replicas`;
+}
