@@ -96,6 +96,20 @@ describe("the python3 worker's JSON", () => {
     });
   });
 
+  it("counts the requests it holds, so a second one sent too early is seen", async () => {
+    const { worker } = start("python3", "in_flight");
+    await worker.started;
+    const alone = await worker.call({ seconds: 0 });
+    expect(alone).toMatchObject({ ok: true, response: { inFlight: 1 } });
+    // The agent never does this; the test models use the count to prove it.
+    const [first, second] = await Promise.all([
+      worker.call({ seconds: 0.2 }),
+      worker.call({ seconds: 0 }),
+    ]);
+    expect(first).toMatchObject({ ok: true, response: { inFlight: 2 } });
+    expect(second).toMatchObject({ ok: true, response: { inFlight: 1 } });
+  });
+
   it("reports a syntax error in the user's file as a load error", async () => {
     const { worker } = start("python3", "broken", "syntax_error.py");
     const started = await worker.started;

@@ -1,5 +1,5 @@
 // Runs the real `modelship` entry point in a child process, the way a user's shell would.
-import { spawnSync } from "node:child_process";
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 
 export const PROJECT_ROOT = fileURLToPath(new URL("../../", import.meta.url));
@@ -23,4 +23,56 @@ export function runCli(
   });
   if (result.error) throw result.error;
   return { exitCode: result.status ?? -1, stdout: result.stdout, stderr: result.stderr };
+}
+
+export interface CliProcess {
+  child: ChildProcess;
+  /** The URL the command printed in its "listening on" line. */
+  url: string;
+  stdout(): string;
+  stderr(): string;
+  /** SIGTERM, then waits for the exit; returns the exit code. */
+  stop(): Promise<number | null>;
+}
+
+/** Starts a long-running `modelship` command and waits for its "listening on URL" line. */
+export async function startCli(
+  args: string[],
+  options: { cwd?: string; env?: NodeJS.ProcessEnv } = {},
+): Promise<CliProcess> {
+  const child = spawn(process.execPath, [ENTRY_POINT, ...args], {
+    cwd: options.cwd ?? PROJECT_ROOT,
+    env: { ...process.env, ...options.env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let stdout = "";
+  let stderr = "";
+  child.stdout.on("data", (chunk) => {
+    stdout += chunk;
+  });
+  child.stderr.on("data", (chunk) => {
+    stderr += chunk;
+  });
+  const exited = new Promise<number | null>((resolve) => child.once("exit", resolve));
+  const url = await new Promise<string>((resolve, reject) => {
+    const check = () => {
+      const match = /listening on (http:\/\/\S+)/.exec(stdout);
+      if (match) {
+        child.stdout.off("data", check);
+        resolve(match[1] as string);
+      }
+    };
+    child.stdout.on("data", check);
+    exited.then((code) => reject(new Error(`modelship ${args[0]} exited with ${code}: ${stderr}`)));
+  });
+  return {
+    child,
+    url,
+    stdout: () => stdout,
+    stderr: () => stderr,
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
+      return exited;
+    },
+  };
 }

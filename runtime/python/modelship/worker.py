@@ -17,7 +17,7 @@ import sys
 import threading
 import traceback
 
-from modelship import PROTOCOL_VERSION
+from modelship import PROTOCOL_VERSION, _runtime
 
 #: Exit status when the model cannot be loaded: the agent reports the error and does not retry.
 EXIT_LOAD_ERROR = 3
@@ -109,19 +109,10 @@ class _RequestReader:
             return self._received - self._answered
 
 
-_reader = None
-
-
-def requests_in_flight():
-    """How many requests this worker holds now, the one being answered included (normally 1)."""
-    return _reader.in_flight() if _reader is not None else 0
-
-
 def serve(function, requests, answers, with_traceback=False):
     """Answers each request line with one answer line, until the requests pipe closes."""
-    global _reader
-    _reader = _RequestReader(requests)
-    for line in _reader:
+    reader = _runtime.reader = _RequestReader(requests)
+    for line in reader:
         message = json.loads(line)
         answer = {"id": message.get("id")}
         try:
@@ -131,7 +122,7 @@ def serve(function, requests, answers, with_traceback=False):
         except Exception as exc:  # the user's function raised, or returned something not JSON
             text = _encode({"id": message.get("id"), "ok": False, "error": _error(exc, with_traceback)})
         # Counted before it is sent: the agent may send the next request as soon as it reads this.
-        _reader.answered()
+        reader.answered()
         answers.write(text + "\n")
         answers.flush()
 
