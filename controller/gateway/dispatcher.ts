@@ -3,16 +3,14 @@
 // Replicas that another gateway is using (the agent said replica.busy), that are not ready or
 // that cannot be reached are held back for a short, growing while, so that no request is sent to
 // a replica known to refuse it. No I/O here: the gateway does the HTTP (docs/gateway.md#queue).
-import { Agent } from "node:http";
 import type { ReplicaAddress } from "./config.ts";
+import { ReplicaConnection } from "./upstream.ts";
 
 export interface ReplicaSlot {
   readonly id: string;
   readonly url: string;
-  readonly host: string;
-  readonly port: number;
-  /** Keep-alive connections to this replica, reused call after call. */
-  readonly agent: Agent;
+  /** The keep-alive connection to this replica, used by one call at a time. */
+  readonly connection: ReplicaConnection;
   /** This gateway has a call in flight on it. */
   busy: boolean;
   /** Not tried before this time (ms, performance.now()). */
@@ -55,11 +53,7 @@ function newSlot(address: ReplicaAddress): ReplicaSlot {
   return {
     id: address.id,
     url: address.url,
-    host: url.hostname,
-    port: Number(url.port || 80),
-    // One socket is all a gateway needs per replica (one call at a time); keep it open between
-    // calls.
-    agent: new Agent({ keepAlive: true, maxSockets: 1, maxFreeSockets: 1 }),
+    connection: new ReplicaConnection(url.hostname, Number(url.port || 80)),
     busy: false,
     heldUntil: 0,
     holdMs: 0,
@@ -95,7 +89,7 @@ export class ModelDispatcher {
     }
     for (const gone of current.values()) {
       gone.removed = true;
-      if (!gone.busy) gone.agent.destroy();
+      if (!gone.busy) gone.connection.close();
     }
     this.slots = next;
     this.cursor = 0;
@@ -130,12 +124,22 @@ export class ModelDispatcher {
     if (waitMs <= 0) return Promise.resolve(undefined);
     return new Promise((resolve) => {
       const waiter: Waiter = { resolve, timer: undefined, settled: false };
-      waiter.timer = setTimeout(() => {
+      const deadline = this.now() + waitMs;
+      // A Node timer may fire up to a millisecond early (it counts from the event loop's cached
+      // time), and a caller promised queueTimeoutSeconds must not be turned away before it has
+      // passed: check the clock, and wait out the rest if need be.
+      const expire = () => {
+        const left = deadline - this.now();
+        if (left > 0) {
+          waiter.timer = setTimeout(expire, Math.ceil(left));
+          return;
+        }
         waiter.settled = true;
         this.live -= 1;
         resolve(undefined);
         this.compact();
-      }, waitMs);
+      };
+      waiter.timer = setTimeout(expire, Math.ceil(waitMs));
       if (first) {
         // The head slot before `head` is free to reuse; otherwise insert at the front.
         if (this.head > 0) this.waiting[--this.head] = waiter;
@@ -154,7 +158,7 @@ export class ModelDispatcher {
     slot.holdMs = nextHoldMs(slot.holdMs, outcome);
     slot.heldUntil = slot.holdMs === 0 ? 0 : this.now() + slot.holdMs;
     if (slot.removed) {
-      slot.agent.destroy();
+      slot.connection.close();
     }
     this.drain();
   }
@@ -172,7 +176,7 @@ export class ModelDispatcher {
     this.head = 0;
     this.live = 0;
     clearTimeout(this.wakeTimer);
-    for (const slot of this.slots) slot.agent.destroy();
+    for (const slot of this.slots) slot.connection.close();
     this.slots = [];
   }
 

@@ -4,14 +4,7 @@
 import { randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { ValidateFunction } from "ajv/dist/2020.js";
-import {
-  Counter,
-  collectDefaultMetrics,
-  Gauge,
-  Histogram,
-  type LabelValues,
-  Registry,
-} from "prom-client";
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import { CODE_HEADER, ERROR_STATUS, type ErrorCode } from "../api/errors.ts";
 import {
   BodyTooLarge,
@@ -24,7 +17,6 @@ import { newInputSchemaAjv } from "../api/schemas.ts";
 import type { GatewayConfig, ModelRoute } from "./config.ts";
 import { ModelDispatcher, type ReplicaSlot, type SlotOutcome } from "./dispatcher.ts";
 import { type ApiKeyRecord, checkApiKey, hashKey } from "./keys.ts";
-import { forward } from "./upstream.ts";
 
 export interface GatewayOptions {
   bodyLimitBytes?: number;
@@ -41,9 +33,17 @@ const LATENCY_BUCKETS = [
   0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60,
 ];
 
+/** A model's metric series, looked up once: prom-client hashes labels on every unbound call. */
+interface ModelMeters {
+  latency: { observe(seconds: number): void };
+  queueWait: { observe(seconds: number): void };
+  busy: { inc(): void };
+}
+
 interface ModelEntry {
   route: ModelRoute;
   dispatcher: ModelDispatcher;
+  meters: ModelMeters;
   validateInput: ValidateFunction | undefined;
   allowedUsers: Set<string> | undefined;
 }
@@ -122,11 +122,14 @@ export class Gateway {
   private byAccessKeyHash = new Map<string, ModelEntry>();
   private apiKeys = new Map<string, ApiKeyRecord>();
   private configured = false;
+  /** Calls that named no model we serve (not found, bad key) are measured under model "". */
+  private readonly unknownModelMeters: ModelMeters;
 
   constructor(options: GatewayOptions = {}) {
     this.bodyLimit = options.bodyLimitBytes ?? DEFAULT_BODY_LIMIT_BYTES;
     this.now = options.now ?? Date.now;
     this.metrics = gatewayMetrics(this, options.processMetrics ?? false);
+    this.unknownModelMeters = this.metersOf("");
     this.server = createServer({ noDelay: true, keepAliveTimeout: 65_000 }, (request, response) =>
       this.route(request, response),
     );
@@ -151,6 +154,7 @@ export class Gateway {
       const entry: ModelEntry = {
         route,
         dispatcher: this.models.get(route.name)?.dispatcher ?? new ModelDispatcher(),
+        meters: this.metersOf(route.name),
         validateInput,
         allowedUsers: route.authentication.users ? new Set(route.authentication.users) : undefined,
       };
@@ -168,6 +172,14 @@ export class Gateway {
     );
     this.apiKeys = new Map(config.apiKeys.map((record) => [record.id, record]));
     this.configured = true;
+  }
+
+  private metersOf(model: string): ModelMeters {
+    return {
+      latency: this.metrics.latency.labels({ model }),
+      queueWait: this.metrics.queueWait.labels({ model }),
+      busy: this.metrics.busy.labels({ model }),
+    };
   }
 
   busyReplicas(): [string, number][] {
@@ -270,8 +282,7 @@ export class Gateway {
     }
     const model = entry?.route.name ?? "";
     this.countRequest(model, code);
-    this.metrics.latency.observe(
-      { model } as LabelValues<"model">,
+    (entry?.meters ?? this.unknownModelMeters).latency.observe(
       (performance.now() - arrived) / 1000,
     );
   }
@@ -371,18 +382,16 @@ export class Gateway {
     const { route, dispatcher } = entry;
     const deadline = arrived + route.queueTimeoutSeconds * 1000;
     const uuid = randomUUID();
-    const model = { model: route.name } as LabelValues<"model">;
     let retried = false;
     for (;;) {
       const acquired = dispatcher.acquire(deadline - performance.now(), retried);
       const slot: ReplicaSlot | undefined = acquired instanceof Promise ? await acquired : acquired;
-      this.metrics.queueWait.observe(model, (performance.now() - arrived) / 1000);
+      entry.meters.queueWait.observe((performance.now() - arrived) / 1000);
       if (!slot) {
-        this.metrics.busy.inc(model);
+        entry.meters.busy.inc();
         throw new CallError("model.busy", busyMessage(route, dispatcher.replicaCount));
       }
-      const result = await forward(
-        slot,
+      const result = await slot.connection.send(
         text,
         uuid,
         route.timeoutSeconds * 1000 + UPSTREAM_GRACE_MS,

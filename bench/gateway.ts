@@ -1,0 +1,246 @@
+// npm run bench:gateway — what the gateway costs, measured against calling replicas directly in
+// the same run (docs/benchmarks.md). Everything is a real process on 127.0.0.1: replica agents
+// with Python workers, a gateway, and this client.
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { Agent, request } from "node:http";
+import { cpus, tmpdir, totalmem } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const ROOT = fileURLToPath(new URL("../", import.meta.url));
+const ENTRY = join(ROOT, "bin/modelship.js");
+const MODELS = join(ROOT, "bench/models");
+/** Service time of the `work` function: a replica's capacity is 1000 / WORK_MS calls a second. */
+const WORK_MS = 10;
+const quick = process.argv.includes("--quick");
+const LATENCY_CALLS = quick ? 500 : 3000;
+const THROUGHPUT_SECONDS = quick ? 1.5 : 4;
+const OVERLOAD_SECONDS = quick ? 2 : 5;
+const OVERLOAD_QUEUE_TIMEOUT_S = 0.05;
+
+interface Started {
+  child: ChildProcess;
+  url: string;
+}
+
+const children: ChildProcess[] = [];
+
+function start(args: string[]): Promise<Started> {
+  const child = spawn(process.execPath, [ENTRY, ...args], { stdio: ["ignore", "pipe", "inherit"] });
+  children.push(child);
+  return new Promise((resolve, reject) => {
+    let out = "";
+    child.stdout?.on("data", (chunk) => {
+      out += chunk;
+      const match = /listening on (http:\/\/\S+)/.exec(out);
+      if (match) resolve({ child, url: match[1] as string });
+    });
+    child.once("exit", (code) => reject(new Error(`modelship ${args[0]} exited with ${code}`)));
+  });
+}
+
+async function startReplica(id: string, functionName: string): Promise<Started> {
+  const replica = await start([
+    "replica",
+    ...["--dir", MODELS, "--file", "bench_model.py", "--function", functionName],
+    ...["--runtime", "python3", "--port", "0", "--replica-id", id, "--quiet"],
+  ]);
+  for (;;) {
+    const ready = await fetch(`${replica.url}/readyz`);
+    if (ready.ok) return replica;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+const client = new Agent({ keepAlive: true, maxSockets: 256 });
+
+interface Answer {
+  status: number;
+  ms: number;
+}
+
+/** One POST with a keep-alive connection; resolves with the status and the time it took. */
+function post(url: string, body: string): Promise<Answer> {
+  const target = new URL(url);
+  const started = performance.now();
+  return new Promise((resolve, reject) => {
+    const outgoing = request(
+      {
+        agent: client,
+        host: target.hostname,
+        port: target.port,
+        path: target.pathname,
+        method: "POST",
+        headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body) },
+      },
+      (incoming) => {
+        incoming.resume();
+        incoming.on("end", () =>
+          resolve({ status: incoming.statusCode ?? 0, ms: performance.now() - started }),
+        );
+      },
+    );
+    outgoing.setNoDelay(true);
+    outgoing.on("error", reject);
+    outgoing.end(body);
+  });
+}
+
+function percentile(values: number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] as number;
+}
+
+interface Percentiles {
+  p50: number;
+  p99: number;
+}
+
+/**
+ * Calls `urls` in turn, one call at a time, so that each path meets the same background noise
+ * (two cores shared by five processes); returns each one's percentiles.
+ */
+async function latency(urls: string[], body: string): Promise<Percentiles[]> {
+  const times = urls.map((): number[] => []);
+  for (let call = 0; call < 200; call++) for (const url of urls) await post(url, body); // warm up
+  for (let call = 0; call < LATENCY_CALLS; call++) {
+    for (const [index, url] of urls.entries()) {
+      const answer = await post(url, body);
+      if (answer.status !== 200) throw new Error(`${url} answered ${answer.status}`);
+      times[index]?.push(answer.ms);
+    }
+  }
+  return times.map((list) => ({ p50: percentile(list, 50), p99: percentile(list, 99) }));
+}
+
+/** Closed loop: `concurrency` callers, each calling again as soon as answered; calls a second. */
+async function throughput(urls: string[], concurrency: number, body: string): Promise<number> {
+  const end = performance.now() + THROUGHPUT_SECONDS * 1000;
+  let answered = 0;
+  await Promise.all(
+    Array.from({ length: concurrency }, async (_, caller) => {
+      const url = urls[caller % urls.length] as string;
+      while (performance.now() < end) {
+        const answer = await post(url, body);
+        if (answer.status !== 200) throw new Error(`${url} answered ${answer.status}`);
+        answered += 1;
+      }
+    }),
+  );
+  return answered / THROUGHPUT_SECONDS;
+}
+
+/** Open loop at `rate` calls a second: the share of 429s and how late each 429 came. */
+async function overload(url: string, rate: number, body: string) {
+  const calls: Promise<Answer>[] = [];
+  const started = performance.now();
+  const total = Math.round(rate * OVERLOAD_SECONDS);
+  for (let sent = 0; sent < total; ) {
+    const due = Math.floor(((performance.now() - started) / 1000) * rate);
+    for (; sent < Math.min(due, total); sent++) calls.push(post(url, body));
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  const answers = await Promise.all(calls);
+  const busy = answers.filter((answer) => answer.status === 429);
+  const other = answers.filter((answer) => answer.status !== 429 && answer.status !== 200);
+  if (other.length > 0) throw new Error(`unexpected answers: ${other[0]?.status}`);
+  const lateness = busy.map((answer) => answer.ms - OVERLOAD_QUEUE_TIMEOUT_S * 1000);
+  return {
+    calls: answers.length,
+    busyShare: busy.length / answers.length,
+    p50Late: percentile(lateness, 50),
+    p99Late: percentile(lateness, 99),
+  };
+}
+
+const ms = (value: number) => `${value.toFixed(3)} ms`;
+
+async function main(): Promise<void> {
+  const directory = mkdtempSync(join(tmpdir(), "modelship-bench-"));
+  try {
+    const adder = await startReplica("add-1", "add");
+    const workers = await Promise.all(
+      [1, 2, 3, 4].map((index) => startReplica(`work-${index}`, "work")),
+    );
+    const route = (name: string, replicas: Started[], queueTimeoutSeconds = 30) => ({
+      name,
+      authentication: { enabled: false },
+      queueTimeoutSeconds,
+      replicas: replicas.map((replica, index) => ({
+        id: `${name}-${index + 1}`,
+        url: replica.url,
+      })),
+    });
+    const config = join(directory, "gateway.json");
+    writeFileSync(
+      config,
+      JSON.stringify({
+        models: [
+          route("add", [adder]),
+          ...[1, 2, 4].map((count) => route(`work-${count}`, workers.slice(0, count))),
+          route("overload", workers.slice(0, 2), OVERLOAD_QUEUE_TIMEOUT_S),
+        ],
+      }),
+    );
+    const gateway = await start(["gateway", "--config", config, "--port", "0"]);
+    const addBody = JSON.stringify({ a: 3, b: 5 });
+    const workBody = JSON.stringify({ ms: WORK_MS });
+
+    console.log(
+      `machine: ${cpus().length} × ${cpus()[0]?.model.trim()}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`,
+    );
+    console.log(`\nlatency at concurrency 1 (add, ${LATENCY_CALLS} calls each)`);
+    const [direct, viaGateway] = (await latency(
+      [`${adder.url}/predict`, `${gateway.url}/models/add/predict`],
+      addBody,
+    )) as [Percentiles, Percentiles];
+    console.log(`  (a) direct to the agent   p50 ${ms(direct.p50)}   p99 ${ms(direct.p99)}`);
+    console.log(
+      `  (b) through the gateway   p50 ${ms(viaGateway.p50)}   p99 ${ms(viaGateway.p99)}`,
+    );
+    console.log(
+      `  added by the gateway      p50 ${ms(viaGateway.p50 - direct.p50)}   p99 ${ms(viaGateway.p99 - direct.p99)}   (target ≤ 0.3 / ≤ 1 ms)`,
+    );
+
+    console.log(`\nthroughput (work: ${WORK_MS} ms a call; ${THROUGHPUT_SECONDS} s per row)`);
+    const one = await throughput([`${workers[0]?.url}/predict`], 1, workBody);
+    console.log(`  (a) one agent, called directly: ${one.toFixed(1)} calls/s`);
+    for (const count of [1, 2, 4]) {
+      const directN = await throughput(
+        workers.slice(0, count).map((replica) => `${replica.url}/predict`),
+        count,
+        workBody,
+      );
+      for (const concurrency of [count, 2 * count]) {
+        const through = await throughput(
+          [`${gateway.url}/models/work-${count}/predict`],
+          concurrency,
+          workBody,
+        );
+        console.log(
+          `  N=${count} concurrency ${String(concurrency).padEnd(2)}  gateway ${through.toFixed(1).padStart(6)} calls/s   ` +
+            `÷ (N × one direct) = ${(through / (count * one)).toFixed(3)}   ÷ N agents direct (${directN.toFixed(1)}) = ${(through / directN).toFixed(3)}   (target ≥ 0.9)`,
+        );
+      }
+    }
+
+    const capacity = (2 * 1000) / WORK_MS;
+    console.log(
+      `\noverload: 2 replicas (capacity ${capacity} calls/s) offered ${2 * capacity} calls/s for ${OVERLOAD_SECONDS} s, queueTimeoutSeconds ${OVERLOAD_QUEUE_TIMEOUT_S}`,
+    );
+    const result = await overload(`${gateway.url}/models/overload/predict`, 2 * capacity, workBody);
+    console.log(
+      `  ${result.calls} calls, ${(result.busyShare * 100).toFixed(1)} % answered 429 model.busy`,
+    );
+    console.log(
+      `  a 429 came after its deadline by p50 ${ms(result.p50Late)}, p99 ${ms(result.p99Late)}   (target p99 ≤ 5 ms)`,
+    );
+  } finally {
+    client.destroy();
+    for (const child of children) child.kill("SIGTERM");
+    rmSync(directory, { recursive: true, force: true });
+  }
+}
+
+await main();

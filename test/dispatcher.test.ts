@@ -1,0 +1,172 @@
+// The per-model queue, on fake timers: who gets which replica, in what order, and when.
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import {
+  ModelDispatcher,
+  nextHoldMs,
+  type ReplicaSlot,
+  type SlotOutcome,
+} from "../controller/gateway/dispatcher.ts";
+
+beforeEach(() => {
+  vi.useFakeTimers();
+});
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+function dispatcherWith(ids: string[]): ModelDispatcher {
+  const dispatcher = new ModelDispatcher(() => Date.now());
+  dispatcher.setReplicas(ids.map((id, index) => ({ id, url: `http://127.0.0.1:${9001 + index}` })));
+  return dispatcher;
+}
+
+/** Takes a replica that must be free now. */
+function take(dispatcher: ModelDispatcher): ReplicaSlot {
+  const slot = dispatcher.acquire(0);
+  if (slot instanceof Promise) throw new Error("expected a free replica");
+  return slot;
+}
+
+/** Records, in order, what each waiting caller got. */
+function waitFor(
+  dispatcher: ModelDispatcher,
+  label: string,
+  got: string[],
+  waitMs = 1000,
+  first = false,
+) {
+  const acquired = dispatcher.acquire(waitMs, first);
+  if (!(acquired instanceof Promise)) throw new Error("expected to wait");
+  return acquired.then((slot) => {
+    got.push(`${label}:${slot?.id ?? "busy"}`);
+  });
+}
+
+describe("nextHoldMs", () => {
+  it.each<[number, SlotOutcome, number]>([
+    [0, "answered", 0],
+    [40, "answered", 0],
+    [0, "refused", 1],
+    [1, "refused", 2],
+    [32, "refused", 50],
+    [50, "refused", 50],
+    [0, "unreachable", 100],
+    [1, "unreachable", 100],
+    [800, "unreachable", 1600],
+    [1600, "unreachable", 2000],
+  ])("after a hold of %i ms, %s → %i ms", (previous, outcome, expected) => {
+    expect(nextHoldMs(previous, outcome)).toBe(expected);
+  });
+});
+
+describe("ModelDispatcher", () => {
+  it("hands free replicas out in turn, then makes callers wait", () => {
+    const dispatcher = dispatcherWith(["a", "b", "c"]);
+    expect([take(dispatcher).id, take(dispatcher).id, take(dispatcher).id]).toEqual([
+      "a",
+      "b",
+      "c",
+    ]);
+    expect(dispatcher.acquire(1000)).toBeInstanceOf(Promise);
+    expect(dispatcher.queueLength).toBe(1);
+    expect(dispatcher.busyCount).toBe(3);
+  });
+
+  it("goes round the replicas even when calls come one at a time", () => {
+    const dispatcher = dispatcherWith(["a", "b"]);
+    const order: string[] = [];
+    for (let call = 0; call < 4; call++) {
+      const slot = take(dispatcher);
+      order.push(slot.id);
+      dispatcher.release(slot, "answered");
+    }
+    expect(order).toEqual(["a", "b", "a", "b"]);
+  });
+
+  it("serves waiting callers in arrival order as replicas come free", async () => {
+    const dispatcher = dispatcherWith(["a", "b"]);
+    const [a, b] = [take(dispatcher), take(dispatcher)];
+    const got: string[] = [];
+    const waits = ["first", "second", "third"].map((label) => waitFor(dispatcher, label, got));
+    dispatcher.release(b, "answered");
+    dispatcher.release(a, "answered");
+    await Promise.resolve();
+    expect(got).toEqual(["first:b", "second:a"]);
+    // The first caller is done with b: the third gets it.
+    dispatcher.release(b, "answered");
+    await Promise.all(waits);
+    expect(got).toEqual(["first:b", "second:a", "third:b"]);
+  });
+
+  it("answers at once when there is no time to wait, and after the wait otherwise", async () => {
+    const dispatcher = dispatcherWith(["a"]);
+    take(dispatcher);
+    expect(await dispatcher.acquire(0)).toBeUndefined();
+    const got: string[] = [];
+    const wait = waitFor(dispatcher, "caller", got, 200);
+    vi.advanceTimersByTime(199);
+    await Promise.resolve();
+    expect(got).toEqual([]);
+    vi.advanceTimersByTime(2);
+    await wait;
+    expect(got).toEqual(["caller:busy"]);
+    expect(dispatcher.queueLength).toBe(0);
+  });
+
+  it("holds back a replica that refused a call, then gives it to the caller who waits", async () => {
+    const dispatcher = dispatcherWith(["a"]);
+    const slot = take(dispatcher);
+    dispatcher.release(slot, "refused");
+    // Held for 1 ms: not free now.
+    expect(dispatcher.acquire(0)).toBeInstanceOf(Promise);
+    const got: string[] = [];
+    const wait = waitFor(dispatcher, "retry", got, 1000, true);
+    vi.advanceTimersByTime(2);
+    await wait;
+    expect(got).toEqual(["retry:a"]);
+  });
+
+  it("puts a refused caller back at the head of the line", async () => {
+    const dispatcher = dispatcherWith(["a"]);
+    const slot = take(dispatcher);
+    const got: string[] = [];
+    const later = waitFor(dispatcher, "later", got);
+    const refused = waitFor(dispatcher, "refused", got, 1000, true);
+    dispatcher.release(slot, "answered");
+    await refused;
+    expect(got).toEqual(["refused:a"]);
+    dispatcher.release(slot, "answered");
+    await later;
+    expect(got).toEqual(["refused:a", "later:a"]);
+  });
+
+  it("keeps a replica's state across a new replica list, drops removed ones, and serves waiters from new ones", async () => {
+    const dispatcher = dispatcherWith(["a", "b"]);
+    const a = take(dispatcher);
+    const b = take(dispatcher);
+    const got: string[] = [];
+    const wait = waitFor(dispatcher, "caller", got);
+    dispatcher.setReplicas([
+      { id: "a", url: a.url },
+      { id: "c", url: "http://127.0.0.1:9100" },
+    ]);
+    await wait;
+    expect(got).toEqual(["caller:c"]);
+    expect(a.busy).toBe(true);
+    dispatcher.release(b, "answered");
+    expect(b.removed).toBe(true);
+    expect(dispatcher.replicaCount).toBe(2);
+    dispatcher.release(a, "answered");
+    expect(take(dispatcher).id).toBe("a");
+  });
+
+  it("ends every wait when closed", async () => {
+    const dispatcher = dispatcherWith(["a"]);
+    take(dispatcher);
+    const got: string[] = [];
+    const wait = waitFor(dispatcher, "caller", got);
+    dispatcher.close();
+    await wait;
+    expect(got).toEqual(["caller:busy"]);
+  });
+});
