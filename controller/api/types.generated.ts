@@ -265,6 +265,8 @@ export interface ModelDeploymentStatus {
   image?: string;
   /** Id of the current rollout: numeric, unique across the installation, new for every rollout. */
   deploymentId?: number;
+  /** sha256 of what the current rollout runs (build, env, timeoutSeconds, the restartedAt annotation); when it changes, a new rollout starts. Like a Deployment's pod-template-hash. */
+  rolloutHash?: string;
   /** Replicas that exist now. */
   replicas?: number;
   /** Replicas that answer calls now. */

@@ -1,8 +1,10 @@
 // The `modelship` command line: one entry point, one subcommand per job.
 
+import { runApiKeys, runCall, runDescribe, runGet, runKeys, runLogs } from "./client.ts";
 import { runGateway } from "./gateway.ts";
 import { type CommandResult, type Output, processOutput } from "./output.ts";
 import { runReplica } from "./replica.ts";
+import { runUp } from "./up.ts";
 import { runValidate } from "./validate.ts";
 
 interface Command {
@@ -11,6 +13,22 @@ interface Command {
 }
 
 const COMMANDS: Record<string, Command> = {
+  up: {
+    summary: "build and serve what a git repository declares, and follow its branch",
+    run: runUp,
+  },
+  get: {
+    summary: "list modelrepositories, models, modelbuilds or modeldeployments [-o json]",
+    run: runGet,
+  },
+  describe: {
+    summary: "show one object: conditions, history, replicas and their counters",
+    run: runDescribe,
+  },
+  logs: { summary: "print a model's replica logs [--replica ID] [--follow]", run: runLogs },
+  call: { summary: "call a model through the gateway: modelship call MODEL 'JSON'", run: runCall },
+  keys: { summary: "show or rotate a model's access key", run: runKeys },
+  apikeys: { summary: "create, list or delete model API keys", run: runApiKeys },
   validate: {
     summary: "check manifests: schema, names, references, model files and functions",
     run: runValidate,

@@ -163,7 +163,7 @@ export class ModelDispatcher {
     this.drain();
   }
 
-  /** Ends every wait (the model went away or the gateway stops) and closes the connections. */
+  /** Ends every wait (the model went away or the gateway stops) and closes idle connections. */
   close(): void {
     for (let index = this.head; index < this.waiting.length; index++) {
       const waiter = this.waiting[index] as Waiter;
@@ -176,7 +176,11 @@ export class ModelDispatcher {
     this.head = 0;
     this.live = 0;
     clearTimeout(this.wakeTimer);
-    for (const slot of this.slots) slot.connection.close();
+    // A replica with a call in flight keeps its connection until the answer is in (release()).
+    for (const slot of this.slots) {
+      slot.removed = true;
+      if (!slot.busy) slot.connection.close();
+    }
     this.slots = [];
   }
 

@@ -122,6 +122,8 @@ export class Gateway {
   private byAccessKeyHash = new Map<string, ModelEntry>();
   private apiKeys = new Map<string, ApiKeyRecord>();
   private configured = false;
+  /** Calls between arrival and answer. */
+  private callsInFlight = 0;
   /** Calls that named no model we serve (not found, bad key) are measured under model "". */
   private readonly unknownModelMeters: ModelMeters;
 
@@ -140,22 +142,24 @@ export class Gateway {
    * their replicas' state; keys take effect for the very next call (a rotated key is refused).
    */
   apply(config: GatewayConfig): void {
+    // Everything that can fail comes first: a rejected configuration changes nothing.
     const ajv = newInputSchemaAjv();
+    const validators = new Map<string, ValidateFunction>();
+    for (const route of config.models) {
+      if (!route.inputSchema) continue;
+      try {
+        validators.set(route.name, ajv.compile(route.inputSchema));
+      } catch (error) {
+        throw new Error(`model "${route.name}": inputSchema: ${(error as Error).message}`);
+      }
+    }
     const next = new Map<string, ModelEntry>();
     for (const route of config.models) {
-      let validateInput: ValidateFunction | undefined;
-      if (route.inputSchema) {
-        try {
-          validateInput = ajv.compile(route.inputSchema);
-        } catch (error) {
-          throw new Error(`model "${route.name}": inputSchema: ${(error as Error).message}`);
-        }
-      }
       const entry: ModelEntry = {
         route,
         dispatcher: this.models.get(route.name)?.dispatcher ?? new ModelDispatcher(),
         meters: this.metersOf(route.name),
-        validateInput,
+        validateInput: validators.get(route.name),
         allowedUsers: route.authentication.users ? new Set(route.authentication.users) : undefined,
       };
       entry.dispatcher.setReplicas(route.replicas);
@@ -190,11 +194,19 @@ export class Gateway {
     return [...this.models].map(([name, entry]) => [name, entry.dispatcher.queueLength]);
   }
 
-  /** Stops taking connections, ends every wait, and closes the connections to replicas. */
-  async close(): Promise<void> {
+  /**
+   * Stops taking connections, ends every wait (429), lets calls on replicas finish (at most
+   * `graceMs`), then closes every connection, keep-alive ones included.
+   */
+  async close(graceMs = 30_000): Promise<void> {
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
-    this.server.closeIdleConnections();
     for (const entry of this.models.values()) entry.dispatcher.close();
+    const deadline = Date.now() + graceMs;
+    while (this.callsInFlight > 0 && Date.now() < deadline) {
+      this.server.closeIdleConnections();
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    this.server.closeAllConnections();
     await closed;
   }
 
@@ -208,7 +220,7 @@ export class Gateway {
       }
       const name = /^\/models\/([^/]+)\/predict$/.exec(path)?.[1];
       if (name !== undefined) {
-        this.call(request, response, decodeURIComponent(name));
+        this.call(request, response, decodeName(name));
         return;
       }
     } else if (request.method === "GET") {
@@ -264,6 +276,7 @@ export class Gateway {
     const arrived = performance.now();
     let entry: ModelEntry | undefined;
     let code: string;
+    this.callsInFlight += 1;
     try {
       const text = await readBody(request, this.bodyLimit);
       const target = this.identify(text, name);
@@ -279,6 +292,8 @@ export class Gateway {
       code = await this.dispatch(entry, target.forwardText, arrived, response);
     } catch (error) {
       code = this.sendFailure(response, error);
+    } finally {
+      this.callsInFlight -= 1;
     }
     const model = entry?.route.name ?? "";
     this.countRequest(model, code);
@@ -383,13 +398,23 @@ export class Gateway {
     const deadline = arrived + route.queueTimeoutSeconds * 1000;
     const uuid = randomUUID();
     let retried = false;
+    let waitMeasured = false;
+    /** Every replica tried so far said it was not ready: the 429 then says so. */
+    let onlyNotReady = false;
     for (;;) {
       const acquired = dispatcher.acquire(deadline - performance.now(), retried);
       const slot: ReplicaSlot | undefined = acquired instanceof Promise ? await acquired : acquired;
-      entry.meters.queueWait.observe((performance.now() - arrived) / 1000);
+      // One observation per call: the wait for its first replica (or until a 429 without one).
+      if (!waitMeasured) {
+        entry.meters.queueWait.observe((performance.now() - arrived) / 1000);
+        waitMeasured = true;
+      }
       if (!slot) {
         entry.meters.busy.inc();
-        throw new CallError("model.busy", busyMessage(route, dispatcher.replicaCount));
+        throw new CallError(
+          "model.busy",
+          busyMessage(route, onlyNotReady ? 0 : dispatcher.replicaCount),
+        );
       }
       const result = await slot.connection.send(
         text,
@@ -406,6 +431,8 @@ export class Gateway {
       }
       dispatcher.release(slot, outcome);
       if (outcome !== "answered") {
+        const notReady = result.kind === "answer" && result.code === "replica.not_ready";
+        onlyNotReady = notReady && (!retried || onlyNotReady);
         retried = true;
         continue;
       }
@@ -466,6 +493,15 @@ export class Gateway {
       this.requestCounters.set(key, counter);
     }
     counter.inc();
+  }
+}
+
+/** A path segment, decoded; one that is not valid percent-encoding names no model (and no crash). */
+function decodeName(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return segment;
   }
 }
 

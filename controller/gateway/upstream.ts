@@ -15,6 +15,8 @@ export type UpstreamResult =
   | { kind: "timeout" };
 
 const HEADER_END = Buffer.from("\r\n\r\n");
+/** How long a connection to a replica may take to open. */
+const CONNECT_TIMEOUT_MS = 3000;
 
 interface Pending {
   resolve: (result: UpstreamResult) => void;
@@ -33,6 +35,8 @@ export class ReplicaConnection {
   private socket: Socket | undefined;
   /** The socket has carried a call before: a reset before any answer means it went stale. */
   private reused = false;
+  /** The socket has connected (before that, a failure means the call never left). */
+  private connected = false;
   private pending: Pending | undefined;
 
   constructor(host: string, port: number) {
@@ -54,15 +58,31 @@ export class ReplicaConnection {
     });
   }
 
+  /** Closes the connection; a call on it ends as `lost` at once rather than at its timeout. */
   close(): void {
-    this.socket?.destroy();
+    const socket = this.socket;
     this.socket = undefined;
+    socket?.destroy();
+    if (this.pending)
+      this.finish({ kind: "lost", reason: "the gateway closed the connection" }, false);
   }
 
   private open(): Socket {
-    const socket = connect({ host: this.host, port: this.port, noDelay: true });
+    // URL hostnames keep IPv6 brackets ("[::1]"); sockets want the bare address.
+    const host = this.host.startsWith("[") ? this.host.slice(1, -1) : this.host;
+    const socket = connect({ host, port: this.port, noDelay: true });
     this.socket = socket;
     this.reused = false;
+    this.connected = false;
+    // A replica at an address that does not answer must not hold a call for its whole timeout.
+    socket.setTimeout(CONNECT_TIMEOUT_MS, () => {
+      if (!this.connected)
+        socket.destroy(new Error(`no connection within ${CONNECT_TIMEOUT_MS} ms`));
+    });
+    socket.once("connect", () => {
+      this.connected = true;
+      socket.setTimeout(0);
+    });
     socket.on("data", (chunk: Buffer) => this.onData(chunk));
     socket.on("error", (error: NodeJS.ErrnoException) =>
       this.onBroken(socket, error.message, error.code),
@@ -76,13 +96,11 @@ export class ReplicaConnection {
     this.socket = undefined;
     const pending = this.pending;
     if (!pending) return;
-    // Nothing came back: a refused connection never carried the call, and a reset of a reused
-    // idle connection is the agent closing it as we wrote. Anything else may have run the call.
+    // Nothing came back: a connection never made never carried the call (refused, unknown
+    // host, no route, no answer), and a reset of a reused idle connection is the agent closing
+    // it as we wrote. Anything else may have run the call.
     const neverArrived =
-      pending.receivedLength === 0 &&
-      (code === "ECONNREFUSED" ||
-        code === "EHOSTUNREACH" ||
-        (this.reused && code === "ECONNRESET"));
+      pending.receivedLength === 0 && (!this.connected || (this.reused && code === "ECONNRESET"));
     this.finish({ kind: neverArrived ? "unreachable" : "lost", reason }, false);
   }
 

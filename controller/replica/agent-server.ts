@@ -105,7 +105,13 @@ export function createReplicaServer(
   }
 
   function route(request: IncomingMessage, response: ServerResponse): void {
-    const url = new URL(request.url ?? "/", "http://replica");
+    let url: URL;
+    try {
+      url = new URL(request.url ?? "/", "http://replica");
+    } catch {
+      sendJson(response, 400, JSON.stringify({ error: `not a path: ${request.url}` }));
+      return;
+    }
     const key = `${request.method} ${url.pathname}`;
     switch (key) {
       case "POST /predict":

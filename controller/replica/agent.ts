@@ -23,6 +23,8 @@ export interface ReplicaOptions {
   logCapacity?: number;
   /** Send exception tracebacks to callers (`MODELSHIP_TRACEBACKS=1` in the worker). */
   tracebacks?: boolean;
+  /** Told of every state change: a supervisor updates the gateway when readiness changes. */
+  onStateChange?: (state: ReplicaState) => void;
 }
 
 export interface ReplicaStats {
@@ -77,6 +79,8 @@ export class ReplicaAgent {
   /** Why the worker cannot serve: the load error, or the last exit. */
   private problem: string | undefined;
   private inFlight = false;
+  /** stop() was called: no new call is taken. */
+  private stopping = false;
   private crashesInARow = 0;
   private restartTimer: NodeJS.Timeout | undefined;
   private readonly readyWaiters = new Set<() => void>();
@@ -91,12 +95,14 @@ export class ReplicaAgent {
   }
 
   get ready(): boolean {
-    return this.stateNow === "ready";
+    return this.stateNow === "ready" && !this.stopping;
   }
 
   /** Why the replica is not ready, when it is not. */
   get notReadyReason(): string | undefined {
-    return this.ready ? undefined : (this.problem ?? `the worker is ${this.stateNow}`);
+    if (this.ready) return undefined;
+    if (this.stopping && this.stateNow === "ready") return "the replica is stopping";
+    return this.problem ?? `the worker is ${this.stateNow}`;
   }
 
   get workerPid(): number | undefined {
@@ -126,8 +132,10 @@ export class ReplicaAgent {
   }
 
   private setState(state: ReplicaState): void {
+    const changed = state !== this.stateNow;
     this.stateNow = state;
     for (const check of [...this.readyWaiters]) check();
+    if (changed) this.options.onStateChange?.(state);
   }
 
   private note(line: string): void {
@@ -165,12 +173,12 @@ export class ReplicaAgent {
         this.setState("failed");
       }
     });
-    // "close", not "exit": by then the worker's last lines (a load error) have been read.
-    worker.child.once("close", (code, signal) => {
+    // The end, not the exit: by then the worker's last lines (a load error) have been read.
+    worker.onEnd(({ code, signal, error }) => {
       if (this.worker !== worker || this.stateNow === "stopped" || this.stateNow === "failed") {
         return;
       }
-      const how = signal ? `signal ${signal}` : `code ${code}`;
+      const how = error ? `an error: ${error}` : signal ? `signal ${signal}` : `code ${code}`;
       this.problem = `worker ${generation} exited with ${how}`;
       this.note(this.problem);
       this.scheduleRestart();
@@ -320,8 +328,12 @@ export class ReplicaAgent {
     return { status: ERROR_STATUS[code], code, body: JSON.stringify(body) };
   }
 
-  /** Waits for the call in flight (at most `graceMs`), then stops the worker. */
+  /**
+   * Takes no new call (they get `replica.not_ready`, so a gateway goes elsewhere), waits for the
+   * call in flight (at most `graceMs`), then stops the worker.
+   */
   async stop(graceMs = 0): Promise<void> {
+    this.stopping = true;
     const deadline = Date.now() + graceMs;
     while (this.inFlight && Date.now() < deadline) {
       await new Promise((resolve) => setTimeout(resolve, 10));

@@ -2,7 +2,6 @@
 // worker's fd 3, answers on its fd 4, one JSON object per line (docs/workers.md). The user's
 // stdout and stderr are handed to the caller line by line, for the replica's log.
 import { type ChildProcess, spawn } from "node:child_process";
-import { once } from "node:events";
 import { createInterface } from "node:readline";
 import type { Readable, Writable } from "node:stream";
 import { fileURLToPath } from "node:url";
@@ -22,7 +21,13 @@ export type WorkerAnswer =
 export type WorkerStart =
   | { type: "ready"; protocol: number; runtime: Runtime }
   | { type: "load_error"; error: WorkerError }
-  | { type: "exited"; code: number | null; signal: NodeJS.Signals | null };
+  | {
+      type: "exited";
+      code: number | null;
+      signal: NodeJS.Signals | null;
+      /** Why it could not start at all (no python3 on PATH, a directory that is not there). */
+      error?: string;
+    };
 
 export interface WorkerOptions {
   runtime: Runtime;
@@ -52,6 +57,8 @@ export class WorkerProcess {
   private readonly requests: Writable;
   private readonly pending = new Map<number, (answer: WorkerAnswer | undefined) => void>();
   private nextId = 1;
+  private endedWith: Extract<WorkerStart, { type: "exited" }> | undefined;
+  private readonly endListeners: ((end: Extract<WorkerStart, { type: "exited" }>) => void)[] = [];
 
   constructor(options: WorkerOptions) {
     const [command, args] = commandOf(options);
@@ -91,12 +98,19 @@ export class WorkerProcess {
       this.child.once("exit", () => this.requests.destroy());
       // "close" comes after the last line on every pipe has been read, so a load error or an
       // answer written just before the exit is never taken for a silent death.
-      this.child.once("close", (code, signal) => {
-        resolve({ type: "exited", code, signal });
+      const ended = (result: Extract<WorkerStart, { type: "exited" }>) => {
+        resolve(result);
+        this.endedWith ??= result;
         // Whatever was in flight has no answer coming.
         for (const settle of this.pending.values()) settle(undefined);
         this.pending.clear();
-      });
+        for (const listener of this.endListeners.splice(0)) listener(result);
+      };
+      this.child.once("close", (code, signal) => ended({ type: "exited", code, signal }));
+      // A process that cannot be spawned emits "error" (and maybe no "close"): the same end.
+      this.child.once("error", (error) =>
+        ended({ type: "exited", code: null, signal: null, error: error.message }),
+      );
     });
   }
 
@@ -113,16 +127,27 @@ export class WorkerProcess {
     });
   }
 
-  /** Closes the request pipe (the worker then exits by itself) and waits for the exit. */
+  /**
+   * Calls `listener` once the worker is gone for good — after its last output was read, or when
+   * it could not be started — with the exit status.
+   */
+  onEnd(listener: (end: Extract<WorkerStart, { type: "exited" }>) => void): void {
+    if (this.endedWith) listener(this.endedWith);
+    else this.endListeners.push(listener);
+  }
+
+  /** Closes the request pipe (the worker then exits by itself) and waits for the end. */
   async stop(): Promise<void> {
-    if (this.exited) return;
-    const exited = once(this.child, "close");
+    if (this.endedWith) return;
+    const ended = new Promise<void>((resolve) => this.onEnd(() => resolve()));
     this.requests.end();
-    await exited;
+    await ended;
   }
 
   get exited(): boolean {
-    return this.child.exitCode !== null || this.child.signalCode !== null;
+    return (
+      this.endedWith !== undefined || this.child.exitCode !== null || this.child.signalCode !== null
+    );
   }
 
   kill(): void {

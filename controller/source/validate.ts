@@ -442,12 +442,25 @@ export function compareProblems(a: Problem, b: Problem): number {
   );
 }
 
-/** Validates manifests together, reading model files through the tree. */
+/** One object the manifests declare, as written (defaults are the reconcilers' business). */
+export interface DeclaredObject {
+  kind: Kind;
+  namespace: string;
+  name: string;
+  /** The manifest file it came from, relative to the repository root. */
+  repoPath: string;
+  object: Record<string, unknown>;
+}
+
+/**
+ * Validates manifests together, reading model files through the tree. `declared` lists the
+ * objects; they are only fit to apply when there is no problem at all.
+ */
 export async function validateManifests(
   sources: ManifestSource[],
   tree: SourceTree,
   options: ValidatorOptions = {},
-): Promise<{ problems: Problem[]; objects: number }> {
+): Promise<{ problems: Problem[]; objects: number; declared: DeclaredObject[] }> {
   const validators = compileKindValidators(options);
   const problems: Problem[] = [];
   const candidates: Candidate[] = [];
@@ -497,7 +510,10 @@ export async function validateManifests(
       ...(await modelSourceProblems(candidate, tree)),
     );
   }
-  return { problems: problems.sort(compareProblems), objects: candidates.length };
+  const declared = candidates.flatMap(({ kind, namespace, name, repoPath, object }) =>
+    name === undefined ? [] : [{ kind, namespace, name, repoPath, object }],
+  );
+  return { problems: problems.sort(compareProblems), objects: candidates.length, declared };
 }
 
 /** `path:line:col: Kind/name /json/pointer: message` — the document root is written `/`. */

@@ -1,0 +1,417 @@
+// The commands that talk to a running `modelship up` through its admin API: get, describe,
+// logs, call, keys and apikeys (docs/cli.md). Tables follow the CRDs' printer columns, so
+// `modelship get` and `kubectl get` show the same thing.
+import { parseArgs } from "node:util";
+import type { Kind } from "../api/schemas.ts";
+import { loadKindSchema } from "../api/schemas.ts";
+import type { Condition, DeploymentRecord } from "../api/types.generated.ts";
+import { KIND_NAMES } from "../platform/local/admin.ts";
+import type { ReplicaInfo, Resource } from "../platform/ports.ts";
+import type { CommandResult, Output } from "./output.ts";
+import { adminOf, stateDirOf } from "./state-dir.ts";
+
+interface PrinterColumn {
+  name: string;
+  jsonPath: string;
+  type: string;
+}
+
+const STATE_DIR_OPTION = { "state-dir": { type: "string" } } as const;
+
+async function admin(stateDirFlag: string | undefined, path: string, init: RequestInit = {}) {
+  const { url, token } = adminOf(stateDirOf(stateDirFlag));
+  let response: Response;
+  try {
+    response = await fetch(`${url}${path}`, {
+      ...init,
+      headers: {
+        authorization: `Bearer ${token}`,
+        "content-type": "application/json",
+        ...init.headers,
+      },
+    });
+  } catch {
+    throw new Error(`cannot reach modelship up at ${url}: is it still running?`);
+  }
+  return response;
+}
+
+async function adminJson<T>(
+  stateDirFlag: string | undefined,
+  path: string,
+  init: RequestInit = {},
+): Promise<T> {
+  const response = await admin(stateDirFlag, path, init);
+  const body = (await response.json()) as T & { error?: string };
+  if (!response.ok) throw new Error(body.error ?? `the admin API answered ${response.status}`);
+  return body;
+}
+
+function kindOf(text: string | undefined): Kind {
+  const kind = text === undefined ? undefined : KIND_NAMES[text.toLowerCase()];
+  if (!kind) {
+    throw new Error(
+      `unknown kind "${text ?? ""}": use modelrepositories (mrepo), models (mdl), modelbuilds (mb) or modeldeployments (md)`,
+    );
+  }
+  return kind;
+}
+
+/** Evaluates the JSONPath subset our printer columns use: `.a.b` and `.list[?(@.k=="v")].field`. */
+export function evaluateJsonPath(object: unknown, path: string): unknown {
+  let value: unknown = object;
+  const pattern = /\.([A-Za-z0-9_]+)(?:\[\?\(@\.([A-Za-z0-9_]+)=="([^"]*)"\)\])?/g;
+  for (const match of path.matchAll(pattern)) {
+    if (value === null || typeof value !== "object") return undefined;
+    value = (value as Record<string, unknown>)[match[1] as string];
+    if (match[2] !== undefined) {
+      if (!Array.isArray(value)) return undefined;
+      value = value.find(
+        (item) => (item as Record<string, unknown>)[match[2] as string] === match[3],
+      );
+    }
+  }
+  return value;
+}
+
+/** kubectl's age: 45s, 12m, 3h, 5d. */
+export function formatAge(from: string, now: Date): string {
+  const seconds = Math.max(0, Math.floor((now.getTime() - Date.parse(from)) / 1000));
+  if (seconds < 120) return `${seconds}s`;
+  if (seconds < 7200) return `${Math.floor(seconds / 60)}m`;
+  if (seconds < 172_800) return `${Math.floor(seconds / 3600)}h`;
+  return `${Math.floor(seconds / 86_400)}d`;
+}
+
+export function printerColumns(kind: Kind): PrinterColumn[] {
+  const schema = loadKindSchema(kind) as { "x-kubernetes": { printerColumns: PrinterColumn[] } };
+  return schema["x-kubernetes"].printerColumns;
+}
+
+function cell(object: Resource, column: PrinterColumn, now: Date): string {
+  const value = evaluateJsonPath(object, column.jsonPath);
+  if (value === undefined || value === null) return "<none>";
+  if (column.type === "date") return formatAge(String(value), now);
+  if (column.name === "Commit" && typeof value === "string") return value.slice(0, 7);
+  return String(value);
+}
+
+/** Columns padded like kubectl: three spaces between them. */
+export function formatTable(rows: string[][]): string {
+  const widths = (rows[0] ?? []).map((_, index) =>
+    Math.max(...rows.map((row) => (row[index] ?? "").length)),
+  );
+  return rows
+    .map((row) =>
+      row
+        .map((text, index) =>
+          index === row.length - 1 ? text : text.padEnd((widths[index] ?? 0) + 3),
+        )
+        .join("")
+        .trimEnd(),
+    )
+    .join("\n");
+}
+
+export function resourceTable(kind: Kind, objects: Resource[], now: Date): string {
+  const columns = printerColumns(kind);
+  const header = ["NAME", ...columns.map((column) => column.name.toUpperCase())];
+  const rows = objects.map((object) => [
+    object.metadata.name,
+    ...columns.map((column) => cell(object, column, now)),
+  ]);
+  return formatTable([header, ...rows]);
+}
+
+export async function runGet(args: string[], output: Output): Promise<CommandResult> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: { output: { type: "string", short: "o", default: "table" }, ...STATE_DIR_OPTION },
+  });
+  const kind = kindOf(positionals[0]);
+  const name = positionals[1];
+  const plural = `${kind.toLowerCase()}s`.replace("repositorys", "repositories");
+  const path = `/api/v1/${plural}${name ? `/${encodeURIComponent(name)}` : ""}`;
+  const body = await adminJson<Resource | { items: Resource[] }>(values["state-dir"], path);
+  if (values.output === "json") {
+    output.out(
+      `${JSON.stringify(name ? body : { apiVersion: "v1", kind: "List", ...body }, null, 2)}\n`,
+    );
+    return { exitCode: 0 };
+  }
+  if (values.output !== "table" && values.output !== "wide") {
+    throw new Error(`--output must be json (or omitted for a table), not "${values.output}"`);
+  }
+  const objects = "items" in body ? body.items : [body];
+  if (objects.length === 0) {
+    output.err(`No ${plural} found.\n`);
+    return { exitCode: 0 };
+  }
+  output.out(`${resourceTable(kind, objects, new Date())}\n`);
+  return { exitCode: 0 };
+}
+
+function describeConditions(conditions: Condition[] | undefined, now: Date): string[] {
+  if (!conditions?.length) return ["Conditions:  <none>"];
+  return [
+    "Conditions:",
+    formatTable([
+      ["  TYPE", "STATUS", "REASON", "AGE", "MESSAGE"],
+      ...conditions.map((condition) => [
+        `  ${condition.type}`,
+        condition.status,
+        condition.reason,
+        formatAge(condition.lastTransitionTime, now),
+        condition.message.split("\n")[0] ?? "",
+      ]),
+    ]),
+    // A multi-line message (a sync's validation errors) is printed whole below.
+    ...conditions
+      .filter((condition) => condition.message.includes("\n"))
+      .flatMap((condition) => [
+        `${condition.type} message:`,
+        ...condition.message.split("\n").map((line) => `  ${line}`),
+      ]),
+  ];
+}
+
+function describeHistory(history: DeploymentRecord[] | undefined): string[] {
+  if (!history?.length) return [];
+  return [
+    "History:",
+    formatTable([
+      ["  DEPLOYMENT", "BUILD", "COMMIT", "DEPLOYED", "STOPPED", "BY"],
+      ...[...history]
+        .reverse()
+        .map((record) => [
+          `  ${record.deploymentId}`,
+          String(record.build),
+          record.commit?.slice(0, 7) ?? "",
+          record.deployedAt,
+          record.stoppedAt ?? "-",
+          record.deployedBy ?? "",
+        ]),
+    ]),
+  ];
+}
+
+function describeReplicas(replicas: ReplicaInfo[]): string[] {
+  if (replicas.length === 0) return ["Replicas:  <none>"];
+  const counters = [
+    "received",
+    "processed",
+    "success",
+    "failure",
+    "error",
+    "busy",
+    "notReady",
+    "restarts",
+  ];
+  return [
+    "Replicas:",
+    formatTable([
+      ["  ID", "BUILD", "READY", ...counters.map((counter) => counter.toUpperCase())],
+      ...replicas.map((replica) => [
+        `  ${replica.id}`,
+        String(replica.build),
+        replica.ready ? "true" : `false${replica.reason ? ` (${replica.reason})` : ""}`,
+        ...counters.map((counter) => String(replica.stats[counter] ?? 0)),
+      ]),
+    ]),
+  ];
+}
+
+export async function runDescribe(args: string[], output: Output): Promise<CommandResult> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: STATE_DIR_OPTION,
+  });
+  const kind = kindOf(positionals[0]);
+  const name = positionals[1];
+  if (!name) throw new Error("usage: modelship describe KIND NAME");
+  const plural = `${kind.toLowerCase()}s`.replace("repositorys", "repositories");
+  const object = await adminJson<Resource>(
+    values["state-dir"],
+    `/api/v1/${plural}/${encodeURIComponent(name)}`,
+  );
+  const now = new Date();
+  const lines = [
+    `Name:         ${object.metadata.name}`,
+    `Namespace:    ${object.metadata.namespace ?? "default"}`,
+    `Kind:         ${object.kind}`,
+    ...Object.entries(object.metadata.annotations ?? {}).map(
+      ([key, value]) => `Annotation:   ${key}=${value}`,
+    ),
+    "Spec:",
+    ...JSON.stringify(object.spec, null, 2).split("\n").slice(1, -1),
+  ];
+  const status = (object.status ?? {}) as Record<string, unknown>;
+  const { conditions, history, ...rest } = status as {
+    conditions?: Condition[];
+    history?: DeploymentRecord[];
+  } & Record<string, unknown>;
+  lines.push(
+    "Status:",
+    ...Object.entries(rest).map(
+      ([key, value]) => `  ${key}: ${typeof value === "string" ? value : JSON.stringify(value)}`,
+    ),
+  );
+  lines.push(...describeConditions(conditions, now), ...describeHistory(history));
+  if (kind === "ModelDeployment") {
+    const { items } = await adminJson<{ items: ReplicaInfo[] }>(
+      values["state-dir"],
+      `/api/v1/modeldeployments/${encodeURIComponent(name)}/replicas`,
+    );
+    lines.push(...describeReplicas(items));
+  }
+  if (kind === "ModelBuild" && (status.phase === "Failed" || status.phase === "Building")) {
+    const { logs } = await adminJson<{ logs: string }>(
+      values["state-dir"],
+      `/api/v1/modelbuilds/${encodeURIComponent(name)}/logs`,
+    );
+    lines.push(
+      "Build log (last 20 lines):",
+      ...logs
+        .trimEnd()
+        .split("\n")
+        .slice(-20)
+        .map((line) => `  ${line}`),
+    );
+  }
+  output.out(`${lines.join("\n")}\n`);
+  return { exitCode: 0 };
+}
+
+export async function runLogs(args: string[], output: Output): Promise<CommandResult> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: {
+      replica: { type: "string" },
+      follow: { type: "boolean", short: "f", default: false },
+      ...STATE_DIR_OPTION,
+    },
+  });
+  const model = positionals[0];
+  if (!model) throw new Error("usage: modelship logs MODEL [--replica ID] [--follow]");
+  const query = new URLSearchParams();
+  if (values.replica) query.set("replica", values.replica);
+  if (values.follow) query.set("follow", "1");
+  const response = await admin(
+    values["state-dir"],
+    `/api/v1/logs/${encodeURIComponent(model)}?${query}`,
+  );
+  if (!response.ok) throw new Error(((await response.json()) as { error: string }).error);
+  let buffered = "";
+  for await (const chunk of response.body as AsyncIterable<Uint8Array>) {
+    buffered += Buffer.from(chunk).toString("utf8");
+    const lines = buffered.split("\n");
+    buffered = lines.pop() ?? "";
+    for (const text of lines) {
+      if (!text) continue;
+      const line = JSON.parse(text) as {
+        replica: string;
+        time: string;
+        stream: string;
+        line: string;
+      };
+      const mark =
+        line.stream === "stderr" ? " [stderr]" : line.stream === "agent" ? " [agent]" : "";
+      output.out(`${line.time} ${line.replica}${mark} ${line.line}\n`);
+    }
+  }
+  return { exitCode: 0 };
+}
+
+export async function runCall(args: string[], output: Output): Promise<CommandResult> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: { "api-key": { type: "string" }, ...STATE_DIR_OPTION },
+  });
+  const [model, request] = positionals;
+  if (!model || request === undefined) throw new Error(`usage: modelship call MODEL 'JSON'`);
+  try {
+    JSON.parse(request);
+  } catch (error) {
+    throw new Error(`the request is not JSON: ${(error as Error).message}`);
+  }
+  const { gatewayUrl } = adminOf(stateDirOf(values["state-dir"]));
+  const apiKey = values["api-key"] ?? process.env.MODELSHIP_API_KEY;
+  const response = await fetch(`${gatewayUrl}/models/${encodeURIComponent(model)}/predict`, {
+    method: "POST",
+    headers: {
+      "content-type": "application/json",
+      ...(apiKey ? { authorization: `Bearer ${apiKey}` } : {}),
+    },
+    body: request,
+  });
+  const text = await response.text();
+  output.out(`${text}\n`);
+  return { exitCode: response.ok ? 0 : 1 };
+}
+
+export async function runKeys(args: string[], output: Output): Promise<CommandResult> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: STATE_DIR_OPTION,
+  });
+  const [action, model] = positionals;
+  if ((action !== "show" && action !== "rotate") || !model) {
+    throw new Error("usage: modelship keys show|rotate MODEL");
+  }
+  const path = `/api/v1/keys/${encodeURIComponent(model)}${action === "rotate" ? "/rotate" : ""}`;
+  const { accessKey } = await adminJson<{ accessKey: string }>(values["state-dir"], path, {
+    method: action === "rotate" ? "POST" : "GET",
+  });
+  output.out(`${accessKey}\n`);
+  return { exitCode: 0 };
+}
+
+export async function runApiKeys(args: string[], output: Output): Promise<CommandResult> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: {
+      user: { type: "string" },
+      expires: { type: "string" },
+      output: { type: "string", short: "o" },
+      ...STATE_DIR_OPTION,
+    },
+  });
+  const [action, id] = positionals;
+  const stateDir = values["state-dir"];
+  if (action === "create") {
+    if (!values.user)
+      throw new Error("usage: modelship apikeys create --user USER [--expires 30d]");
+    const created = await adminJson<{ key: string }>(stateDir, "/api/v1/apikeys", {
+      method: "POST",
+      body: JSON.stringify({
+        user: values.user,
+        ...(values.expires ? { expires: values.expires } : {}),
+      }),
+    });
+    output.out(`${created.key}\n`);
+    return { exitCode: 0 };
+  }
+  if (action === "list") {
+    const { items } = await adminJson<{
+      items: { id: string; user: string; createdAt: string; expiresAt: string }[];
+    }>(stateDir, "/api/v1/apikeys");
+    if (values.output === "json") output.out(`${JSON.stringify({ items }, null, 2)}\n`);
+    else
+      output.out(
+        `${formatTable([["ID", "USER", "CREATED", "EXPIRES"], ...items.map((key) => [key.id, key.user, key.createdAt, key.expiresAt])])}\n`,
+      );
+    return { exitCode: 0 };
+  }
+  if (action === "delete" && id) {
+    await adminJson(stateDir, `/api/v1/apikeys/${encodeURIComponent(id)}`, { method: "DELETE" });
+    output.out(`deleted ${id}\n`);
+    return { exitCode: 0 };
+  }
+  throw new Error("usage: modelship apikeys create --user U [--expires 30d] | list | delete ID");
+}

@@ -1,0 +1,236 @@
+// The local platform's Runtime: supervises replica agents for each ModelDeployment and
+// replaces them one by one on a rollout — start a new replica, wait until it is ready (the
+// gateway starts using it), then take one old replica out of the gateway and stop it once its
+// call in flight is done. A new build that cannot load stops the rollout; the old replicas keep
+// serving. Agents run in this process, each on its own port; their workers are processes.
+import { randomBytes } from "node:crypto";
+import type { Server } from "node:http";
+import { join } from "node:path";
+import { closeServer, listen } from "../../cli/serve.ts";
+import { ReplicaAgent } from "../../replica/agent.ts";
+import { createReplicaServer } from "../../replica/agent-server.ts";
+import type { ReplicaInfo, RolloutSpec, RolloutStatus, Runtime } from "../ports.ts";
+
+/** How long a new replica may take to load its function before the rollout is called failed. */
+const READY_TIMEOUT_MS = 120_000;
+
+export interface LocalReplica {
+  id: string;
+  deploymentId: number;
+  build: number;
+  agent: ReplicaAgent;
+  server: Server;
+  url: string;
+  /** Taken out of the gateway, finishing its last call. */
+  stopping: boolean;
+}
+
+interface DeploymentState {
+  spec: RolloutSpec;
+  replicas: LocalReplica[];
+  failure: string | undefined;
+  /** Rollouts of one deployment run one after another. */
+  work: Promise<void>;
+}
+
+/** Where a local build keeps its code and environment: `local:<dir>`, see docs/builds.md. */
+export function buildDirectory(image: string | undefined): string {
+  if (!image?.startsWith("local:")) {
+    throw new Error(`the local runtime runs local builds only, not "${image ?? "(no image)"}"`);
+  }
+  return image.slice("local:".length);
+}
+
+/** The environment that puts a build's venv or R library in front. */
+export function replicaEnvironment(spec: RolloutSpec, directory: string): Record<string, string> {
+  const base: Record<string, string> =
+    spec.build.spec.runtime === "python3"
+      ? {
+          VIRTUAL_ENV: join(directory, "venv"),
+          PATH: `${join(directory, "venv/bin")}:${process.env.PATH ?? ""}`,
+        }
+      : { R_LIBS_USER: join(directory, "rlib") };
+  return { ...base, ...spec.env };
+}
+
+/** CDSW-like replica ids: `<deployment>-<build>-<deploymentId>-<random>`. */
+export function replicaId(spec: RolloutSpec): string {
+  const name = spec.key.split("/")[1] ?? spec.key;
+  return `${name}-${spec.build.spec.number}-${spec.deploymentId}-${randomBytes(3).toString("hex")}`;
+}
+
+export class LocalRuntime implements Runtime {
+  private readonly deployments = new Map<string, DeploymentState>();
+  private readonly onChange: (key: string) => void;
+  private readonly log: (line: string) => void;
+
+  /** `onChange` is called whenever a deployment's replicas or their readiness change. */
+  constructor(options: { onChange: (key: string) => void; log?: (line: string) => void }) {
+    this.onChange = options.onChange;
+    this.log = options.log ?? (() => {});
+  }
+
+  async apply(spec: RolloutSpec): Promise<void> {
+    let state = this.deployments.get(spec.key);
+    if (
+      state &&
+      state.spec.deploymentId === spec.deploymentId &&
+      state.spec.replicas === spec.replicas
+    ) {
+      return;
+    }
+    if (!state) {
+      state = { spec, replicas: [], failure: undefined, work: Promise.resolve() };
+      this.deployments.set(spec.key, state);
+    }
+    if (state.spec.deploymentId !== spec.deploymentId) state.failure = undefined;
+    state.spec = spec;
+    const current = state;
+    current.work = current.work
+      .then(() => this.converge(current))
+      .catch((error: Error) => {
+        current.failure = error.message;
+        this.onChange(spec.key);
+      });
+  }
+
+  status(key: string): RolloutStatus | undefined {
+    const state = this.deployments.get(key);
+    if (!state) return undefined;
+    const live = state.replicas.filter((replica) => !replica.stopping);
+    const current = live.filter((replica) => replica.deploymentId === state.spec.deploymentId);
+    const readyReplicas = current.filter((replica) => replica.agent.ready).length;
+    return {
+      readyReplicas,
+      replicas: live.length,
+      complete:
+        live.length === current.length &&
+        current.length === state.spec.replicas &&
+        readyReplicas === state.spec.replicas,
+      ...(state.failure ? { failure: state.failure } : {}),
+    };
+  }
+
+  replicas(key: string): ReplicaInfo[] {
+    const state = this.deployments.get(key);
+    if (!state) return [];
+    return state.replicas.map((replica) => ({
+      id: replica.id,
+      deploymentId: replica.deploymentId,
+      build: replica.build,
+      ready: replica.agent.ready && !replica.stopping,
+      ...(replica.agent.notReadyReason ? { reason: replica.agent.notReadyReason } : {}),
+      url: replica.url,
+      stats: { ...replica.agent.stats },
+    }));
+  }
+
+  /** The agents themselves, for logs. */
+  agents(key: string): LocalReplica[] {
+    return [...(this.deployments.get(key)?.replicas ?? [])];
+  }
+
+  keys(): string[] {
+    return [...this.deployments.keys()];
+  }
+
+  async stop(key: string): Promise<void> {
+    const state = this.deployments.get(key);
+    if (!state) return;
+    this.deployments.delete(key);
+    await state.work;
+    await Promise.all(state.replicas.map((replica) => this.stopReplica(key, replica, state)));
+  }
+
+  async stopAll(): Promise<void> {
+    await Promise.all(this.keys().map((key) => this.stop(key)));
+  }
+
+  /** Brings the replicas to the state's spec, one replica at a time. */
+  private async converge(state: DeploymentState): Promise<void> {
+    const spec = state.spec;
+    const key = spec.key;
+    const isCurrent = (replica: LocalReplica) =>
+      replica.deploymentId === spec.deploymentId && !replica.stopping;
+    for (;;) {
+      if (state.spec !== spec || !this.deployments.has(key)) return; // a newer spec takes over
+      const current = state.replicas.filter(isCurrent);
+      const old = state.replicas.filter((replica) => !isCurrent(replica) && !replica.stopping);
+      if (current.length < spec.replicas) {
+        const replica = await this.startReplica(spec);
+        state.replicas.push(replica);
+        this.onChange(key);
+        try {
+          await readyWithin(replica.agent, READY_TIMEOUT_MS);
+        } catch (error) {
+          state.failure = `replica ${replica.id} of build ${spec.build.spec.number} did not become ready: ${(error as Error).message}`;
+          this.log(`deployment ${key}: ${state.failure}`);
+          await this.stopReplica(key, replica, state);
+          return;
+        }
+        this.onChange(key);
+        const retired = old[0];
+        if (retired) await this.stopReplica(key, retired, state);
+        continue;
+      }
+      const surplus = current.slice(spec.replicas);
+      const leftovers = [...surplus, ...old];
+      if (leftovers.length === 0) return;
+      for (const replica of leftovers) await this.stopReplica(key, replica, state);
+    }
+  }
+
+  private async startReplica(spec: RolloutSpec): Promise<LocalReplica> {
+    const directory = buildDirectory(spec.build.status?.image);
+    const key = spec.key;
+    const agent: ReplicaAgent = new ReplicaAgent({
+      replicaId: replicaId(spec),
+      runtime: spec.build.spec.runtime,
+      file: spec.build.spec.file,
+      functionName: spec.build.spec.function,
+      directory: join(directory, "src"),
+      env: replicaEnvironment(spec, directory),
+      timeoutSeconds: spec.timeoutSeconds,
+      onStateChange: () => this.onChange(key),
+    });
+    const server = createReplicaServer(agent);
+    const url = await listen(server, "127.0.0.1", 0);
+    agent.start();
+    return {
+      id: agent.options.replicaId,
+      deploymentId: spec.deploymentId,
+      build: spec.build.spec.number,
+      agent,
+      server,
+      url,
+      stopping: false,
+    };
+  }
+
+  /** Out of the gateway first, then the call in flight finishes, then the worker stops. */
+  private async stopReplica(
+    key: string,
+    replica: LocalReplica,
+    state: DeploymentState,
+  ): Promise<void> {
+    replica.stopping = true;
+    this.onChange(key);
+    const closed = closeServer(replica.server);
+    await replica.agent.stop(replica.agent.options.timeoutSeconds * 1000);
+    replica.server.closeAllConnections();
+    await closed;
+    state.replicas = state.replicas.filter((other) => other !== replica);
+    this.onChange(key);
+  }
+}
+
+function readyWithin(agent: ReplicaAgent, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`not ready after ${ms / 1000} s: ${agent.notReadyReason}`)),
+      ms,
+    );
+  });
+  return Promise.race([agent.whenReady(), timeout]).finally(() => clearTimeout(timer));
+}

@@ -1,0 +1,612 @@
+// The git source: reads a branch of a repository — a local path read in place, or an http(s) URL
+// cloned once into a cache and fetched after — and gives the sync what it needs at one commit:
+// the head revision, ancestry (to notice a force push), the tree id of a path (build identity),
+// the manifests below a path, a SourceTree for the validator, and an export of a path's files.
+// Everything goes through isomorphic-git: no git binary is needed.
+import { createHash } from "node:crypto";
+import fs from "node:fs";
+import {
+  chmod,
+  lstat,
+  mkdir,
+  mkdtemp,
+  rename,
+  rm,
+  stat,
+  symlink,
+  writeFile,
+} from "node:fs/promises";
+import { join, posix, resolve } from "node:path";
+import git from "isomorphic-git";
+import http from "isomorphic-git/http/node";
+import type { SourceTree } from "./tree.ts";
+import type { ManifestSource } from "./validate.ts";
+
+export interface GitSourceOptions {
+  /** http(s) URL, or a path to a local git repository (a working clone or a bare repo). */
+  url: string;
+  branch: string;
+  /** Where clones of URL repositories are kept (created if missing). Unused for local paths. */
+  cacheDir: string;
+  /**
+   * A token for http(s) URLs (GitHub: sent as basic auth username "x-access-token", password
+   * token). Never logged or put in an error message.
+   */
+  token?: string;
+  /** The basic auth username sent with `token` (default "x-access-token"). */
+  username?: string;
+}
+
+export interface Revision {
+  commit: string;
+  authorName: string;
+  authorEmail: string;
+  /** The commit message without its trailing newline. */
+  message: string;
+  /** The author's time, ISO 8601 in UTC. */
+  time: string;
+}
+
+export type GitSourceErrorReason =
+  | "MissingBranch"
+  | "NotARepository"
+  | "FetchFailed"
+  | "MissingPath";
+
+export class GitSourceError extends Error {
+  readonly reason: GitSourceErrorReason;
+
+  constructor(reason: GitSourceErrorReason, message: string) {
+    super(message);
+    this.name = "GitSourceError";
+    this.reason = reason;
+  }
+}
+
+/** Files larger than this are not exported (a build context is not a place for data sets). */
+export const MAX_EXPORTED_FILE_BYTES = 50 * 1024 * 1024;
+
+/** Directories that never hold manifests (and can be huge), as in `modelship validate`. */
+const SKIPPED_DIRECTORIES = new Set(["node_modules", "__pycache__", "renv", "venv"]);
+
+const DEFAULT_USERNAME = "x-access-token";
+const MAX_SYMLINK_HOPS = 40;
+/** Parsed trees kept in memory; trees are immutable by id, so the cache never goes stale. */
+const MAX_CACHED_TREES = 20_000;
+
+const MODE_TREE = "040000";
+const MODE_EXECUTABLE = "100755";
+const MODE_SYMLINK = "120000";
+
+interface TreeEntry {
+  mode: string;
+  path: string;
+  oid: string;
+  type: "commit" | "blob" | "tree";
+}
+
+interface ParsedTree {
+  entries: TreeEntry[];
+  byName: Map<string, TreeEntry>;
+}
+
+/** Where isomorphic-git finds the repository: a working directory or a git directory. */
+type Location = { dir: string } | { gitdir: string };
+
+/** The cache directory of a URL: `<cacheDir>/<first 16 hex of sha256(url)>`. */
+export function cachePathOf(cacheDir: string, url: string): string {
+  return join(cacheDir, createHash("sha256").update(url).digest("hex").slice(0, 16));
+}
+
+export function isRemoteUrl(url: string): boolean {
+  return /^https?:\/\//i.test(url);
+}
+
+function errorCode(error: unknown): string | undefined {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === "string" ? code : undefined;
+}
+
+function errorMessage(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  // Servers explain a refusal in the body ("token lacks the scopes…"); isomorphic-git keeps it apart.
+  const response = (error as { data?: { response?: unknown } } | null)?.data?.response;
+  if (errorCode(error) !== "HttpError" || typeof response !== "string") return message;
+  const body = response.replace(/\s+/g, " ").trim();
+  if (body === "") return message;
+  return `${message}: ${body.length > 300 ? `${body.slice(0, 300)}…` : body}`;
+}
+
+/** Serializes work on one cache directory within this process (fetches write refs and packs). */
+const locks = new Map<string, Promise<unknown>>();
+
+async function withLock<T>(key: string, work: () => Promise<T>): Promise<T> {
+  const previous = locks.get(key) ?? Promise.resolve();
+  const current = previous.then(work, work);
+  const settled = current.then(
+    () => undefined,
+    () => undefined,
+  );
+  locks.set(key, settled);
+  try {
+    return await current;
+  } finally {
+    if (locks.get(key) === settled) locks.delete(key);
+  }
+}
+
+/**
+ * A repository path, '/'-separated and relative to the root, as its components; undefined when
+ * it leaves the repository. "", "." and "./" are the root.
+ */
+function splitPath(path: string): string[] | undefined {
+  if (path.startsWith("/")) return undefined;
+  const normalized = posix.normalize(path === "" ? "." : path).replace(/\/+$/, "");
+  if (normalized === "." || normalized === "") return [];
+  if (normalized === ".." || normalized.startsWith("../")) return undefined;
+  return normalized.split("/");
+}
+
+function joinPath(base: string, name: string): string {
+  return base === "" || base === "." ? name : `${base}/${name}`;
+}
+
+/** A branch name git accepts (git check-ref-format --branch); others could name any file. */
+export function isValidBranchName(name: string): boolean {
+  if (name === "" || name === "@" || name.startsWith("-") || name.endsWith(".")) return false;
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: git forbids control characters
+  if (/[\x00-\x20\x7f~^:?*[\\]|\.\.|@\{|\/\//.test(name)) return false;
+  if (name.startsWith("/") || name.endsWith("/")) return false;
+  return name.split("/").every((part) => !part.startsWith(".") && !part.endsWith(".lock"));
+}
+
+/** A tree entry's name that is safe to create on disk below a directory. */
+function isSafeName(name: string): boolean {
+  return (
+    name !== "" && name !== "." && name !== ".." && !name.includes("/") && !name.includes("\0")
+  );
+}
+
+export class GitSource {
+  readonly url: string;
+  readonly branch: string;
+  readonly remote: boolean;
+  private readonly options: GitSourceOptions;
+  private location: Location | undefined;
+  /** isomorphic-git's cache of pack indexes; renewed on each fetch (a gc may replace packs). */
+  private gitCache: object = {};
+  private readonly trees = new Map<string, ParsedTree>();
+  private readonly rootTrees = new Map<string, string>();
+
+  constructor(options: GitSourceOptions) {
+    this.options = options;
+    this.url = options.url;
+    this.branch = options.branch;
+    this.remote = isRemoteUrl(options.url);
+    if (this.remote) this.location = { gitdir: cachePathOf(options.cacheDir, options.url) };
+  }
+
+  /**
+   * Fetches (URL: clone once into cacheDir, then fetch the branch; local path: read it in place)
+   * and returns the branch head.
+   */
+  async fetch(): Promise<Revision> {
+    if (!isValidBranchName(this.branch)) {
+      throw new GitSourceError("MissingBranch", `"${this.branch}" is not a valid branch name`);
+    }
+    this.gitCache = {};
+    const commit = this.remote ? await this.fetchRemote() : await this.resolveLocal();
+    const { commit: parsed } = await git.readCommit({
+      fs,
+      ...(await this.at()),
+      oid: commit,
+      cache: this.gitCache,
+    });
+    return {
+      commit,
+      authorName: parsed.author.name,
+      authorEmail: parsed.author.email,
+      message: parsed.message.trimEnd(),
+      time: new Date(parsed.author.timestamp * 1000).toISOString(),
+    };
+  }
+
+  /** True when `ancestor` is `commit` or one of its ancestors. */
+  async isAncestor(ancestor: string, commit: string): Promise<boolean> {
+    if (ancestor === commit) return true;
+    return git.isDescendent({
+      fs,
+      ...(await this.at()),
+      oid: commit,
+      ancestor,
+      depth: -1,
+      cache: this.gitCache,
+    });
+  }
+
+  /** A SourceTree over the files at `commit`, paths relative to the repository root. */
+  tree(commit: string): SourceTree {
+    return {
+      readText: async (path) => {
+        const found = await this.resolvePath(commit, path);
+        if (found?.entry.type !== "blob") return undefined;
+        return new TextDecoder().decode(await this.readBlob(found.entry.oid));
+      },
+      isDirectory: async (path) => (await this.resolvePath(commit, path))?.entry.type === "tree",
+    };
+  }
+
+  /** The git tree id of directory `path` at `commit` ("." is the root). */
+  async treeId(commit: string, path: string): Promise<string> {
+    return (await this.directory(commit, path)).oid;
+  }
+
+  /**
+   * Every .yaml/.yml file below `path` at `commit`, skipping hidden entries and the directories
+   * `modelship validate` skips, sorted by path.
+   */
+  async manifests(commit: string, path: string): Promise<ManifestSource[]> {
+    const found = await this.resolvePath(commit, path);
+    if (found === undefined) throw this.missingPath(commit, path, "does not exist");
+    const files: { path: string; oid: string }[] = [];
+    if (found.entry.type === "tree") {
+      await this.walk(found.entry.oid, found.path, async (entry, entryPath) => {
+        if (entry.path.startsWith(".")) return false;
+        if (entry.type === "tree") return !SKIPPED_DIRECTORIES.has(entry.path);
+        if (entry.type === "blob" && entry.mode !== MODE_SYMLINK && /\.ya?ml$/.test(entry.path)) {
+          files.push({ path: entryPath, oid: entry.oid });
+        }
+        return false;
+      });
+    } else if (found.entry.type === "blob" && /\.ya?ml$/.test(found.path)) {
+      files.push({ path: found.path, oid: found.entry.oid });
+    }
+    files.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+    const decoder = new TextDecoder();
+    const sources: ManifestSource[] = [];
+    for (const file of files) {
+      const text = decoder.decode(await this.readBlob(file.oid));
+      sources.push({ file: file.path, repoPath: file.path, text });
+    }
+    return sources;
+  }
+
+  /**
+   * Writes the files under `path` at `commit` into `targetDir` (created), keeping the executable
+   * bit. Skips files over 50 MB (`skipped`), symlinks that point outside `path`
+   * (`skippedSymlinks`) and submodules; paths are relative to the repository root.
+   */
+  async exportTree(
+    commit: string,
+    path: string,
+    targetDir: string,
+  ): Promise<{ skipped: string[]; skippedSymlinks: string[] }> {
+    const top = await this.directory(commit, path);
+    const skipped: string[] = [];
+    const skippedSymlinks: string[] = [];
+    await mkdir(targetDir, { recursive: true });
+    const exportDirectory = async (treeOid: string, relative: string, repoPath: string) => {
+      const { entries } = await this.readTree(treeOid);
+      for (const entry of entries) {
+        if (!isSafeName(entry.path)) continue;
+        const entryRelative = joinPath(relative, entry.path);
+        const entryRepoPath = joinPath(repoPath, entry.path);
+        const target = join(targetDir, ...entryRelative.split("/"));
+        // What an earlier export left at this place is replaced, never written through.
+        const existing = await lstat(target).catch(() => undefined);
+        if (existing !== undefined && !(entry.type === "tree" && existing.isDirectory())) {
+          await rm(target, { recursive: true, force: true });
+        }
+        if (entry.type === "tree") {
+          await mkdir(target, { recursive: true });
+          await exportDirectory(entry.oid, entryRelative, entryRepoPath);
+        } else if (entry.type === "blob" && entry.mode === MODE_SYMLINK) {
+          const link = new TextDecoder().decode(await this.readBlob(entry.oid));
+          const resolved = posix.normalize(posix.join(posix.dirname(entryRelative), link));
+          const inside =
+            link !== "" &&
+            !link.startsWith("/") &&
+            !link.includes("\0") &&
+            resolved !== ".." &&
+            !resolved.startsWith("../");
+          if (inside) await symlink(link, target);
+          else skippedSymlinks.push(entryRepoPath);
+        } else if (entry.type === "blob") {
+          const data = await this.readBlob(entry.oid);
+          if (data.byteLength > MAX_EXPORTED_FILE_BYTES) {
+            skipped.push(entryRepoPath);
+            continue;
+          }
+          const mode = entry.mode === MODE_EXECUTABLE ? 0o755 : 0o644;
+          await writeFile(target, data, { mode });
+          await chmod(target, mode); // the umask may have taken bits away
+        }
+        // entry.type === "commit": a submodule, whose files are not in this repository.
+      }
+    };
+    await exportDirectory(top.oid, "", top.path === "." ? "" : top.path);
+    return { skipped, skippedSymlinks };
+  }
+
+  // --- fetching ---
+
+  /** Local path: the branch head, read in place. */
+  private async resolveLocal(): Promise<string> {
+    this.location = await this.detectLocal(resolve(this.url));
+    const ref = `refs/heads/${this.branch}`;
+    try {
+      return await git.resolveRef({ fs, ...this.location, ref });
+    } catch (error) {
+      if (errorCode(error) !== "NotFoundError") {
+        throw new GitSourceError(
+          "FetchFailed",
+          `reading ${this.url} failed: ${errorMessage(error)}`,
+        );
+      }
+      const branches = await git.listBranches({ fs, ...this.location }).catch(() => []);
+      throw this.missingBranch(branches);
+    }
+  }
+
+  private async detectLocal(path: string): Promise<Location> {
+    const notARepository = (why: string) =>
+      new GitSourceError("NotARepository", `${this.url} is not a git repository: ${why}`);
+    const info = await stat(path).catch(() => undefined);
+    if (info === undefined) throw notARepository("no such directory");
+    if (!info.isDirectory()) throw notARepository("not a directory");
+    if (await exists(join(path, ".git"))) return { dir: path };
+    const bare =
+      (await isFile(join(path, "HEAD"))) &&
+      (await isDirectory(join(path, "objects"))) &&
+      (await isDirectory(join(path, "refs")));
+    if (bare) return { gitdir: path };
+    throw notARepository("it has no .git and is not a bare repository");
+  }
+
+  /** URL: clone into the cache the first time, fetch the branch after; the remote branch head. */
+  private async fetchRemote(): Promise<string> {
+    const gitdir = cachePathOf(this.options.cacheDir, this.url);
+    return withLock(gitdir, async () => {
+      if (!(await isFile(join(gitdir, "HEAD")))) await this.cloneInto(gitdir);
+      else await this.fetchInto(gitdir);
+      return git.resolveRef({ fs, gitdir, ref: `refs/remotes/origin/${this.branch}` });
+    });
+  }
+
+  /** A bare clone of the branch, made in a temporary directory and renamed into place. */
+  private async cloneInto(gitdir: string): Promise<void> {
+    await mkdir(this.options.cacheDir, { recursive: true });
+    const temporary = await mkdtemp(`${gitdir}.tmp-`);
+    try {
+      await git.init({ fs, dir: temporary, bare: true, defaultBranch: this.branch });
+      await git.setConfig({ fs, gitdir: temporary, path: "remote.origin.url", value: this.url });
+      // All branches map to origin/*, so that one cache serves sources of any branch.
+      await git.setConfig({
+        fs,
+        gitdir: temporary,
+        path: "remote.origin.fetch",
+        value: "+refs/heads/*:refs/remotes/origin/*",
+      });
+      await this.fetchInto(temporary);
+      try {
+        await rename(temporary, gitdir);
+      } catch (error) {
+        // Another process cloned it first: use theirs.
+        if (!(await isFile(join(gitdir, "HEAD")))) throw error;
+        await rm(temporary, { recursive: true, force: true });
+      }
+    } catch (error) {
+      await rm(temporary, { recursive: true, force: true });
+      throw error;
+    }
+  }
+
+  /** Fetches the branch into refs/remotes/origin/<branch>, forced (a force push rewrites it). */
+  private async fetchInto(gitdir: string): Promise<void> {
+    let result: Awaited<ReturnType<typeof git.fetch>>;
+    try {
+      result = await git.fetch({
+        fs,
+        http,
+        gitdir,
+        url: this.url,
+        remote: "origin",
+        ref: `refs/remotes/origin/${this.branch}`,
+        remoteRef: `refs/heads/${this.branch}`,
+        singleBranch: true,
+        tags: false,
+        cache: this.gitCache,
+        ...this.auth(),
+      });
+    } catch (error) {
+      const branches = await this.serverBranches();
+      if (branches !== undefined && !branches.includes(this.branch)) {
+        throw this.missingBranch(branches);
+      }
+      throw new GitSourceError(
+        "FetchFailed",
+        this.redact(`fetching ${this.url} failed: ${errorMessage(error)}`),
+      );
+    }
+    // An empty repository answers with no refs at all, and no error.
+    if (result.fetchHead === null) throw this.missingBranch((await this.serverBranches()) ?? []);
+  }
+
+  /** The remote's branch names, or undefined when it cannot be listed. */
+  private async serverBranches(): Promise<string[] | undefined> {
+    try {
+      const refs = await git.listServerRefs({
+        http,
+        url: this.url,
+        prefix: "refs/heads/",
+        ...this.auth(),
+      });
+      return refs
+        .map((ref) => ref.ref)
+        .filter((ref) => ref.startsWith("refs/heads/"))
+        .map((ref) => ref.slice("refs/heads/".length));
+    } catch {
+      return undefined;
+    }
+  }
+
+  /**
+   * Basic auth sent with every request when there is a token: some servers answer a private
+   * repository with 404, not 401, so waiting to be asked would fail. The header is dropped on a
+   * redirect to another host (simple-get), so the token goes only to the configured server.
+   */
+  private auth(): { headers?: Record<string, string> } {
+    const token = this.options.token;
+    if (token === undefined || token === "") return {};
+    const username = this.options.username ?? DEFAULT_USERNAME;
+    const credentials = Buffer.from(`${username}:${token}`).toString("base64");
+    return { headers: { Authorization: `Basic ${credentials}` } };
+  }
+
+  /** Removes the token (as given, URL-encoded, or inside a basic auth header) from a message. */
+  private redact(text: string): string {
+    // Credentials written into a URL (https://user:password@host) go too.
+    const message = text.replace(/(https?:\/\/)[^/@\s]*@/gi, "$1");
+    const token = this.options.token;
+    if (token === undefined || token === "") return message;
+    const username = this.options.username ?? DEFAULT_USERNAME;
+    const forms = [
+      token,
+      encodeURIComponent(token),
+      Buffer.from(`${username}:${token}`).toString("base64"),
+    ];
+    let redacted = message;
+    for (const form of forms) redacted = redacted.split(form).join("***");
+    return redacted;
+  }
+
+  private missingBranch(branches: string[]): GitSourceError {
+    const list = branches.length > 0 ? [...branches].sort().join(", ") : "(none)";
+    return new GitSourceError(
+      "MissingBranch",
+      this.redact(`branch "${this.branch}" does not exist in ${this.url}; branches: ${list}`),
+    );
+  }
+
+  private missingPath(commit: string, path: string, what: string): GitSourceError {
+    return new GitSourceError(
+      "MissingPath",
+      this.redact(`path "${path}" ${what} at commit ${commit.slice(0, 12)} of ${this.url}`),
+    );
+  }
+
+  // --- reading objects ---
+
+  /** The repository; a local path is found on first use, so that reading needs no fetch(). */
+  private async at(): Promise<Location> {
+    this.location ??= await this.detectLocal(resolve(this.url));
+    return this.location;
+  }
+
+  private async readTree(oid: string): Promise<ParsedTree> {
+    const cached = this.trees.get(oid);
+    if (cached !== undefined) return cached;
+    const { tree } = await git.readTree({ fs, ...(await this.at()), oid, cache: this.gitCache });
+    const parsed: ParsedTree = {
+      entries: tree,
+      byName: new Map(tree.map((entry) => [entry.path, entry])),
+    };
+    if (this.trees.size >= MAX_CACHED_TREES) this.trees.clear();
+    this.trees.set(oid, parsed);
+    return parsed;
+  }
+
+  private async readBlob(oid: string): Promise<Uint8Array> {
+    const { blob } = await git.readBlob({ fs, ...(await this.at()), oid, cache: this.gitCache });
+    return blob;
+  }
+
+  private async rootTree(commit: string): Promise<string> {
+    const cached = this.rootTrees.get(commit);
+    if (cached !== undefined) return cached;
+    const { commit: parsed } = await git.readCommit({
+      fs,
+      ...(await this.at()),
+      oid: commit,
+      cache: this.gitCache,
+    });
+    if (this.rootTrees.size >= MAX_CACHED_TREES) this.rootTrees.clear();
+    this.rootTrees.set(commit, parsed.tree);
+    return parsed.tree;
+  }
+
+  /**
+   * The entry at `path` at `commit` and its real path, following symlinks that stay inside the
+   * repository (as the file system would); undefined when there is none.
+   */
+  private async resolvePath(
+    commit: string,
+    path: string,
+  ): Promise<{ entry: TreeEntry; path: string } | undefined> {
+    const rootOid = await this.rootTree(commit);
+    const root: TreeEntry = { mode: MODE_TREE, path: "", oid: rootOid, type: "tree" };
+    let parts = splitPath(path);
+    if (parts === undefined) return undefined;
+    let current = root;
+    let resolved: string[] = [];
+    let hops = 0;
+    let index = 0;
+    while (index < parts.length) {
+      const name = parts[index] as string;
+      if (current.type !== "tree") return undefined;
+      const entry = (await this.readTree(current.oid)).byName.get(name);
+      if (entry === undefined) return undefined;
+      if (entry.mode === MODE_SYMLINK) {
+        if (++hops > MAX_SYMLINK_HOPS) return undefined;
+        const link = new TextDecoder().decode(await this.readBlob(entry.oid));
+        const rest = parts.slice(index + 1);
+        const next = splitPath(posix.join(resolved.join("/") || ".", link, ...rest));
+        if (link.startsWith("/") || next === undefined) return undefined;
+        parts = next;
+        current = root;
+        resolved = [];
+        index = 0;
+        continue;
+      }
+      current = entry;
+      resolved.push(name);
+      index++;
+    }
+    return { entry: current, path: resolved.length > 0 ? resolved.join("/") : "." };
+  }
+
+  /** The tree at `path`, or a MissingPath error. */
+  private async directory(commit: string, path: string): Promise<{ oid: string; path: string }> {
+    const found = await this.resolvePath(commit, path);
+    if (found === undefined) throw this.missingPath(commit, path, "does not exist");
+    if (found.entry.type !== "tree") throw this.missingPath(commit, path, "is not a directory");
+    return { oid: found.entry.oid, path: found.path };
+  }
+
+  /** Visits the entries below a tree; `visit` returns true to descend into a subtree. */
+  private async walk(
+    treeOid: string,
+    base: string,
+    visit: (entry: TreeEntry, path: string) => Promise<boolean>,
+  ): Promise<void> {
+    const { entries } = await this.readTree(treeOid);
+    for (const entry of entries) {
+      const entryPath = joinPath(base, entry.path);
+      if ((await visit(entry, entryPath)) && entry.type === "tree") {
+        await this.walk(entry.oid, entryPath, visit);
+      }
+    }
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  return (await stat(path).catch(() => undefined)) !== undefined;
+}
+
+async function isFile(path: string): Promise<boolean> {
+  return (await stat(path).catch(() => undefined))?.isFile() ?? false;
+}
+
+async function isDirectory(path: string): Promise<boolean> {
+  return (await stat(path).catch(() => undefined))?.isDirectory() ?? false;
+}
