@@ -1,0 +1,253 @@
+// `modelship up` end to end: a real git repository in a temp dir, the real command as a
+// process, real builds, replicas and HTTP. One story, in order, as a user lives it.
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { ModelDeployment, ModelRepository } from "../controller/api/types.generated.ts";
+import type { AdminFile } from "../controller/platform/local/admin.ts";
+import { type CliProcess, runCli, startCli } from "./helpers/cli.ts";
+import { eventually } from "./helpers/replica.ts";
+
+const root = mkdtempSync(join(tmpdir(), "modelship-up-"));
+const repo = join(root, "repo");
+const stateDir = join(root, "state");
+let up: CliProcess;
+let admin: AdminFile;
+
+const GIT_ENV = {
+  ...process.env,
+  GIT_AUTHOR_NAME: "Grace Hopper",
+  GIT_AUTHOR_EMAIL: "grace@example.com",
+  GIT_COMMITTER_NAME: "Grace Hopper",
+  GIT_COMMITTER_EMAIL: "grace@example.com",
+  GIT_CONFIG_GLOBAL: "/dev/null",
+};
+
+function git(...args: string[]): string {
+  return execFileSync("git", args, { cwd: repo, env: GIT_ENV, encoding: "utf8" }).trim();
+}
+
+function write(path: string, text: string): void {
+  writeFileSync(join(repo, path), text);
+}
+
+function scoreFile(version: number): string {
+  return `def predict(args):\n    return {"version": ${version}, "sum": args["a"] + args["b"]}\n`;
+}
+
+const MANIFEST = `apiVersion: modelship.dev/v1alpha1
+kind: Model
+metadata:
+  name: scorer
+spec:
+  runtime: python3
+  file: score.py
+  function: predict
+  authentication:
+    enabled: false
+---
+apiVersion: modelship.dev/v1alpha1
+kind: ModelDeployment
+metadata:
+  name: scorer
+spec:
+  model: scorer
+  replicas: REPLICAS
+`;
+
+function commit(message: string): string {
+  git("add", "-A");
+  git("commit", "-q", "-m", message);
+  return git("rev-parse", "HEAD");
+}
+
+async function adminGet<T>(path: string): Promise<T> {
+  const response = await fetch(`${admin.url}${path}`, {
+    headers: { authorization: `Bearer ${admin.token}` },
+  });
+  return (await response.json()) as T;
+}
+
+const deployment = () => adminGet<ModelDeployment>("/api/v1/modeldeployments/scorer");
+const repository = () => adminGet<ModelRepository>("/api/v1/modelrepositories/local");
+const buildCount = async () =>
+  (await adminGet<{ items: unknown[] }>("/api/v1/modelbuilds")).items.length;
+const hook = () => fetch(`${admin.url}/hooks/git`, { method: "POST" });
+
+async function call(request: unknown = { a: 1, b: 2 }) {
+  const response = await fetch(`${up.url}/models/scorer/predict`, {
+    method: "POST",
+    body: JSON.stringify(request),
+  });
+  return { status: response.status, body: (await response.json()) as Record<string, any> };
+}
+
+async function startUp(): Promise<void> {
+  up = await startCli([
+    "up",
+    "--repo",
+    repo,
+    "--state-dir",
+    stateDir,
+    "--port",
+    "0",
+    "--interval",
+    "1h",
+  ]);
+  admin = JSON.parse(readFileSync(join(stateDir, "admin.json"), "utf8")) as AdminFile;
+}
+
+async function deployedBuild(build: number): Promise<void> {
+  await eventually(async () => {
+    const current = await deployment();
+    return current.status?.phase === "Deployed" && current.status.build === build;
+  }, 120_000);
+}
+
+beforeAll(async () => {
+  execFileSync("git", ["init", "-q", "-b", "main", repo], { env: GIT_ENV });
+  write("score.py", scoreFile(1));
+  write("model.yaml", MANIFEST.replace("REPLICAS", "3"));
+  commit("scorer, version 1");
+  await startUp();
+}, 60_000);
+
+afterAll(async () => {
+  await up?.stop();
+  rmSync(root, { recursive: true, force: true });
+});
+
+describe("modelship up", () => {
+  it("builds and deploys what the repository declares: calls come from 3 replicas", async () => {
+    await deployedBuild(1);
+    const ids = new Set<string>();
+    for (let index = 0; index < 12; index++) {
+      const answer = await call();
+      expect(answer.body).toMatchObject({ success: true, response: { version: 1, sum: 3 } });
+      ids.add(answer.body.replicaId);
+    }
+    expect(ids.size).toBe(3);
+    const listed = runCli(["get", "modeldeployments", "--state-dir", stateDir]);
+    expect(listed.stdout).toMatch(/^NAME\s+MODEL\s+BUILD\s+READY\s+PHASE\s+URL\s+AGE$/m);
+    expect(listed.stdout).toMatch(
+      /^scorer\s+scorer\s+1\s+3\/3\s+Deployed\s+http:\/\/127\.0\.0\.1:\d+\/models\/scorer\/predict/m,
+    );
+  }, 180_000);
+
+  it("rolls a code change out as build 2 with no failed call", async () => {
+    const failures: unknown[] = [];
+    const versions = new Set<number>();
+    let calling = true;
+    const caller = (async () => {
+      while (calling) {
+        const answer = await call();
+        if (answer.status !== 200) failures.push(answer.body);
+        else versions.add(answer.body.response.version);
+      }
+    })();
+    write("score.py", scoreFile(2));
+    commit("scorer, version 2");
+    await hook();
+    await deployedBuild(2);
+    calling = false;
+    await caller;
+    expect(failures).toEqual([]);
+    expect(versions).toEqual(new Set([1, 2]));
+    expect((await call()).body.response.version).toBe(2);
+    expect(await buildCount()).toBe(2);
+  }, 180_000);
+
+  it("rolls back on git revert without a new build", async () => {
+    const before = (await deployment()).status?.deploymentId ?? 0;
+    git("revert", "--no-edit", "HEAD");
+    const reverted = Date.now();
+    await hook();
+    await eventually(async () => (await call()).body.response?.version === 1, 60_000);
+    const seconds = (Date.now() - reverted) / 1000;
+    console.log(`git revert → the old answer in ${seconds.toFixed(2)} s, with no build`);
+    await deployedBuild(1);
+    expect(await buildCount()).toBe(2);
+    const status = (await deployment()).status;
+    expect(status?.deploymentId).toBeGreaterThan(before);
+    expect(status?.history?.map((record) => record.build)).toEqual([1, 2, 1]);
+    expect(status?.history?.at(-1)?.deployedBy).toBe("Grace Hopper <grace@example.com>");
+    expect(status?.history?.slice(0, -1).every((record) => record.stoppedAt)).toBe(true);
+  }, 120_000);
+
+  it("applies nothing from a commit with an invalid manifest, and says why", async () => {
+    const good = (await repository()).status?.lastSyncedCommit;
+    write("model.yaml", MANIFEST.replace("REPLICAS", "12"));
+    write("score.py", scoreFile(3));
+    const bad = commit("too many replicas");
+    await hook();
+    await eventually(async () => (await repository()).status?.lastAttemptedCommit === bad, 30_000);
+    const status = (await repository()).status;
+    expect(status?.lastSyncedCommit).toBe(good);
+    expect(status?.lastSyncError).toContain(
+      "model.yaml:18:13: ModelDeployment/scorer /spec/replicas:",
+    );
+    const table = runCli(["get", "modelrepositories", "--state-dir", stateDir]).stdout;
+    expect(table).toMatch(/^local\s+\S+\s+main\s+[0-9a-f]{7}\s+False\s+/m);
+    const described = runCli([
+      "describe",
+      "modelrepository",
+      "local",
+      "--state-dir",
+      stateDir,
+    ]).stdout;
+    expect(described).toContain("ValidationFailed");
+    expect(described).toContain("model.yaml:18:13");
+    // What ran keeps running, unchanged.
+    expect((await call()).body.response.version).toBe(1);
+    expect(await buildCount()).toBe(2);
+    git("revert", "--no-edit", "HEAD");
+    await hook();
+    await eventually(
+      async () => (await repository()).status?.lastSyncedCommit === git("rev-parse", "HEAD"),
+      30_000,
+    );
+  }, 60_000);
+
+  it("marks a build whose script fails Failed with its last lines, and keeps serving", async () => {
+    write("build.sh", "echo installing things\necho 'no such package: fancy' >&2\nexit 3\n");
+    write("score.py", scoreFile(4));
+    commit("a build that fails");
+    await hook();
+    await eventually(async () => {
+      const build = await adminGet<{ status?: { phase?: string } }>("/api/v1/modelbuilds/scorer-3");
+      return build.status?.phase === "Failed";
+    }, 120_000);
+    const described = runCli([
+      "describe",
+      "modelbuild",
+      "scorer-3",
+      "--state-dir",
+      stateDir,
+    ]).stdout;
+    expect(described).toContain("exited with code 3");
+    expect(described).toContain("no such package: fancy");
+    expect((await call()).body.response.version).toBe(1);
+    const status = (await deployment()).status;
+    expect(status?.phase).toBe("Deployed");
+    expect(status?.conditions?.find((condition) => condition.type === "Ready")).toMatchObject({
+      status: "True",
+      reason: "ServingPreviousBuild",
+    });
+  }, 180_000);
+
+  it("comes back after a restart with the same builds and deployment, rebuilding nothing", async () => {
+    const before = await deployment();
+    const builds = await buildCount();
+    expect(await up.stop()).toBe(0);
+    await startUp();
+    await eventually(async () => (await deployment()).status?.readyReplicas === 3, 60_000);
+    const after = await deployment();
+    expect(after.status?.deploymentId).toBe(before.status?.deploymentId);
+    expect(after.status?.build).toBe(before.status?.build);
+    expect(await buildCount()).toBe(builds);
+    expect((await call()).body.response.version).toBe(1);
+    expect(up.stdout()).not.toMatch(/new build|started \(commit/);
+  }, 120_000);
+});
