@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ModelDeployment, ModelRepository } from "../controller/api/types.generated.ts";
 import type { AdminFile } from "../controller/platform/local/admin.ts";
 import { type CliProcess, runCli, startCli } from "./helpers/cli.ts";
-import { eventually } from "./helpers/replica.ts";
+import { eventually, postJson } from "./helpers/replica.ts";
 
 const root = mkdtempSync(join(tmpdir(), "modelship-up-"));
 const repo = join(root, "repo");
@@ -76,12 +76,8 @@ const buildCount = async () =>
   (await adminGet<{ items: unknown[] }>("/api/v1/modelbuilds")).items.length;
 const hook = () => fetch(`${admin.url}/hooks/git`, { method: "POST" });
 
-async function call(request: unknown = { a: 1, b: 2 }) {
-  const response = await fetch(`${up.url}/models/scorer/predict`, {
-    method: "POST",
-    body: JSON.stringify(request),
-  });
-  return { status: response.status, body: (await response.json()) as Record<string, any> };
+function call(request: unknown = { a: 1, b: 2 }) {
+  return postJson(`${up.url}/models/scorer/predict`, request);
 }
 
 async function startUp(): Promise<void> {
