@@ -135,6 +135,39 @@ describe("the gateway", () => {
     expect(loading.agent.stats.notReady).toBeGreaterThan(0);
   });
 
+  it("fails over from a replica whose host does not resolve, and survives a malformed path", async () => {
+    const [healthy] = await replicas(1, { functionName: "add" });
+    const { url } = await gateway({
+      models: [
+        {
+          ...route("add-numbers", []),
+          replicas: [
+            { id: "nowhere", url: "http://no-such-host.invalid:9001" },
+            { id: "add-1", url: (healthy as RunningReplica).url },
+          ],
+        },
+      ],
+    });
+    for (let call = 0; call < 2; call++) {
+      const answer = await predict(url, "add-numbers", { a: 2, b: 3 });
+      expect([answer.status, answer.body.replicaId]).toEqual([200, "add-1"]);
+    }
+    const malformed = await postJson(`${url}/models/%E0%A4%A/predict`, {});
+    expect([malformed.status, malformed.code]).toEqual([404, "model.not_found"]);
+    expect((await predict(url, "add-numbers", { a: 1, b: 1 })).body.response).toBe(2);
+  });
+
+  it("lets a call in flight finish when its model is removed from the configuration", async () => {
+    const list = await replicas(1, { functionName: "sleeps" });
+    const { url, gateway: running } = await gateway({ models: [route("sleepy", list)] });
+    const slow = predict(url, "sleepy", { seconds: 0.5 });
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    running.apply({ models: [], apiKeys: [] });
+    const answer = await slow;
+    expect([answer.status, answer.body.response]).toEqual([200, "awake"]);
+    expect((await predict(url, "sleepy", { seconds: 0 })).code).toBe("model.not_found");
+  });
+
   it("answers the same through the Python and the R worker (add-numbers)", async () => {
     const examples = join(PROJECT_ROOT, "manifests/examples");
     const [python] = await replicas(1, {

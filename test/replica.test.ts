@@ -1,4 +1,5 @@
 // The replica agent with real Python workers and real HTTP on 127.0.0.1.
+import { connect } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { restartDelayMs } from "../controller/replica/agent.ts";
 import { LogRing } from "../controller/replica/log-ring.ts";
@@ -145,6 +146,32 @@ describe("the replica agent", () => {
     expect(answer.body.message).toContain("predcit");
     await new Promise((resolve) => setTimeout(resolve, 200));
     expect(agent.stats.restarts).toBe(0);
+  });
+
+  it("reports a worker that cannot be started as not ready, and keeps running", async () => {
+    const { agent, url } = await replica({ functionName: "add", directory: "/nonexistent/model" });
+    await eventually(() => (agent.notReadyReason ?? "").includes("ENOENT"));
+    const ready = await getJson(`${url}/readyz`);
+    expect(ready.status).toBe(503);
+    expect(ready.body.reason).toContain("spawn");
+  });
+
+  it("answers a request line that is not a path with 400, and keeps running", async () => {
+    const { url } = await readyReplica({ functionName: "add" });
+    const { port } = new URL(url);
+    const raw = await new Promise<string>((resolve, reject) => {
+      const socket = connect(Number(port), "127.0.0.1", () => {
+        socket.end("GET http://[x/stats HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+      });
+      let text = "";
+      socket.on("data", (chunk) => {
+        text += chunk;
+      });
+      socket.on("end", () => resolve(text));
+      socket.on("error", reject);
+    });
+    expect(raw).toMatch(/^HTTP\/1\.1 400/);
+    expect((await postJson(`${url}/predict`, { a: 1, b: 1 })).body.response).toBe(2);
   });
 
   it("refuses a body over the limit with 413 and a body that is not JSON with 400", async () => {
