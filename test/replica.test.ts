@@ -174,6 +174,17 @@ describe("the replica agent", () => {
     expect((await postJson(`${url}/predict`, { a: 1, b: 1 })).body.response).toBe(2);
   });
 
+  it("stays stopped when stopped while its worker is still loading", async () => {
+    const { agent } = await replica({ functionName: "predict", file: "slow_load.py" });
+    const pid = agent.workerPid as number;
+    await agent.stop();
+    // The worker finished loading after stop(); it must not be taken back, nor restarted.
+    await new Promise((resolve) => setTimeout(resolve, 800));
+    expect(agent.state).toBe("stopped");
+    expect(agent.stats.restarts).toBe(0);
+    expect(() => process.kill(pid, 0)).toThrow();
+  });
+
   it("refuses a body over the limit with 413 and a body that is not JSON with 400", async () => {
     const { url } = await readyReplica({ functionName: "add" }, { bodyLimitBytes: 1024 });
     const large = await postJson(`${url}/predict`, { a: "x".repeat(2000), b: "" });

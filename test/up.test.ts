@@ -111,9 +111,10 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
-  await up?.stop();
+  // `up` exits only when nothing of it is left running: a leaked worker would hang here.
+  expect(await up?.stop()).toBe(0);
   rmSync(root, { recursive: true, force: true });
-});
+}, 30_000);
 
 describe("modelship up", () => {
   it("builds and deploys what the repository declares: calls come from 3 replicas", async () => {
@@ -233,12 +234,65 @@ describe("modelship up", () => {
     });
   }, 180_000);
 
+  it("stops on spec.stopped, starts again, and restarts every replica on modelship.dev/restartedAt", async () => {
+    const manifest = MANIFEST.replace("REPLICAS", "3");
+    // Back to build 1's code: no build script, version 1.
+    git("rm", "-q", "build.sh");
+    write("score.py", scoreFile(1));
+    write("model.yaml", `${manifest}  stopped: true\n`);
+    commit("stop the scorer");
+    await hook();
+    await eventually(async () => (await deployment()).status?.phase === "Stopped", 60_000);
+    const stopped = await call();
+    expect([stopped.status, stopped.code]).toEqual([503, "model.stopped"]);
+
+    write("model.yaml", manifest);
+    commit("start it again");
+    await hook();
+    await deployedBuild(1);
+    const started = (await deployment()).status;
+    expect((await call()).body.response.version).toBe(1);
+
+    write(
+      "model.yaml",
+      manifest.replace(
+        "  name: scorer\nspec:\n  model:",
+        '  name: scorer\n  annotations:\n    modelship.dev/restartedAt: "2026-11-24T12:00:00Z"\nspec:\n  model:',
+      ),
+    );
+    commit("restart the scorer");
+    await hook();
+    await eventually(async () => {
+      const status = (await deployment()).status;
+      return status?.phase === "Deployed" && status.deploymentId !== started?.deploymentId;
+    }, 60_000);
+    // The last old replica may still be finishing its call; then only the new rollout's remain.
+    const current = (await deployment()).status?.deploymentId;
+    await eventually(async () => {
+      const replicas = await adminGet<{ items: { deploymentId: number }[] }>(
+        "/api/v1/modeldeployments/scorer/replicas",
+      );
+      return (
+        replicas.items.length === 3 &&
+        replicas.items.every((replica) => replica.deploymentId === current)
+      );
+    }, 30_000);
+    // Restarting is not rebuilding: the build with this key exists already.
+    expect((await deployment()).status?.build).toBe(1);
+  }, 180_000);
+
   it("comes back after a restart with the same builds and deployment, rebuilding nothing", async () => {
     const before = await deployment();
     const builds = await buildCount();
     expect(await up.stop()).toBe(0);
     await startUp();
-    await eventually(async () => (await deployment()).status?.readyReplicas === 3, 60_000);
+    // Ask the new instance's runtime, not the status the last one left in the store.
+    await eventually(async () => {
+      const replicas = await adminGet<{ items: { ready: boolean }[] }>(
+        "/api/v1/modeldeployments/scorer/replicas",
+      );
+      return replicas.items.filter((replica) => replica.ready).length === 3;
+    }, 60_000);
     const after = await deployment();
     expect(after.status?.deploymentId).toBe(before.status?.deploymentId);
     expect(after.status?.build).toBe(before.status?.build);
@@ -246,4 +300,15 @@ describe("modelship up", () => {
     expect((await call()).body.response.version).toBe(1);
     expect(up.stdout()).not.toMatch(/new build|started \(commit/);
   }, 120_000);
+
+  it("prunes what git no longer declares: the deployment, its replicas and its route", async () => {
+    git("rm", "-q", "model.yaml");
+    commit("retire the scorer");
+    await hook();
+    await eventually(async () => (await call()).code === "model.not_found", 60_000);
+    const listed = await adminGet<{ items: unknown[] }>("/api/v1/modeldeployments");
+    expect(listed.items).toEqual([]);
+    // The builds stay: they are the history a revert would roll out again.
+    expect(await buildCount()).toBeGreaterThan(0);
+  }, 60_000);
 });

@@ -26,7 +26,8 @@ Options:
   --state-dir DIR      builds, deployments and keys (default .modelship, or MODELSHIP_STATE_DIR)
   --allow-rewrite      follow the branch even when its history was rewritten (force push)
 
-POST /hooks/git on the admin URL (printed on start) fetches at once.
+POST /hooks/git on the admin URL (printed on start) fetches at once. For a private http(s)
+repository, put a token in MODELSHIP_GIT_TOKEN (sent as GitHub expects; never stored).
 `;
 
 function alive(pid: number): boolean {
@@ -60,8 +61,13 @@ export async function runUp(args: string[], output: Output): Promise<CommandResu
   const stateDir = stateDirOf(values["state-dir"]);
   const adminFile = join(stateDir, "admin.json");
   if (existsSync(adminFile)) {
-    const running = JSON.parse(readFileSync(adminFile, "utf8")) as AdminFile;
-    if (alive(running.pid)) {
+    let running: AdminFile | undefined;
+    try {
+      running = JSON.parse(readFileSync(adminFile, "utf8")) as AdminFile;
+    } catch {
+      // A damaged admin.json is from a run that died while writing it; it is replaced below.
+    }
+    if (running && alive(running.pid)) {
       throw new Error(
         `already running for ${stateDir} (pid ${running.pid}, gateway ${running.gatewayUrl})`,
       );
@@ -69,6 +75,12 @@ export async function runUp(args: string[], output: Output): Promise<CommandResu
   }
   await mkdir(stateDir, { recursive: true });
   const url = isRemoteUrl(values.repo) ? values.repo : resolve(values.repo);
+  if (isRemoteUrl(url) && new URL(url).password) {
+    // It would be printed, stored and listed: a token goes in the environment instead.
+    throw new Error(
+      "--repo must not carry a password or token; put the token in MODELSHIP_GIT_TOKEN",
+    );
+  }
   const log = (line: string) => output.out(`${new Date().toISOString().slice(11, 19)} ${line}\n`);
   const platform = new LocalPlatform({
     stateDir,
@@ -78,6 +90,7 @@ export async function runUp(args: string[], output: Output): Promise<CommandResu
       path: values.path,
       ...(values.interval ? { interval: values.interval } : {}),
       allowRewrite: values["allow-rewrite"],
+      ...(process.env.MODELSHIP_GIT_TOKEN ? { token: process.env.MODELSHIP_GIT_TOKEN } : {}),
     },
     host: values.host,
     gatewayPort: parsePort(values.port, "--port", 8080),

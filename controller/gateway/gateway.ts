@@ -143,12 +143,12 @@ export class Gateway {
    */
   apply(config: GatewayConfig): void {
     // Everything that can fail comes first: a rejected configuration changes nothing.
-    const ajv = newInputSchemaAjv();
     const validators = new Map<string, ValidateFunction>();
     for (const route of config.models) {
       if (!route.inputSchema) continue;
       try {
-        validators.set(route.name, ajv.compile(route.inputSchema));
+        // One ajv per model: two models' schemas may share an $id.
+        validators.set(route.name, newInputSchemaAjv().compile(route.inputSchema));
       } catch (error) {
         throw new Error(`model "${route.name}": inputSchema: ${(error as Error).message}`);
       }

@@ -77,6 +77,11 @@ export interface RolloutSpec {
   replicas: number;
   env: Record<string, string>;
   timeoutSeconds: number;
+  /**
+   * The rollout that served before this one and may still serve (this one has not completed).
+   * A runtime that has lost its replicas (a restart) brings it back first.
+   */
+  previous?: { deploymentId: number; build: ModelBuild };
 }
 
 export interface ReplicaInfo {

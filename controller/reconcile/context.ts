@@ -7,6 +7,8 @@ export const LABEL_SOURCE = "modelship.dev/source";
 export const LABEL_MODEL = "modelship.dev/model";
 export const ANNOTATION_COMMIT = "modelship.dev/commit";
 export const ANNOTATION_SOURCE_PATH = "modelship.dev/source-path";
+/** On Models: the files (repo-relative, a JSON list) that hold the commit's manifests. */
+export const ANNOTATION_MANIFEST_FILES = "modelship.dev/manifest-files";
 export const ANNOTATION_AUTHOR = "modelship.dev/commit-author";
 export const ANNOTATION_RESTARTED_AT = "modelship.dev/restartedAt";
 
@@ -16,6 +18,13 @@ export interface SourceReader {
     repository: { namespace: string; name: string },
     commit: string,
     path: string,
+  ): Promise<string>;
+  /** An id of the files below `path` other than `exclude` (see GitSource.contentId). */
+  contentId(
+    repository: { namespace: string; name: string },
+    commit: string,
+    path: string,
+    exclude: ReadonlySet<string>,
   ): Promise<string>;
 }
 

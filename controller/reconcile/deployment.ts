@@ -26,6 +26,9 @@ export function resolveBuildNumber(
 }
 
 export interface RolloutInputs {
+  model: string;
+  /** The build's key: two models' build 1 are different builds. */
+  buildKey: string;
   build: number;
   env: Record<string, string>;
   timeoutSeconds: number;
@@ -36,20 +39,43 @@ export interface RolloutInputs {
 export function rolloutHash(inputs: RolloutInputs): string {
   const env = Object.entries(inputs.env).sort(([a], [b]) => a.localeCompare(b));
   return createHash("sha256")
-    .update(JSON.stringify([inputs.build, env, inputs.timeoutSeconds, inputs.restartedAt ?? ""]))
+    .update(
+      JSON.stringify([
+        inputs.model,
+        inputs.buildKey,
+        inputs.build,
+        env,
+        inputs.timeoutSeconds,
+        inputs.restartedAt ?? "",
+      ]),
+    )
     .digest("hex");
 }
 
-/** Closes the running record and opens one for the new rollout. */
-export function nextHistory(
+/**
+ * Closes every record but `current`'s: called when `current` has replaced them all (or with
+ * undefined when the deployment stops). Until then, the rollouts before it may still serve.
+ */
+export function closeRecords(
   history: DeploymentRecord[] | undefined,
-  record: DeploymentRecord,
+  current: number | undefined,
   now: Date,
 ): DeploymentRecord[] {
-  const closed = (history ?? []).map((entry) =>
-    entry.stoppedAt ? entry : { ...entry, stoppedAt: now.toISOString() },
+  return (history ?? []).map((entry) =>
+    entry.stoppedAt || entry.deploymentId === current
+      ? entry
+      : { ...entry, stoppedAt: now.toISOString() },
   );
-  return [...closed, record];
+}
+
+/** The latest rollout before `current` that has not been closed: it may still be serving. */
+export function servingBefore(
+  history: DeploymentRecord[] | undefined,
+  current: number,
+): DeploymentRecord | undefined {
+  return [...(history ?? [])]
+    .reverse()
+    .find((entry) => entry.deploymentId !== current && entry.stoppedAt === undefined);
 }
 
 export type DeploymentPhase = NonNullable<ModelDeploymentStatus["phase"]>;
@@ -98,9 +124,7 @@ export function deploymentReconciler(context: ReconcileContext) {
       if (status.phase !== "Stopped") {
         await write({ ...status, phase: "Stopping" });
         await runtime.stop(runtimeKey);
-        const history = (status.history ?? []).map((entry) =>
-          entry.stoppedAt ? entry : { ...entry, stoppedAt: now.toISOString() },
-        );
+        const history = closeRecords(status.history, undefined, now);
         context.log(`deployment ${key.name}: stopped`);
         await write({
           ...status,
@@ -166,6 +190,8 @@ export function deploymentReconciler(context: ReconcileContext) {
     }
 
     const hash = rolloutHash({
+      model: spec.model,
+      buildKey: build.spec.buildKey,
       build: number,
       env: spec.env ?? {},
       timeoutSeconds: spec.timeoutSeconds ?? DEFAULT_TIMEOUT_SECONDS,
@@ -195,7 +221,7 @@ export function deploymentReconciler(context: ReconcileContext) {
         image: build.status.image,
         deploymentId,
         rolloutHash: hash,
-        history: nextHistory(status.history, record, now),
+        history: [...(status.history ?? []), record],
       });
     }
     await ensureRuntime(context, deployment, status, key);
@@ -208,6 +234,10 @@ export function deploymentReconciler(context: ReconcileContext) {
       deployment.status.deploymentId === status.deploymentId;
     await write({
       ...status,
+      // The rollout has replaced every earlier one: their records end now.
+      ...(phase === "Deployed"
+        ? { history: closeRecords(status.history, status.deploymentId, now) }
+        : {}),
       phase,
       replicas: rollout?.replicas ?? 0,
       readyReplicas: readyCount,
@@ -270,7 +300,14 @@ async function ensureRuntime(
     buildName(deployment.spec.model, status.build),
   );
   if (build?.status?.phase !== "Succeeded") return;
+  const before = servingBefore(status.history, status.deploymentId);
+  const previousBuild =
+    before &&
+    context.store.get("ModelBuild", key.namespace, buildName(deployment.spec.model, before.build));
   await context.runtime.apply({
+    ...(before && previousBuild?.status?.phase === "Succeeded"
+      ? { previous: { deploymentId: before.deploymentId, build: previousBuild } }
+      : {}),
     key: `${key.namespace}/${key.name}`,
     model: deployment.spec.model,
     deploymentId: status.deploymentId,

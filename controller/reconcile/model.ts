@@ -6,6 +6,7 @@ import { setCondition } from "../api/conditions.ts";
 import type { Model, ModelBuild, ModelStatus } from "../api/types.generated.ts";
 import {
   ANNOTATION_COMMIT,
+  ANNOTATION_MANIFEST_FILES,
   ANNOTATION_SOURCE_PATH,
   LABEL_MANAGED_BY,
   LABEL_MODEL,
@@ -15,7 +16,8 @@ import {
 import { done, type ObjectKey, type ReconcileResult } from "./queue.ts";
 
 export interface BuildKeyInputs {
-  tree: string;
+  /** The files of the source path, the manifests among them left out (GitSource.contentId). */
+  content: string;
   runtime: string;
   file: string;
   function: string;
@@ -23,10 +25,14 @@ export interface BuildKeyInputs {
   baseImage: string;
 }
 
-/** DESIGN §3: sha256 of the tree id of the source path and everything else that shapes a build. */
+/**
+ * DESIGN §3: sha256 of the source path's content and everything else that shapes a build. The
+ * content leaves the manifests out (DESIGN says the tree id; but a manifest beside the code is
+ * in that tree, and changing `replicas` must not rebuild).
+ */
 export function computeBuildKey(inputs: BuildKeyInputs): string {
   const parts = [
-    inputs.tree,
+    inputs.content,
     inputs.runtime,
     inputs.file,
     inputs.function,
@@ -34,6 +40,16 @@ export function computeBuildKey(inputs: BuildKeyInputs): string {
     inputs.baseImage,
   ];
   return createHash("sha256").update(JSON.stringify(parts)).digest("hex");
+}
+
+/** The manifest files annotation, or none when it is missing or not a JSON list. */
+export function manifestFilesOf(annotation: string | undefined): string[] {
+  try {
+    const files = JSON.parse(annotation ?? "[]") as unknown;
+    return Array.isArray(files) ? files.filter((file) => typeof file === "string") : [];
+  } catch {
+    return [];
+  }
 }
 
 export type BuildChoice = { reuse: ModelBuild } | { create: number };
@@ -140,13 +156,16 @@ export function modelReconciler(context: ReconcileContext) {
       return { type: "terminal", error: new Error(`Model ${key.name} has no source commit`) };
     }
 
-    const tree = await context.sources.treeId(
-      { namespace: key.namespace, name: repository },
+    const source = { namespace: key.namespace, name: repository };
+    const tree = await context.sources.treeId(source, commit, sourcePath);
+    const content = await context.sources.contentId(
+      source,
       commit,
       sourcePath,
+      new Set(manifestFilesOf(annotations[ANNOTATION_MANIFEST_FILES])),
     );
     const buildKey = computeBuildKey({
-      tree,
+      content,
       runtime: model.spec.runtime,
       file: model.spec.file,
       function: model.spec.function,

@@ -159,7 +159,8 @@ export class ReplicaAgent {
     this.note(`worker ${generation} started (pid ${worker.child.pid})`);
 
     worker.started.then((started) => {
-      if (this.worker !== worker) return;
+      // A worker that finishes loading after stop() must not bring the replica back.
+      if (this.worker !== worker || this.stateNow === "stopped") return;
       if (started.type === "ready") {
         this.problem = undefined;
         this.setState("ready");

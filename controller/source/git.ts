@@ -242,6 +242,28 @@ export class GitSource {
   }
 
   /**
+   * An id of the files below directory `path` at `commit` other than `exclude` (repo-relative
+   * paths): sha256 over each file's path below `path`, mode and blob id. Unlike the tree id, it
+   * does not change when only an excluded file does — the manifests that live beside the code.
+   */
+  async contentId(commit: string, path: string, exclude: ReadonlySet<string>): Promise<string> {
+    const directory = await this.directory(commit, path);
+    const hash = createHash("sha256");
+    const prefix = directory.path === "." ? "" : `${directory.path}/`;
+    await this.walk(
+      directory.oid,
+      directory.path === "." ? "" : directory.path,
+      async (entry, entryPath) => {
+        if (entry.type === "tree") return true;
+        if (exclude.has(entryPath)) return false;
+        hash.update(`${entryPath.slice(prefix.length)}\0${entry.mode}\0${entry.oid}\n`);
+        return false;
+      },
+    );
+    return hash.digest("hex");
+  }
+
+  /**
    * Every .yaml/.yml file below `path` at `commit`, skipping hidden entries and the directories
    * `modelship validate` skips, sorted by path.
    */

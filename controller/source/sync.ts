@@ -9,6 +9,7 @@ import type { Resource, Store } from "../platform/ports.ts";
 import {
   ANNOTATION_AUTHOR,
   ANNOTATION_COMMIT,
+  ANNOTATION_MANIFEST_FILES,
   ANNOTATION_SOURCE_PATH,
   LABEL_MANAGED_BY,
   LABEL_SOURCE,
@@ -28,16 +29,24 @@ export const ANNOTATION_ALLOW_REWRITE = "modelship.dev/allow-rewrite";
 /** The kinds a sync applies and prunes (ModelBuilds belong to the controller). */
 const SYNCED_KINDS: Kind[] = ["Model", "ModelDeployment"];
 
-/** Polling interval: the spec's, else 5 s for a local path and 30 s for a URL. */
+/** Milliseconds in a Go-style duration (`30s`, `1h30m`, `1.5s`), or undefined if it is not one. */
+export function parseDurationMs(text: string): number | undefined {
+  const units: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+  const parts = [...text.matchAll(/([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)/g)];
+  if (parts.length === 0 || parts.map((part) => part[0]).join("") !== text) return undefined;
+  return parts.reduce(
+    (sum, part) => sum + Number(part[1]) * (units[part[2] as string] as number),
+    0,
+  );
+}
+
+/** The shortest polling interval: a zero interval would fetch in a tight loop. */
+const MIN_INTERVAL_MS = 1000;
+
+/** Polling interval: the spec's (at least 1 s), else 5 s for a local path and 30 s for a URL. */
 export function syncIntervalMs(repository: ModelRepository): number {
-  const text = repository.spec.interval;
-  if (text) {
-    const match = /^(\d+)(ms|s|m|h)$/.exec(text);
-    if (match) {
-      const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[match[2] as "ms" | "s" | "m" | "h"];
-      return Number(match[1]) * unit;
-    }
-  }
+  const parsed = repository.spec.interval ? parseDurationMs(repository.spec.interval) : undefined;
+  if (parsed !== undefined) return Math.max(parsed, MIN_INTERVAL_MS);
   return /^https?:\/\//.test(repository.spec.url) ? 30_000 : 5_000;
 }
 
@@ -53,6 +62,8 @@ export function desiredObjects(
   repository: string,
   revision: Revision,
 ): Resource[] {
+  // Manifests often live beside the code; a Model's build must not change when only they do.
+  const manifestFiles = JSON.stringify([...new Set(declared.map((item) => item.repoPath))].sort());
   return declared
     .filter((item) => SYNCED_KINDS.includes(item.kind))
     .map((item) => {
@@ -70,6 +81,7 @@ export function desiredObjects(
           object: item.object,
           repoPath: item.repoPath,
         });
+        annotations[ANNOTATION_MANIFEST_FILES] = manifestFiles;
       }
       return {
         apiVersion: "modelship.dev/v1alpha1",
@@ -162,7 +174,11 @@ export function repositoryReconciler(context: SyncContext) {
       return fail(reason, (error as Error).message);
     }
     const commit = revision.commit;
-    if (previous.lastSyncedCommit === commit && previous.lastAttemptedCommit === commit) {
+    if (
+      previous.lastSyncedCommit === commit &&
+      previous.lastAttemptedCommit === commit &&
+      previous.observedGeneration === generation
+    ) {
       return requeueAfter(interval);
     }
     if (

@@ -25,7 +25,13 @@ export class KeyStore {
 
   constructor(file?: string) {
     this.file = file;
-    if (file && existsSync(file)) this.data = JSON.parse(readFileSync(file, "utf8")) as KeyFile;
+    if (file && existsSync(file)) {
+      try {
+        this.data = JSON.parse(readFileSync(file, "utf8")) as KeyFile;
+      } catch (error) {
+        throw new Error(`the key file ${file} is damaged (${(error as Error).message})`);
+      }
+    }
   }
 
   private save(): void {

@@ -28,6 +28,8 @@ export interface LocalPlatformOptions {
     url: string;
     branch: string;
     path: string;
+    /** For an http(s) URL; kept in memory only. */
+    token?: string;
     interval?: string;
     allowRewrite?: boolean;
   };
@@ -167,11 +169,9 @@ export class LocalPlatform {
       builder: this.builder,
       runtime: this.runtime,
       sources: {
-        treeId: (repository, commit, path) => {
-          const object = this.store.get("ModelRepository", repository.namespace, repository.name);
-          if (!object) throw new Error(`ModelRepository ${repository.name} does not exist`);
-          return this.sourceOf(object).treeId(commit, path);
-        },
+        treeId: (repository, commit, path) => this.sourceNamed(repository).treeId(commit, path),
+        contentId: (repository, commit, path, exclude) =>
+          this.sourceNamed(repository).contentId(commit, path, exclude),
       },
       clock: { now: () => new Date() },
       gatewayUrl: () => this.gatewayUrl,
@@ -197,6 +197,12 @@ export class LocalPlatform {
     );
   }
 
+  private sourceNamed(repository: { namespace: string; name: string }): GitSource {
+    const object = this.store.get("ModelRepository", repository.namespace, repository.name);
+    if (!object) throw new Error(`ModelRepository ${repository.name} does not exist`);
+    return this.sourceOf(object);
+  }
+
   private sourceOf(repository: ModelRepository): GitSource {
     const key = `${repository.metadata.namespace ?? NAMESPACE}/${repository.metadata.name} ${repository.spec.url} ${repository.spec.branch ?? "main"}`;
     let source = this.sources.get(key);
@@ -205,6 +211,9 @@ export class LocalPlatform {
         url: repository.spec.url,
         branch: repository.spec.branch ?? "main",
         cacheDir: join(this.options.stateDir, "git"),
+        ...(this.options.repository.token && repository.spec.url === this.options.repository.url
+          ? { token: this.options.repository.token }
+          : {}),
       });
       this.sources.set(key, source);
     }
@@ -283,7 +292,12 @@ export class LocalPlatform {
 
   /** Feeds the gateway (its registry port) from the store, the runtime and the keys. */
   refreshGateway(): void {
-    this.gateway.apply(this.gatewayConfig());
+    try {
+      this.gateway.apply(this.gatewayConfig());
+    } catch (error) {
+      // The gateway keeps its previous configuration; the next change tries again.
+      this.options.log(`gateway: kept the previous configuration: ${(error as Error).message}`);
+    }
   }
 
   gatewayConfig(): GatewayConfig {

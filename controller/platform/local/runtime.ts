@@ -31,6 +31,8 @@ interface DeploymentState {
   failure: string | undefined;
   /** Rollouts of one deployment run one after another. */
   work: Promise<void>;
+  /** stop() cuts short a rollout waiting for a replica to load. */
+  abort: AbortController;
 }
 
 /** Where a local build keeps its code and environment: `local:<dir>`, see docs/builds.md. */
@@ -80,7 +82,13 @@ export class LocalRuntime implements Runtime {
       return;
     }
     if (!state) {
-      state = { spec, replicas: [], failure: undefined, work: Promise.resolve() };
+      state = {
+        spec,
+        replicas: [],
+        failure: undefined,
+        work: Promise.resolve(),
+        abort: new AbortController(),
+      };
       this.deployments.set(spec.key, state);
     }
     if (state.spec.deploymentId !== spec.deploymentId) state.failure = undefined;
@@ -138,6 +146,7 @@ export class LocalRuntime implements Runtime {
     const state = this.deployments.get(key);
     if (!state) return;
     this.deployments.delete(key);
+    state.abort.abort();
     await state.work;
     await Promise.all(state.replicas.map((replica) => this.stopReplica(key, replica, state)));
   }
@@ -152,6 +161,11 @@ export class LocalRuntime implements Runtime {
     const key = spec.key;
     const isCurrent = (replica: LocalReplica) =>
       replica.deploymentId === spec.deploymentId && !replica.stopping;
+    if (state.replicas.length === 0 && spec.previous) {
+      // A restart in the middle of a rollout (or after one failed): bring back what served
+      // before, so that the new rollout replaces it as it would have, or leaves it serving.
+      await this.restorePrevious(state, spec, spec.previous);
+    }
     for (;;) {
       if (state.spec !== spec || !this.deployments.has(key)) return; // a newer spec takes over
       const current = state.replicas.filter(isCurrent);
@@ -161,8 +175,12 @@ export class LocalRuntime implements Runtime {
         state.replicas.push(replica);
         this.onChange(key);
         try {
-          await readyWithin(replica.agent, READY_TIMEOUT_MS);
+          await readyWithin(replica.agent, READY_TIMEOUT_MS, state.abort.signal);
         } catch (error) {
+          if (state.abort.signal.aborted) {
+            await this.stopReplica(key, replica, state);
+            return;
+          }
           state.failure = `replica ${replica.id} of build ${spec.build.spec.number} did not become ready: ${(error as Error).message}`;
           this.log(`deployment ${key}: ${state.failure}`);
           await this.stopReplica(key, replica, state);
@@ -178,6 +196,25 @@ export class LocalRuntime implements Runtime {
       if (leftovers.length === 0) return;
       for (const replica of leftovers) await this.stopReplica(key, replica, state);
     }
+  }
+
+  private async restorePrevious(
+    state: DeploymentState,
+    spec: RolloutSpec,
+    previous: NonNullable<RolloutSpec["previous"]>,
+  ): Promise<void> {
+    const previousSpec: RolloutSpec = { ...spec, ...previous, previous: undefined };
+    const started = await Promise.all(
+      Array.from({ length: spec.replicas }, () => this.startReplica(previousSpec)),
+    );
+    state.replicas.push(...started);
+    this.log(
+      `deployment ${spec.key}: restoring rollout ${previous.deploymentId} while ${spec.deploymentId} rolls out`,
+    );
+    await Promise.allSettled(
+      started.map((replica) => readyWithin(replica.agent, READY_TIMEOUT_MS, state.abort.signal)),
+    );
+    this.onChange(spec.key);
   }
 
   private async startReplica(spec: RolloutSpec): Promise<LocalReplica> {
@@ -224,13 +261,20 @@ export class LocalRuntime implements Runtime {
   }
 }
 
-function readyWithin(agent: ReplicaAgent, ms: number): Promise<void> {
+function readyWithin(agent: ReplicaAgent, ms: number, signal: AbortSignal): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
+  let onAbort: (() => void) | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(
       () => reject(new Error(`not ready after ${ms / 1000} s: ${agent.notReadyReason}`)),
       ms,
     );
+    onAbort = () => reject(new Error("the deployment is stopping"));
+    if (signal.aborted) onAbort();
+    else signal.addEventListener("abort", onAbort, { once: true });
   });
-  return Promise.race([agent.whenReady(), timeout]).finally(() => clearTimeout(timer));
+  return Promise.race([agent.whenReady(), timeout]).finally(() => {
+    clearTimeout(timer);
+    if (onAbort) signal.removeEventListener("abort", onAbort);
+  });
 }
