@@ -301,6 +301,30 @@ describe("modelship up", () => {
     expect(up.stdout()).not.toMatch(/new build|started \(commit/);
   }, 120_000);
 
+  it("keeps the old build serving when a new one cannot load, across a restart too", async () => {
+    // Valid manifests and a function that exists: only loading it fails.
+    write("score.py", `import no_such_module\n\n${scoreFile(5)}`);
+    commit("an import that fails");
+    await hook();
+    await eventually(async () => (await deployment()).status?.phase === "Failed", 120_000);
+    const failed = await deployment();
+    expect(
+      failed.status?.conditions?.find((condition) => condition.type === "Ready")?.message,
+    ).toContain("no_such_module");
+    expect((await call()).body.response.version).toBe(1);
+
+    expect(await up.stop()).toBe(0);
+    await startUp();
+    await eventually(async () => (await call()).status === 200, 60_000);
+    expect((await call()).body.response.version).toBe(1);
+    git("revert", "--no-edit", "HEAD");
+    await hook();
+    await eventually(async () => {
+      const status = (await deployment()).status;
+      return status?.phase === "Deployed" && status.build === 1;
+    }, 60_000);
+  }, 240_000);
+
   it("prunes what git no longer declares: the deployment, its replicas and its route", async () => {
     git("rm", "-q", "model.yaml");
     commit("retire the scorer");
