@@ -325,6 +325,39 @@ describe("modelship up", () => {
     }, 60_000);
   }, 240_000);
 
+  it("answers the CLI: call, logs, keys and apikeys", async () => {
+    const cli = (...args: string[]) => runCli([...args, "--state-dir", stateDir]);
+    const called = cli("call", "scorer", '{"a": 20, "b": 22}');
+    expect(called.exitCode).toBe(0);
+    expect(JSON.parse(called.stdout).response).toEqual({ version: 1, sum: 42 });
+
+    const logs = cli("logs", "scorer").stdout;
+    expect(logs).toMatch(/ \[agent\] worker 1 is ready: predict loaded from score.py$/m);
+
+    const accessKey = cli("keys", "show", "scorer").stdout.trim();
+    expect(accessKey).toMatch(/^[a-z2-7]{32}$/);
+    const viaKey = await postJson(`${up.url}/model`, { accessKey, request: { a: 1, b: 1 } });
+    expect(viaKey.body.response.sum).toBe(2);
+    const rotated = cli("keys", "rotate", "scorer").stdout.trim();
+    expect(rotated).not.toBe(accessKey);
+    expect((await postJson(`${up.url}/model`, { accessKey, request: { a: 1, b: 1 } })).code).toBe(
+      "auth.invalid_key",
+    );
+
+    const apiKey = cli("apikeys", "create", "--user", "alice", "--expires", "30d").stdout.trim();
+    expect(apiKey).toMatch(/^msk_[a-z2-7]+_[a-z2-7]{32}$/);
+    const listed = cli("apikeys", "list").stdout;
+    expect(listed).toMatch(/^ID\s+USER\s+CREATED\s+EXPIRES$/m);
+    expect(listed).toContain("alice");
+    expect(listed).not.toContain(apiKey);
+    const id = apiKey.split("_")[1] as string;
+    expect(cli("apikeys", "delete", id).exitCode).toBe(0);
+    expect(cli("apikeys", "list").stdout).not.toContain(id);
+    // Nothing secret in what `modelship up` printed.
+    expect(up.stdout()).not.toContain(accessKey);
+    expect(up.stdout()).not.toContain(apiKey);
+  }, 60_000);
+
   it("prunes what git no longer declares: the deployment, its replicas and its route", async () => {
     git("rm", "-q", "model.yaml");
     commit("retire the scorer");
@@ -334,5 +367,22 @@ describe("modelship up", () => {
     expect(listed.items).toEqual([]);
     // The builds stay: they are the history a revert would roll out again.
     expect(await buildCount()).toBeGreaterThan(0);
+  }, 60_000);
+
+  it("refuses a rewritten history (force push), and applies nothing from it", async () => {
+    const synced = (await repository()).status?.lastSyncedCommit;
+    write("score.py", scoreFile(9));
+    git("add", "-A");
+    git("commit", "-q", "--amend", "-m", "history, rewritten");
+    const rewritten = git("rev-parse", "HEAD");
+    await hook();
+    await eventually(
+      async () => (await repository()).status?.lastAttemptedCommit === rewritten,
+      30_000,
+    );
+    const status = (await repository()).status;
+    expect(status?.lastSyncedCommit).toBe(synced);
+    expect(status?.lastSyncError).toContain("was rewritten");
+    expect(status?.lastSyncError).toContain("modelship.dev/allow-rewrite");
   }, 60_000);
 });
