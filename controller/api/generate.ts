@@ -68,6 +68,11 @@ export function generatedFiles(): Map<string, string> {
       `crds/${kindMetadata(schema).plural}.modelship.dev.yaml`,
       `# ${GENERATED_NOTE}\n${yaml}`,
     );
+    // kustomize reads only below its own directory, so the base carries a copy.
+    files.set(
+      `kustomize/base/crds/${kindMetadata(schema).plural}.modelship.dev.yaml`,
+      `# ${GENERATED_NOTE}\n${yaml}`,
+    );
   }
   const inlined = schemas.map(({ kind, schema }) => ({ kind, schema: inlineRefs(schema) }));
   files.set(

@@ -5,10 +5,12 @@ import { readFile } from "node:fs/promises";
 import { parseArgs } from "node:util";
 import { parseGatewayConfig } from "../gateway/config.ts";
 import { Gateway } from "../gateway/gateway.ts";
+import { KubeClient, loadKubeConfig } from "../platform/kubernetes/client.ts";
+import { KubeGatewayFeed } from "../platform/kubernetes/gateway-feed.ts";
 import type { CommandResult, Output } from "./output.ts";
 import { listen, parsePort, parsePositive, untilStopSignal } from "./serve.ts";
 
-export const GATEWAY_HELP = `Usage: modelship gateway --config FILE [--port PORT] [--host HOST]
+export const GATEWAY_HELP = `Usage: modelship gateway --config FILE | --kubernetes [--namespace NS] [--port PORT] [--host HOST]
 
 Answers calls to models and sends each to a free replica, one call per replica at a time:
 
@@ -20,8 +22,12 @@ FILE (YAML or JSON, schemas/gateway-config.schema.json) lists the models, their 
 sha256 of their access keys and the model API keys. The gateway reloads it when it changes or on
 SIGHUP; a file with errors is reported and the previous configuration keeps serving.
 
+With --kubernetes it follows the cluster instead (in a pod, or with --kubeconfig): models and
+deployments from the API server, replicas from EndpointSlices, keys from the Secret
+modelship-keys.
+
 Options:
-  --config FILE          required
+  --config FILE          the models, replicas and keys, from a file
   --port PORT            default 8080; 0 picks a free port (printed on start)
   --host HOST            default 127.0.0.1
   --body-limit-mb N      the largest request body (default 5)
@@ -32,6 +38,9 @@ export async function runGateway(args: string[], output: Output): Promise<Comman
     args,
     options: {
       config: { type: "string" },
+      kubernetes: { type: "boolean", default: false },
+      kubeconfig: { type: "string" },
+      namespace: { type: "string" },
       port: { type: "string" },
       host: { type: "string", default: "127.0.0.1" },
       "body-limit-mb": { type: "string" },
@@ -43,7 +52,9 @@ export async function runGateway(args: string[], output: Output): Promise<Comman
     return { exitCode: 0 };
   }
   const file = values.config;
-  if (file === undefined) throw new Error("--config is required (see --help)");
+  if (file === undefined && !values.kubernetes) {
+    throw new Error("--config FILE or --kubernetes is required (see --help)");
+  }
   const port = parsePort(values.port, "--port", 8080);
   const bodyLimitMb = parsePositive(values["body-limit-mb"], "--body-limit-mb", 5);
 
@@ -51,6 +62,22 @@ export async function runGateway(args: string[], output: Output): Promise<Comman
     bodyLimitBytes: Math.round(bodyLimitMb * 1024 * 1024),
     processMetrics: true,
   });
+  if (file === undefined) {
+    const namespace = values.namespace ?? process.env.MODELSHIP_NAMESPACE ?? "modelship";
+    const feed = new KubeGatewayFeed(
+      new KubeClient(loadKubeConfig(values.kubeconfig)),
+      namespace,
+      gateway,
+      (line) => output.err(`${line}\n`),
+    );
+    await feed.start();
+    const url = await listen(gateway.server, values.host, port);
+    output.out(`gateway listening on ${url} (namespace ${namespace})\n`);
+    await untilStopSignal();
+    await feed.stop();
+    await gateway.close();
+    return { exitCode: 0 };
+  }
   const load = async () => gateway.apply(parseGatewayConfig(await readFile(file, "utf8"), file));
   // The first load must succeed: a gateway that serves nothing because of a typo is worse than
   // one that does not start.

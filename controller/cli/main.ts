@@ -1,6 +1,8 @@
 // The `modelship` command line: one entry point, one subcommand per job.
 
+import { runBuildContext } from "./build-context.ts";
 import { runApiKeys, runCall, runDescribe, runGet, runKeys, runLogs } from "./client.ts";
+import { runController } from "./controller.ts";
 import { runGateway } from "./gateway.ts";
 import { type CommandResult, type Output, processOutput } from "./output.ts";
 import { runReplica } from "./replica.ts";
@@ -36,6 +38,14 @@ const COMMANDS: Record<string, Command> = {
   replica: {
     summary: "run one replica of a model: a worker behind HTTP, one request at a time",
     run: runReplica,
+  },
+  controller: {
+    summary: "run the reconcilers on a Kubernetes cluster (Kaniko builds, Deployments)",
+    run: runController,
+  },
+  "build-context": {
+    summary: "write a build's source and Dockerfile (a build Job's init container runs it)",
+    run: runBuildContext,
   },
   gateway: {
     summary: "answer calls to models: queue, keys, one call per replica at a time",

@@ -77,6 +77,10 @@ export interface RolloutSpec {
   replicas: number;
   env: Record<string, string>;
   timeoutSeconds: number;
+  /** What each replica may use (the Kubernetes runtime sets requests and limits). */
+  resources?: { cpu?: string | number; memory?: string | number; gpu?: number };
+  /** The ModelDeployment, for owner references (the Kubernetes runtime). */
+  owner?: { name: string; uid: string };
   /**
    * The rollout that served before this one and may still serve (this one has not completed).
    * A runtime that has lost its replicas (a restart) brings it back first.

@@ -95,6 +95,11 @@ export function deploymentPhase(
   return rollout.complete ? "Deployed" : "Deploying";
 }
 
+/** The store's uid (on a Kubernetes API server, what owner references need). */
+function uidOf(object: { metadata: unknown }): string | undefined {
+  return (object.metadata as { uid?: string }).uid;
+}
+
 function generationOf(object: { metadata: unknown }): number | undefined {
   return (object.metadata as { generation?: number }).generation;
 }
@@ -315,5 +320,9 @@ async function ensureRuntime(
     replicas: deployment.spec.replicas ?? 1,
     env: deployment.spec.env ?? {},
     timeoutSeconds: deployment.spec.timeoutSeconds ?? DEFAULT_TIMEOUT_SECONDS,
+    ...(deployment.spec.resources ? { resources: deployment.spec.resources } : {}),
+    ...(uidOf(deployment)
+      ? { owner: { name: deployment.metadata.name, uid: uidOf(deployment) as string } }
+      : {}),
   });
 }

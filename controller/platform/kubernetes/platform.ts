@@ -1,0 +1,193 @@
+// The Kubernetes platform, wired for `modelship controller`: the same reconcilers as `modelship
+// up`, over the API server (DESIGN §4). The git source runs in the controller, from each
+// ModelRepository's URL and token Secret.
+import { join } from "node:path";
+import type { ModelBuild, ModelRepository } from "../../api/types.generated.ts";
+import { buildReconciler } from "../../reconcile/build.ts";
+import type { ReconcileContext } from "../../reconcile/context.ts";
+import { deploymentReconciler } from "../../reconcile/deployment.ts";
+import { modelReconciler } from "../../reconcile/model.ts";
+import { formatKey, WorkQueue } from "../../reconcile/queue.ts";
+import { GitSource } from "../../source/git.ts";
+import { repositoryReconciler } from "../../source/sync.ts";
+import type { WatchEvent } from "../ports.ts";
+import { KanikoBuilder } from "./builder.ts";
+import { isNotFound, type KubeClient } from "./client.ts";
+import { KubeRuntime } from "./runtime.ts";
+import type { KubernetesSettings } from "./settings.ts";
+import { KubeStore } from "./store.ts";
+
+export interface KubernetesPlatformOptions {
+  client: KubeClient;
+  settings: KubernetesSettings;
+  /** Where URL repositories are cloned. */
+  cacheDir: string;
+  log(line: string): void;
+}
+
+export class KubernetesPlatform {
+  readonly store: KubeStore;
+  readonly runtime: KubeRuntime;
+  readonly builder: KanikoBuilder;
+  readonly queue: WorkQueue;
+  private readonly options: KubernetesPlatformOptions;
+  private readonly sources = new Map<string, GitSource>();
+  private readonly tokens = new Map<string, { token?: string; username?: string }>();
+  private stopWatching: (() => void) | undefined;
+
+  constructor(options: KubernetesPlatformOptions) {
+    this.options = options;
+    const { client, settings, log } = options;
+    const namespace = settings.namespace;
+    this.store = new KubeStore(client, namespace, log);
+    this.runtime = new KubeRuntime(client, namespace, (key) => {
+      const name = key.split("/")[1] ?? key;
+      this.queue.add(formatKey({ kind: "ModelDeployment", namespace, name }));
+    });
+    this.builder = new KanikoBuilder(client, settings, (build) => this.repositoryOfBuild(build));
+    const context: ReconcileContext = {
+      store: this.store,
+      builder: this.builder,
+      runtime: this.runtime,
+      sources: {
+        treeId: (repository, commit, path) => this.sourceNamed(repository).treeId(commit, path),
+        contentId: (repository, commit, path, exclude) =>
+          this.sourceNamed(repository).contentId(commit, path, exclude),
+      },
+      clock: { now: () => new Date() },
+      gatewayUrl: () => settings.gatewayUrl,
+      baseImage: (runtime) => settings.baseImages[runtime],
+      log,
+    };
+    this.queue = new WorkQueue(
+      {
+        ModelRepository: repositoryReconciler({
+          store: this.store,
+          sourceOf: (repository) => this.sourceOf(repository),
+          now: () => new Date(),
+          log,
+        }),
+        Model: modelReconciler(context),
+        ModelBuild: buildReconciler(context),
+        ModelDeployment: deploymentReconciler(context),
+      },
+      {
+        onError: (key, error, terminal) =>
+          log(`${key}: ${terminal ? "stalled" : "error (will retry)"}: ${error.message}`),
+      },
+    );
+  }
+
+  private repositoryOfBuild(build: ModelBuild): ModelRepository | undefined {
+    return this.store.get(
+      "ModelRepository",
+      build.metadata.namespace ?? this.options.settings.namespace,
+      build.spec.repository ?? "",
+    );
+  }
+
+  private sourceNamed(repository: { namespace: string; name: string }): GitSource {
+    const object = this.store.get("ModelRepository", repository.namespace, repository.name);
+    if (!object) throw new Error(`ModelRepository ${repository.name} does not exist`);
+    return this.sourceOf(object);
+  }
+
+  private sourceOf(repository: ModelRepository): GitSource {
+    const key = `${repository.metadata.namespace}/${repository.metadata.name} ${repository.spec.url} ${repository.spec.branch ?? "main"}`;
+    let source = this.sources.get(key);
+    if (!source) {
+      const credentials =
+        this.tokens.get(`${repository.metadata.namespace}/${repository.spec.secretRef?.name}`) ??
+        {};
+      source = new GitSource({
+        url: repository.spec.url,
+        branch: repository.spec.branch ?? "main",
+        cacheDir: join(this.options.cacheDir, "git"),
+        ...credentials,
+      });
+      this.sources.set(key, source);
+    }
+    return source;
+  }
+
+  /** Reads the token Secrets the repositories name (before their first sync). */
+  private async loadCredentials(): Promise<void> {
+    const namespace = this.options.settings.namespace;
+    for (const repository of this.store.list("ModelRepository", namespace)) {
+      const name = repository.spec.secretRef?.name;
+      if (!name || this.tokens.has(`${namespace}/${name}`)) continue;
+      try {
+        const secret = await this.options.client.request<{ data?: Record<string, string> }>(
+          "GET",
+          `/api/v1/namespaces/${namespace}/secrets/${name}`,
+        );
+        const decode = (key: string) =>
+          secret.data?.[key] ? Buffer.from(secret.data[key], "base64").toString("utf8") : undefined;
+        const token = decode("token") ?? decode("password");
+        const username = decode("username");
+        this.tokens.set(`${namespace}/${name}`, {
+          ...(token ? { token } : {}),
+          ...(username ? { username } : {}),
+        });
+      } catch (error) {
+        if (!isNotFound(error)) throw error;
+        this.options.log(
+          `ModelRepository ${repository.metadata.name}: Secret ${name} does not exist`,
+        );
+      }
+    }
+  }
+
+  async start(): Promise<void> {
+    await this.store.start();
+    await this.runtime.start();
+    await this.loadCredentials();
+    this.stopWatching = this.store.watch((event) => this.onEvent(event));
+    for (const kind of ["ModelRepository", "Model", "ModelBuild", "ModelDeployment"] as const) {
+      for (const object of this.store.list(kind)) this.enqueue(object.kind, object.metadata);
+    }
+    this.queue.start();
+  }
+
+  private enqueue(kind: string, metadata: { namespace?: string; name: string }): void {
+    this.queue.add(
+      formatKey({
+        kind,
+        namespace: metadata.namespace ?? this.options.settings.namespace,
+        name: metadata.name,
+      }),
+    );
+  }
+
+  private onEvent(event: WatchEvent): void {
+    const object = event.object;
+    const namespace = object.metadata.namespace ?? this.options.settings.namespace;
+    this.enqueue(object.kind, object.metadata);
+    if (object.kind === "ModelRepository") void this.loadCredentials().catch(() => {});
+    const model =
+      object.kind === "Model"
+        ? object.metadata.name
+        : object.kind === "ModelBuild"
+          ? object.spec.model
+          : undefined;
+    if (object.kind === "ModelBuild") this.enqueue("Model", { namespace, name: object.spec.model });
+    if (model) {
+      for (const deployment of this.store.list("ModelDeployment", namespace)) {
+        if (deployment.spec.model === model) this.enqueue("ModelDeployment", deployment.metadata);
+      }
+    }
+  }
+
+  /** Fetches every repository now (the webhook). */
+  syncNow(): void {
+    for (const repository of this.store.list("ModelRepository"))
+      this.enqueue("ModelRepository", repository.metadata);
+  }
+
+  async stop(): Promise<void> {
+    this.stopWatching?.();
+    await this.queue.stop();
+    await this.runtime.stopWatching();
+    await this.store.stop();
+  }
+}

@@ -1,0 +1,61 @@
+// The installation's settings for the Kubernetes platform (kustomize/base/config.yaml holds them
+// as a ConfigMap; `modelship controller` reads them from the environment).
+
+export interface KubernetesSettings {
+  /** The namespace modelship watches and deploys into. */
+  namespace: string;
+  /** Where builds push: `<registry>/<namespace>-<model>:build-<n>`. */
+  registry: string;
+  /** A Secret of type dockerconfigjson that may push to the registry (mounted into Kaniko). */
+  pushSecret?: string;
+  /** Push over plain HTTP (the dev overlay's in-cluster registry). */
+  insecureRegistry: boolean;
+  /** Kaniko's executor. Upstream is archived; this is a maintained fork, pinned. */
+  executorImage: string;
+  /** The modelship image: the build's init container exports the source with it. */
+  modelshipImage: string;
+  /** The base image of each runtime: Node, modelship and Python or R (kustomize/images/). */
+  baseImages: { python3: string; r: string };
+  /** A build Job is killed after this long. */
+  buildDeadlineSeconds: number;
+  /** Finished build Jobs are deleted after this long (their ModelBuild keeps the outcome). */
+  buildTtlSeconds: number;
+  /** Where callers reach the gateway, for ModelDeployment.status.url. */
+  gatewayUrl: string;
+}
+
+export const DEFAULT_SETTINGS: KubernetesSettings = {
+  namespace: "modelship",
+  registry: "registry.modelship.svc.cluster.local:5000",
+  insecureRegistry: false,
+  executorImage: "martizih/kaniko:v1.25.1",
+  modelshipImage: "ghcr.io/modelship/modelship:0.1.0",
+  baseImages: {
+    python3: "ghcr.io/modelship/runtime-python:0.1.0",
+    r: "ghcr.io/modelship/runtime-r:0.1.0",
+  },
+  buildDeadlineSeconds: 3600,
+  buildTtlSeconds: 86_400,
+  gatewayUrl: "http://modelship-gateway.modelship.svc.cluster.local",
+};
+
+/** Settings from MODELSHIP_* environment variables, over the defaults. */
+export function settingsFromEnv(env: NodeJS.ProcessEnv): KubernetesSettings {
+  return {
+    namespace: env.MODELSHIP_NAMESPACE ?? DEFAULT_SETTINGS.namespace,
+    registry: env.MODELSHIP_REGISTRY ?? DEFAULT_SETTINGS.registry,
+    ...(env.MODELSHIP_PUSH_SECRET ? { pushSecret: env.MODELSHIP_PUSH_SECRET } : {}),
+    insecureRegistry: env.MODELSHIP_INSECURE_REGISTRY === "true",
+    executorImage: env.MODELSHIP_EXECUTOR_IMAGE ?? DEFAULT_SETTINGS.executorImage,
+    modelshipImage: env.MODELSHIP_IMAGE ?? DEFAULT_SETTINGS.modelshipImage,
+    baseImages: {
+      python3: env.MODELSHIP_PYTHON_BASE_IMAGE ?? DEFAULT_SETTINGS.baseImages.python3,
+      r: env.MODELSHIP_R_BASE_IMAGE ?? DEFAULT_SETTINGS.baseImages.r,
+    },
+    buildDeadlineSeconds: Number(
+      env.MODELSHIP_BUILD_DEADLINE_SECONDS ?? DEFAULT_SETTINGS.buildDeadlineSeconds,
+    ),
+    buildTtlSeconds: Number(env.MODELSHIP_BUILD_TTL_SECONDS ?? DEFAULT_SETTINGS.buildTtlSeconds),
+    gatewayUrl: env.MODELSHIP_GATEWAY_URL ?? DEFAULT_SETTINGS.gatewayUrl,
+  };
+}
