@@ -195,10 +195,13 @@ describe("desiredObjects", () => {
     expect(desiredObjects([item], "models", revision())).toStrictEqual([expected]);
   });
 
-  it("keeps the declared namespace", () => {
-    const item = { ...declared("ModelDeployment", "iris", "d.yaml"), namespace: "team-a" };
-    const [object] = desiredObjects([item], "models", revision());
-    expect(object?.metadata.namespace).toBe("team-a");
+  it.each([
+    ["a declared namespace is kept", { namespace: "team-a" }, "team-a"],
+    ["no namespace: the repository's", {}, "models-ns"],
+  ])("%s", (_, metadata, expected) => {
+    const item = declared("ModelDeployment", "iris", "d.yaml", metadata);
+    const [object] = desiredObjects([item], "models", revision(), "models-ns");
+    expect(object?.metadata.namespace).toBe(expected);
   });
 
   it("applies only Models and ModelDeployments, in declared order", () => {

@@ -61,6 +61,8 @@ export function desiredObjects(
   declared: DeclaredObject[],
   repository: string,
   revision: Revision,
+  /** Where objects that name no namespace go: the ModelRepository's own (as Flux does). */
+  defaultNamespace = "default",
 ): Resource[] {
   // Manifests often live beside the code; a Model's build must not change when only they do.
   const manifestFiles = JSON.stringify([...new Set(declared.map((item) => item.repoPath))].sort());
@@ -68,6 +70,7 @@ export function desiredObjects(
     .filter((item) => SYNCED_KINDS.includes(item.kind))
     .map((item) => {
       const metadata = (item.object.metadata ?? {}) as {
+        namespace?: unknown;
         labels?: Record<string, string>;
         annotations?: Record<string, string>;
       };
@@ -88,7 +91,7 @@ export function desiredObjects(
         kind: item.kind,
         metadata: {
           name: item.name,
-          namespace: item.namespace,
+          namespace: typeof metadata.namespace === "string" ? metadata.namespace : defaultNamespace,
           labels: {
             ...metadata.labels,
             [LABEL_MANAGED_BY]: "modelship",
@@ -213,7 +216,7 @@ export function repositoryReconciler(context: SyncContext) {
       return fail(reason, (error as Error).message, commit);
     }
 
-    const desired = desiredObjects(declared, key.name, revision);
+    const desired = desiredObjects(declared, key.name, revision, key.namespace);
     for (const object of desired) await context.store.apply(object);
     const existing = SYNCED_KINDS.flatMap((kind) => context.store.list(kind) as Resource[]);
     const pruned = objectsToPrune(existing, desired, key.name);

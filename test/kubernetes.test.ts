@@ -1,0 +1,242 @@
+// The Kubernetes platform against a real control plane (etcd, kube-apiserver, controller
+// manager, scheduler; kwok plays the nodes) with the real kubectl. The controller runs in this
+// process, as `modelship controller --kubeconfig` would, following a real git repository.
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { KubeClient, loadKubeConfig } from "../controller/platform/kubernetes/client.ts";
+import { KubernetesPlatform } from "../controller/platform/kubernetes/platform.ts";
+import { DEFAULT_SETTINGS } from "../controller/platform/kubernetes/settings.ts";
+import { PROJECT_ROOT } from "./helpers/cli.ts";
+import { eventually } from "./helpers/replica.ts";
+import { startCluster, type TestCluster } from "./k8s/cluster.ts";
+
+const NAMESPACE = "modelship";
+const root = mkdtempSync(join(tmpdir(), "modelship-k8s-"));
+const repo = join(root, "repo");
+let cluster: TestCluster;
+let platform: KubernetesPlatform | undefined;
+const controllerLog: string[] = [];
+
+const GIT_ENV = {
+  ...process.env,
+  GIT_AUTHOR_NAME: "Katherine Johnson",
+  GIT_AUTHOR_EMAIL: "katherine@example.com",
+  GIT_COMMITTER_NAME: "Katherine Johnson",
+  GIT_COMMITTER_EMAIL: "katherine@example.com",
+  GIT_CONFIG_GLOBAL: "/dev/null",
+};
+
+function git(...args: string[]): string {
+  return execFileSync("git", args, { cwd: repo, env: GIT_ENV, encoding: "utf8" }).trim();
+}
+
+function commit(files: Record<string, string>, message: string): string {
+  for (const [path, text] of Object.entries(files)) writeFileSync(join(repo, path), text);
+  git("add", "-A");
+  git("commit", "-q", "-m", message);
+  return git("rev-parse", "HEAD");
+}
+
+const score = (version: number) => `def predict(args):\n    return {"version": ${version}}\n`;
+const MANIFEST = `apiVersion: modelship.dev/v1alpha1
+kind: Model
+metadata:
+  name: scorer
+spec:
+  runtime: python3
+  file: score.py
+  function: predict
+---
+apiVersion: modelship.dev/v1alpha1
+kind: ModelDeployment
+metadata:
+  name: scorer
+spec:
+  model: scorer
+  replicas: REPLICAS
+`;
+
+function kubectl(...args: string[]): string {
+  const result = cluster.kubectl(args);
+  if (result.status !== 0) throw new Error(`kubectl ${args.join(" ")}: ${result.stderr}`);
+  return result.stdout;
+}
+
+// biome-ignore lint/suspicious/noExplicitAny: objects read from kubectl are checked field by field
+function getJson(...args: string[]): any {
+  return JSON.parse(kubectl("get", "-n", NAMESPACE, ...args, "-o", "json"));
+}
+
+async function startController(): Promise<void> {
+  platform = new KubernetesPlatform({
+    client: new KubeClient(loadKubeConfig(cluster.kubeconfigPath)),
+    settings: {
+      ...DEFAULT_SETTINGS,
+      namespace: NAMESPACE,
+      registry: "registry.test:5000/models",
+      insecureRegistry: true,
+    },
+    cacheDir: join(root, "cache"),
+    log: (line) => controllerLog.push(line),
+  });
+  await platform.start();
+}
+
+async function stopController(): Promise<void> {
+  await platform?.stop();
+  platform = undefined;
+}
+
+function deployment(): { phase?: string; build?: number; ready?: string } {
+  return getJson("modeldeployment", "scorer").status ?? {};
+}
+
+async function deployedBuild(build: number): Promise<void> {
+  await eventually(() => {
+    const status = deployment();
+    return status.phase === "Deployed" && status.build === build;
+  }, 120_000);
+}
+
+const jobNames = () =>
+  (getJson("jobs").items as { metadata: { name: string } }[])
+    .map((job) => job.metadata.name)
+    .sort();
+
+beforeAll(async () => {
+  cluster = await startCluster({ nodes: 2 });
+  execFileSync("git", ["init", "-q", "-b", "main", repo], { env: GIT_ENV });
+  commit(
+    { "score.py": score(1), "model.yaml": MANIFEST.replace("REPLICAS", "3") },
+    "scorer, version 1",
+  );
+}, 300_000);
+
+afterAll(async () => {
+  await stopController();
+  await cluster?.stop();
+  rmSync(root, { recursive: true, force: true });
+  if (process.env.MODELSHIP_K8S_DEBUG) console.log(controllerLog.join("\n"));
+}, 60_000);
+
+describe("the Kubernetes platform", () => {
+  it("installs with kustomize: the dev overlay passes a server dry run, the CRDs install, kubectl explain reads them", async () => {
+    const overlay = join(PROJECT_ROOT, "kustomize/overlays/dev");
+    expect(cluster.kubectl(["apply", "-k", overlay, "--dry-run=server"]).status).toBe(0);
+    kubectl("apply", "-k", overlay);
+    kubectl(
+      "wait",
+      "--for=condition=Established",
+      "crd/modeldeployments.modelship.dev",
+      "--timeout=60s",
+    );
+    await eventually(
+      () => cluster.kubectl(["explain", "modeldeployment.spec.replicas"]).status === 0,
+      60_000,
+    );
+    const explained = kubectl("explain", "modeldeployment.spec.replicas");
+    expect(explained).toContain(
+      "How many replicas serve the model; each answers one request at a time.",
+    );
+  }, 120_000);
+
+  it("refuses replicas: 12 applied by hand, with the schema's limit", () => {
+    const result = cluster.kubectl(
+      ["apply", "-n", NAMESPACE, "-f", "-"],
+      MANIFEST.split("---\n")[1]
+        ?.replace("REPLICAS", "12")
+        .replace("name: scorer\nspec", "name: too-many\nspec"),
+    );
+    expect(result.status).not.toBe(0);
+    expect(result.stderr).toContain("spec.replicas");
+    expect(result.stderr).toContain("less than or equal to 9");
+  });
+
+  it("builds a commit with a Kaniko Job, then deploys 3 ready replicas", async () => {
+    const repository = `apiVersion: modelship.dev/v1alpha1
+kind: ModelRepository
+metadata:
+  name: models
+  namespace: ${NAMESPACE}
+spec:
+  url: ${repo}
+  branch: main
+  interval: 2s
+`;
+    expect(cluster.kubectl(["apply", "-f", "-"], repository).status).toBe(0);
+    await startController();
+
+    await eventually(() => jobNames().includes("build-scorer-1"), 60_000);
+    const job = getJson("job", "build-scorer-1");
+    const kaniko = job.spec.template.spec.containers[0];
+    expect(kaniko.args).toContain(
+      "--destination=registry.test:5000/models/modelship-scorer:build-1",
+    );
+    expect(kaniko.args).toContain("--digest-file=/dev/termination-log");
+    expect(job.spec.template.spec.initContainers[0].args).toContain(git("rev-parse", "HEAD"));
+
+    await deployedBuild(1);
+    expect(deployment().ready).toBe("3/3");
+    const pods = getJson("pods", "-l", "modelship.dev/deployment=scorer").items;
+    expect(pods).toHaveLength(3);
+    const table = kubectl("get", "modeldeployments", "-n", NAMESPACE);
+    expect(table).toMatch(/^NAME\s+MODEL\s+BUILD\s+READY\s+PHASE\s+URL\s+AGE$/m);
+    expect(table).toMatch(/^scorer\s+scorer\s+1\s+3\/3\s+Deployed\s+/m);
+  }, 240_000);
+
+  it("rolls a code change out as build 2 in a new ReplicaSet, and git revert back to build 1 with no new Job", async () => {
+    commit({ "score.py": score(2) }, "scorer, version 2");
+    await deployedBuild(2);
+    expect(jobNames()).toEqual(["build-scorer-1", "build-scorer-2"]);
+    const replicaSets = () =>
+      getJson("replicasets", "-l", "modelship.dev/deployment=scorer").items.length;
+    expect(replicaSets()).toBe(2);
+    const image = (build: number) => getJson("modelbuild", `scorer-${build}`).status.image;
+    expect(getJson("deployment", "scorer").spec.template.spec.containers[0].image).toBe(image(2));
+
+    git("revert", "--no-edit", "HEAD");
+    await deployedBuild(1);
+    expect(getJson("deployment", "scorer").spec.template.spec.containers[0].image).toBe(image(1));
+    expect(jobNames()).toEqual(["build-scorer-1", "build-scorer-2"]);
+    expect(getJson("modelbuilds").items).toHaveLength(2);
+  }, 240_000);
+
+  it("applies nothing from a malformed manifest, and says why on the ModelRepository", async () => {
+    const bad = commit({ "model.yaml": MANIFEST.replace("REPLICAS", "three") }, "a typo");
+    await eventually(
+      () => getJson("modelrepository", "models").status?.lastAttemptedCommit === bad,
+      60_000,
+    );
+    const status = getJson("modelrepository", "models").status;
+    expect(status.lastSyncedCommit).not.toBe(bad);
+    expect(status.lastSyncError).toContain(
+      "model.yaml:16:13: ModelDeployment/scorer /spec/replicas",
+    );
+    expect(kubectl("get", "modelrepositories", "-n", NAMESPACE)).toMatch(
+      /^models\s+\S+\s+main\s+[0-9a-f]+\s+False\s+/m,
+    );
+    expect(getJson("modeldeployment", "scorer").spec.replicas).toBe(3);
+    git("revert", "--no-edit", "HEAD");
+    await eventually(
+      () =>
+        getJson("modelrepository", "models").status?.lastSyncedCommit === git("rev-parse", "HEAD"),
+      60_000,
+    );
+  }, 120_000);
+
+  it("restarted in the middle of a build, makes no second Job and skips no build number", async () => {
+    commit({ "score.py": score(3) }, "scorer, version 3");
+    await eventually(() => jobNames().includes("build-scorer-3"), 60_000);
+    await stopController();
+    await startController();
+    await deployedBuild(3);
+    expect(jobNames()).toEqual(["build-scorer-1", "build-scorer-2", "build-scorer-3"]);
+    const builds = getJson("modelbuilds").items.map(
+      (build: { spec: { number: number } }) => build.spec.number,
+    );
+    expect(builds.sort()).toEqual([1, 2, 3]);
+  }, 240_000);
+});
