@@ -125,7 +125,16 @@ afterAll(async () => {
 describe("the Kubernetes platform", () => {
   it("installs with kustomize: the dev overlay passes a server dry run, the CRDs install, kubectl explain reads them", async () => {
     const overlay = join(PROJECT_ROOT, "kustomize/overlays/dev");
-    expect(cluster.kubectl(["apply", "-k", overlay, "--dry-run=server"]).status).toBe(0);
+    // A server dry run creates nothing, so namespaced objects need their namespace to exist.
+    kubectl("create", "namespace", NAMESPACE);
+    const dryRun = cluster.kubectl(["apply", "-k", overlay, "--dry-run=server"]);
+    expect([dryRun.status, dryRun.stderr]).toEqual([0, expect.not.stringContaining("rror")]);
+    expect(dryRun.stdout).toContain(
+      "customresourcedefinition.apiextensions.k8s.io/modeldeployments.modelship.dev created (server dry run)",
+    );
+    expect(dryRun.stdout).toContain(
+      "deployment.apps/modelship-controller created (server dry run)",
+    );
     kubectl("apply", "-k", overlay);
     kubectl(
       "wait",

@@ -112,7 +112,9 @@ beforeAll(async () => {
 
 afterAll(async () => {
   // `up` exits only when nothing of it is left running: a leaked worker would hang here.
-  expect(await up?.stop()).toBe(0);
+  const code = await up?.stop();
+  if (code !== 0) console.log(`modelship up exited ${code}:\n${up?.stdout()}\n${up?.stderr()}`);
+  expect(code).toBe(0);
   rmSync(root, { recursive: true, force: true });
 }, 30_000);
 

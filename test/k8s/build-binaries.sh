@@ -10,9 +10,9 @@
 # See docs/k8s-test-cluster.md.
 set -euo pipefail
 
-K8S_VERSION="v1.36.3"
-ETCD_VERSION="v3.6.16"
-KWOK_VERSION="v0.8.0"
+# K8S_VERSION, ETCD_VERSION, KWOK_VERSION: shared with test/k8s/cluster.ts.
+# shellcheck source=versions.env
+source "$(dirname "${BASH_SOURCE[0]}")/versions.env"
 
 CACHE_ROOT="${MODELSHIP_K8S_CACHE:-$HOME/.cache/modelship-k8s}"
 BIN_DIR="$CACHE_ROOT/$K8S_VERSION/bin"

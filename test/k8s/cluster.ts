@@ -6,6 +6,7 @@
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { generateKeyPairSync, randomBytes, X509Certificate } from "node:crypto";
 import {
+  appendFileSync,
   closeSync,
   existsSync,
   mkdirSync,
@@ -114,6 +115,20 @@ const KUBECTL = process.env.KUBECTL || "kubectl";
 const START_TIMEOUT_MS = 120_000;
 const STOP_GRACE_MS = 5_000;
 
+// sh -c WATCHDOG watchdog PARENT_PID DIR KEEP: waits for PARENT_PID to die, then kills (TERM,
+// then KILL) each pid listed in DIR/pids whose command line still names DIR, and removes DIR.
+const WATCHDOG = `
+parent=$1 dir=$2 keep=$3
+while kill -0 "$parent" 2>/dev/null; do sleep 1; done
+for sig in TERM KILL; do
+  for pid in $(cat "$dir/pids" 2>/dev/null); do
+    if grep -aqF "$dir" "/proc/$pid/cmdline" 2>/dev/null; then kill -s "$sig" "$pid" 2>/dev/null; fi
+  done
+  if [ "$sig" = TERM ]; then sleep 3; fi
+done
+if [ "$keep" != 1 ]; then rm -rf "$dir"; fi
+`;
+
 interface Proc {
   name: Component;
   log: string;
@@ -124,6 +139,19 @@ interface Proc {
 
 /** Starts etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok. */
 export async function startCluster(options: StartOptions = {}): Promise<TestCluster> {
+  try {
+    return await startOnce(options);
+  } catch (error) {
+    // The free ports are picked before the processes bind them: another process may take one
+    // in between. Try once more with new ports.
+    if (error instanceof Error && /address already in use/.test(error.message)) {
+      return await startOnce(options);
+    }
+    throw error;
+  }
+}
+
+async function startOnce(options: StartOptions): Promise<TestCluster> {
   const nodeCount = options.nodes ?? 1;
   if (!Number.isInteger(nodeCount) || nodeCount < 0) {
     throw new Error(`startCluster: nodes must be a whole number >= 0, got ${nodeCount}`);
@@ -140,6 +168,18 @@ export async function startCluster(options: StartOptions = {}): Promise<TestClus
 
   const dir = mkdtempSync(join(tmpdir(), "modelship-k8s-"));
   const procs: Proc[] = [];
+  const pidFile = join(dir, "pids");
+  writeFileSync(pidFile, "");
+  // If this process dies without stop() (a killed test worker), the watchdog kills the cluster.
+  const watchdog = spawn(
+    "sh",
+    ["-c", WATCHDOG, "watchdog", String(process.pid), dir, keepDir ? "1" : "0"],
+    {
+      detached: true,
+      stdio: "ignore",
+    },
+  );
+  watchdog.unref();
   const killAllNow = (): void => {
     for (const p of procs) if (p.exited === null) p.child.kill("SIGKILL");
   };
@@ -153,6 +193,7 @@ export async function startCluster(options: StartOptions = {}): Promise<TestClus
     await stopProcs(procs.filter((p) => p.name === "kube-apiserver"));
     await stopProcs(procs.filter((p) => p.name === "etcd"));
     process.removeListener("exit", killAllNow);
+    if (watchdog.exitCode === null && watchdog.signalCode === null) watchdog.kill("SIGKILL");
     if (!keepDir) rmSync(dir, { recursive: true, force: true });
   };
 
@@ -168,6 +209,7 @@ export async function startCluster(options: StartOptions = {}): Promise<TestClus
     } finally {
       closeSync(fd);
     }
+    if (child.pid !== undefined) appendFileSync(pidFile, `${child.pid}\n`);
     const proc: Proc = { name, log, child, exited: null, exit: Promise.resolve() };
     proc.exit = new Promise((resolve) => {
       child.once("exit", (code, signal) => {

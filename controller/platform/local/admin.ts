@@ -164,7 +164,9 @@ export function createAdminServer(platform: LocalPlatform, token: string): Serve
     }
     send(response, 404, { error: `no route for ${method} ${url.pathname}` });
   };
-  return createServer((request, response) => {
+  // Idle keep-alive connections stay open longer than any client keeps them (Node's default is
+  // 5 s): a client that reuses one the server just closed sees "other side closed".
+  return createServer({ keepAliveTimeout: 65_000 }, (request, response) => {
     handle(request, response).catch((error: Error) => {
       if (!response.headersSent) send(response, 500, { error: error.message });
     });
