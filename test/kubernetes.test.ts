@@ -6,10 +6,13 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Gateway } from "../controller/gateway/gateway.ts";
 import { KubeClient, loadKubeConfig } from "../controller/platform/kubernetes/client.ts";
+import { KubeGatewayFeed } from "../controller/platform/kubernetes/gateway-feed.ts";
+import { LeaderElector } from "../controller/platform/kubernetes/leader.ts";
 import { KubernetesPlatform } from "../controller/platform/kubernetes/platform.ts";
 import { DEFAULT_SETTINGS } from "../controller/platform/kubernetes/settings.ts";
-import { PROJECT_ROOT } from "./helpers/cli.ts";
+import { PROJECT_ROOT, startCli } from "./helpers/cli.ts";
 import { eventually } from "./helpers/replica.ts";
 import { startCluster, type TestCluster } from "./k8s/cluster.ts";
 
@@ -196,6 +199,30 @@ spec:
     expect(table).toMatch(/^scorer\s+scorer\s+1\s+3\/3\s+Deployed\s+/m);
   }, 240_000);
 
+  it("feeds the gateway the ready replicas it finds in EndpointSlices", async () => {
+    const gateway = new Gateway();
+    const feed = new KubeGatewayFeed(
+      new KubeClient(loadKubeConfig(cluster.kubeconfigPath)),
+      NAMESPACE,
+      gateway,
+      (line) => controllerLog.push(line),
+    );
+    await feed.start();
+    try {
+      await eventually(() => (feed.config().models[0]?.replicas.length ?? 0) === 3, 30_000);
+      const [route] = feed.config().models;
+      const podIps = getJson("pods", "-l", "modelship.dev/deployment=scorer").items.map(
+        (pod: { status: { podIP: string } }) => `http://${pod.status.podIP}:8080`,
+      );
+      expect(route?.name).toBe("scorer");
+      expect(route?.replicas.map((replica) => replica.url).sort()).toEqual(podIps.sort());
+      expect(route?.authentication.enabled).toBe(true);
+    } finally {
+      await feed.stop();
+      await gateway.close();
+    }
+  }, 60_000);
+
   it("rolls a code change out as build 2 in a new ReplicaSet, and git revert back to build 1 with no new Job", async () => {
     commit({ "score.py": score(2) }, "scorer, version 2");
     await deployedBuild(2);
@@ -235,6 +262,46 @@ spec:
       60_000,
     );
   }, 120_000);
+
+  it("lets one controller lead at a time, through the Lease", async () => {
+    const client = new KubeClient(loadKubeConfig(cluster.kubeconfigPath));
+    const options = { namespace: NAMESPACE, name: "test-lease", leaseSeconds: 2, renewSeconds: 1 };
+    const first = new LeaderElector(client, { ...options, identity: "first" });
+    const second = new LeaderElector(client, { ...options, identity: "second" });
+    expect(await first.tryAcquire()).toBe(true);
+    expect(await second.tryAcquire()).toBe(false);
+    expect(await first.tryAcquire()).toBe(true);
+    // The first stops renewing; once the lease has expired, the second takes it.
+    await eventually(() => second.tryAcquire(), 10_000);
+    expect(await first.tryAcquire()).toBe(false);
+    const lease = getJson("lease", "test-lease");
+    expect(lease.spec).toMatchObject({ holderIdentity: "second", leaseTransitions: 1 });
+  }, 30_000);
+
+  it("runs as `modelship controller`: healthy, and ready once it leads", async () => {
+    kubectl("create", "namespace", "modelship-cli");
+    const controller = await startCli([
+      "controller",
+      ...["--kubeconfig", cluster.kubeconfigPath, "--namespace", "modelship-cli"],
+      ...["--port", "0", "--host", "127.0.0.1", "--cache-dir", join(root, "cli-cache")],
+    ]);
+    try {
+      expect((await fetch(`${controller.url}/healthz`)).status).toBe(200);
+      await eventually(
+        async () => (await fetch(`${controller.url}/readyz`)).status === 200,
+        30_000,
+      );
+      expect(await (await fetch(`${controller.url}/metrics`)).text()).toContain(
+        "process_cpu_seconds_total",
+      );
+      const lease = JSON.parse(
+        kubectl("get", "lease", "modelship-controller", "-n", "modelship-cli", "-o", "json"),
+      );
+      expect(lease.spec.holderIdentity).toMatch(/-\d+$/);
+    } finally {
+      expect(await controller.stop()).toBe(0);
+    }
+  }, 60_000);
 
   it("restarted in the middle of a build, makes no second Job and skips no build number", async () => {
     commit({ "score.py": score(3) }, "scorer, version 3");

@@ -100,5 +100,16 @@ export async function runController(args: string[], output: Output): Promise<Com
   elector?.stop();
   await platform.stop();
   await closeServer(server);
-  return { exitCode: lost ? 1 : 0 };
+  const exitCode = lost ? 1 : 0;
+  exitSoon(exitCode);
+  return { exitCode };
+}
+
+/**
+ * Exits a second after a clean stop even if a socket lingers: @kubernetes/client-node's
+ * informer can leave a watch connection open when it is stopped while re-establishing the watch
+ * (it stores the request's AbortController only after the request has started).
+ */
+export function exitSoon(code: number): void {
+  setTimeout(() => process.exit(code), 1000).unref();
 }

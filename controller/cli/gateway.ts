@@ -7,6 +7,7 @@ import { parseGatewayConfig } from "../gateway/config.ts";
 import { Gateway } from "../gateway/gateway.ts";
 import { KubeClient, loadKubeConfig } from "../platform/kubernetes/client.ts";
 import { KubeGatewayFeed } from "../platform/kubernetes/gateway-feed.ts";
+import { exitSoon } from "./controller.ts";
 import type { CommandResult, Output } from "./output.ts";
 import { listen, parsePort, parsePositive, untilStopSignal } from "./serve.ts";
 
@@ -76,6 +77,7 @@ export async function runGateway(args: string[], output: Output): Promise<Comman
     await untilStopSignal();
     await feed.stop();
     await gateway.close();
+    exitSoon(0);
     return { exitCode: 0 };
   }
   const load = async () => gateway.apply(parseGatewayConfig(await readFile(file, "utf8"), file));

@@ -162,7 +162,7 @@ async function startOnce(options: StartOptions): Promise<TestCluster> {
   if (missing.length > 0) {
     throw new Error(
       `the test Kubernetes binaries are not built (missing in ${bin}: ${missing.join(", ")}). ` +
-        `Build them once (10-25 minutes, cached) with: ${BUILD_COMMAND}`,
+        `Build them once (about 10 minutes, then cached) with: ${BUILD_COMMAND}`,
     );
   }
 
