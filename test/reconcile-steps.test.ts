@@ -14,6 +14,7 @@ import {
   closeRecords,
   type DeploymentPhase,
   deploymentPhase,
+  modelIsBehind,
   type RolloutInputs,
   resolveBuildNumber,
   rolloutHash,
@@ -98,8 +99,13 @@ describe("computeBuildKey", () => {
     ["function", { function: "score" }],
     ["buildScript", { buildScript: "build.sh" }],
     ["baseImage", { baseImage: "python:3.12-slim" }],
+    ["the rebuild annotation", { rebuild: "1" }],
   ])("changes when %s changes", (_, change) => {
     expect(computeBuildKey({ ...base, ...change })).not.toBe(computeBuildKey(base));
+  });
+
+  it("is the same with no rebuild annotation and an empty one (keys made before it stay valid)", () => {
+    expect(computeBuildKey({ ...base, rebuild: "" })).toBe(computeBuildKey(base));
   });
 
   it("does not confuse parts that join to the same text", () => {
@@ -713,5 +719,27 @@ describe("conditions", () => {
     [undefined, "Ready", undefined],
   ])("conditionOf %#", (conditions, type, expected) => {
     expect(conditionOf(conditions, type)).toStrictEqual(expected);
+  });
+});
+
+describe("modelIsBehind", () => {
+  const model = (commit: string | undefined, sourceCommit: string | undefined) =>
+    ({
+      apiVersion: "modelship.dev/v1alpha1",
+      kind: "Model",
+      metadata: {
+        name: "m",
+        ...(commit ? { annotations: { "modelship.dev/commit": commit } } : {}),
+      },
+      spec: { runtime: "python3", file: "f.py", function: "f" },
+      ...(sourceCommit ? { status: { sourceCommit } } : {}),
+    }) as Model;
+  it.each<[string, string | undefined, string | undefined, boolean]>([
+    ["worked out for its commit", "c2", "c2", false],
+    ["a new commit not worked out yet", "c2", "c1", true],
+    ["never reconciled", "c1", undefined, true],
+    ["not from git", undefined, undefined, false],
+  ])("%s → %s", (_, commit, sourceCommit, expected) => {
+    expect(modelIsBehind(model(commit, sourceCommit))).toBe(expected);
   });
 });

@@ -317,14 +317,21 @@ describe("modelship up", () => {
 
     expect(await up.stop()).toBe(0);
     await startUp();
-    await eventually(async () => (await call()).status === 200, 60_000);
-    expect((await call()).body.response.version).toBe(1);
-    git("revert", "--no-edit", "HEAD");
-    await hook();
-    await eventually(async () => {
-      const status = (await deployment()).status;
-      return status?.phase === "Deployed" && status.build === 1;
-    }, 60_000);
+    try {
+      await eventually(async () => (await call()).status === 200, 60_000);
+      expect((await call()).body.response.version).toBe(1);
+      git("revert", "--no-edit", "HEAD");
+      await hook();
+      await eventually(async () => {
+        const status = (await deployment()).status;
+        return status?.phase === "Deployed" && status.build === 1;
+      }, 60_000);
+    } catch (error) {
+      console.log(
+        `scorer at the failure: ${JSON.stringify((await deployment()).status)}\n${up.stdout()}`,
+      );
+      throw error;
+    }
   }, 240_000);
 
   it("answers the CLI: call, logs, keys and apikeys", async () => {
@@ -359,6 +366,35 @@ describe("modelship up", () => {
     expect(up.stdout()).not.toContain(accessKey);
     expect(up.stdout()).not.toContain(apiKey);
   }, 60_000);
+
+  it("makes one rollout from a commit that changes both code and deployment, and rebuilds on modelship.dev/rebuild", async () => {
+    const before = (await deployment()).status;
+    const builds = await buildCount();
+    const manifest = MANIFEST.replace("REPLICAS", "3");
+    write("score.py", scoreFile(6));
+    write("model.yaml", `${manifest}  env:\n    GREETING: hello\n`);
+    commit("version 6, with an env");
+    await hook();
+    await deployedBuild(builds + 1);
+    const after = (await deployment()).status;
+    // The settings did not roll out on the old build first: one commit, one rollout.
+    expect(after?.history?.length).toBe((before?.history?.length ?? 0) + 1);
+    expect((await call()).body.response.version).toBe(6);
+
+    write(
+      "model.yaml",
+      `${manifest.replace("  name: scorer\nspec:\n  runtime", '  name: scorer\n  annotations:\n    modelship.dev/rebuild: "1"\nspec:\n  runtime')}  env:\n    GREETING: hello\n`,
+    );
+    commit("rebuild, same code");
+    await hook();
+    await deployedBuild(builds + 2);
+    expect((await call()).body.response.version).toBe(6);
+
+    git("revert", "--no-edit", "HEAD", "HEAD~1");
+    await hook();
+    await deployedBuild(before?.build ?? 0);
+    expect(await buildCount()).toBe(builds + 2);
+  }, 240_000);
 
   it("prunes what git no longer declares: the deployment, its replicas and its route", async () => {
     git("rm", "-q", "model.yaml");

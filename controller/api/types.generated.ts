@@ -148,6 +148,8 @@ export interface ModelStatus {
   latestBuild?: number;
   /** sha256 of the source tree and the settings that the latest build was made from. */
   buildKey?: string;
+  /** The commit latestBuild was worked out from; a ModelDeployment waits until it is the Model's current commit, so one commit makes one rollout. */
+  sourceCommit?: string;
   /** metadata.generation last reconciled. */
   observedGeneration?: number;
   /** Current conditions of the object, one per type. */

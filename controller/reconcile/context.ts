@@ -11,6 +11,8 @@ export const ANNOTATION_SOURCE_PATH = "modelship.dev/source-path";
 export const ANNOTATION_MANIFEST_FILES = "modelship.dev/manifest-files";
 export const ANNOTATION_AUTHOR = "modelship.dev/commit-author";
 export const ANNOTATION_RESTARTED_AT = "modelship.dev/restartedAt";
+/** On a Model: a new value makes a new build of the same code (CDSW's "Rebuild"). */
+export const ANNOTATION_REBUILD = "modelship.dev/rebuild";
 
 /** Reads git for the Model reconciler: the tree id that identifies a model's code. */
 export interface SourceReader {

@@ -5,12 +5,18 @@ import { createHash } from "node:crypto";
 import { setCondition } from "../api/conditions.ts";
 import type {
   DeploymentRecord,
+  Model,
   ModelBuild,
   ModelDeployment,
   ModelDeploymentStatus,
 } from "../api/types.generated.ts";
 import type { RolloutStatus } from "../platform/ports.ts";
-import { ANNOTATION_AUTHOR, ANNOTATION_RESTARTED_AT, type ReconcileContext } from "./context.ts";
+import {
+  ANNOTATION_AUTHOR,
+  ANNOTATION_COMMIT,
+  ANNOTATION_RESTARTED_AT,
+  type ReconcileContext,
+} from "./context.ts";
 import { buildName } from "./model.ts";
 import { done, type ObjectKey, type ReconcileResult, requeueAfter } from "./queue.ts";
 
@@ -76,6 +82,12 @@ export function servingBefore(
   return [...(history ?? [])]
     .reverse()
     .find((entry) => entry.deploymentId !== current && entry.stoppedAt === undefined);
+}
+
+/** The Model has a commit it has not worked out its build for yet. */
+export function modelIsBehind(model: Model): boolean {
+  const commit = model.metadata.annotations?.[ANNOTATION_COMMIT];
+  return commit !== undefined && model.status?.sourceCommit !== commit;
 }
 
 export type DeploymentPhase = NonNullable<ModelDeploymentStatus["phase"]>;
@@ -156,6 +168,13 @@ export function deploymentReconciler(context: ReconcileContext) {
         ? undefined
         : store.get("ModelBuild", key.namespace, buildName(spec.model, number));
     const running = status.deploymentId !== undefined && status.phase !== "Stopped";
+    // A commit that changes the model's code and this deployment together must make one
+    // rollout, not one for the new settings and another for the new build: while the Model has
+    // not worked out its build for its commit, what runs keeps running unchanged.
+    if (running && model && (spec.build ?? "latest") === "latest" && modelIsBehind(model)) {
+      await ensureRuntime(context, deployment, status, key);
+      return done;
+    }
 
     if (!model || number === undefined || !build || build.status?.phase !== "Succeeded") {
       const why = !model

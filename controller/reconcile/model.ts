@@ -7,6 +7,7 @@ import type { Model, ModelBuild, ModelStatus } from "../api/types.generated.ts";
 import {
   ANNOTATION_COMMIT,
   ANNOTATION_MANIFEST_FILES,
+  ANNOTATION_REBUILD,
   ANNOTATION_SOURCE_PATH,
   LABEL_MANAGED_BY,
   LABEL_MODEL,
@@ -23,6 +24,8 @@ export interface BuildKeyInputs {
   function: string;
   buildScript: string | undefined;
   baseImage: string;
+  /** The `modelship.dev/rebuild` annotation: changing it builds the same code again. */
+  rebuild?: string;
 }
 
 /**
@@ -38,6 +41,8 @@ export function computeBuildKey(inputs: BuildKeyInputs): string {
     inputs.function,
     inputs.buildScript ?? "",
     inputs.baseImage,
+    // Only when set, so that keys made before the annotation existed stay the same.
+    ...(inputs.rebuild ? [inputs.rebuild] : []),
   ];
   return createHash("sha256").update(JSON.stringify(parts)).digest("hex");
 }
@@ -171,6 +176,7 @@ export function modelReconciler(context: ReconcileContext) {
       function: model.spec.function,
       buildScript: model.spec.buildScript,
       baseImage: context.baseImage(model.spec.runtime),
+      rebuild: annotations[ANNOTATION_REBUILD],
     });
     const builds = store
       .list("ModelBuild", key.namespace)
@@ -208,6 +214,7 @@ export function modelReconciler(context: ReconcileContext) {
     const status: ModelStatus = {
       latestBuild: build.spec.number,
       buildKey,
+      sourceCommit: commit,
       ...(generation === undefined ? {} : { observedGeneration: generation }),
       conditions: conditions.filter((condition) => condition.type !== "Stalled"),
     };

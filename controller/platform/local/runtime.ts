@@ -28,7 +28,11 @@ export interface LocalReplica {
 interface DeploymentState {
   spec: RolloutSpec;
   replicas: LocalReplica[];
-  failure: string | undefined;
+  /**
+   * Why a rollout failed, and which: a rollout that fails after a newer one was asked for must
+   * not be taken for the newer one's failure.
+   */
+  failure: { deploymentId: number; message: string } | undefined;
   /** Rollouts of one deployment run one after another. */
   work: Promise<void>;
   /** stop() cuts short a rollout waiting for a replica to load. */
@@ -91,13 +95,12 @@ export class LocalRuntime implements Runtime {
       };
       this.deployments.set(spec.key, state);
     }
-    if (state.spec.deploymentId !== spec.deploymentId) state.failure = undefined;
     state.spec = spec;
     const current = state;
     current.work = current.work
       .then(() => this.converge(current))
       .catch((error: Error) => {
-        current.failure = error.message;
+        current.failure = { deploymentId: spec.deploymentId, message: error.message };
         this.onChange(spec.key);
       });
   }
@@ -115,7 +118,9 @@ export class LocalRuntime implements Runtime {
         live.length === current.length &&
         current.length === state.spec.replicas &&
         readyReplicas === state.spec.replicas,
-      ...(state.failure ? { failure: state.failure } : {}),
+      ...(state.failure?.deploymentId === state.spec.deploymentId
+        ? { failure: state.failure.message }
+        : {}),
     };
   }
 
@@ -181,8 +186,9 @@ export class LocalRuntime implements Runtime {
             await this.stopReplica(key, replica, state);
             return;
           }
-          state.failure = `replica ${replica.id} of build ${spec.build.spec.number} did not become ready: ${(error as Error).message}`;
-          this.log(`deployment ${key}: ${state.failure}`);
+          const message = `replica ${replica.id} of build ${spec.build.spec.number} did not become ready: ${(error as Error).message}`;
+          state.failure = { deploymentId: spec.deploymentId, message };
+          this.log(`deployment ${key}: ${message}`);
           await this.stopReplica(key, replica, state);
           return;
         }
