@@ -7,6 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Gateway } from "../controller/gateway/gateway.ts";
+import { hashKey } from "../controller/gateway/keys.ts";
 import { KubeClient, loadKubeConfig } from "../controller/platform/kubernetes/client.ts";
 import { KubeGatewayFeed } from "../controller/platform/kubernetes/gateway-feed.ts";
 import { LeaderElector } from "../controller/platform/kubernetes/leader.ts";
@@ -217,6 +218,11 @@ spec:
       expect(route?.name).toBe("scorer");
       expect(route?.replicas.map((replica) => replica.url).sort()).toEqual(podIps.sort());
       expect(route?.authentication.enabled).toBe(true);
+      // The controller gave the model an access key; the gateway holds only its hash.
+      const secret = getJson("secret", "modelship-keys");
+      const accessKey = Buffer.from(secret.data["access.scorer"], "base64").toString("utf8");
+      expect(accessKey).toMatch(/^[a-z2-7]{32}$/);
+      expect(route?.accessKeySha256).toBe(hashKey(accessKey));
     } finally {
       await feed.stop();
       await gateway.close();

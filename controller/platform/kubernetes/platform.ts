@@ -3,6 +3,7 @@
 // ModelRepository's URL and token Secret.
 import { join } from "node:path";
 import type { ModelBuild, ModelRepository } from "../../api/types.generated.ts";
+import { generateAccessKey } from "../../gateway/keys.ts";
 import { buildReconciler } from "../../reconcile/build.ts";
 import type { ReconcileContext } from "../../reconcile/context.ts";
 import { deploymentReconciler } from "../../reconcile/deployment.ts";
@@ -13,6 +14,7 @@ import { repositoryReconciler } from "../../source/sync.ts";
 import type { WatchEvent } from "../ports.ts";
 import { KanikoBuilder } from "./builder.ts";
 import { isNotFound, type KubeClient } from "./client.ts";
+import { KEYS_SECRET } from "./gateway-feed.ts";
 import { KubeRuntime } from "./runtime.ts";
 import type { KubernetesSettings } from "./settings.ts";
 import { KubeStore } from "./store.ts";
@@ -34,6 +36,8 @@ export class KubernetesPlatform {
   private readonly sources = new Map<string, GitSource>();
   private readonly tokens = new Map<string, { token?: string; username?: string }>();
   private stopWatching: (() => void) | undefined;
+  /** Access keys are written one at a time: two Models must not race on one Secret. */
+  private keyWrites: Promise<void> = Promise.resolve();
 
   constructor(options: KubernetesPlatformOptions) {
     this.options = options;
@@ -164,6 +168,8 @@ export class KubernetesPlatform {
     const namespace = object.metadata.namespace ?? this.options.settings.namespace;
     this.enqueue(object.kind, object.metadata);
     if (object.kind === "ModelRepository") void this.loadCredentials().catch(() => {});
+    if (object.kind === "Model" && event.type !== "DELETED")
+      this.ensureAccessKey(object.metadata.name);
     const model =
       object.kind === "Model"
         ? object.metadata.name
@@ -176,6 +182,51 @@ export class KubernetesPlatform {
         if (deployment.spec.model === model) this.enqueue("ModelDeployment", deployment.metadata);
       }
     }
+  }
+
+  /**
+   * Gives a Model an access key in the Secret `modelship-keys` (`access.<model>`) unless it has
+   * one; the gateway reads them from there. Existing keys are never replaced here.
+   */
+  private ensureAccessKey(model: string): void {
+    const { client, settings, log } = this.options;
+    const path = `/api/v1/namespaces/${settings.namespace}/secrets`;
+    this.keyWrites = this.keyWrites.then(async () => {
+      const field = `access.${model}`;
+      try {
+        let secret: { data?: Record<string, string> } | undefined;
+        try {
+          secret = await client.request("GET", `${path}/${KEYS_SECRET}`);
+        } catch (error) {
+          if (!isNotFound(error)) throw error;
+        }
+        if (secret?.data?.[field]) return;
+        const data = { [field]: Buffer.from(generateAccessKey()).toString("base64") };
+        if (secret) {
+          await client.request(
+            "PATCH",
+            `${path}/${KEYS_SECRET}`,
+            { data },
+            "application/merge-patch+json",
+          );
+        } else {
+          await client.request("POST", path, {
+            apiVersion: "v1",
+            kind: "Secret",
+            metadata: {
+              name: KEYS_SECRET,
+              namespace: settings.namespace,
+              labels: { "app.kubernetes.io/managed-by": "modelship" },
+            },
+            type: "Opaque",
+            data,
+          });
+        }
+        log(`model ${model}: access key created in Secret ${KEYS_SECRET}`);
+      } catch (error) {
+        log(`model ${model}: cannot write its access key: ${(error as Error).message}`);
+      }
+    });
   }
 
   /** Fetches every repository now (the webhook). */
