@@ -1,9 +1,10 @@
 // The gateway's registry port on Kubernetes: models and deployments from their informers,
 // replicas from EndpointSlices, keys from the Secret `modelship-keys` (`access.<model>` holds a
 // model's access key, `apikeys.json` the hashed API key records). Every change feeds the gateway.
-import type { GatewayConfig, ModelRoute } from "../../gateway/config.ts";
+import type { GatewayConfig } from "../../gateway/config.ts";
 import type { Gateway } from "../../gateway/gateway.ts";
 import { type ApiKeyRecord, hashKey } from "../../gateway/keys.ts";
+import { gatewayConfigFrom } from "../../gateway/routes.ts";
 import { isNotFound, type KubeClient } from "./client.ts";
 import { KubeRuntime } from "./runtime.ts";
 import { KubeStore } from "./store.ts";
@@ -96,35 +97,20 @@ export class KubeGatewayFeed {
   }
 
   config(): GatewayConfig {
-    const routes = new Map<string, ModelRoute>();
-    for (const deployment of this.store.list("ModelDeployment", this.namespace)) {
-      const model = this.store.get("Model", this.namespace, deployment.spec.model);
-      if (!model) continue;
-      const replicas = this.runtime
-        .replicas(`${this.namespace}/${deployment.metadata.name}`)
-        .filter((replica) => replica.ready)
-        .map(({ id, url }) => ({ id, url }));
-      const existing = routes.get(model.metadata.name);
-      if (existing) {
-        existing.replicas.push(...replicas);
-        continue;
-      }
-      const accessKey = this.keys.access.get(model.metadata.name);
-      routes.set(model.metadata.name, {
-        name: model.metadata.name,
-        ...(accessKey ? { accessKeySha256: hashKey(accessKey) } : {}),
-        authentication: {
-          enabled: model.spec.authentication?.enabled ?? true,
-          ...(model.spec.authentication?.users ? { users: model.spec.authentication.users } : {}),
-        },
-        ...(model.spec.inputSchema ? { inputSchema: model.spec.inputSchema } : {}),
-        queueTimeoutSeconds: deployment.spec.queueTimeoutSeconds ?? 30,
-        timeoutSeconds: deployment.spec.timeoutSeconds ?? 30,
-        stopped: deployment.spec.stopped ?? false,
-        replicas,
-      });
-    }
-    return { models: [...routes.values()], apiKeys: this.keys.apiKeys };
+    return gatewayConfigFrom({
+      store: this.store,
+      namespace: this.namespace,
+      readyReplicas: (key) =>
+        this.runtime
+          .replicas(key)
+          .filter((replica) => replica.ready)
+          .map(({ id, url }) => ({ id, url })),
+      accessKeyHash: (modelKey) => {
+        const key = this.keys.access.get(modelKey.split("/")[1] ?? modelKey);
+        return key ? hashKey(key) : undefined;
+      },
+      apiKeys: this.keys.apiKeys,
+    });
   }
 
   refresh(): void {

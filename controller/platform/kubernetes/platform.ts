@@ -4,13 +4,10 @@
 import { join } from "node:path";
 import type { ModelBuild, ModelRepository } from "../../api/types.generated.ts";
 import { generateAccessKey } from "../../gateway/keys.ts";
-import { buildReconciler } from "../../reconcile/build.ts";
 import type { ReconcileContext } from "../../reconcile/context.ts";
-import { deploymentReconciler } from "../../reconcile/deployment.ts";
-import { modelReconciler } from "../../reconcile/model.ts";
-import { formatKey, WorkQueue } from "../../reconcile/queue.ts";
+import { createControllerQueue, keysToWake } from "../../reconcile/controller.ts";
+import { formatKey, type WorkQueue } from "../../reconcile/queue.ts";
 import { GitSource } from "../../source/git.ts";
-import { repositoryReconciler } from "../../source/sync.ts";
 import type { WatchEvent } from "../ports.ts";
 import { KanikoBuilder } from "./builder.ts";
 import { isNotFound, type KubeClient } from "./client.ts";
@@ -63,23 +60,7 @@ export class KubernetesPlatform {
       baseImage: (runtime) => settings.baseImages[runtime],
       log,
     };
-    this.queue = new WorkQueue(
-      {
-        ModelRepository: repositoryReconciler({
-          store: this.store,
-          sourceOf: (repository) => this.sourceOf(repository),
-          now: () => new Date(),
-          log,
-        }),
-        Model: modelReconciler(context),
-        ModelBuild: buildReconciler(context),
-        ModelDeployment: deploymentReconciler(context),
-      },
-      {
-        onError: (key, error, terminal) =>
-          log(`${key}: ${terminal ? "stalled" : "error (will retry)"}: ${error.message}`),
-      },
-    );
+    this.queue = createControllerQueue(context, (repository) => this.sourceOf(repository));
   }
 
   private repositoryOfBuild(build: ModelBuild): ModelRepository | undefined {
@@ -164,24 +145,12 @@ export class KubernetesPlatform {
   }
 
   private onEvent(event: WatchEvent): void {
+    for (const key of keysToWake(event, this.store, this.options.settings.namespace))
+      this.queue.add(key);
     const object = event.object;
-    const namespace = object.metadata.namespace ?? this.options.settings.namespace;
-    this.enqueue(object.kind, object.metadata);
     if (object.kind === "ModelRepository") void this.loadCredentials().catch(() => {});
     if (object.kind === "Model" && event.type !== "DELETED")
       this.ensureAccessKey(object.metadata.name);
-    const model =
-      object.kind === "Model"
-        ? object.metadata.name
-        : object.kind === "ModelBuild"
-          ? object.spec.model
-          : undefined;
-    if (object.kind === "ModelBuild") this.enqueue("Model", { namespace, name: object.spec.model });
-    if (model) {
-      for (const deployment of this.store.list("ModelDeployment", namespace)) {
-        if (deployment.spec.model === model) this.enqueue("ModelDeployment", deployment.metadata);
-      }
-    }
   }
 
   /**

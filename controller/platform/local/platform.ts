@@ -7,15 +7,14 @@ import { join } from "node:path";
 import type { Kind } from "../../api/schemas.ts";
 import type { ModelBuild, ModelRepository } from "../../api/types.generated.ts";
 import { listen } from "../../cli/serve.ts";
-import type { GatewayConfig, ModelRoute } from "../../gateway/config.ts";
+import type { GatewayConfig } from "../../gateway/config.ts";
 import { Gateway } from "../../gateway/gateway.ts";
-import { buildReconciler } from "../../reconcile/build.ts";
+import { gatewayConfigFrom } from "../../gateway/routes.ts";
 import type { ReconcileContext } from "../../reconcile/context.ts";
-import { deploymentReconciler } from "../../reconcile/deployment.ts";
-import { modelReconciler } from "../../reconcile/model.ts";
-import { formatKey, WorkQueue } from "../../reconcile/queue.ts";
+import { createControllerQueue, keysToWake } from "../../reconcile/controller.ts";
+import { formatKey, type WorkQueue } from "../../reconcile/queue.ts";
 import { GitSource } from "../../source/git.ts";
-import { ANNOTATION_ALLOW_REWRITE, repositoryReconciler } from "../../source/sync.ts";
+import { ANNOTATION_ALLOW_REWRITE } from "../../source/sync.ts";
 import type { Builder, BuildProgress, WatchEvent } from "../ports.ts";
 import { LocalBuilder } from "./builder.ts";
 import { KeyStore } from "./key-store.ts";
@@ -178,23 +177,7 @@ export class LocalPlatform {
       baseImage: (runtime) => `local/${runtime}`,
       log,
     };
-    this.queue = new WorkQueue(
-      {
-        ModelRepository: repositoryReconciler({
-          store: this.store,
-          sourceOf: (repository) => this.sourceOf(repository),
-          now: () => new Date(),
-          log,
-        }),
-        Model: modelReconciler(context),
-        ModelBuild: buildReconciler(context),
-        ModelDeployment: deploymentReconciler(context),
-      },
-      {
-        onError: (key, error, terminal) =>
-          log(`${key}: ${terminal ? "stalled" : "error (will retry)"}: ${error.message}`),
-      },
-    );
+    this.queue = createControllerQueue(context, (repository) => this.sourceOf(repository));
   }
 
   private sourceNamed(repository: { namespace: string; name: string }): GitSource {
@@ -260,24 +243,10 @@ export class LocalPlatform {
     );
   }
 
-  /** Level-triggered: an event only says which keys to look at again. */
   private onEvent(event: WatchEvent): void {
-    const object = event.object;
-    const namespace = object.metadata.namespace ?? NAMESPACE;
-    this.enqueue(object.kind, object.metadata);
-    const model =
-      object.kind === "Model"
-        ? object.metadata.name
-        : object.kind === "ModelBuild"
-          ? object.spec.model
-          : undefined;
-    if (object.kind === "ModelBuild") this.enqueue("Model", { namespace, name: object.spec.model });
-    if (model) {
-      for (const deployment of this.store.list("ModelDeployment", namespace)) {
-        if (deployment.spec.model === model) this.enqueue("ModelDeployment", deployment.metadata);
-      }
-    }
-    if (object.kind === "Model" || object.kind === "ModelDeployment") this.scheduleGatewayRefresh();
+    for (const key of keysToWake(event, this.store, NAMESPACE)) this.queue.add(key);
+    const kind = event.object.kind;
+    if (kind === "Model" || kind === "ModelDeployment") this.scheduleGatewayRefresh();
   }
 
   private scheduleGatewayRefresh(): void {
@@ -301,35 +270,16 @@ export class LocalPlatform {
   }
 
   gatewayConfig(): GatewayConfig {
-    const routes = new Map<string, ModelRoute>();
-    for (const deployment of this.store.list("ModelDeployment")) {
-      const namespace = deployment.metadata.namespace ?? NAMESPACE;
-      const model = this.store.get("Model", namespace, deployment.spec.model);
-      if (!model) continue;
-      const replicas = this.runtime
-        .replicas(`${namespace}/${deployment.metadata.name}`)
-        .filter((replica) => replica.ready)
-        .map((replica) => ({ id: replica.id, url: replica.url }));
-      const existing = routes.get(model.metadata.name);
-      if (existing) {
-        existing.replicas.push(...replicas);
-        continue;
-      }
-      routes.set(model.metadata.name, {
-        name: model.metadata.name,
-        accessKeySha256: this.keys.accessKeyHash(`${namespace}/${model.metadata.name}`),
-        authentication: {
-          enabled: model.spec.authentication?.enabled ?? true,
-          ...(model.spec.authentication?.users ? { users: model.spec.authentication.users } : {}),
-        },
-        ...(model.spec.inputSchema ? { inputSchema: model.spec.inputSchema } : {}),
-        queueTimeoutSeconds: deployment.spec.queueTimeoutSeconds ?? 30,
-        timeoutSeconds: deployment.spec.timeoutSeconds ?? 30,
-        stopped: deployment.spec.stopped ?? false,
-        replicas,
-      });
-    }
-    return { models: [...routes.values()], apiKeys: this.keys.apiKeys() };
+    return gatewayConfigFrom({
+      store: this.store,
+      readyReplicas: (key) =>
+        this.runtime
+          .replicas(key)
+          .filter((replica) => replica.ready)
+          .map(({ id, url }) => ({ id, url })),
+      accessKeyHash: (model) => this.keys.accessKeyHash(model),
+      apiKeys: this.keys.apiKeys(),
+    });
   }
 
   async stop(): Promise<void> {
