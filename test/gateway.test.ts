@@ -157,6 +157,20 @@ describe("the gateway", () => {
     expect((await predict(url, "add-numbers", { a: 1, b: 1 })).body.response).toBe(2);
   });
 
+  it("tells a caller waiting for a model that is removed that it is gone (404), not busy", async () => {
+    const list = await replicas(1, { functionName: "sleeps" });
+    const { url, gateway: running } = await gateway({ models: [route("sleepy", list)] });
+    const slow = predict(url, "sleepy", { seconds: 0.5 });
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const waiting = predict(url, "sleepy", { seconds: 0 });
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    running.apply({ models: [], apiKeys: [] });
+    const answer = await waiting;
+    expect([answer.status, answer.code]).toEqual([404, "model.not_found"]);
+    expect(answer.body.message).toContain("was removed while the call waited");
+    expect((await slow).status).toBe(200);
+  });
+
   it("lets a call in flight finish when its model is removed from the configuration", async () => {
     const list = await replicas(1, { functionName: "sleeps" });
     const { url, gateway: running } = await gateway({ models: [route("sleepy", list)] });

@@ -322,5 +322,34 @@ describe("WorkQueue", () => {
     await vi.advanceTimersByTimeAsync(10_000);
     expect(whileInFlight).toBe(false);
     expect(seen).toStrictEqual(["a"]);
+    // B never ran; waiting for the queue to go idle must not hang on it.
+    let idle = false;
+    await work.idle().then(() => {
+      idle = true;
+    });
+    expect(idle).toBe(true);
+  });
+
+  it("lets idle() waiters go when it stops with keys still queued", async () => {
+    const gate = deferred();
+    const work = queue({
+      Model: async () => {
+        await gate.promise;
+        return done;
+      },
+    });
+    work.add(A);
+    work.add(B);
+    work.start();
+    await vi.advanceTimersByTimeAsync(0);
+    let idle = false;
+    const waiting = work.idle().then(() => {
+      idle = true;
+    });
+    const stopping = work.stop();
+    gate.resolve();
+    await stopping;
+    await waiting;
+    expect(idle).toBe(true);
   });
 });

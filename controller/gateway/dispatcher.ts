@@ -73,6 +73,8 @@ export class ModelDispatcher {
   private wakeTimer: NodeJS.Timeout | undefined;
   private wakeAt = Number.POSITIVE_INFINITY;
   private readonly now: () => number;
+  /** The model is gone (or the gateway stops): waiters were let go, not timed out. */
+  closed = false;
 
   constructor(now: () => number = () => performance.now()) {
     this.now = now;
@@ -165,6 +167,7 @@ export class ModelDispatcher {
 
   /** Ends every wait (the model went away or the gateway stops) and closes idle connections. */
   close(): void {
+    this.closed = true;
     for (let index = this.head; index < this.waiting.length; index++) {
       const waiter = this.waiting[index] as Waiter;
       if (waiter.settled) continue;

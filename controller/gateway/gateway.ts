@@ -409,6 +409,12 @@ export class Gateway {
         entry.meters.queueWait.observe((performance.now() - arrived) / 1000);
         waitMeasured = true;
       }
+      if (!slot && dispatcher.closed) {
+        throw new CallError(
+          "model.not_found",
+          `model "${route.name}" was removed while the call waited for a replica`,
+        );
+      }
       if (!slot) {
         entry.meters.busy.inc();
         throw new CallError(

@@ -99,9 +99,14 @@ export class WorkQueue {
     this.loop = this.run();
   }
 
-  /** Resolves when no key waits and none is being reconciled (timers may still be set). */
+  /**
+   * Resolves when no key waits and none is being reconciled (timers may still be set), or once
+   * the queue has stopped.
+   */
   idle(): Promise<void> {
-    if (this.ready.length === 0 && this.current === undefined) return Promise.resolve();
+    if (this.stopped || (this.ready.length === 0 && this.current === undefined)) {
+      return Promise.resolve();
+    }
     return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
@@ -111,6 +116,8 @@ export class WorkQueue {
     this.timers.clear();
     this.wake?.();
     await this.loop;
+    // What was still queued will not be reconciled by this queue: nobody should wait for it.
+    for (const resolve of this.idleWaiters.splice(0)) resolve();
   }
 
   private async run(): Promise<void> {
