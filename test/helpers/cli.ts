@@ -35,6 +35,13 @@ export interface CliProcess {
   stop(): Promise<number | null>;
 }
 
+/** Long-running commands still alive: killed if the test process exits without stopping them. */
+const running = new Set<ChildProcess>();
+process.once("exit", () => {
+  // A test that failed or timed out before its cleanup must not leave servers behind.
+  for (const child of running) child.kill("SIGKILL");
+});
+
 /** Starts a long-running `modelship` command and waits for its "listening on URL" line. */
 export async function startCli(
   args: string[],
@@ -53,7 +60,9 @@ export async function startCli(
   child.stderr.on("data", (chunk) => {
     stderr += chunk;
   });
+  running.add(child);
   const exited = new Promise<number | null>((resolve) => child.once("exit", resolve));
+  exited.then(() => running.delete(child));
   const url = await new Promise<string>((resolve, reject) => {
     const check = () => {
       const match = /listening on (http:\/\/\S+)/.exec(stdout);
