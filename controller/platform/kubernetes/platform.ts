@@ -1,13 +1,12 @@
 // The Kubernetes platform, wired for `modelship controller`: the same reconcilers as `modelship
 // up`, over the API server (DESIGN §4). The git source runs in the controller, from each
 // ModelRepository's URL and token Secret.
-import { join } from "node:path";
 import type { ModelBuild, ModelRepository } from "../../api/types.generated.ts";
 import { generateAccessKey } from "../../gateway/keys.ts";
 import type { ReconcileContext } from "../../reconcile/context.ts";
 import { createControllerQueue, keysToWake } from "../../reconcile/controller.ts";
 import { formatKey, type WorkQueue } from "../../reconcile/queue.ts";
-import { GitSource } from "../../source/git.ts";
+import { type GitCredentials, GitSources } from "../../source/git-sources.ts";
 import type { WatchEvent } from "../ports.ts";
 import { KanikoBuilder } from "./builder.ts";
 import { isNotFound, type KubeClient } from "./client.ts";
@@ -30,8 +29,8 @@ export class KubernetesPlatform {
   readonly builder: KanikoBuilder;
   readonly queue: WorkQueue;
   private readonly options: KubernetesPlatformOptions;
-  private readonly sources = new Map<string, GitSource>();
-  private readonly tokens = new Map<string, { token?: string; username?: string }>();
+  private readonly sources: GitSources;
+  private readonly tokens = new Map<string, GitCredentials>();
   private stopWatching: (() => void) | undefined;
   /** Access keys are written one at a time: two Models must not race on one Secret. */
   private keyWrites: Promise<void> = Promise.resolve();
@@ -41,6 +40,14 @@ export class KubernetesPlatform {
     const { client, settings, log } = options;
     const namespace = settings.namespace;
     this.store = new KubeStore(client, namespace, log);
+    // Credentials come from the Secret a repository names, read by loadCredentials().
+    this.sources = new GitSources(
+      this.store,
+      options.cacheDir,
+      (repository) =>
+        this.tokens.get(`${repository.metadata.namespace}/${repository.spec.secretRef?.name}`) ??
+        {},
+    );
     this.runtime = new KubeRuntime(client, namespace, (key) => {
       const name = key.split("/")[1] ?? key;
       this.queue.add(formatKey({ kind: "ModelDeployment", namespace, name }));
@@ -50,17 +57,13 @@ export class KubernetesPlatform {
       store: this.store,
       builder: this.builder,
       runtime: this.runtime,
-      sources: {
-        treeId: (repository, commit, path) => this.sourceNamed(repository).treeId(commit, path),
-        contentId: (repository, commit, path, exclude) =>
-          this.sourceNamed(repository).contentId(commit, path, exclude),
-      },
+      sources: this.sources.reader,
       clock: { now: () => new Date() },
       gatewayUrl: () => settings.gatewayUrl,
       baseImage: (runtime) => settings.baseImages[runtime],
       log,
     };
-    this.queue = createControllerQueue(context, (repository) => this.sourceOf(repository));
+    this.queue = createControllerQueue(context, (repository) => this.sources.of(repository));
   }
 
   private repositoryOfBuild(build: ModelBuild): ModelRepository | undefined {
@@ -69,30 +72,6 @@ export class KubernetesPlatform {
       build.metadata.namespace ?? this.options.settings.namespace,
       build.spec.repository ?? "",
     );
-  }
-
-  private sourceNamed(repository: { namespace: string; name: string }): GitSource {
-    const object = this.store.get("ModelRepository", repository.namespace, repository.name);
-    if (!object) throw new Error(`ModelRepository ${repository.name} does not exist`);
-    return this.sourceOf(object);
-  }
-
-  private sourceOf(repository: ModelRepository): GitSource {
-    const key = `${repository.metadata.namespace}/${repository.metadata.name} ${repository.spec.url} ${repository.spec.branch ?? "main"}`;
-    let source = this.sources.get(key);
-    if (!source) {
-      const credentials =
-        this.tokens.get(`${repository.metadata.namespace}/${repository.spec.secretRef?.name}`) ??
-        {};
-      source = new GitSource({
-        url: repository.spec.url,
-        branch: repository.spec.branch ?? "main",
-        cacheDir: join(this.options.cacheDir, "git"),
-        ...credentials,
-      });
-      this.sources.set(key, source);
-    }
-    return source;
   }
 
   /** Reads the token Secrets the repositories name (before their first sync). */

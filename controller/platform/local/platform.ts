@@ -13,7 +13,8 @@ import { gatewayConfigFrom } from "../../gateway/routes.ts";
 import type { ReconcileContext } from "../../reconcile/context.ts";
 import { createControllerQueue, keysToWake } from "../../reconcile/controller.ts";
 import { formatKey, type WorkQueue } from "../../reconcile/queue.ts";
-import { GitSource } from "../../source/git.ts";
+import type { GitSource } from "../../source/git.ts";
+import { GitSources } from "../../source/git-sources.ts";
 import { ANNOTATION_ALLOW_REWRITE } from "../../source/sync.ts";
 import type { Builder, BuildProgress, WatchEvent } from "../ports.ts";
 import { LocalBuilder } from "./builder.ts";
@@ -127,7 +128,7 @@ export class LocalPlatform {
   readonly builder: LocalBuilderPort;
   gatewayUrl = "";
   private readonly options: LocalPlatformOptions;
-  private readonly sources = new Map<string, GitSource>();
+  private readonly sources: GitSources;
   private refreshScheduled = false;
   private stopWatching: (() => void) | undefined;
 
@@ -135,6 +136,12 @@ export class LocalPlatform {
     this.options = options;
     const { stateDir, log } = options;
     this.store = new LocalStore(join(stateDir, "store.json"));
+    // The token (MODELSHIP_GIT_TOKEN) is for the repository `up` follows, and kept in memory.
+    this.sources = new GitSources(this.store, stateDir, (repository) =>
+      options.repository.token && repository.spec.url === options.repository.url
+        ? { token: options.repository.token }
+        : {},
+    );
     this.keys = new KeyStore(join(stateDir, "secrets", "keys.json"));
     this.gateway = new Gateway({ processMetrics: true });
     this.runtime = new LocalRuntime({
@@ -151,56 +158,23 @@ export class LocalPlatform {
       },
       log,
     });
-    this.builder = new LocalBuilderPort(stateDir, (build) => {
-      const repository = this.store.get(
-        "ModelRepository",
-        build.metadata.namespace ?? NAMESPACE,
-        build.spec.repository ?? UP_REPOSITORY,
-      );
-      if (!repository)
-        throw new Error(
-          `build ${build.metadata.name}: ModelRepository "${build.spec.repository}" is gone`,
-        );
-      return this.sourceOf(repository);
-    });
+    this.builder = new LocalBuilderPort(stateDir, (build) =>
+      this.sources.named({
+        namespace: build.metadata.namespace ?? NAMESPACE,
+        name: build.spec.repository ?? UP_REPOSITORY,
+      }),
+    );
     const context: ReconcileContext = {
       store: this.store,
       builder: this.builder,
       runtime: this.runtime,
-      sources: {
-        treeId: (repository, commit, path) => this.sourceNamed(repository).treeId(commit, path),
-        contentId: (repository, commit, path, exclude) =>
-          this.sourceNamed(repository).contentId(commit, path, exclude),
-      },
+      sources: this.sources.reader,
       clock: { now: () => new Date() },
       gatewayUrl: () => this.gatewayUrl,
       baseImage: (runtime) => `local/${runtime}`,
       log,
     };
-    this.queue = createControllerQueue(context, (repository) => this.sourceOf(repository));
-  }
-
-  private sourceNamed(repository: { namespace: string; name: string }): GitSource {
-    const object = this.store.get("ModelRepository", repository.namespace, repository.name);
-    if (!object) throw new Error(`ModelRepository ${repository.name} does not exist`);
-    return this.sourceOf(object);
-  }
-
-  private sourceOf(repository: ModelRepository): GitSource {
-    const key = `${repository.metadata.namespace ?? NAMESPACE}/${repository.metadata.name} ${repository.spec.url} ${repository.spec.branch ?? "main"}`;
-    let source = this.sources.get(key);
-    if (!source) {
-      source = new GitSource({
-        url: repository.spec.url,
-        branch: repository.spec.branch ?? "main",
-        cacheDir: join(this.options.stateDir, "git"),
-        ...(this.options.repository.token && repository.spec.url === this.options.repository.url
-          ? { token: this.options.repository.token }
-          : {}),
-      });
-      this.sources.set(key, source);
-    }
-    return source;
+    this.queue = createControllerQueue(context, (repository) => this.sources.of(repository));
   }
 
   async start(): Promise<void> {

@@ -1,0 +1,60 @@
+// One GitSource per ModelRepository, kept between syncs so that a URL is cloned once; and the
+// SourceReader port the Model reconciler reads build identities through. Both platforms use it;
+// they differ only in where credentials come from.
+import { join } from "node:path";
+import type { ModelRepository } from "../api/types.generated.ts";
+import type { Store } from "../platform/ports.ts";
+import type { SourceReader } from "../reconcile/context.ts";
+import { GitSource } from "./git.ts";
+
+export interface GitCredentials {
+  token?: string;
+  username?: string;
+}
+
+export class GitSources {
+  private readonly store: Store;
+  private readonly cacheDir: string;
+  private readonly credentialsOf: (repository: ModelRepository) => GitCredentials;
+  private readonly sources = new Map<string, GitSource>();
+
+  constructor(
+    store: Store,
+    cacheDir: string,
+    credentialsOf: (repository: ModelRepository) => GitCredentials = () => ({}),
+  ) {
+    this.store = store;
+    this.cacheDir = cacheDir;
+    this.credentialsOf = credentialsOf;
+  }
+
+  /** The source of a repository; a new URL or branch gets a new one. */
+  of(repository: ModelRepository): GitSource {
+    const branch = repository.spec.branch ?? "main";
+    const key = `${repository.metadata.namespace ?? "default"}/${repository.metadata.name} ${repository.spec.url} ${branch}`;
+    let source = this.sources.get(key);
+    if (!source) {
+      source = new GitSource({
+        url: repository.spec.url,
+        branch,
+        cacheDir: join(this.cacheDir, "git"),
+        ...this.credentialsOf(repository),
+      });
+      this.sources.set(key, source);
+    }
+    return source;
+  }
+
+  /** The source of the ModelRepository with this name, which must exist. */
+  named(repository: { namespace: string; name: string }): GitSource {
+    const object = this.store.get("ModelRepository", repository.namespace, repository.name);
+    if (!object) throw new Error(`ModelRepository "${repository.name}" does not exist`);
+    return this.of(object);
+  }
+
+  readonly reader: SourceReader = {
+    treeId: (repository, commit, path) => this.named(repository).treeId(commit, path),
+    contentId: (repository, commit, path, exclude) =>
+      this.named(repository).contentId(commit, path, exclude),
+  };
+}
