@@ -18,7 +18,7 @@ import {
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   cachePathOf,
@@ -27,22 +27,18 @@ import {
   isValidBranchName,
   MAX_EXPORTED_FILE_BYTES,
 } from "../controller/source/git.ts";
+import { commitAll, gitEnv, runGit, writeFiles } from "./helpers/git.ts";
 
 const root = mkdtempSync(join(tmpdir(), "modelship-git-source-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
-const GIT_ENV: NodeJS.ProcessEnv = {
-  ...process.env,
-  GIT_AUTHOR_NAME: "Ada Lovelace",
-  GIT_AUTHOR_EMAIL: "ada@example.com",
-  GIT_COMMITTER_NAME: "Charles Babbage",
-  GIT_COMMITTER_EMAIL: "charles@example.com",
-  GIT_CONFIG_GLOBAL: "/dev/null",
-  GIT_CONFIG_NOSYSTEM: "1",
-};
+const GIT_ENV = gitEnv(
+  { name: "Ada Lovelace", email: "ada@example.com" },
+  { name: "Charles Babbage", email: "charles@example.com" },
+);
 
 function git(dir: string, ...args: string[]): string {
-  return execFileSync("git", args, { cwd: dir, env: GIT_ENV, encoding: "utf8" }).trim();
+  return runGit(dir, GIT_ENV, ...args);
 }
 
 let counter = 0;
@@ -52,25 +48,10 @@ function freshDir(name: string): string {
   return dir;
 }
 
-/** Writes files (path → text; null removes the file). */
-function write(dir: string, files: Record<string, string | null>): void {
-  for (const [path, text] of Object.entries(files)) {
-    const file = join(dir, path);
-    if (text === null) {
-      rmSync(file, { force: true });
-      continue;
-    }
-    mkdirSync(dirname(file), { recursive: true });
-    writeFileSync(file, text);
-  }
-}
+const write = writeFiles;
 
-/** Writes the files, commits everything, and returns the new head. */
 function commit(dir: string, message: string, files: Record<string, string | null> = {}): string {
-  write(dir, files);
-  git(dir, "add", "-A");
-  git(dir, "commit", "--allow-empty", "-q", "-m", message);
-  return git(dir, "rev-parse", "HEAD");
+  return commitAll(dir, GIT_ENV, message, files);
 }
 
 function makeRepo(files: Record<string, string>): { dir: string; head: string } {

@@ -2,7 +2,7 @@
 // manager, scheduler; kwok plays the nodes) with the real kubectl. The controller runs in this
 // process, as `modelship controller --kubeconfig` would, following a real git repository.
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -14,6 +14,7 @@ import { LeaderElector } from "../controller/platform/kubernetes/leader.ts";
 import { KubernetesPlatform } from "../controller/platform/kubernetes/platform.ts";
 import { DEFAULT_SETTINGS } from "../controller/platform/kubernetes/settings.ts";
 import { PROJECT_ROOT, startCli } from "./helpers/cli.ts";
+import { commitAll, gitEnv, runGit } from "./helpers/git.ts";
 import { eventually } from "./helpers/replica.ts";
 import { startCluster, type TestCluster } from "./k8s/cluster.ts";
 
@@ -24,24 +25,14 @@ let cluster: TestCluster;
 let platform: KubernetesPlatform | undefined;
 const controllerLog: string[] = [];
 
-const GIT_ENV = {
-  ...process.env,
-  GIT_AUTHOR_NAME: "Katherine Johnson",
-  GIT_AUTHOR_EMAIL: "katherine@example.com",
-  GIT_COMMITTER_NAME: "Katherine Johnson",
-  GIT_COMMITTER_EMAIL: "katherine@example.com",
-  GIT_CONFIG_GLOBAL: "/dev/null",
-};
+const GIT_ENV = gitEnv({ name: "Katherine Johnson", email: "katherine@example.com" });
 
 function git(...args: string[]): string {
-  return execFileSync("git", args, { cwd: repo, env: GIT_ENV, encoding: "utf8" }).trim();
+  return runGit(repo, GIT_ENV, ...args);
 }
 
 function commit(files: Record<string, string>, message: string): string {
-  for (const [path, text] of Object.entries(files)) writeFileSync(join(repo, path), text);
-  git("add", "-A");
-  git("commit", "-q", "-m", message);
-  return git("rev-parse", "HEAD");
+  return commitAll(repo, GIT_ENV, message, files);
 }
 
 const score = (version: number) => `def predict(args):\n    return {"version": ${version}}\n`;

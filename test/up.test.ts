@@ -1,13 +1,14 @@
 // `modelship up` end to end: a real git repository in a temp dir, the real command as a
 // process, real builds, replicas and HTTP. One story, in order, as a user lives it.
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ModelDeployment, ModelRepository } from "../controller/api/types.generated.ts";
 import type { AdminFile } from "../controller/platform/local/admin.ts";
 import { type CliProcess, runCli, startCli } from "./helpers/cli.ts";
+import { commitAll, gitEnv, runGit, writeFiles } from "./helpers/git.ts";
 import { eventually, postJson } from "./helpers/replica.ts";
 
 const root = mkdtempSync(join(tmpdir(), "modelship-up-"));
@@ -16,21 +17,14 @@ const stateDir = join(root, "state");
 let up: CliProcess;
 let admin: AdminFile;
 
-const GIT_ENV = {
-  ...process.env,
-  GIT_AUTHOR_NAME: "Grace Hopper",
-  GIT_AUTHOR_EMAIL: "grace@example.com",
-  GIT_COMMITTER_NAME: "Grace Hopper",
-  GIT_COMMITTER_EMAIL: "grace@example.com",
-  GIT_CONFIG_GLOBAL: "/dev/null",
-};
+const GIT_ENV = gitEnv({ name: "Grace Hopper", email: "grace@example.com" });
 
 function git(...args: string[]): string {
-  return execFileSync("git", args, { cwd: repo, env: GIT_ENV, encoding: "utf8" }).trim();
+  return runGit(repo, GIT_ENV, ...args);
 }
 
 function write(path: string, text: string): void {
-  writeFileSync(join(repo, path), text);
+  writeFiles(repo, { [path]: text });
 }
 
 function scoreFile(version: number): string {
@@ -58,9 +52,7 @@ spec:
 `;
 
 function commit(message: string): string {
-  git("add", "-A");
-  git("commit", "-q", "-m", message);
-  return git("rev-parse", "HEAD");
+  return commitAll(repo, GIT_ENV, message);
 }
 
 async function adminGet<T>(path: string): Promise<T> {
