@@ -3,6 +3,13 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { CODE_HEADER, ERROR_STATUS, type ErrorBody, type ErrorCode } from "./errors.ts";
 
+/**
+ * Options for every modelship HTTP server. Idle keep-alive connections stay open longer than any
+ * client keeps them (Node's default is 5 s; a client that reuses a connection the server has
+ * just closed sees "other side closed"), and small answers are not held back by Nagle.
+ */
+export const SERVER_OPTIONS = { noDelay: true, keepAliveTimeout: 65_000 } as const;
+
 /** CDSW's request limit: JSON is a poor carrier for large payloads; pass a URL instead. */
 export const DEFAULT_BODY_LIMIT_BYTES = 5 * 1024 * 1024;
 

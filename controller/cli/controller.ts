@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { collectDefaultMetrics, Registry } from "prom-client";
+import { SERVER_OPTIONS } from "../api/http.ts";
 import { KubeClient, loadKubeConfig } from "../platform/kubernetes/client.ts";
 import { LeaderElector } from "../platform/kubernetes/leader.ts";
 import { KubernetesPlatform } from "../platform/kubernetes/platform.ts";
@@ -55,7 +56,7 @@ export async function runController(args: string[], output: Output): Promise<Com
   const metrics = new Registry();
   collectDefaultMetrics({ register: metrics });
   let ready = false;
-  const server = createServer((request, response) => {
+  const server = createServer(SERVER_OPTIONS, (request, response) => {
     const path = request.url ?? "/";
     if (request.method === "POST" && path === "/hooks/git") {
       platform.syncNow();

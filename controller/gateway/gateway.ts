@@ -11,6 +11,7 @@ import {
   DEFAULT_BODY_LIMIT_BYTES,
   errorBody,
   readBody,
+  SERVER_OPTIONS,
   sendJson,
 } from "../api/http.ts";
 import { newInputSchemaAjv } from "../api/schemas.ts";
@@ -132,7 +133,7 @@ export class Gateway {
     this.now = options.now ?? Date.now;
     this.metrics = gatewayMetrics(this, options.processMetrics ?? false);
     this.unknownModelMeters = this.metersOf("");
-    this.server = createServer({ noDelay: true, keepAliveTimeout: 65_000 }, (request, response) =>
+    this.server = createServer(SERVER_OPTIONS, (request, response) =>
       this.route(request, response),
     );
   }

@@ -7,6 +7,7 @@ import {
   BodyTooLarge,
   DEFAULT_BODY_LIMIT_BYTES,
   readBody,
+  SERVER_OPTIONS,
   sendError,
   sendJson,
 } from "../api/http.ts";
@@ -164,6 +165,6 @@ export function createReplicaServer(
     }
   }
 
-  const server = createServer({ noDelay: true, keepAliveTimeout: 65_000 }, route);
+  const server = createServer(SERVER_OPTIONS, route);
   return server;
 }

@@ -3,6 +3,7 @@
 // commands are its clients (docs/cli.md).
 import { randomBytes, timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { SERVER_OPTIONS } from "../../api/http.ts";
 import type { Kind } from "../../api/schemas.ts";
 import { parseLifetime } from "../../gateway/keys.ts";
 import type { LogLine } from "../../replica/log-ring.ts";
@@ -164,9 +165,7 @@ export function createAdminServer(platform: LocalPlatform, token: string): Serve
     }
     send(response, 404, { error: `no route for ${method} ${url.pathname}` });
   };
-  // Idle keep-alive connections stay open longer than any client keeps them (Node's default is
-  // 5 s): a client that reuses one the server just closed sees "other side closed".
-  return createServer({ keepAliveTimeout: 65_000 }, (request, response) => {
+  return createServer(SERVER_OPTIONS, (request, response) => {
     handle(request, response).catch((error: Error) => {
       if (!response.headersSent) send(response, 500, { error: error.message });
     });
