@@ -3,6 +3,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import {
   ModelDispatcher,
   nextHoldMs,
+  type Probe,
   type ReplicaSlot,
   type SlotOutcome,
 } from "../controller/gateway/dispatcher.ts";
@@ -14,8 +15,8 @@ afterEach(() => {
   vi.useRealTimers();
 });
 
-function dispatcherWith(ids: string[]): ModelDispatcher {
-  const dispatcher = new ModelDispatcher(() => Date.now());
+function dispatcherWith(ids: string[], probe?: Probe): ModelDispatcher {
+  const dispatcher = new ModelDispatcher(() => Date.now(), probe);
   dispatcher.setReplicas(ids.map((id, index) => ({ id, url: `http://127.0.0.1:${9001 + index}` })));
   return dispatcher;
 }
@@ -42,6 +43,22 @@ function waitFor(
   });
 }
 
+/** A probe whose answers the test gives, one per probe, recording which replica was probed. */
+function scriptedProbe(answers: (string | undefined)[]) {
+  const probed: string[] = [];
+  const probe: Probe = (slot) => {
+    probed.push(slot.id);
+    return Promise.resolve(answers.shift());
+  };
+  return { probe, probed };
+}
+
+/** Runs timers for `ms` and lets the probes' promises settle. */
+async function advance(ms: number): Promise<void> {
+  await vi.advanceTimersByTimeAsync(ms);
+}
+
+// After "unreachable" the hold is the wait before the next probe of the ejected replica.
 describe("nextHoldMs", () => {
   it.each<[number, SlotOutcome, number]>([
     [0, "answered", 0],
@@ -168,5 +185,115 @@ describe("ModelDispatcher", () => {
     dispatcher.close();
     await wait;
     expect(got).toEqual(["caller:busy"]);
+    // A caller sent back to the line of a model that is gone is not kept waiting.
+    const late: string[] = [];
+    await waitFor(dispatcher, "retry", late, 30_000, true);
+    expect(late).toEqual(["retry:busy"]);
+  });
+
+  it("hands no replica to a caller whose deadline has passed, even a free one", async () => {
+    const dispatcher = dispatcherWith(["a"]);
+    expect(await dispatcher.acquire(-1)).toBeUndefined();
+    const a = take(dispatcher);
+    const got: string[] = [];
+    const wait = waitFor(dispatcher, "late", got, 100);
+    // The clock passes the deadline before the waiter's timer has had a chance to run.
+    vi.setSystemTime(Date.now() + 150);
+    dispatcher.release(a, "answered");
+    await wait;
+    expect(got).toEqual(["late:busy"]);
+    expect(take(dispatcher).id).toBe("a");
+  });
+
+  it("ejects a replica that failed: nobody gets it; it is probed with backoff until an agent answers", async () => {
+    const { probe, probed } = scriptedProbe([
+      "connect ECONNREFUSED",
+      "connect ECONNREFUSED",
+      undefined,
+    ]);
+    const dispatcher = dispatcherWith(["a", "b"], probe);
+    const a = take(dispatcher);
+    dispatcher.release(a, "unreachable", "connect ECONNREFUSED");
+    expect([dispatcher.ejectedCount, dispatcher.ejections, dispatcher.unavailable]).toEqual([
+      1,
+      1,
+      false,
+    ]);
+    expect(dispatcher.ejectedReasons()).toBe("a: connect ECONNREFUSED");
+    // Only b is handed out, again and again.
+    for (let call = 0; call < 3; call++) {
+      const slot = take(dispatcher);
+      expect(slot.id).toBe("b");
+      dispatcher.release(slot, "answered");
+    }
+    // Probes at 100 ms, then 200 ms later, then 400 ms later: the third finds an agent.
+    await advance(99);
+    expect(probed).toEqual([]);
+    await advance(1);
+    expect(probed).toEqual(["a"]);
+    await advance(199);
+    expect(probed).toEqual(["a"]);
+    await advance(1);
+    expect(probed).toEqual(["a", "a"]);
+    await advance(400);
+    expect(probed).toEqual(["a", "a", "a"]);
+    expect(dispatcher.ejectedCount).toBe(0);
+    const back = [take(dispatcher).id, take(dispatcher).id].sort();
+    expect(back).toEqual(["a", "b"]);
+    await advance(10_000);
+    expect(probed).toHaveLength(3);
+    expect(dispatcher.ejections).toBe(1);
+  });
+
+  it("lets every waiter go at once when the last replica in rotation is ejected, and turns new callers away at once", async () => {
+    const { probe } = scriptedProbe([]);
+    const dispatcher = dispatcherWith(["a", "b"], probe);
+    const [a, b] = [take(dispatcher), take(dispatcher)];
+    const got: string[] = [];
+    const waits = ["first", "second"].map((label) => waitFor(dispatcher, label, got, 30_000));
+    dispatcher.release(a, "unreachable", "no answer");
+    await Promise.resolve();
+    // b is still a candidate: nobody is let go yet, and a is given to nobody.
+    expect(got).toEqual([]);
+    dispatcher.release(b, "unreachable", "not an agent");
+    await Promise.all(waits);
+    expect(got).toEqual(["first:busy", "second:busy"]);
+    expect(dispatcher.unavailable).toBe(true);
+    expect(dispatcher.queueLength).toBe(0);
+    expect(dispatcher.ejectedReasons()).toBe("a: no answer; b: not an agent");
+    // A new caller does not wait in line for replicas that are all out.
+    expect(await dispatcher.acquire(30_000)).toBeUndefined();
+  });
+
+  it("gives a waiter the replica a probe brings back", async () => {
+    const { probe } = scriptedProbe([undefined]);
+    const dispatcher = dispatcherWith(["a", "b"], probe);
+    const [a, b] = [take(dispatcher), take(dispatcher)];
+    dispatcher.release(a, "unreachable", "connect ECONNREFUSED");
+    const got: string[] = [];
+    const wait = waitFor(dispatcher, "caller", got, 30_000);
+    await advance(100);
+    await wait;
+    expect(got).toEqual(["caller:a"]);
+    dispatcher.release(b, "answered");
+  });
+
+  it("stops probing a replica the registry removes, and every replica when closed", async () => {
+    const { probe, probed } = scriptedProbe(Array(100).fill("connect ECONNREFUSED"));
+    const dispatcher = dispatcherWith(["a", "b"], probe);
+    const [a, b] = [take(dispatcher), take(dispatcher)];
+    dispatcher.release(a, "unreachable", "connect ECONNREFUSED");
+    dispatcher.release(b, "unreachable", "connect ECONNREFUSED");
+    await advance(100);
+    expect(probed).toEqual(["a", "b"]);
+    dispatcher.setReplicas([{ id: "b", url: b.url }]);
+    await advance(10_000);
+    expect(probed.filter((id) => id === "a")).toHaveLength(1);
+    const probesOfB = probed.length;
+    expect(probesOfB).toBeGreaterThan(3);
+    dispatcher.close();
+    await advance(10_000);
+    expect(probed).toHaveLength(probesOfB);
+    expect(vi.getTimerCount()).toBe(0);
   });
 });

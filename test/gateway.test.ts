@@ -5,7 +5,7 @@ import { CALLER_ERRORS, type CallerErrorCode } from "../controller/api/errors.ts
 import type { GatewayConfig, ModelRoute } from "../controller/gateway/config.ts";
 import { generateAccessKey, generateApiKey, hashKey } from "../controller/gateway/keys.ts";
 import { PROJECT_ROOT } from "./helpers/cli.ts";
-import { type RunningGateway, route, startGateway } from "./helpers/gateway.ts";
+import { type RunningGateway, refusingUrl, route, startGateway } from "./helpers/gateway.ts";
 import { type JsonAnswer, postJson, type RunningReplica, startReplica } from "./helpers/replica.ts";
 
 const started: { stop(): Promise<void> }[] = [];
@@ -331,6 +331,18 @@ describe("every error in the registry", () => {
     "model.stopped": async () => {
       const { url } = await gateway({ models: [route("m", [], { stopped: true })] });
       return predict(url, "m", {});
+    },
+    "model.unavailable": async () => {
+      // The one replica refuses connections: it is ejected, and the caller told why at once.
+      const url = await refusingUrl();
+      const { url: gatewayUrl } = await gateway({
+        models: [{ ...route("m", []), replicas: [{ id: "m-1", url }] }],
+      });
+      const answer = await predict(gatewayUrl, "m", {});
+      expect(answer.body.message).toContain(
+        `all 1 replicas of model "m" are unreachable: m-1: connect ECONNREFUSED ${url.slice(7)}`,
+      );
+      return answer;
     },
     "model.busy": async () => {
       // No replica at all: the caller waits its queueTimeoutSeconds, then is told why.

@@ -1,5 +1,5 @@
-// The data plane's error registry (DESIGN §6): every error a caller can get, with a stable code
-// and its HTTP status. The gateway and the replica agent answer only with these codes, and
+// The data plane's error registry: every error a caller can get, with a stable code and its
+// HTTP status. The gateway and the replica agent answer only with these codes, and
 // docs/gateway.md lists them; a test reaches each one.
 
 export const CALLER_ERRORS = {
@@ -12,6 +12,7 @@ export const CALLER_ERRORS = {
   "auth.forbidden": 403,
   "model.not_found": 404,
   "model.stopped": 503,
+  "model.unavailable": 503,
   "model.busy": 429,
   "model.timeout": 504,
   "model.error": 500,
@@ -32,6 +33,14 @@ export type ReplicaErrorCode = keyof typeof REPLICA_ERRORS;
 export type ErrorCode = CallerErrorCode | ReplicaErrorCode;
 
 export const ERROR_STATUS: Record<ErrorCode, number> = { ...CALLER_ERRORS, ...REPLICA_ERRORS };
+
+/**
+ * Whether a code is one an agent sends: `ok` (a result) or a code of this registry. An answer
+ * with any other code, or none, comes from something that is not a modelship agent.
+ */
+export function isKnownCode(code: string): boolean {
+  return code === "ok" || Object.hasOwn(ERROR_STATUS, code);
+}
 
 /** The `error` member of the answer body when `success` is false. */
 export interface ErrorBody {

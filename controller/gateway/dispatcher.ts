@@ -1,10 +1,13 @@
 // One model's replicas and its FIFO queue of callers. A replica takes one call at a time; a
 // caller gets a free replica at once, or waits in line until one is free or its deadline passes.
-// Replicas that another gateway is using (the agent said replica.busy), that are not ready or
-// that cannot be reached are held back for a short, growing while, so that no request is sent to
-// a replica known to refuse it. No I/O here: the gateway does the HTTP (docs/gateway.md#queue).
+// Replicas that another gateway is using (the agent said replica.busy) or that are not ready are
+// held back for a short, growing while, so that no request is sent to a replica known to refuse
+// it. A replica that fails (cannot be reached, stays silent, breaks the connection, is not an
+// agent) is ejected, as Envoy's outlier detection does: out of rotation until a probe in the
+// background finds an agent there again, so that no caller waits on it meanwhile. The gateway
+// does the calls' HTTP, upstream.ts the probes' (docs/gateway.md#the-queue).
 import type { ReplicaAddress } from "./config.ts";
-import { ReplicaConnection } from "./upstream.ts";
+import { PROBE_TIMEOUT_MS, ReplicaConnection } from "./upstream.ts";
 
 export interface ReplicaSlot {
   readonly id: string;
@@ -13,13 +16,20 @@ export interface ReplicaSlot {
   readonly connection: ReplicaConnection;
   /** This gateway has a call in flight on it. */
   busy: boolean;
-  /** Not tried before this time (ms, performance.now()). */
+  /** Not tried before this time (ms, performance.now()); never while ejected. */
   heldUntil: number;
-  /** The last hold, doubled while the replica keeps refusing. */
+  /** The last hold, doubled while the replica keeps refusing; while ejected, the probes' wait. */
   holdMs: number;
+  /** Why it is out of rotation (its failure, then its last probe's); undefined while in it. */
+  ejectedReason: string | undefined;
+  /** The next probe of an ejected replica. */
+  probeTimer: NodeJS.Timeout | undefined;
   /** Gone from the registry: dropped once its call in flight is over. */
   removed: boolean;
 }
+
+/** Looks for an agent at a replica's address: resolves with what is wrong, or undefined. */
+export type Probe = (slot: ReplicaSlot) => Promise<string | undefined>;
 
 /** What became of a call on a replica, which decides when the replica is tried again. */
 export type SlotOutcome =
@@ -27,24 +37,32 @@ export type SlotOutcome =
   | "answered"
   /** It refused: another gateway's call is in flight, or its worker is not ready. */
   | "refused"
-  /** No connection: the agent is not there (yet, or any more). */
+  /**
+   * No agent answer: no connection, silence past the call's timeout, a broken connection, or
+   * something that is not an agent. The replica is ejected.
+   */
   | "unreachable";
 
 /** Holds after a refusal: from 1 ms, doubling, to 50 ms — short, since a call is brief. */
 export const REFUSED_HOLD_MS = { first: 1, max: 50 };
-/** Holds after a failed connection: from 100 ms to 2 s, since an agent takes time to start. */
-export const UNREACHABLE_HOLD_MS = { first: 100, max: 2000 };
+/** Waits between probes of an ejected replica: 100 ms to 2 s (an agent takes time to start). */
+export const PROBE_DELAY_MS = { first: 100, max: 2000 };
 
-/** The next hold after an outcome: none after an answer, else doubled within the outcome's range. */
+/**
+ * The next hold after an outcome: none after an answer, else doubled within the outcome's
+ * range. After "unreachable" it is the wait before the next probe.
+ */
 export function nextHoldMs(previous: number, outcome: SlotOutcome): number {
   if (outcome === "answered") return 0;
-  const range = outcome === "refused" ? REFUSED_HOLD_MS : UNREACHABLE_HOLD_MS;
+  const range = outcome === "refused" ? REFUSED_HOLD_MS : PROBE_DELAY_MS;
   return Math.min(Math.max(range.first, previous * 2), range.max);
 }
 
 interface Waiter {
   resolve: (slot: ReplicaSlot | undefined) => void;
   timer: NodeJS.Timeout | undefined;
+  /** The end of its wait (ms, like now()): no replica is handed to it after that. */
+  deadline: number;
   settled: boolean;
 }
 
@@ -57,6 +75,8 @@ function newSlot(address: ReplicaAddress): ReplicaSlot {
     busy: false,
     heldUntil: 0,
     holdMs: 0,
+    ejectedReason: undefined,
+    probeTimer: undefined,
     removed: false,
   };
 }
@@ -73,11 +93,18 @@ export class ModelDispatcher {
   private wakeTimer: NodeJS.Timeout | undefined;
   private wakeAt = Number.POSITIVE_INFINITY;
   private readonly now: () => number;
+  private readonly probe: Probe;
   /** The model is gone (or the gateway stops): waiters were let go, not timed out. */
   closed = false;
+  /** Replicas ejected since this model was first configured (probes that fail do not count). */
+  ejections = 0;
 
-  constructor(now: () => number = () => performance.now()) {
+  constructor(
+    now: () => number = () => performance.now(),
+    probe: Probe = (slot) => slot.connection.probe(PROBE_TIMEOUT_MS),
+  ) {
     this.now = now;
+    this.probe = probe;
   }
 
   /** Replaces the replica list; replicas that stay keep their state, new ones start free. */
@@ -89,17 +116,34 @@ export class ModelDispatcher {
       next.push(current.get(key) ?? newSlot(address));
       current.delete(key);
     }
-    for (const gone of current.values()) {
-      gone.removed = true;
-      if (!gone.busy) gone.connection.close();
-    }
+    for (const gone of current.values()) this.remove(gone);
     this.slots = next;
     this.cursor = 0;
+    if (this.unavailable) this.endWaits();
     this.drain();
   }
 
   get replicaCount(): number {
     return this.slots.length;
+  }
+
+  get ejectedCount(): number {
+    let ejected = 0;
+    for (const slot of this.slots) if (slot.ejectedReason !== undefined) ejected += 1;
+    return ejected;
+  }
+
+  /** Every replica is ejected: no caller can be served until a probe brings one back. */
+  get unavailable(): boolean {
+    return this.slots.length > 0 && this.ejectedCount === this.slots.length;
+  }
+
+  /** "id: why" for each ejected replica, for the answer that says none can be reached. */
+  ejectedReasons(): string {
+    return this.slots
+      .filter((slot) => slot.ejectedReason !== undefined)
+      .map((slot) => `${slot.id}: ${slot.ejectedReason}`)
+      .join("; ");
   }
 
   /** Callers waiting for a replica. */
@@ -114,19 +158,20 @@ export class ModelDispatcher {
   }
 
   /**
-   * A free replica now, or a promise of one within `waitMs` (undefined when the wait is over).
-   * `first` puts the caller at the head of the line: it was already waiting, and a replica it
-   * was sent to refused it.
+   * A free replica now, or a promise of one within `waitMs` (undefined when the wait is over,
+   * or at once when every replica is ejected or the model is gone). A wait already over
+   * (`waitMs` < 0) gets no replica, even a free one. `first` puts the caller at the head of the
+   * line: it was already waiting, and a replica it was sent to refused it or failed.
    */
   acquire(waitMs: number, first = false): ReplicaSlot | Promise<ReplicaSlot | undefined> {
-    if (this.live === 0) {
+    if (this.live === 0 && waitMs >= 0) {
       const slot = this.takeFreeSlot();
       if (slot) return slot;
     }
-    if (waitMs <= 0) return Promise.resolve(undefined);
+    if (waitMs <= 0 || this.unavailable || this.closed) return Promise.resolve(undefined);
     return new Promise((resolve) => {
-      const waiter: Waiter = { resolve, timer: undefined, settled: false };
       const deadline = this.now() + waitMs;
+      const waiter: Waiter = { resolve, timer: undefined, deadline, settled: false };
       // A Node timer may fire up to a millisecond early (it counts from the event loop's cached
       // time), and a caller promised queueTimeoutSeconds must not be turned away before it has
       // passed: check the clock, and wait out the rest if need be.
@@ -136,9 +181,7 @@ export class ModelDispatcher {
           waiter.timer = setTimeout(expire, Math.ceil(left));
           return;
         }
-        waiter.settled = true;
-        this.live -= 1;
-        resolve(undefined);
+        this.settle(waiter, undefined);
         this.compact();
       };
       waiter.timer = setTimeout(expire, Math.ceil(waitMs));
@@ -154,37 +197,83 @@ export class ModelDispatcher {
     });
   }
 
-  /** Gives a replica back after a call, and hands it (or another) to the next in line. */
-  release(slot: ReplicaSlot, outcome: SlotOutcome): void {
+  /**
+   * Gives a replica back after a call, and hands it (or another) to the next in line. After
+   * "unreachable", `reason` says what failed: the replica is ejected and probed.
+   */
+  release(slot: ReplicaSlot, outcome: SlotOutcome, reason = "it gave no agent answer"): void {
     slot.busy = false;
     slot.holdMs = nextHoldMs(slot.holdMs, outcome);
-    slot.heldUntil = slot.holdMs === 0 ? 0 : this.now() + slot.holdMs;
-    if (slot.removed) {
-      slot.connection.close();
-    }
+    if (slot.removed) slot.connection.close();
+    else if (outcome === "unreachable") this.eject(slot, reason);
+    else slot.heldUntil = slot.holdMs === 0 ? 0 : this.now() + slot.holdMs;
     this.drain();
   }
 
-  /** Ends every wait (the model went away or the gateway stops) and closes idle connections. */
+  /** Ends every wait (the model went away or the gateway stops), and every probe. */
   close(): void {
     this.closed = true;
+    this.endWaits();
+    clearTimeout(this.wakeTimer);
+    for (const slot of this.slots) this.remove(slot);
+    this.slots = [];
+  }
+
+  /** Takes a replica out of the list: no more probes, and its connection closes when idle. */
+  private remove(slot: ReplicaSlot): void {
+    slot.removed = true;
+    clearTimeout(slot.probeTimer);
+    // A call in flight keeps its connection until its answer is in (release()), unless its
+    // caller was answered already: nobody would read it. close() also ends a running probe.
+    if (!slot.busy || slot.connection.late) slot.connection.close();
+  }
+
+  /** Out of rotation until a probe finds an agent; waiters with no replica left are let go. */
+  private eject(slot: ReplicaSlot, reason: string): void {
+    slot.ejectedReason = reason;
+    slot.heldUntil = Number.POSITIVE_INFINITY;
+    this.ejections += 1;
+    this.scheduleProbe(slot);
+    if (this.unavailable) this.endWaits();
+  }
+
+  private scheduleProbe(slot: ReplicaSlot): void {
+    slot.probeTimer = setTimeout(() => {
+      slot.probeTimer = undefined;
+      this.probe(slot).then((problem) => this.probed(slot, problem));
+    }, slot.holdMs);
+  }
+
+  private probed(slot: ReplicaSlot, problem: string | undefined): void {
+    if (slot.removed) return;
+    if (problem !== undefined) {
+      slot.ejectedReason = problem;
+      slot.holdMs = nextHoldMs(slot.holdMs, "unreachable");
+      this.scheduleProbe(slot);
+      return;
+    }
+    // Back in rotation. Its hold is kept, so that a replica that fails again at once is probed
+    // later than the first time (flapping backs off); its next answered call clears it.
+    slot.ejectedReason = undefined;
+    slot.heldUntil = 0;
+    this.drain();
+  }
+
+  /** Lets every waiter go without a replica. */
+  private endWaits(): void {
     for (let index = this.head; index < this.waiting.length; index++) {
       const waiter = this.waiting[index] as Waiter;
-      if (waiter.settled) continue;
-      waiter.settled = true;
-      clearTimeout(waiter.timer);
-      waiter.resolve(undefined);
+      if (!waiter.settled) this.settle(waiter, undefined);
     }
     this.waiting = [];
     this.head = 0;
-    this.live = 0;
-    clearTimeout(this.wakeTimer);
-    // A replica with a call in flight keeps its connection until the answer is in (release()).
-    for (const slot of this.slots) {
-      slot.removed = true;
-      if (!slot.busy) slot.connection.close();
-    }
-    this.slots = [];
+  }
+
+  private settle(waiter: Waiter, slot: ReplicaSlot | undefined): void {
+    waiter.settled = true;
+    this.live -= 1;
+    clearTimeout(waiter.timer);
+    waiter.resolve(slot);
   }
 
   private takeFreeSlot(): ReplicaSlot | undefined {
@@ -211,13 +300,16 @@ export class ModelDispatcher {
         this.head += 1;
         continue;
       }
+      // Its timer may not have run yet (a busy event loop): the deadline holds all the same.
+      if (waiter.deadline <= this.now()) {
+        this.head += 1;
+        this.settle(waiter, undefined);
+        continue;
+      }
       const slot = this.takeFreeSlot();
       if (!slot) break;
       this.head += 1;
-      this.live -= 1;
-      waiter.settled = true;
-      clearTimeout(waiter.timer);
-      waiter.resolve(slot);
+      this.settle(waiter, slot);
     }
     this.compact();
     if (this.live > 0) this.wakeWhenHeldReplicaFrees();

@@ -16,8 +16,9 @@ import {
 } from "../api/http.ts";
 import { newInputSchemaAjv } from "../api/schemas.ts";
 import type { GatewayConfig, ModelRoute } from "./config.ts";
-import { ModelDispatcher, type ReplicaSlot, type SlotOutcome } from "./dispatcher.ts";
+import { ModelDispatcher, type ReplicaSlot } from "./dispatcher.ts";
 import { type ApiKeyRecord, checkApiKey, hashKey } from "./keys.ts";
+import type { UpstreamOutcome } from "./upstream.ts";
 
 export interface GatewayOptions {
   bodyLimitBytes?: number;
@@ -27,7 +28,10 @@ export interface GatewayOptions {
   processMetrics?: boolean;
 }
 
-/** How much longer than the model's timeout the gateway waits for a replica that hangs. */
+/**
+ * How much longer than the model's timeout the gateway waits for a replica's answer: the agent
+ * answers 504 at the timeout itself, so a replica silent past this is broken, and ejected.
+ */
 const UPSTREAM_GRACE_MS = 5000;
 
 const LATENCY_BUCKETS = [
@@ -107,6 +111,30 @@ function gatewayMetrics(gateway: Gateway, processMetrics: boolean) {
     collect() {
       this.reset();
       for (const [name, waiting] of gateway.queueLengths()) this.set({ model: name }, waiting);
+    },
+  });
+  new Gauge({
+    name: "modelship_gateway_replicas_ejected",
+    help: "Replicas out of rotation now (unreachable, silent or not an agent; probed), by model.",
+    labelNames: ["model"],
+    registers: [register],
+    collect() {
+      this.reset();
+      for (const [name, dispatcher] of gateway.dispatchers()) {
+        this.set({ model: name }, dispatcher.ejectedCount);
+      }
+    },
+  });
+  new Counter({
+    name: "modelship_gateway_ejections_total",
+    help: "Times a replica was taken out of rotation, by model.",
+    labelNames: ["model"],
+    registers: [register],
+    collect() {
+      this.reset();
+      for (const [name, dispatcher] of gateway.dispatchers()) {
+        this.inc({ model: name }, dispatcher.ejections);
+      }
     },
   });
   return { register, requests, latency, queueWait, busy };
@@ -191,13 +219,17 @@ export class Gateway {
     return [...this.models].map(([name, entry]) => [name, entry.dispatcher.busyCount]);
   }
 
+  dispatchers(): [string, ModelDispatcher][] {
+    return [...this.models].map(([name, entry]) => [name, entry.dispatcher]);
+  }
+
   queueLengths(): [string, number][] {
     return [...this.models].map(([name, entry]) => [name, entry.dispatcher.queueLength]);
   }
 
   /**
-   * Stops taking connections, ends every wait (429), lets calls on replicas finish (at most
-   * `graceMs`), then closes every connection, keep-alive ones included.
+   * Stops taking connections, ends every wait (429) and every probe, lets calls on replicas
+   * finish (at most `graceMs`), then closes every connection, keep-alive ones included.
    */
   async close(graceMs = 30_000): Promise<void> {
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
@@ -260,6 +292,7 @@ export class Gateway {
     return [...this.models.values()].map(({ route, dispatcher }) => ({
       name: route.name,
       replicas: dispatcher.replicaCount,
+      ejected: dispatcher.ejectedCount,
       busy: dispatcher.busyCount,
       waiting: dispatcher.queueLength,
       stopped: route.stopped,
@@ -385,9 +418,11 @@ export class Gateway {
   }
 
   /**
-   * Waits for a free replica and sends the call; a replica that refuses it (another gateway's
-   * call, not ready) or cannot be reached sends the call back to the head of the line.
-   * Returns the code answered.
+   * Waits for a free replica and sends the call. A replica that refuses it (another gateway's
+   * call, not ready) or that it never reached (no connection, not an agent) sends it back to the
+   * head of the line; one that fails is ejected (docs/gateway.md#the-queue). The caller is
+   * answered by its queue deadline + timeoutSeconds, whatever the replicas do. Returns the code
+   * answered.
    */
   private async dispatch(
     entry: ModelEntry,
@@ -396,54 +431,40 @@ export class Gateway {
     response: ServerResponse,
   ): Promise<string> {
     const { route, dispatcher } = entry;
-    const deadline = arrived + route.queueTimeoutSeconds * 1000;
+    let now = performance.now();
+    // A body slower to arrive than queueTimeoutSeconds still gets one look at the free replicas:
+    // 0 means "do not wait", not "never served".
+    const queueDeadline = Math.max(arrived + route.queueTimeoutSeconds * 1000, now);
+    const deadline = queueDeadline + route.timeoutSeconds * 1000;
+    const replicaMs = route.timeoutSeconds * 1000 + UPSTREAM_GRACE_MS;
     const uuid = randomUUID();
     let retried = false;
     let waitMeasured = false;
-    /** Every replica tried so far said it was not ready: the 429 then says so. */
-    let onlyNotReady = false;
+    /** Every refusal so far said "not ready" (undefined: none yet): the 429 then says so. */
+    let onlyNotReady: boolean | undefined;
     for (;;) {
-      const acquired = dispatcher.acquire(deadline - performance.now(), retried);
+      const acquired = dispatcher.acquire(queueDeadline - now, retried);
       const slot: ReplicaSlot | undefined = acquired instanceof Promise ? await acquired : acquired;
+      now = performance.now();
       // One observation per call: the wait for its first replica (or until a 429 without one).
       if (!waitMeasured) {
-        entry.meters.queueWait.observe((performance.now() - arrived) / 1000);
+        entry.meters.queueWait.observe((now - arrived) / 1000);
         waitMeasured = true;
       }
-      if (!slot && dispatcher.closed) {
-        throw new CallError(
-          "model.not_found",
-          `model "${route.name}" was removed while the call waited for a replica`,
-        );
-      }
-      if (!slot) {
-        entry.meters.busy.inc();
-        throw new CallError(
-          "model.busy",
-          busyMessage(route, onlyNotReady ? 0 : dispatcher.replicaCount),
-        );
-      }
-      const result = await slot.connection.send(
-        text,
-        uuid,
-        route.timeoutSeconds * 1000 + UPSTREAM_GRACE_MS,
-      );
-      let outcome: SlotOutcome = "answered";
-      if (result.kind === "unreachable") outcome = "unreachable";
-      else if (
-        result.kind === "answer" &&
-        (result.code === "replica.busy" || result.code === "replica.not_ready")
-      ) {
-        outcome = "refused";
-      }
-      dispatcher.release(slot, outcome);
-      if (outcome !== "answered") {
-        const notReady = result.kind === "answer" && result.code === "replica.not_ready";
-        onlyNotReady = notReady && (!retried || onlyNotReady);
-        retried = true;
-        continue;
-      }
+      if (!slot) throw this.noReplica(entry, onlyNotReady === true);
+      // The replica gets the model's timeout and a grace; the caller is answered by its deadline.
+      const callerMs = Math.min(replicaMs, deadline - now);
+      const result = await slot.connection.send(text, uuid, callerMs, replicaMs);
       if (result.kind === "answer") {
+        const notReady = result.code === "replica.not_ready";
+        if (notReady || result.code === "replica.busy") {
+          dispatcher.release(slot, "refused");
+          onlyNotReady = notReady && onlyNotReady !== false;
+          retried = true;
+          now = performance.now();
+          continue;
+        }
+        dispatcher.release(slot, "answered");
         response.writeHead(result.status, {
           "content-type": "application/json",
           "content-length": result.body.length,
@@ -452,10 +473,28 @@ export class Gateway {
         response.end(result.body);
         return result.code;
       }
-      if (result.kind === "timeout") {
+      if (result.kind === "late") {
+        // The replica may still be running the call: it stays taken until it answers, or is
+        // found silent and ejected. For a replica removed meanwhile, nobody would read that.
+        if (slot.removed) slot.connection.close();
+        result.rest.then((rest) => this.settleLate(dispatcher, slot, rest));
         throw new CallError(
           "model.timeout",
-          `replica ${slot.id} gave no answer within timeoutSeconds (${route.timeoutSeconds} s) and a grace of ${UPSTREAM_GRACE_MS / 1000} s`,
+          `replica ${slot.id} gave no answer before the call's deadline: queueTimeoutSeconds + timeoutSeconds (${route.queueTimeoutSeconds + route.timeoutSeconds} s) from its arrival`,
+          { replicaId: slot.id, uuid },
+        );
+      }
+      dispatcher.release(slot, "unreachable", failureReason(result));
+      if (result.kind === "unreachable") {
+        // It never reached an agent, so it did not run: another replica may take it.
+        retried = true;
+        now = performance.now();
+        continue;
+      }
+      if (result.kind === "silent") {
+        throw new CallError(
+          "model.timeout",
+          `replica ${slot.id} gave no answer within timeoutSeconds (${route.timeoutSeconds} s) and a grace of ${UPSTREAM_GRACE_MS / 1000} s; it is taken out of rotation until it answers again`,
           { replicaId: slot.id, uuid },
         );
       }
@@ -464,6 +503,35 @@ export class Gateway {
         `replica ${slot.id} went away while answering (${result.reason}); the call may have run — see the replica's log`,
         { replicaId: slot.id, uuid },
       );
+    }
+  }
+
+  /** Why a call got no replica: its model went away, every replica is ejected, or all were busy. */
+  private noReplica(entry: ModelEntry, onlyNotReady: boolean): CallError {
+    const { route, dispatcher } = entry;
+    if (dispatcher.closed) {
+      return new CallError(
+        "model.not_found",
+        `model "${route.name}" was removed while the call waited for a replica`,
+      );
+    }
+    if (dispatcher.unavailable) {
+      return new CallError(
+        "model.unavailable",
+        `all ${dispatcher.replicaCount} replicas of model "${route.name}" are unreachable: ${dispatcher.ejectedReasons()}; they are probed and come back as soon as they answer`,
+      );
+    }
+    entry.meters.busy.inc();
+    return new CallError("model.busy", busyMessage(route, dispatcher, onlyNotReady));
+  }
+
+  /** Gives back a replica whose caller was answered at its deadline, once the replica is done. */
+  private settleLate(dispatcher: ModelDispatcher, slot: ReplicaSlot, rest: UpstreamOutcome): void {
+    if (rest.kind === "answer") {
+      const refused = rest.code === "replica.busy" || rest.code === "replica.not_ready";
+      dispatcher.release(slot, refused ? "refused" : "answered");
+    } else {
+      dispatcher.release(slot, "unreachable", failureReason(rest));
     }
   }
 
@@ -512,9 +580,24 @@ function decodeName(segment: string): string {
   }
 }
 
-function busyMessage(route: ModelRoute, replicas: number): string {
+function busyMessage(
+  route: ModelRoute,
+  dispatcher: ModelDispatcher,
+  onlyNotReady: boolean,
+): string {
   const waited = `${route.queueTimeoutSeconds} s (queueTimeoutSeconds)`;
-  return replicas === 0
-    ? `model "${route.name}" has no ready replica: it is starting, or its replicas fail to load (see their logs); waited ${waited}`
-    : `all ${replicas} replicas of model "${route.name}" stayed busy for ${waited}; try again later, or add replicas`;
+  if (onlyNotReady || dispatcher.replicaCount === 0) {
+    return `model "${route.name}" has no ready replica: it is starting, or its replicas fail to load (see their logs); waited ${waited}`;
+  }
+  const ejected = dispatcher.ejectedCount;
+  const unreachable =
+    ejected === 0 ? "" : `, and ${ejected} more ${ejected === 1 ? "is" : "are"} unreachable`;
+  return `all ${dispatcher.replicaCount - ejected} replicas of model "${route.name}" stayed busy for ${waited}${unreachable}; try again later, or add replicas`;
+}
+
+/** What an ejected replica did, for the 503 that lists them. */
+function failureReason(outcome: Exclude<UpstreamOutcome, { kind: "answer" }>): string {
+  return outcome.kind === "silent"
+    ? `no answer within timeoutSeconds and a grace of ${UPSTREAM_GRACE_MS / 1000} s`
+    : outcome.reason;
 }

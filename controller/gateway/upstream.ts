@@ -2,30 +2,58 @@
 // gateway needs exactly one keep-alive connection per replica, used strictly in turn: no pool,
 // no pipelining. That lets this be a small HTTP/1.1 client over a socket instead of node:http's
 // general one, whose per-call machinery was most of the gateway's cost (docs/benchmarks.md).
-// It speaks only to our agent, which always answers with a Content-Length.
+// It speaks only to our agent, which always answers with a Content-Length and its code header;
+// anything else at the address is a stranger, and its answer is never passed on.
 import { connect, type Socket } from "node:net";
-import { CODE_HEADER, UUID_HEADER } from "../api/errors.ts";
+import { CODE_HEADER, isKnownCode, UUID_HEADER } from "../api/errors.ts";
 
-export type UpstreamResult =
+/** What became of a call on a replica. */
+export type UpstreamOutcome =
   | { kind: "answer"; status: number; code: string; body: Buffer }
-  /** The call never reached the replica: it is safe to send it to another one. */
+  /** The call never reached a replica agent (no connection, or not an agent): send it elsewhere. */
   | { kind: "unreachable"; reason: string }
   /** The connection broke after the call was sent: it may have run. */
   | { kind: "lost"; reason: string }
-  | { kind: "timeout" };
+  /** No answer within the replica's time: the agent answers by then, so it is broken. */
+  | { kind: "silent" };
+
+export type UpstreamResult =
+  | UpstreamOutcome
+  /**
+   * The caller's deadline came first. The replica may still be running the call: `rest` settles
+   * with what it does in the end (an answer nobody reads, or a failure).
+   */
+  | { kind: "late"; rest: Promise<UpstreamOutcome> };
 
 const HEADER_END = Buffer.from("\r\n\r\n");
 /** How long a connection to a replica may take to open. */
 const CONNECT_TIMEOUT_MS = 3000;
+/** How long a probe waits for the answer to its GET /readyz, which an agent gives at once. */
+export const PROBE_TIMEOUT_MS = 1000;
 
 interface Pending {
   resolve: (result: UpstreamResult) => void;
   timer: NodeJS.Timeout;
+  /** What was written, sent again once if a stale keep-alive connection drops it. */
+  request: string;
+  /** How long the replica has after the caller's deadline (0: the deadlines are the same). */
+  graceAfterCallerMs: number;
+  /** Set once the caller's deadline has passed (it was told): the timer is the replica's now. */
+  settleLate: ((outcome: UpstreamOutcome) => void) | undefined;
   /** Bytes of the answer so far. */
   received: Buffer[];
   receivedLength: number;
   /** Set once the head is parsed. */
-  head?: { status: number; code: string; bodyStart: number; bodyLength: number; close: boolean };
+  head?: Head;
+}
+
+export interface Head {
+  status: number;
+  /** The agent's code header; "" when there is none. */
+  code: string;
+  bodyStart: number;
+  bodyLength: number;
+  close: boolean;
 }
 
 export class ReplicaConnection {
@@ -38,6 +66,10 @@ export class ReplicaConnection {
   /** The socket has connected (before that, a failure means the call never left). */
   private connected = false;
   private pending: Pending | undefined;
+  /** A probe's own connection, while one runs. */
+  private probeSocket: Socket | undefined;
+  /** One function for every call's timer, rather than a closure per call. */
+  private readonly onTimer = () => this.timerFired();
 
   constructor(host: string, port: number) {
     this.host = host;
@@ -45,32 +77,119 @@ export class ReplicaConnection {
     this.requestLine = `POST /predict HTTP/1.1\r\nHost: ${host}:${port}\r\nContent-Type: application/json\r\n`;
   }
 
-  /** Sends one call; the caller guarantees there is no other call on this connection. */
-  send(body: string, uuid: string, timeoutMs: number): Promise<UpstreamResult> {
+  /**
+   * Sends one call; the caller guarantees there is no other call on this connection. The
+   * answer is awaited for `callerMs` (the caller's deadline; a connection not made by then
+   * never carried the call) and the replica is given `replicaMs` ≥ `callerMs` in all before
+   * it counts as silent.
+   */
+  send(body: string, uuid: string, callerMs: number, replicaMs: number): Promise<UpstreamResult> {
     return new Promise((resolve) => {
-      const timer = setTimeout(() => this.finish({ kind: "timeout" }, true), timeoutMs);
-      this.pending = { resolve, timer, received: [], receivedLength: 0 };
-      const socket = this.socket ?? this.open();
       // Head and body in one write: one packet for a small call.
-      socket.write(
-        `${this.requestLine}Content-Length: ${Buffer.byteLength(body)}\r\n${UUID_HEADER}: ${uuid}\r\n\r\n${body}`,
-      );
+      const request = `${this.requestLine}Content-Length: ${Buffer.byteLength(body)}\r\n${UUID_HEADER}: ${uuid}\r\n\r\n${body}`;
+      this.pending = {
+        resolve,
+        timer: setTimeout(this.onTimer, callerMs),
+        request,
+        graceAfterCallerMs: replicaMs - callerMs,
+        settleLate: undefined,
+        received: [],
+        receivedLength: 0,
+      };
+      (this.socket ?? this.open()).write(request);
     });
   }
 
-  /** Closes the connection; a call on it ends as `lost` at once rather than at its timeout. */
+  /** The caller has been answered; the call waits only to learn whether the replica is alive. */
+  get late(): boolean {
+    return this.pending?.settleLate !== undefined;
+  }
+
+  /**
+   * Closes the connection and any probe; a call on it ends as `lost` at once rather than at its
+   * timeout.
+   */
   close(): void {
-    const socket = this.socket;
-    this.socket = undefined;
-    socket?.destroy();
+    this.closeSocket();
+    this.probeSocket?.destroy();
     if (this.pending)
       this.finish({ kind: "lost", reason: "the gateway closed the connection" }, false);
   }
 
+  /**
+   * Asks whether an agent is at the address, on a connection of its own: GET /readyz. Resolves
+   * with what is wrong, or undefined when an agent answered (ready or not: a replica that is
+   * not ready says so to calls, and is held back like a busy one).
+   */
+  probe(timeoutMs: number): Promise<string | undefined> {
+    return new Promise((resolve) => {
+      const socket = connect({ host: this.bareHost(), port: this.port, noDelay: true });
+      this.probeSocket = socket;
+      let received = Buffer.alloc(0);
+      const end = (problem: string | undefined) => {
+        clearTimeout(timer);
+        socket.destroy();
+        if (this.probeSocket === socket) this.probeSocket = undefined;
+        resolve(problem);
+      };
+      const timer = setTimeout(
+        () => end(`no answer to GET /readyz within ${timeoutMs} ms`),
+        timeoutMs,
+      );
+      socket.once("connect", () => {
+        socket.write(`GET /readyz HTTP/1.1\r\nHost: ${this.host}:${this.port}\r\n\r\n`);
+      });
+      socket.on("data", (chunk: Buffer) => {
+        received = Buffer.concat([received, chunk]);
+        const headEnd = received.indexOf(HEADER_END);
+        if (headEnd === -1) return;
+        const head = parseHead(
+          received.toString("latin1", 0, headEnd),
+          headEnd + HEADER_END.length,
+        );
+        if (!head) {
+          end(
+            `answered GET /readyz with something that is not HTTP with a Content-Length${NOT_AN_AGENT}`,
+          );
+          return;
+        }
+        const bodyEnd = head.bodyStart + head.bodyLength;
+        if (received.length < bodyEnd) return;
+        end(readinessProblem(head.status, received.toString("utf8", head.bodyStart, bodyEnd)));
+      });
+      // The first of these settles the promise; later calls of `end` change nothing.
+      socket.on("error", (error) => end(error.message));
+      socket.on("close", () => end("the connection closed before an answer to GET /readyz"));
+    });
+  }
+
+  /** URL hostnames keep IPv6 brackets ("[::1]"); sockets want the bare address. */
+  private bareHost(): string {
+    return this.host.startsWith("[") ? this.host.slice(1, -1) : this.host;
+  }
+
+  /** The caller's deadline, then (if the replica has longer) the replica's. */
+  private timerFired(): void {
+    const pending = this.pending;
+    if (!pending) return;
+    if (!this.connected) {
+      // The call is still in the socket's buffer: it never left, and must not leave later.
+      this.socket?.destroy(new Error("no connection before the call's deadline"));
+      return;
+    }
+    if (pending.settleLate || pending.graceAfterCallerMs === 0) {
+      this.finish({ kind: "silent" }, true);
+      return;
+    }
+    const rest = new Promise<UpstreamOutcome>((resolve) => {
+      pending.settleLate = resolve;
+    });
+    pending.timer = setTimeout(this.onTimer, pending.graceAfterCallerMs);
+    pending.resolve({ kind: "late", rest });
+  }
+
   private open(): Socket {
-    // URL hostnames keep IPv6 brackets ("[::1]"); sockets want the bare address.
-    const host = this.host.startsWith("[") ? this.host.slice(1, -1) : this.host;
-    const socket = connect({ host, port: this.port, noDelay: true });
+    const socket = connect({ host: this.bareHost(), port: this.port, noDelay: true });
     this.socket = socket;
     this.reused = false;
     this.connected = false;
@@ -91,16 +210,26 @@ export class ReplicaConnection {
     return socket;
   }
 
+  private closeSocket(): void {
+    const socket = this.socket;
+    this.socket = undefined;
+    socket?.destroy();
+  }
+
   private onBroken(socket: Socket, reason: string, code?: string): void {
     if (this.socket !== socket) return;
     this.socket = undefined;
     const pending = this.pending;
     if (!pending) return;
-    // Nothing came back: a connection never made never carried the call (refused, unknown
-    // host, no route, no answer), and a reset of a reused idle connection is the agent closing
-    // it as we wrote. Anything else may have run the call.
-    const neverArrived =
-      pending.receivedLength === 0 && (!this.connected || (this.reused && code === "ECONNRESET"));
+    if (pending.receivedLength === 0 && this.reused && code === "ECONNRESET") {
+      // The agent closed this idle keep-alive connection as we wrote: the call never arrived,
+      // and the replica is not broken. Once on a fresh connection (which is not `reused`).
+      this.open().write(pending.request);
+      return;
+    }
+    // A connection never made never carried the call (refused, unknown host, no route, no
+    // answer). Anything else may have run it.
+    const neverArrived = pending.receivedLength === 0 && !this.connected;
     this.finish({ kind: neverArrived ? "unreachable" : "lost", reason }, false);
   }
 
@@ -108,7 +237,7 @@ export class ReplicaConnection {
     const pending = this.pending;
     if (!pending) {
       // Bytes nobody asked for: the connection is out of step; start afresh next time.
-      this.close();
+      this.closeSocket();
       return;
     }
     pending.received.push(chunk);
@@ -121,11 +250,13 @@ export class ReplicaConnection {
     if (!pending.head) {
       const end = data.indexOf(HEADER_END);
       if (end === -1) return;
-      pending.head = parseHead(data.toString("latin1", 0, end), end + HEADER_END.length);
-      if (!pending.head) {
-        this.finish({ kind: "lost", reason: "the replica's answer is not HTTP" }, true);
+      const head = agentHead(data.toString("latin1", 0, end), end + HEADER_END.length);
+      if (typeof head === "string") {
+        // Not our agent: it did not run the model, so the call may go to another replica.
+        this.finish({ kind: "unreachable", reason: head }, true);
         return;
       }
+      pending.head = head;
     }
     const { head } = pending;
     if (data.length < head.bodyStart + head.bodyLength) return;
@@ -133,28 +264,58 @@ export class ReplicaConnection {
     this.finish({ kind: "answer", status: head.status, code: head.code, body }, head.close);
   }
 
-  private finish(result: UpstreamResult, closeSocket: boolean): void {
+  private finish(outcome: UpstreamOutcome, closeSocket: boolean): void {
     const pending = this.pending;
     if (!pending) return;
     this.pending = undefined;
     clearTimeout(pending.timer);
-    if (closeSocket) this.close();
+    if (closeSocket) this.closeSocket();
     else this.reused = true;
-    pending.resolve(result);
+    (pending.settleLate ?? pending.resolve)(outcome);
   }
 }
 
+const NOT_AN_AGENT = ": not a modelship replica agent";
+
+/**
+ * The head of an answer to a call (`text`, up to the blank line), or why it is not an agent's:
+ * the agent always sends a Content-Length and a code of the registry in its code header.
+ */
+export function agentHead(text: string, bodyStart: number): Head | string {
+  const head = parseHead(text, bodyStart);
+  if (!head) return `answered something that is not HTTP with a Content-Length${NOT_AN_AGENT}`;
+  if (head.code === "") {
+    return `answered HTTP ${head.status} without an ${CODE_HEADER} header${NOT_AN_AGENT}`;
+  }
+  if (!isKnownCode(head.code)) {
+    return `answered HTTP ${head.status} with the unknown code "${head.code}"${NOT_AN_AGENT}`;
+  }
+  return head;
+}
+
+/**
+ * What is wrong with an answer to GET /readyz (undefined when it is an agent's): the agent
+ * answers 200 when ready and 503 when not, with `ready` and `state` in a JSON body.
+ */
+export function readinessProblem(status: number, body: string): string | undefined {
+  const wrong = `answered GET /readyz with HTTP ${status}${NOT_AN_AGENT}`;
+  if (status !== 200 && status !== 503) return wrong;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(body);
+  } catch {
+    return wrong;
+  }
+  const { ready, state } = (parsed ?? {}) as { ready?: unknown; state?: unknown };
+  return typeof ready === "boolean" && typeof state === "string" ? undefined : wrong;
+}
+
 /** Status, our code header, Content-Length and Connection from an answer's head. */
-function parseHead(
-  text: string,
-  bodyStart: number,
-):
-  | { status: number; code: string; bodyStart: number; bodyLength: number; close: boolean }
-  | undefined {
+function parseHead(text: string, bodyStart: number): Head | undefined {
   const lines = text.split("\r\n");
   const status = Number((lines[0] ?? "").split(" ")[1]);
-  if (!Number.isInteger(status)) return undefined;
-  let code = "unknown";
+  if (!(lines[0] ?? "").startsWith("HTTP/") || !Number.isInteger(status)) return undefined;
+  let code = "";
   let bodyLength = -1;
   let close = false;
   for (let index = 1; index < lines.length; index++) {

@@ -117,8 +117,15 @@ export function createReplicaServer(
     switch (key) {
       case "POST /predict":
         predict(request, response).catch((error: Error) => {
-          if (!response.headersSent)
-            sendJson(response, 500, JSON.stringify({ error: error.message }));
+          // A bug of ours, still answered with a code of the registry: a gateway takes an
+          // answer without one for a stranger's and would try the call on another replica.
+          if (!response.headersSent) {
+            sendError(
+              response,
+              "model.unexpected_shutdown",
+              `the replica failed to handle the call: ${error.message}`,
+            );
+          }
         });
         return;
       case "GET /readyz":
