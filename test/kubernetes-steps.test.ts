@@ -1,23 +1,29 @@
 // The Kubernetes platform's pure pieces, table-driven: the build Job, the Dockerfile, a Job's
-// progress, a Deployment's rollout status, the workload objects and the Lease rule.
+// progress, a Deployment's rollout status, the workload objects and their drift, the guarded
+// finalizer patch, what an apply sends, the Event object and the Lease rule.
 // biome-ignore-all lint/suspicious/noExplicitAny: the Kubernetes objects under test are read field by field
 import { describe, expect, it } from "vitest";
 import type { ModelBuild, ModelRepository } from "../controller/api/types.generated.ts";
+import type { RolloutSpec } from "../controller/core/ports.ts";
 import { dockerfile } from "../controller/platform/kubernetes/build-context.ts";
 import {
   buildJob,
   imageTag,
+  isOwnJob,
   jobName,
   jobProgress,
 } from "../controller/platform/kubernetes/builder.ts";
+import { eventObject } from "../controller/platform/kubernetes/events.ts";
 import { mayAcquire } from "../controller/platform/kubernetes/leader.ts";
 import {
   type DeploymentObject,
+  driftOf,
+  isOurs,
   rolloutStatusOf,
   workloadObjects,
 } from "../controller/platform/kubernetes/runtime.ts";
 import { DEFAULT_SETTINGS } from "../controller/platform/kubernetes/settings.ts";
-import type { RolloutSpec } from "../controller/platform/ports.ts";
+import { appliedFields, finalizerPatch } from "../controller/platform/kubernetes/store.ts";
 
 const COMMIT = "a".repeat(40);
 const DIGEST = `sha256:${"b".repeat(64)}`;
@@ -59,6 +65,27 @@ describe("the build Job", () => {
     pushSecret: "push",
   }) as any;
   const pod = job.spec.template.spec;
+
+  it("labels the Job and its pods as ours, for their Model and build", () => {
+    const labels = {
+      "app.kubernetes.io/managed-by": "modelship",
+      "modelship.dev/model": "iris",
+      "modelship.dev/build": "iris-3",
+    };
+    expect(job.metadata.labels).toStrictEqual(labels);
+    expect(job.spec.template.metadata.labels).toStrictEqual(labels);
+  });
+
+  it.each<[string, Record<string, string> | undefined, boolean]>([
+    ["ours, for this build", job.metadata.labels, true],
+    ["ours, for another build", { ...job.metadata.labels, "modelship.dev/build": "iris-4" }, false],
+    ["someone else's, with our build label", { "modelship.dev/build": "iris-3" }, false],
+    ["no labels", undefined, false],
+  ])("isOwnJob: %s → %s", (_, labels, expected) => {
+    expect(
+      isOwnJob({ metadata: { name: "build-iris-3", ...(labels ? { labels } : {}) } }, build()),
+    ).toBe(expected);
+  });
 
   it("is named after the build, owned by it, and bounded in time", () => {
     expect(job.metadata).toMatchObject({ name: "build-iris-3", namespace: "models" });
@@ -262,7 +289,7 @@ describe("workloadObjects", () => {
   const built = build();
   built.status = { phase: "Succeeded", image: `registry/iris@${DIGEST}` };
   const spec: RolloutSpec = {
-    key: "models/iris",
+    deployment: { namespace: "models", name: "iris" },
     model: "iris",
     deploymentId: 7,
     build: built,
@@ -270,9 +297,9 @@ describe("workloadObjects", () => {
     env: { B: "2", A: "1" },
     timeoutSeconds: 30,
     resources: { cpu: "500m", memory: "2Gi", gpu: 1 },
-    owner: { name: "iris", uid: "uid-9" },
+    ownerUid: "uid-9",
   };
-  const [deployment, service] = workloadObjects(spec, "models") as any[];
+  const [deployment, service] = workloadObjects(spec) as any[];
   const container = deployment.spec.template.spec.containers[0];
 
   it("rolls out without lowering capacity, and marks the rollout in the template", () => {
@@ -303,6 +330,243 @@ describe("workloadObjects", () => {
   it("puts a Service in front of the replicas", () => {
     expect(service.spec.selector).toEqual({ "modelship.dev/deployment": "iris" });
     expect(service.spec.ports).toEqual([{ name: "http", port: 80, targetPort: "http" }]);
+  });
+
+  it.each([
+    ["the Deployment", deployment],
+    ["the Service", service],
+    ["the pod template", deployment.spec.template],
+  ])("labels %s as ours, for its ModelDeployment and Model", (_, object) => {
+    expect(object.metadata.labels).toMatchObject({
+      "app.kubernetes.io/managed-by": "modelship",
+      "modelship.dev/deployment": "iris",
+      "modelship.dev/model": "iris",
+    });
+  });
+
+  it.each([
+    ["the Deployment", deployment],
+    ["the Service", service],
+  ])("makes the ModelDeployment the controller of %s", (_, object) => {
+    expect(object.metadata).toMatchObject({ name: "iris", namespace: "models" });
+    expect(object.metadata.ownerReferences).toEqual([
+      {
+        apiVersion: "modelship.dev/v1alpha1",
+        kind: "ModelDeployment",
+        name: "iris",
+        uid: "uid-9",
+        controller: true,
+        blockOwnerDeletion: true,
+      },
+    ]);
+  });
+
+  it("names no owner without the ModelDeployment's uid", () => {
+    const { ownerUid: _, ...unowned } = spec;
+    const [alone] = workloadObjects(unowned) as any[];
+    expect(alone.metadata.ownerReferences).toBeUndefined();
+  });
+});
+
+describe("isOurs (what stop() may delete)", () => {
+  const object = (labels?: Record<string, string>) => ({
+    metadata: { name: "iris", ...(labels ? { labels } : {}) },
+  });
+  it.each<[string, Record<string, string> | undefined, boolean]>([
+    [
+      "our labels, this deployment",
+      { "app.kubernetes.io/managed-by": "modelship", "modelship.dev/deployment": "iris" },
+      true,
+    ],
+    [
+      "our labels, another deployment",
+      { "app.kubernetes.io/managed-by": "modelship", "modelship.dev/deployment": "other" },
+      false,
+    ],
+    ["the deployment label without managed-by", { "modelship.dev/deployment": "iris" }, false],
+    [
+      "part of the installation, not made by us",
+      { "app.kubernetes.io/part-of": "modelship" },
+      false,
+    ],
+    ["no labels", undefined, false],
+  ])("%s → %s", (_, labels, expected) => {
+    expect(isOurs(object(labels), "iris")).toBe(expected);
+  });
+});
+
+describe("driftOf (the live workload against the last apply)", () => {
+  const built = build();
+  built.status = { phase: "Succeeded", image: "registry/iris@sha256:1" };
+  const [deployment, service] = workloadObjects({
+    deployment: { namespace: "models", name: "iris" },
+    model: "iris",
+    deploymentId: 7,
+    build: built,
+    replicas: 3,
+    env: {},
+    timeoutSeconds: 30,
+  });
+  const wanted = { deployment, service };
+  /** The wanted Deployment as the API server returns it, changed by `edit`. */
+  const live = (edit: (object: any) => void = () => {}): DeploymentObject => {
+    const object = structuredClone(deployment) as any;
+    // Fields the server defaults or adds are not drift.
+    object.metadata.uid = "u";
+    object.metadata.resourceVersion = "12";
+    object.spec.revisionHistoryLimit = 10;
+    object.spec.template.spec.containers[0].imagePullPolicy = "IfNotPresent";
+    object.status = { observedGeneration: 1, replicas: 3 };
+    edit(object);
+    return object;
+  };
+  it.each<[string, { deployment?: DeploymentObject; service?: object }, string | undefined]>([
+    ["as applied, with server defaults", { deployment: live(), service }, undefined],
+    ["the Deployment deleted", { service }, "Deployment iris is missing"],
+    ["the Service deleted", { deployment: live() }, "Service iris is missing"],
+    [
+      "scaled by hand",
+      { deployment: live((object) => (object.spec.replicas = 1)), service },
+      "Deployment iris has 1 replicas, not 3",
+    ],
+    [
+      "another rollout's template",
+      {
+        deployment: live(
+          (object) =>
+            (object.spec.template.metadata.annotations["modelship.dev/deployment-id"] = "6"),
+        ),
+        service,
+      },
+      "Deployment iris runs deployment id 6, not 7",
+    ],
+    [
+      "another image",
+      {
+        deployment: live((object) => (object.spec.template.spec.containers[0].image = "x:1")),
+        service,
+      },
+      "Deployment iris runs image x:1, not registry/iris@sha256:1",
+    ],
+  ])("%s → %s", (_, workload, expected) => {
+    expect(driftOf(workload as never, wanted)).toBe(expected);
+  });
+});
+
+describe("finalizerPatch (a JSON Patch guarded by the list it changes)", () => {
+  const object = (finalizers?: string[]) => ({
+    metadata: { name: "repo", resourceVersion: "41", ...(finalizers ? { finalizers } : {}) },
+  });
+  const F = "modelship.dev/finalizer";
+  it.each<[string, string[] | undefined, boolean, object[] | undefined]>([
+    [
+      "the first finalizer: no list to test, so the resourceVersion",
+      undefined,
+      true,
+      [
+        { op: "test", path: "/metadata/resourceVersion", value: "41" },
+        { op: "add", path: "/metadata/finalizers", value: [F] },
+      ],
+    ],
+    [
+      "one more finalizer",
+      ["other"],
+      true,
+      [
+        { op: "test", path: "/metadata/finalizers", value: ["other"] },
+        { op: "replace", path: "/metadata/finalizers", value: ["other", F] },
+      ],
+    ],
+    [
+      "removing ours, keeping another's",
+      [F, "other"],
+      false,
+      [
+        { op: "test", path: "/metadata/finalizers", value: [F, "other"] },
+        { op: "replace", path: "/metadata/finalizers", value: ["other"] },
+      ],
+    ],
+    ["already there", [F], true, undefined],
+    ["already gone", ["other"], false, undefined],
+    ["no list, nothing to remove", undefined, false, undefined],
+  ])("%s", (_, finalizers, present, expected) => {
+    expect(finalizerPatch(object(finalizers), F, present)).toEqual(expected);
+  });
+});
+
+describe("appliedFields (what a server-side apply sends)", () => {
+  it("sends spec, labels, annotations and owner references; never status, finalizers or server fields", () => {
+    const stored = {
+      apiVersion: "modelship.dev/v1alpha1",
+      kind: "ModelRepository",
+      metadata: {
+        name: "repo",
+        labels: { a: "1" },
+        annotations: { b: "2" },
+        ownerReferences: [{ apiVersion: "v1", kind: "X", name: "x", uid: "u" }],
+        uid: "uid-1",
+        resourceVersion: "9",
+        generation: 3,
+        finalizers: ["modelship.dev/finalizer"],
+      },
+      spec: { url: "https://git.example.com/m.git" },
+      status: { observedGeneration: 3 },
+    } as unknown as ModelRepository;
+    expect(appliedFields(stored, "models")).toEqual({
+      apiVersion: "modelship.dev/v1alpha1",
+      kind: "ModelRepository",
+      metadata: {
+        name: "repo",
+        namespace: "models",
+        labels: { a: "1" },
+        annotations: { b: "2" },
+        ownerReferences: [{ apiVersion: "v1", kind: "X", name: "x", uid: "u" }],
+      },
+      spec: { url: "https://git.example.com/m.git" },
+    });
+  });
+});
+
+describe("eventObject (a core/v1 Event)", () => {
+  it("names the object, the reason and the reporter, labelled as ours", () => {
+    const at = new Date("2026-11-24T12:00:00.123Z");
+    expect(
+      eventObject(
+        {
+          type: "Warning",
+          reason: "BuildFailed",
+          message: "x".repeat(2000),
+          involved: { kind: "ModelBuild", namespace: "models", name: "iris-3", uid: "uid-3" },
+          at,
+        },
+        "iris-3.1",
+        "host-1",
+      ),
+    ).toEqual({
+      apiVersion: "v1",
+      kind: "Event",
+      metadata: {
+        name: "iris-3.1",
+        namespace: "models",
+        labels: { "app.kubernetes.io/managed-by": "modelship" },
+      },
+      involvedObject: {
+        apiVersion: "modelship.dev/v1alpha1",
+        kind: "ModelBuild",
+        namespace: "models",
+        name: "iris-3",
+        uid: "uid-3",
+      },
+      type: "Warning",
+      reason: "BuildFailed",
+      message: "x".repeat(1024),
+      source: { component: "modelship-controller", host: "host-1" },
+      reportingComponent: "modelship-controller",
+      reportingInstance: "host-1",
+      firstTimestamp: "2026-11-24T12:00:00Z",
+      lastTimestamp: "2026-11-24T12:00:00Z",
+      count: 1,
+    });
   });
 });
 

@@ -96,10 +96,35 @@ export interface TestCluster {
   dir: string;
   /** Log file (stdout and stderr) of each process. */
   logs: Record<Component, string>;
-  /** Process id of each process. */
+  /** Process id of each process (kube-apiserver's changes with startApiServer). */
   pids: Record<Component, number>;
   /** Runs the real kubectl against this cluster (synchronously). */
   kubectl(args: string[], input?: string): KubectlResult;
+  /** kubectl that must succeed: its stdout, or an error with its stderr. */
+  kubectlOk(args: string[], input?: string): string;
+  /**
+   * Runs kubectl without blocking this process: what a test must use while a controller runs in
+   * the same process (a `kubectl wait` run synchronously would freeze the controller it waits for).
+   */
+  kubectlAsync(args: string[], input?: string): Promise<KubectlResult>;
+  /** etcd's client URL (plain HTTP on 127.0.0.1). */
+  etcdUrl: string;
+  /**
+   * Compacts etcd up to its current revision and returns it: every older resourceVersion of a
+   * resource without a watch cache (UNCACHED_RESOURCE) is then gone, and a watch from one
+   * gets 410 Gone.
+   */
+  compactEtcd(): Promise<number>;
+  /**
+   * Stops kube-apiserver alone (SIGTERM, then SIGKILL after a grace period), as an API server
+   * outage looks to clients: connections reset, then refused. etcd and the rest keep running.
+   */
+  stopApiServer(): Promise<void>;
+  /**
+   * Starts kube-apiserver again with the same flags, port, certificates and etcd data, and
+   * resolves once it answers /readyz (its pid in `pids` is the new one).
+   */
+  startApiServer(): Promise<void>;
   /** Kills every process (SIGTERM, then SIGKILL after a grace period) and removes the temp dir. */
   stop(): Promise<void>;
 }
@@ -110,6 +135,22 @@ export interface StartOptions {
   /** Keep the temp dir (logs) after stop() or a failed start; also MODELSHIP_K8S_KEEP=1. */
   keepDir?: boolean;
 }
+
+/**
+ * Where kwok takes pod IPs from: an administratively scoped multicast range, because it is the
+ * one kind of address that both passes the API server's EndpointSlice validation (which refuses
+ * loopback, link-local and unspecified endpoint addresses: with 127.x the EndpointSlice
+ * controller cannot write any slice) and can never carry a TCP byte: Linux refuses a TCP
+ * connect to a multicast address with ENETUNREACH before sending anything (tcp_v4_connect), so
+ * code under test that calls a pod IP fails at once on this machine instead of reaching a
+ * network.
+ */
+export const POD_CIDR = "239.255.0.0/16";
+/** The fake nodes' InternalIP. */
+export const NODE_IP = "127.0.0.1";
+const NODE_LEASE_SECONDS = 40;
+/** The resource whose watches compactEtcd() can expire (no watch cache in the apiserver). */
+export const UNCACHED_RESOURCE = "podtemplates";
 
 const KUBECTL = process.env.KUBECTL || "kubectl";
 const START_TIMEOUT_MS = 120_000;
@@ -264,7 +305,7 @@ async function startOnce(options: StartOptions): Promise<TestCluster> {
     writeFileSync(tokenFile, `${token},admin,admin-uid,"system:masters"\n`, { mode: 0o600 });
     const certDir = join(dir, "apiserver-certs");
     mkdirSync(certDir);
-    const apiserver = launch("kube-apiserver", [
+    const apiserverArgs = [
       `--etcd-servers=${etcdUrl}`,
       "--bind-address=127.0.0.1",
       // Without it the apiserver looks for a default route to pick its address, and exits on a
@@ -280,17 +321,23 @@ async function startOnce(options: StartOptions): Promise<TestCluster> {
       "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
       `--service-account-key-file=${saPub}`,
       `--service-account-signing-key-file=${saKey}`,
-    ]);
-    await waitFor(
-      "kube-apiserver /readyz",
-      apiserver,
-      [etcd, apiserver],
-      START_TIMEOUT_MS,
-      async () => {
-        const answer = await get(`${server}/readyz`, { insecure: true });
-        return answer.status === 200;
-      },
-    );
+      // PodTemplates (which nothing here uses) get no watch cache: their watches are served
+      // from etcd, so compactEtcd() can make a watch's resourceVersion expire (410 Gone).
+      `--watch-cache-sizes=${UNCACHED_RESOURCE}#0`,
+    ];
+    const apiserverReady = (apiserver: Proc): Promise<void> =>
+      waitFor(
+        "kube-apiserver /readyz",
+        apiserver,
+        [etcd, apiserver],
+        START_TIMEOUT_MS,
+        async () => {
+          const answer = await get(`${server}/readyz`, { insecure: true });
+          return answer.status === 200;
+        },
+      );
+    let apiserver = launch("kube-apiserver", apiserverArgs);
+    await apiserverReady(apiserver);
     const caPem = readServingCa(join(certDir, "apiserver.crt"));
     const caPath = join(dir, "ca.crt");
     writeFileSync(caPath, caPem);
@@ -330,8 +377,14 @@ async function startOnce(options: StartOptions): Promise<TestCluster> {
         `--manage-nodes-with-annotation-selector=${KWOK_NODE_ANNOTATION}=fake`,
         // Its health endpoint (plain HTTP); without it kwok serves nothing.
         `--server-address=127.0.0.1:${kwokPort}`,
-        // Fake pod IPs: written into pod status, never routed.
-        "--cidr=10.244.0.0/16",
+        // Pod IPs that no TCP connection can reach (see POD_CIDR).
+        `--cidr=${POD_CIDR}`,
+        // The node's address too: the apiserver dials it for `kubectl logs` and `exec`.
+        `--node-ip=${NODE_IP}`,
+        // kwok creates and renews each node's Lease in kube-node-lease (every 10 s). Without
+        // it kwok refreshes the node's status only about once a minute, at the edge of the node
+        // lifecycle controller's grace period, and nodes were seen going NotReady.
+        `--node-lease-duration-seconds=${NODE_LEASE_SECONDS}`,
       ],
       // kwok also reads ~/.kwok/kwok.yaml when it exists: keep the user's config out.
       { HOME: dir },
@@ -387,6 +440,27 @@ async function startOnce(options: StartOptions): Promise<TestCluster> {
     });
 
     const cacheDir = join(dir, "kubectl-cache");
+    const kubectlArgs = (args: string[]) => [
+      `--kubeconfig=${kubeconfigPath}`,
+      `--cache-dir=${cacheDir}`,
+      ...args,
+    ];
+    const kubectlEnv = { ...process.env, KUBECONFIG: kubeconfigPath };
+    const kubectl = (args: string[], input?: string): KubectlResult => {
+      const result = spawnSync(KUBECTL, kubectlArgs(args), {
+        input,
+        encoding: "utf8",
+        timeout: 180_000,
+        maxBuffer: 64 * 1024 * 1024,
+        env: kubectlEnv,
+      });
+      return {
+        status: result.status,
+        stdout: result.stdout ?? "",
+        stderr: (result.stderr ?? "") + (result.error ? `\n${result.error.message}` : ""),
+      };
+    };
+
     const logs = Object.fromEntries(all.map((p) => [p.name, p.log])) as Record<Component, string>;
     const pids = Object.fromEntries(all.map((p) => [p.name, p.child.pid ?? -1])) as Record<
       Component,
@@ -401,23 +475,57 @@ async function startOnce(options: StartOptions): Promise<TestCluster> {
       dir,
       logs,
       pids,
-      kubectl(args: string[], input?: string): KubectlResult {
-        const result = spawnSync(
-          KUBECTL,
-          [`--kubeconfig=${kubeconfigPath}`, `--cache-dir=${cacheDir}`, ...args],
-          {
-            input,
-            encoding: "utf8",
-            timeout: 180_000,
-            maxBuffer: 64 * 1024 * 1024,
-            env: { ...process.env, KUBECONFIG: kubeconfigPath },
-          },
+      kubectl,
+      kubectlOk(args: string[], input?: string): string {
+        const result = kubectl(args, input);
+        if (result.status !== 0) throw new Error(`kubectl ${args.join(" ")}: ${result.stderr}`);
+        return result.stdout;
+      },
+      kubectlAsync(args: string[], input?: string): Promise<KubectlResult> {
+        return new Promise((resolve) => {
+          const child = spawn(KUBECTL, kubectlArgs(args), {
+            env: kubectlEnv,
+            stdio: ["pipe", "pipe", "pipe"],
+          });
+          let stdout = "";
+          let stderr = "";
+          child.stdout.on("data", (chunk) => {
+            stdout += chunk;
+          });
+          child.stderr.on("data", (chunk) => {
+            stderr += chunk;
+          });
+          const timer = setTimeout(() => child.kill("SIGKILL"), 180_000);
+          child.once("error", (error) => {
+            stderr += `\n${error.message}`;
+          });
+          child.once("close", (status) => {
+            clearTimeout(timer);
+            resolve({ status, stdout, stderr });
+          });
+          child.stdin.end(input);
+        });
+      },
+      etcdUrl,
+      async compactEtcd(): Promise<number> {
+        // etcd's JSON gateway: the revision is in any answer's header.
+        const status = await post(`${etcdUrl}/v3/maintenance/status`, {});
+        const revision = Number(
+          (JSON.parse(status) as { header: { revision: string } }).header.revision,
         );
-        return {
-          status: result.status,
-          stdout: result.stdout ?? "",
-          stderr: (result.stderr ?? "") + (result.error ? `\n${result.error.message}` : ""),
-        };
+        await post(`${etcdUrl}/v3/kv/compaction`, { revision: String(revision), physical: true });
+        return revision;
+      },
+      async stopApiServer(): Promise<void> {
+        await stopProcs([apiserver]);
+      },
+      async startApiServer(): Promise<void> {
+        if (apiserver.exited === null) throw new Error("kube-apiserver is already running");
+        // The same flags and the same etcd: same port, same data. It finds its serving
+        // certificate in --cert-dir and keeps it, so the kubeconfig's CA still verifies it.
+        apiserver = launch("kube-apiserver", apiserverArgs);
+        pids["kube-apiserver"] = apiserver.child.pid ?? -1;
+        await apiserverReady(apiserver);
       },
       stop,
     };
@@ -589,6 +697,13 @@ interface Api {
   server: string;
   ca: string;
   token: string;
+}
+
+/** POSTs JSON to etcd's gateway; the answer's body, or an error for any status but 200. */
+async function post(url: string, body: object): Promise<string> {
+  const answer = await get(url, { method: "POST", body: JSON.stringify(body) });
+  if (answer.status !== 200) throw new Error(`POST ${url}: HTTP ${answer.status} ${answer.body}`);
+  return answer.body;
 }
 
 function send(api: Api, method: string, path: string, body?: object): Promise<Answer> {

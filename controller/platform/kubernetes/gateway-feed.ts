@@ -1,11 +1,13 @@
 // The gateway's registry port on Kubernetes: models and deployments from their informers,
 // replicas from EndpointSlices, keys from the Secret `modelship-keys` (`access.<model>` holds a
 // model's access key, `apikeys.json` the hashed API key records). Every change feeds the gateway.
+// stop() ends the watches and any key read in flight: nothing is left running or connected.
 import type { GatewayConfig } from "../../gateway/config.ts";
 import type { Gateway } from "../../gateway/gateway.ts";
 import { type ApiKeyRecord, hashKey } from "../../gateway/keys.ts";
-import { gatewayConfigFrom } from "../../gateway/routes.ts";
+import { gatewayConfigFrom } from "../routes.ts";
 import { isNotFound, type KubeClient } from "./client.ts";
+import type { InformerTimings } from "./informer.ts";
 import { KubeRuntime } from "./runtime.ts";
 import { KubeStore } from "./store.ts";
 
@@ -24,6 +26,8 @@ export class KubeGatewayFeed {
   };
   private scheduled = false;
   private keyTimer: NodeJS.Timeout | undefined;
+  /** Aborts a key read in flight when the feed stops. */
+  private readonly stopping = new AbortController();
   private readonly log: (line: string) => void;
 
   constructor(
@@ -31,18 +35,18 @@ export class KubeGatewayFeed {
     namespace: string,
     gateway: Gateway,
     log: (line: string) => void,
+    timings: Partial<InformerTimings> = {},
   ) {
     this.client = client;
     this.namespace = namespace;
     this.gateway = gateway;
     this.log = log;
-    this.store = new KubeStore(client, namespace, log);
-    this.runtime = new KubeRuntime(client, namespace, () => this.schedule());
+    this.store = new KubeStore(client, namespace, log, timings);
+    this.runtime = new KubeRuntime(client, namespace, () => this.schedule(), { log, timings });
   }
 
   async start(): Promise<void> {
-    await this.store.start();
-    await this.runtime.start();
+    await Promise.all([this.store.start(), this.runtime.start()]);
     this.store.watch(() => this.schedule());
     await this.loadKeys();
     this.keyTimer = setInterval(
@@ -58,8 +62,8 @@ export class KubeGatewayFeed {
 
   async stop(): Promise<void> {
     clearInterval(this.keyTimer);
-    await this.runtime.stopWatching();
-    await this.store.stop();
+    this.stopping.abort();
+    await Promise.all([this.runtime.stopWatching(), this.store.stop()]);
   }
 
   private async loadKeys(): Promise<void> {
@@ -67,6 +71,9 @@ export class KubeGatewayFeed {
       const secret = await this.client.request<{ data?: Record<string, string> }>(
         "GET",
         `/api/v1/namespaces/${this.namespace}/secrets/${KEYS_SECRET}`,
+        undefined,
+        undefined,
+        { signal: this.stopping.signal },
       );
       const decoded = Object.entries(secret.data ?? {}).map(
         ([key, value]) => [key, Buffer.from(value, "base64").toString("utf8")] as const,
@@ -82,13 +89,14 @@ export class KubeGatewayFeed {
         ) as ApiKeyRecord[],
       };
     } catch (error) {
-      if (!isNotFound(error))
+      if (!isNotFound(error) && !this.stopping.signal.aborted)
         this.log(`gateway: cannot read Secret ${KEYS_SECRET}: ${(error as Error).message}`);
     }
   }
 
   private schedule(): void {
-    if (this.scheduled) return;
+    // A stopped feed no longer feeds: the gateway may be closing.
+    if (this.scheduled || this.stopping.signal.aborted) return;
     this.scheduled = true;
     queueMicrotask(() => {
       this.scheduled = false;
@@ -100,13 +108,14 @@ export class KubeGatewayFeed {
     return gatewayConfigFrom({
       store: this.store,
       namespace: this.namespace,
-      readyReplicas: (key) =>
+      readyReplicas: (deployment) =>
         this.runtime
-          .replicas(key)
+          .replicas(deployment)
           .filter((replica) => replica.ready)
           .map(({ id, url }) => ({ id, url })),
-      accessKeyHash: (modelKey) => {
-        const key = this.keys.access.get(modelKey.split("/")[1] ?? modelKey);
+      // The installation's one namespace: the Secret holds `access.<model>`.
+      accessKeyHash: (model) => {
+        const key = this.keys.access.get(model.name);
         return key ? hashKey(key) : undefined;
       },
       apiKeys: this.keys.apiKeys,

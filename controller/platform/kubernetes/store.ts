@@ -1,143 +1,239 @@
-// The Kubernetes platform's Store: an informer per kind (list, then watch; restarted with
-// backoff when the watch fails, and relisted on a timer), server-side apply with the field
-// manager `modelship`, status through the status subresource, and a deployment-id counter in a
-// ConfigMap updated with optimistic concurrency.
-import {
-  type Informer,
-  type KubernetesObject,
-  makeInformer,
-  type ObjectCache,
-} from "@kubernetes/client-node";
+// The Kubernetes platform's Store: an informer per kind (informer.ts), server-side apply with the
+// field manager `modelship`, status through the status subresource, deletes with a uid
+// precondition, finalizers by guarded JSON Patch, and a deployment-id counter in a ConfigMap
+// updated with optimistic concurrency. A write resolves once the cache holds it (read your
+// writes), so that the next pass never acts on the state from before its own write.
 import { KINDS, type Kind } from "../../api/schemas.ts";
-import type { Resource, ResourceOf, Store, WatchEvent } from "../ports.ts";
-import { customPath, isConflict, isNotFound, type KubeClient } from "./client.ts";
+import { LABEL_MANAGED_BY, MANAGED_BY } from "../../core/labels.ts";
+import type { CallOptions, Resource, ResourceOf, Store, WatchEvent } from "../../core/ports.ts";
+import {
+  customPath,
+  isConflict,
+  isInvalid,
+  isNotFound,
+  type KubeClient,
+  PLURALS,
+} from "./client.ts";
+import {
+  type Change,
+  Informer,
+  type InformerTimings,
+  type KubeObject,
+  versionOf,
+} from "./informer.ts";
 
 /** How long a write waits for its own change to reach the cache (read your writes). */
 const CACHE_WAIT_MS = 5000;
-/** A full relist now and then, in case a watch silently missed an event. */
-const RELIST_MS = 10 * 60_000;
-const MAX_RESTART_BACKOFF_MS = 30_000;
+/** A finalizer change re-reads and tries again this often when someone else changed the list. */
+const FINALIZER_ATTEMPTS = 5;
+const ID_ATTEMPTS = 20;
 
 export const ID_CONFIG_MAP = "modelship-state";
 
-type Cached = Informer<KubernetesObject> & ObjectCache<KubernetesObject>;
+const WATCH_TYPES = { add: "ADDED", update: "MODIFIED", delete: "DELETED" } as const;
 
-function versionOf(object: unknown): number {
-  return Number(
-    (object as { metadata?: { resourceVersion?: string } } | undefined)?.metadata
-      ?.resourceVersion ?? 0,
-  );
+/**
+ * What an apply sends: spec (and any other top-level field but status), and of the metadata
+ * only name, namespace, labels, annotations and owner references. The server's own fields
+ * (uid, resourceVersion…) would act as preconditions, and finalizers belong to setFinalizer:
+ * applying them would make them ours and remove others' on the next apply.
+ */
+export function appliedFields(object: Resource, namespace: string): Record<string, unknown> {
+  const { status: _status, metadata, ...rest } = object as Resource & { status?: unknown };
+  const { labels, annotations, ownerReferences } = metadata as {
+    labels?: Record<string, string>;
+    annotations?: Record<string, string>;
+    ownerReferences?: unknown[];
+  };
+  return {
+    ...rest,
+    metadata: {
+      name: metadata.name,
+      namespace,
+      ...(labels ? { labels } : {}),
+      ...(annotations ? { annotations } : {}),
+      ...(ownerReferences ? { ownerReferences } : {}),
+    },
+  };
+}
+
+type JsonPatch = { op: "test" | "add" | "replace"; path: string; value: unknown }[];
+
+/**
+ * The JSON Patch that adds or removes `finalizer`, guarded by a `test` of the list it was
+ * computed from (a concurrent change fails the test instead of being overwritten). With no list
+ * yet, there is nothing to test: the resourceVersion guards instead. Undefined: nothing to do.
+ */
+export function finalizerPatch(
+  object: KubeObject,
+  finalizer: string,
+  present: boolean,
+): JsonPatch | undefined {
+  const current = object.metadata.finalizers;
+  if ((current?.includes(finalizer) ?? false) === present) return undefined;
+  if (current === undefined) {
+    return [
+      { op: "test", path: "/metadata/resourceVersion", value: object.metadata.resourceVersion },
+      { op: "add", path: "/metadata/finalizers", value: [finalizer] },
+    ];
+  }
+  const next = present ? [...current, finalizer] : current.filter((name) => name !== finalizer);
+  return [
+    { op: "test", path: "/metadata/finalizers", value: current },
+    { op: "replace", path: "/metadata/finalizers", value: next },
+  ];
+}
+
+/**
+ * When the cache shows a finalizer patch: at its version, or gone when the patch removed the
+ * last finalizer of an object being deleted (the API server deletes it right after).
+ */
+function showsFinalizerPatch(patched: KubeObject): (cached: KubeObject | undefined) => boolean {
+  const released =
+    Boolean(patched.metadata.deletionTimestamp) && !patched.metadata.finalizers?.length;
+  return (cached) =>
+    !cached ||
+    cached.metadata.uid !== patched.metadata.uid ||
+    (!released && versionOf(cached) >= versionOf(patched));
+}
+
+/** Background: the garbage collector removes the dependents after the object. */
+function deleteOptions(uid: string | undefined): Record<string, unknown> {
+  return {
+    apiVersion: "v1",
+    kind: "DeleteOptions",
+    propagationPolicy: "Background",
+    ...(uid ? { preconditions: { uid } } : {}),
+  };
+}
+
+/** A DELETE answers with the object (held by finalizers) or a Status naming it. */
+interface DeleteAnswer {
+  metadata?: { uid?: string };
+  details?: { uid?: string };
+}
+
+interface IdConfigMap {
+  metadata: { resourceVersion: string; labels?: Record<string, string> };
+  data?: Record<string, string>;
 }
 
 export class KubeStore implements Store {
   private readonly client: KubeClient;
   readonly namespace: string;
-  private readonly informers = new Map<Kind, Cached>();
+  private readonly informers = new Map<Kind, Informer<KubeObject>>();
   private readonly listeners = new Set<(event: WatchEvent) => void>();
-  private relistTimer: NodeJS.Timeout | undefined;
-  private stopped = false;
   private readonly log: (line: string) => void;
+  private readonly timings: Partial<InformerTimings>;
 
-  constructor(client: KubeClient, namespace: string, log: (line: string) => void = () => {}) {
+  constructor(
+    client: KubeClient,
+    namespace: string,
+    log: (line: string) => void = () => {},
+    timings: Partial<InformerTimings> = {},
+  ) {
     this.client = client;
     this.namespace = namespace;
     this.log = log;
+    this.timings = timings;
   }
 
   /** Lists every kind and starts watching; resolves once the caches are filled. */
   async start(): Promise<void> {
-    await Promise.all(KINDS.map((kind) => this.startInformer(kind)));
-    this.relistTimer = setInterval(() => {
-      for (const informer of this.informers.values()) {
-        informer
-          .stop()
-          .then(() => informer.start())
-          .catch(() => {});
-      }
-    }, RELIST_MS);
-    this.relistTimer.unref();
+    for (const kind of KINDS) {
+      const informer = new Informer<KubeObject>({
+        client: this.client,
+        path: customPath(kind, this.namespace),
+        resource: `${PLURALS[kind]} in ${this.namespace}`,
+        log: this.log,
+        timings: this.timings,
+      });
+      informer.onChange((change) => this.emit(change));
+      this.informers.set(kind, informer);
+    }
+    await Promise.all([...this.informers.values()].map((informer) => informer.start()));
   }
 
-  private async startInformer(kind: Kind): Promise<void> {
-    const path = customPath(kind, this.namespace);
-    const informer = makeInformer(this.client.config, path, () =>
-      this.client.request("GET", path),
-    ) as Cached;
-    const emit = (type: WatchEvent["type"]) => (object: KubernetesObject) => {
-      for (const listener of this.listeners)
-        listener({ type, object: object as unknown as Resource });
-    };
-    informer.on("add", emit("ADDED"));
-    informer.on("update", emit("MODIFIED"));
-    informer.on("delete", emit("DELETED"));
-    let failures = 0;
-    informer.on("error", (error) => {
-      if (this.stopped) return;
-      failures += 1;
-      const wait = Math.min(500 * 2 ** (failures - 1), MAX_RESTART_BACKOFF_MS);
-      this.log(
-        `watch of ${kind} failed (${(error as Error)?.message ?? error}); restarting in ${wait} ms`,
-      );
-      setTimeout(() => {
-        if (!this.stopped)
-          informer.start().then(
-            () => (failures = 0),
-            () => {},
-          );
-      }, wait);
-    });
-    this.informers.set(kind, informer);
-    await informer.start();
-  }
-
+  /** Stops every watch (their sockets close at once). */
   async stop(): Promise<void> {
-    this.stopped = true;
-    clearInterval(this.relistTimer);
     await Promise.all([...this.informers.values()].map((informer) => informer.stop()));
   }
 
-  private cache(kind: Kind): Cached {
+  private emit(change: Change<KubeObject>): void {
+    const event: WatchEvent = {
+      type: WATCH_TYPES[change.type],
+      object: structuredClone(change.object) as unknown as Resource,
+    };
+    for (const listener of this.listeners) listener(event);
+  }
+
+  private informer(kind: Kind): Informer<KubeObject> {
     const informer = this.informers.get(kind);
     if (!informer) throw new Error("the store has not been started");
     return informer;
   }
 
   get<K extends Kind>(kind: K, namespace: string, name: string): ResourceOf[K] | undefined {
-    const object = this.cache(kind).get(name, namespace);
+    const object = this.informer(kind).get(namespace, name);
     return object ? (structuredClone(object) as unknown as ResourceOf[K]) : undefined;
   }
 
   list<K extends Kind>(kind: K, namespace?: string): ResourceOf[K][] {
-    return this.cache(kind)
+    return this.informer(kind)
       .list(namespace)
       .map((object) => structuredClone(object) as unknown as ResourceOf[K])
       .sort((a, b) => a.metadata.name.localeCompare(b.metadata.name));
   }
 
-  /** Waits until the cache holds the object at `version` or later (or its deletion). */
+  /**
+   * Waits (up to CACHE_WAIT_MS) until the cache shows the write. The write itself has
+   * succeeded: a slow cache or an abort ends the wait, never with an error.
+   */
   private async settle(
     kind: Kind,
-    name: string,
     namespace: string,
-    version: number | "gone",
+    name: string,
+    done: (cached: KubeObject | undefined) => boolean,
+    signal: AbortSignal | undefined,
   ): Promise<void> {
-    const deadline = Date.now() + CACHE_WAIT_MS;
-    while (Date.now() < deadline) {
-      const cached = this.cache(kind).get(name, namespace);
-      if (version === "gone" ? !cached : versionOf(cached) >= version) return;
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
+    await this.informer(kind).waitFor(namespace, name, done, {
+      timeoutMs: CACHE_WAIT_MS,
+      ...(signal ? { signal } : {}),
+    });
   }
 
-  async apply<R extends Resource>(object: R): Promise<R> {
+  /** Until the cache has the object at `version` or later, or no longer has it. */
+  private settleAt(
+    kind: Kind,
+    namespace: string,
+    name: string,
+    version: number,
+    signal: AbortSignal | undefined,
+  ): Promise<void> {
+    return this.settle(
+      kind,
+      namespace,
+      name,
+      (cached) => !cached || versionOf(cached) >= version,
+      signal,
+    );
+  }
+
+  async apply<R extends Resource>(object: R, options: CallOptions = {}): Promise<R> {
     const namespace = object.metadata.namespace ?? this.namespace;
-    const { status: _status, ...withoutStatus } = object as R & { status?: unknown };
-    const body = { ...withoutStatus, metadata: { ...object.metadata, namespace } };
     const applied = await this.client.apply<R>(
       customPath(object.kind, namespace, object.metadata.name),
-      body,
+      appliedFields(object, namespace),
+      options,
     );
-    await this.settle(object.kind, object.metadata.name, namespace, versionOf(applied));
+    // Unlike settleAt, an object not yet in the cache is waited for: it may be new.
+    await this.settle(
+      object.kind,
+      namespace,
+      object.metadata.name,
+      (cached) => versionOf(cached) >= versionOf(applied as unknown as KubeObject),
+      options.signal,
+    );
     return applied;
   }
 
@@ -146,29 +242,97 @@ export class KubeStore implements Store {
     namespace: string,
     name: string,
     status: NonNullable<ResourceOf[K]["status"]>,
+    options: CallOptions = {},
   ): Promise<ResourceOf[K]> {
     const patched = await this.client.apply<ResourceOf[K]>(
       `${customPath(kind, namespace, name)}/status`,
-      {
-        apiVersion: "modelship.dev/v1alpha1",
-        kind,
-        metadata: { name, namespace },
-        status,
-      },
+      { apiVersion: "modelship.dev/v1alpha1", kind, metadata: { name, namespace }, status },
+      options,
     );
-    await this.settle(kind, name, namespace, versionOf(patched));
+    await this.settleAt(
+      kind,
+      namespace,
+      name,
+      versionOf(patched as unknown as KubeObject),
+      options.signal,
+    );
     return patched;
   }
 
-  async delete(kind: Kind, namespace: string, name: string): Promise<boolean> {
+  async delete(
+    kind: Kind,
+    namespace: string,
+    name: string,
+    options: CallOptions & { uid?: string } = {},
+  ): Promise<boolean> {
+    let answer: DeleteAnswer;
     try {
-      await this.client.request("DELETE", customPath(kind, namespace, name));
+      answer = await this.client.request<DeleteAnswer>(
+        "DELETE",
+        customPath(kind, namespace, name),
+        deleteOptions(options.uid),
+        undefined,
+        options,
+      );
     } catch (error) {
       if (isNotFound(error)) return false;
+      // The uid precondition failed: what has the name now is a namesake, not the object meant.
+      if (options.uid && isConflict(error)) return false;
       throw error;
     }
-    await this.settle(kind, name, namespace, "gone");
+    const uid = answer.metadata?.uid ?? answer.details?.uid;
+    // Gone, replaced by a namesake, or waiting for its finalizers.
+    await this.settle(
+      kind,
+      namespace,
+      name,
+      (cached) =>
+        !cached ||
+        (uid !== undefined && cached.metadata.uid !== uid) ||
+        Boolean(cached.metadata.deletionTimestamp),
+      options.signal,
+    );
     return true;
+  }
+
+  async setFinalizer(
+    kind: Kind,
+    namespace: string,
+    name: string,
+    finalizer: string,
+    present: boolean,
+    options: CallOptions = {},
+  ): Promise<void> {
+    const path = customPath(kind, namespace, name);
+    let lastError: unknown;
+    for (let attempt = 0; attempt < FINALIZER_ATTEMPTS; attempt++) {
+      let current: KubeObject;
+      try {
+        current = await this.client.request<KubeObject>("GET", path, undefined, undefined, options);
+      } catch (error) {
+        // Nothing to remove a finalizer from; adding one to nothing is the caller's NotFound.
+        if (isNotFound(error) && !present) return;
+        throw error;
+      }
+      const patch = finalizerPatch(current, finalizer, present);
+      if (!patch) return;
+      try {
+        const patched = await this.client.request<KubeObject>(
+          "PATCH",
+          path,
+          patch,
+          "application/json-patch+json",
+          options,
+        );
+        await this.settle(kind, namespace, name, showsFinalizerPatch(patched), options.signal);
+        return;
+      } catch (error) {
+        // The list (or the resourceVersion) changed since the read: read again.
+        if (!isConflict(error) && !isInvalid(error)) throw error;
+        lastError = error;
+      }
+    }
+    throw lastError;
   }
 
   watch(listener: (event: WatchEvent) => void): () => void {
@@ -177,14 +341,18 @@ export class KubeStore implements Store {
   }
 
   /** The counter lives in a ConfigMap; a conflicting update (another writer) is retried. */
-  async allocateDeploymentId(): Promise<number> {
+  async allocateDeploymentId(options: CallOptions = {}): Promise<number> {
     const path = `/api/v1/namespaces/${this.namespace}/configmaps`;
-    for (let attempt = 0; attempt < 20; attempt++) {
-      let current:
-        | { metadata: { resourceVersion: string }; data?: Record<string, string> }
-        | undefined;
+    for (let attempt = 0; attempt < ID_ATTEMPTS; attempt++) {
+      let current: IdConfigMap | undefined;
       try {
-        current = await this.client.request("GET", `${path}/${ID_CONFIG_MAP}`);
+        current = await this.client.request<IdConfigMap>(
+          "GET",
+          `${path}/${ID_CONFIG_MAP}`,
+          undefined,
+          undefined,
+          options,
+        );
       } catch (error) {
         if (!isNotFound(error)) throw error;
       }
@@ -195,13 +363,18 @@ export class KubeStore implements Store {
         metadata: {
           name: ID_CONFIG_MAP,
           namespace: this.namespace,
+          labels: { ...current?.metadata.labels, [LABEL_MANAGED_BY]: MANAGED_BY },
+          // The update's precondition: nobody wrote the counter since the read.
           ...(current ? { resourceVersion: current.metadata.resourceVersion } : {}),
         },
         data: { ...current?.data, lastDeploymentId: String(next) },
       };
       try {
-        if (current) await this.client.request("PUT", `${path}/${ID_CONFIG_MAP}`, body);
-        else await this.client.request("POST", path, body);
+        if (current) {
+          await this.client.request("PUT", `${path}/${ID_CONFIG_MAP}`, body, undefined, options);
+        } else {
+          await this.client.request("POST", path, body, undefined, options);
+        }
         return next;
       } catch (error) {
         if (!isConflict(error)) throw error;
