@@ -122,8 +122,8 @@ describe("CRDs", () => {
   it.each([
     ["modeldeployments", ["Model", "Build", "Ready", "Phase", "URL", "Age"]],
     ["modelbuilds", ["Model", "Number", "Commit", "Phase", "Age"]],
-    ["modelrepositories", ["URL", "Branch", "Commit", "Ready", "Age"]],
-  ])("%s has the printer columns of DESIGN §2", (plural, columns) => {
+    ["modelrepositories", ["URL", "Branch", "Commit", "Ready", "Suspended", "Last Sync", "Age"]],
+  ])("%s has the printer columns the operators read", (plural, columns) => {
     const printed = (version(crd(plural)).additionalPrinterColumns as { name: string }[]).map(
       (column) => column.name,
     );

@@ -2,9 +2,10 @@
 // manager, scheduler; kwok plays the nodes) with the real kubectl. The controller runs in this
 // process, as `modelship controller --kubeconfig` would, following a real git repository.
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Gateway } from "../controller/gateway/gateway.ts";
 import { hashKey } from "../controller/gateway/keys.ts";
@@ -12,7 +13,10 @@ import { KubeClient, loadKubeConfig } from "../controller/platform/kubernetes/cl
 import { KubeGatewayFeed } from "../controller/platform/kubernetes/gateway-feed.ts";
 import { LeaderElector } from "../controller/platform/kubernetes/leader.ts";
 import { KubernetesPlatform } from "../controller/platform/kubernetes/platform.ts";
+import { KubeRuntime } from "../controller/platform/kubernetes/runtime.ts";
 import { DEFAULT_SETTINGS } from "../controller/platform/kubernetes/settings.ts";
+import { KubeStore } from "../controller/platform/kubernetes/store.ts";
+import { ControllerMetrics } from "../controller/reconcile/metrics.ts";
 import { PROJECT_ROOT, startCli } from "./helpers/cli.ts";
 import { commitAll, gitEnv, runGit } from "./helpers/git.ts";
 import { eventually } from "./helpers/replica.ts";
@@ -54,15 +58,19 @@ spec:
   replicas: REPLICAS
 `;
 
-function kubectl(...args: string[]): string {
-  const result = cluster.kubectl(args);
+/**
+ * kubectl, run without blocking this process: the controller under test runs in it, and a
+ * synchronous kubectl would freeze it for as long as kubectl takes.
+ */
+async function kubectl(...args: string[]): Promise<string> {
+  const result = await cluster.kubectlAsync(args);
   if (result.status !== 0) throw new Error(`kubectl ${args.join(" ")}: ${result.stderr}`);
   return result.stdout;
 }
 
 // biome-ignore lint/suspicious/noExplicitAny: objects read from kubectl are checked field by field
-function getJson(...args: string[]): any {
-  return JSON.parse(kubectl("get", "-n", NAMESPACE, ...args, "-o", "json"));
+async function getJson(...args: string[]): Promise<any> {
+  return JSON.parse(await kubectl("get", "-n", NAMESPACE, ...args, "-o", "json"));
 }
 
 async function startController(): Promise<void> {
@@ -75,6 +83,7 @@ async function startController(): Promise<void> {
       insecureRegistry: true,
     },
     cacheDir: join(root, "cache"),
+    metrics: new ControllerMetrics(new Registry()),
     log: (line) => controllerLog.push(line),
   });
   await platform.start();
@@ -85,21 +94,30 @@ async function stopController(): Promise<void> {
   platform = undefined;
 }
 
-function deployment(): { phase?: string; build?: number; ready?: string } {
-  return getJson("modeldeployment", "scorer").status ?? {};
+async function deployment(): Promise<{ phase?: string; build?: number; ready?: string }> {
+  return (await getJson("modeldeployment", "scorer")).status ?? {};
 }
 
 async function deployedBuild(build: number): Promise<void> {
-  await eventually(() => {
-    const status = deployment();
+  await eventually(async () => {
+    const status = await deployment();
     return status.phase === "Deployed" && status.build === build;
   }, 120_000);
 }
 
-const jobNames = () =>
-  (getJson("jobs").items as { metadata: { name: string } }[])
+/** The build Jobs of the scorer. */
+const jobNames = async () =>
+  (
+    (await getJson("jobs", "-l", "modelship.dev/model=scorer")).items as {
+      metadata: { name: string };
+    }[]
+  )
     .map((job) => job.metadata.name)
     .sort();
+
+/** Whether `kubectl get` finds the object. */
+const exists = async (...args: string[]) =>
+  (await cluster.kubectlAsync(["get", "-n", NAMESPACE, ...args])).status === 0;
 
 beforeAll(async () => {
   cluster = await startCluster({ nodes: 2 });
@@ -121,8 +139,8 @@ describe("the Kubernetes platform", () => {
   it("installs with kustomize: the dev overlay passes a server dry run, the CRDs install, kubectl explain reads them", async () => {
     const overlay = join(PROJECT_ROOT, "kustomize/overlays/dev");
     // A server dry run creates nothing, so namespaced objects need their namespace to exist.
-    kubectl("create", "namespace", NAMESPACE);
-    const dryRun = cluster.kubectl(["apply", "-k", overlay, "--dry-run=server"]);
+    await kubectl("create", "namespace", NAMESPACE);
+    const dryRun = await cluster.kubectlAsync(["apply", "-k", overlay, "--dry-run=server"]);
     expect([dryRun.status, dryRun.stderr]).toEqual([0, expect.not.stringContaining("rror")]);
     expect(dryRun.stdout).toContain(
       "customresourcedefinition.apiextensions.k8s.io/modeldeployments.modelship.dev created (server dry run)",
@@ -130,18 +148,19 @@ describe("the Kubernetes platform", () => {
     expect(dryRun.stdout).toContain(
       "deployment.apps/modelship-controller created (server dry run)",
     );
-    kubectl("apply", "-k", overlay);
-    kubectl(
+    await kubectl("apply", "-k", overlay);
+    await kubectl(
       "wait",
       "--for=condition=Established",
       "crd/modeldeployments.modelship.dev",
       "--timeout=60s",
     );
     await eventually(
-      () => cluster.kubectl(["explain", "modeldeployment.spec.replicas"]).status === 0,
+      async () =>
+        (await cluster.kubectlAsync(["explain", "modeldeployment.spec.replicas"])).status === 0,
       60_000,
     );
-    const explained = kubectl("explain", "modeldeployment.spec.replicas");
+    const explained = await kubectl("explain", "modeldeployment.spec.replicas");
     expect(explained).toContain(
       "How many replicas serve the model; each answers one request at a time.",
     );
@@ -159,6 +178,29 @@ describe("the Kubernetes platform", () => {
     expect(result.stderr).toContain("less than or equal to 9");
   });
 
+  it("touches nothing it did not create: the installation's own Deployments and Services survive 30 s of a controller with no ModelRepository", async () => {
+    const installed = async () =>
+      (await kubectl("get", "deployments,services", "-n", NAMESPACE, "-o", "name"))
+        .split("\n")
+        .filter(Boolean)
+        .sort();
+    const before = await installed();
+    expect(before).toStrictEqual(
+      expect.arrayContaining([
+        "deployment.apps/modelship-controller",
+        "deployment.apps/modelship-gateway",
+        "deployment.apps/registry",
+        "service/modelship-gateway",
+        "service/registry",
+      ]),
+    );
+    await startController();
+    await new Promise((resolve) => setTimeout(resolve, 30_000));
+    expect(await installed()).toStrictEqual(before);
+    await stopController();
+    expect(await installed()).toStrictEqual(before);
+  }, 90_000);
+
   it("builds a commit with a Kaniko Job, then deploys 3 ready replicas", async () => {
     const repository = `apiVersion: modelship.dev/v1alpha1
 kind: ModelRepository
@@ -173,8 +215,8 @@ spec:
     expect(cluster.kubectl(["apply", "-f", "-"], repository).status).toBe(0);
     await startController();
 
-    await eventually(() => jobNames().includes("build-scorer-1"), 60_000);
-    const job = getJson("job", "build-scorer-1");
+    await eventually(async () => (await jobNames()).includes("build-scorer-1"), 60_000);
+    const job = await getJson("job", "build-scorer-1");
     const kaniko = job.spec.template.spec.containers[0];
     expect(kaniko.args).toContain(
       "--destination=registry.test:5000/models/modelship-scorer:build-1",
@@ -183,13 +225,34 @@ spec:
     expect(job.spec.template.spec.initContainers[0].args).toContain(git("rev-parse", "HEAD"));
 
     await deployedBuild(1);
-    expect(deployment().ready).toBe("3/3");
-    const pods = getJson("pods", "-l", "modelship.dev/deployment=scorer").items;
+    expect((await deployment()).ready).toBe("3/3");
+    const pods = (await getJson("pods", "-l", "modelship.dev/deployment=scorer")).items;
     expect(pods).toHaveLength(3);
-    const table = kubectl("get", "modeldeployments", "-n", NAMESPACE);
+    const table = await kubectl("get", "modeldeployments", "-n", NAMESPACE);
     expect(table).toMatch(/^NAME\s+MODEL\s+BUILD\s+READY\s+PHASE\s+URL\s+AGE$/m);
     expect(table).toMatch(/^scorer\s+scorer\s+1\s+3\/3\s+Deployed\s+/m);
   }, 240_000);
+
+  it("undoes `kubectl scale` of a model's Deployment within two intervals, and says so", async () => {
+    await kubectl("scale", "deployment/scorer", "-n", NAMESPACE, "--replicas=1");
+    await eventually(
+      async () => (await getJson("deployment", "scorer")).spec.replicas === 3,
+      2 * 2000 + 5000,
+    );
+    await eventually(async () => {
+      const events = (
+        await getJson(
+          "events",
+          "--field-selector=involvedObject.kind=ModelDeployment,involvedObject.name=scorer",
+        )
+      ).items as { reason: string; message: string }[];
+      return events.some(
+        (event) =>
+          event.reason === "DriftCorrected" && event.message.includes("put the replicas back"),
+      );
+    }, 10_000);
+    await deployedBuild(1);
+  }, 60_000);
 
   it("feeds the gateway the ready replicas it finds in EndpointSlices", async () => {
     const gateway = new Gateway();
@@ -203,14 +266,14 @@ spec:
     try {
       await eventually(() => (feed.config().models[0]?.replicas.length ?? 0) === 3, 30_000);
       const [route] = feed.config().models;
-      const podIps = getJson("pods", "-l", "modelship.dev/deployment=scorer").items.map(
+      const podIps = (await getJson("pods", "-l", "modelship.dev/deployment=scorer")).items.map(
         (pod: { status: { podIP: string } }) => `http://${pod.status.podIP}:8080`,
       );
       expect(route?.name).toBe("scorer");
       expect(route?.replicas.map((replica) => replica.url).sort()).toEqual(podIps.sort());
       expect(route?.authentication.enabled).toBe(true);
       // The controller gave the model an access key; the gateway holds only its hash.
-      const secret = getJson("secret", "modelship-keys");
+      const secret = await getJson("secret", "modelship-keys");
       const accessKey = Buffer.from(secret.data["access.scorer"], "base64").toString("utf8");
       expect(accessKey).toMatch(/^[a-z2-7]{32}$/);
       expect(route?.accessKeySha256).toBe(hashKey(accessKey));
@@ -220,45 +283,163 @@ spec:
     }
   }, 60_000);
 
+  it("works with the rights its RBAC gives its own service accounts, and no more", async () => {
+    /** A client that acts as one of the installation's service accounts. */
+    const clientAs = async (account: string) => {
+      const token = (await kubectl("create", "token", account, "-n", NAMESPACE)).trim();
+      const config = JSON.parse(readFileSync(cluster.kubeconfigPath, "utf8"));
+      config.users = [{ name: "admin", user: { token } }];
+      const file = join(root, `${account}.kubeconfig`);
+      writeFileSync(file, JSON.stringify(config), { mode: 0o600 });
+      return new KubeClient(loadKubeConfig(file));
+    };
+    const within = <T>(promise: Promise<T>, what: string) =>
+      Promise.race([
+        promise,
+        new Promise<never>((_, reject) =>
+          setTimeout(() => reject(new Error(`${what} did not start within 20 s`)), 20_000),
+        ),
+      ]);
+    const gateway = new Gateway();
+    const gatewayClient = await clientAs("modelship-gateway");
+    const feed = new KubeGatewayFeed(gatewayClient, NAMESPACE, gateway, (line) =>
+      controllerLog.push(line),
+    );
+    const controllerClient = await clientAs("modelship-controller");
+    const store = new KubeStore(controllerClient, NAMESPACE);
+    const runtime = new KubeRuntime(controllerClient, NAMESPACE, () => {});
+    try {
+      await within(feed.start(), "the gateway feed");
+      expect(feed.config().models.map((model) => model.name)).toContain("scorer");
+      await within(store.start(), "the controller's store");
+      await within(runtime.start(), "the controller's runtime");
+      expect(store.get("ModelDeployment", NAMESPACE, "scorer")).toBeDefined();
+    } finally {
+      await feed.stop();
+      await gateway.close();
+      await store.stop();
+      await runtime.stopWatching();
+      gatewayClient.close();
+      controllerClient.close();
+    }
+    const can = async (account: string, ...args: string[]) =>
+      (
+        await cluster.kubectlAsync([
+          ...["auth", "can-i", ...args, "-n", NAMESPACE],
+          `--as=system:serviceaccount:${NAMESPACE}:${account}`,
+        ])
+      ).stdout.trim();
+    for (const [verb, resource] of [
+      ["patch", "modelrepositories.modelship.dev"],
+      ["patch", "modeldeployments.modelship.dev/status"],
+      ["delete", "modelbuilds.modelship.dev"],
+      ["create", "jobs.batch"],
+      ["delete", "jobs.batch"],
+      ["patch", "deployments.apps"],
+      ["delete", "services"],
+      ["create", "events"],
+      ["patch", "events"],
+      ["update", "leases.coordination.k8s.io"],
+      ["update", "configmaps/modelship-state"],
+      ["patch", "secrets/modelship-keys"],
+    ] as const) {
+      expect(`${verb} ${resource}: ${await can("modelship-controller", verb, resource)}`).toBe(
+        `${verb} ${resource}: yes`,
+      );
+    }
+    // The gateway only reads, and no Secret but the keys.
+    expect(await can("modelship-gateway", "patch", "deployments.apps")).toBe("no");
+    expect(await can("modelship-gateway", "get", "secrets/other")).toBe("no");
+  }, 90_000);
+
   it("rolls a code change out as build 2 in a new ReplicaSet, and git revert back to build 1 with no new Job", async () => {
     commit({ "score.py": score(2) }, "scorer, version 2");
     await deployedBuild(2);
-    expect(jobNames()).toEqual(["build-scorer-1", "build-scorer-2"]);
-    const replicaSets = () =>
-      getJson("replicasets", "-l", "modelship.dev/deployment=scorer").items.length;
-    expect(replicaSets()).toBe(2);
-    const image = (build: number) => getJson("modelbuild", `scorer-${build}`).status.image;
-    expect(getJson("deployment", "scorer").spec.template.spec.containers[0].image).toBe(image(2));
+    expect(await jobNames()).toEqual(["build-scorer-1", "build-scorer-2"]);
+    const replicaSets = async () =>
+      (await getJson("replicasets", "-l", "modelship.dev/deployment=scorer")).items.length;
+    expect(await replicaSets()).toBe(2);
+    const image = async (build: number) =>
+      (await getJson("modelbuild", `scorer-${build}`)).status.image;
+    const running = async () =>
+      (await getJson("deployment", "scorer")).spec.template.spec.containers[0].image;
+    expect(await running()).toBe(await image(2));
 
     git("revert", "--no-edit", "HEAD");
     await deployedBuild(1);
-    expect(getJson("deployment", "scorer").spec.template.spec.containers[0].image).toBe(image(1));
-    expect(jobNames()).toEqual(["build-scorer-1", "build-scorer-2"]);
-    expect(getJson("modelbuilds").items).toHaveLength(2);
+    expect(await running()).toBe(await image(1));
+    expect(await jobNames()).toEqual(["build-scorer-1", "build-scorer-2"]);
+    expect((await getJson("modelbuilds", "-l", "modelship.dev/model=scorer")).items).toHaveLength(
+      2,
+    );
   }, 240_000);
 
   it("applies nothing from a malformed manifest, and says why on the ModelRepository", async () => {
     const bad = commit({ "model.yaml": MANIFEST.replace("REPLICAS", "three") }, "a typo");
     await eventually(
-      () => getJson("modelrepository", "models").status?.lastAttemptedCommit === bad,
+      async () => (await getJson("modelrepository", "models")).status?.lastAttemptedCommit === bad,
       60_000,
     );
-    const status = getJson("modelrepository", "models").status;
+    const status = (await getJson("modelrepository", "models")).status;
     expect(status.lastSyncedCommit).not.toBe(bad);
     expect(status.lastSyncError).toContain(
       "model.yaml:16:13: ModelDeployment/scorer /spec/replicas",
     );
-    expect(kubectl("get", "modelrepositories", "-n", NAMESPACE)).toMatch(
+    expect(await kubectl("get", "modelrepositories", "-n", NAMESPACE)).toMatch(
       /^models\s+\S+\s+main\s+[0-9a-f]+\s+False\s+/m,
     );
-    expect(getJson("modeldeployment", "scorer").spec.replicas).toBe(3);
+    expect((await getJson("modeldeployment", "scorer")).spec.replicas).toBe(3);
     git("revert", "--no-edit", "HEAD");
     await eventually(
-      () =>
-        getJson("modelrepository", "models").status?.lastSyncedCommit === git("rev-parse", "HEAD"),
+      async () =>
+        (await getJson("modelrepository", "models")).status?.lastSyncedCommit ===
+        git("rev-parse", "HEAD"),
       60_000,
     );
   }, 120_000);
+
+  it("stalls on a failed build: kubectl wait for Ready fails, for Stalled it returns at once, with the reason", async () => {
+    // The scorer's own file, and a manifest (manifests are not part of a build): the scorer's
+    // build stays as it is.
+    const broken = MANIFEST.replaceAll("scorer", "broken").replace("REPLICAS", "1");
+    commit({ "broken.yaml": broken }, "a model whose build fails");
+    await eventually(() => exists("md", "broken"), 30_000);
+    const stalled = await cluster.kubectlAsync([
+      "wait",
+      "--for=condition=Stalled",
+      "modeldeployment/broken",
+      "-n",
+      NAMESPACE,
+      "--timeout=90s",
+    ]);
+    expect([stalled.status, stalled.stderr]).toEqual([0, ""]);
+    const started = Date.now();
+    const ready = await cluster.kubectlAsync([
+      "wait",
+      "--for=condition=Ready",
+      "modeldeployment/broken",
+      "-n",
+      NAMESPACE,
+      "--timeout=5s",
+    ]);
+    expect(ready.status).not.toBe(0);
+    expect(ready.stderr).toContain("timed out waiting for the condition");
+    expect(Date.now() - started).toBeLessThan(30_000);
+    const conditions = (await getJson("modeldeployment", "broken")).status.conditions as {
+      type: string;
+    }[];
+    const condition = (type: string) => conditions.find((item) => item.type === type);
+    expect(condition("Ready")).toMatchObject({ status: "False", reason: "BuildFailed" });
+    expect(condition("Stalled")).toMatchObject({
+      status: "True",
+      reason: "BuildFailed",
+      message: expect.stringContaining("build 1 failed: build Job build-broken-1 failed"),
+    });
+    expect(condition("Reconciling")).toBeUndefined();
+    expect((await getJson("modeldeployment", "scorer")).status.phase).toBe("Deployed");
+    git("revert", "--no-edit", "HEAD");
+    await eventually(async () => !(await exists("md", "broken")), 60_000);
+  }, 180_000);
 
   it("lets one controller lead at a time, through the Lease", async () => {
     const client = new KubeClient(loadKubeConfig(cluster.kubeconfigPath));
@@ -271,12 +452,12 @@ spec:
     // The first stops renewing; once the lease has expired, the second takes it.
     await eventually(() => second.tryAcquire(), 10_000);
     expect(await first.tryAcquire()).toBe(false);
-    const lease = getJson("lease", "test-lease");
+    const lease = await getJson("lease", "test-lease");
     expect(lease.spec).toMatchObject({ holderIdentity: "second", leaseTransitions: 1 });
   }, 30_000);
 
   it("runs as `modelship controller`: healthy, and ready once it leads", async () => {
-    kubectl("create", "namespace", "modelship-cli");
+    await kubectl("create", "namespace", "modelship-cli");
     const controller = await startCli([
       "controller",
       ...["--kubeconfig", cluster.kubeconfigPath, "--namespace", "modelship-cli"],
@@ -292,7 +473,7 @@ spec:
         "process_cpu_seconds_total",
       );
       const lease = JSON.parse(
-        kubectl("get", "lease", "modelship-controller", "-n", "modelship-cli", "-o", "json"),
+        await kubectl("get", "lease", "modelship-controller", "-n", "modelship-cli", "-o", "json"),
       );
       expect(lease.spec.holderIdentity).toMatch(/-\d+$/);
     } finally {
@@ -302,12 +483,12 @@ spec:
 
   it("restarted in the middle of a build, makes no second Job and skips no build number", async () => {
     commit({ "score.py": score(3) }, "scorer, version 3");
-    await eventually(() => jobNames().includes("build-scorer-3"), 60_000);
+    await eventually(async () => (await jobNames()).includes("build-scorer-3"), 60_000);
     await stopController();
     await startController();
     await deployedBuild(3);
-    expect(jobNames()).toEqual(["build-scorer-1", "build-scorer-2", "build-scorer-3"]);
-    const builds = getJson("modelbuilds").items.map(
+    expect(await jobNames()).toEqual(["build-scorer-1", "build-scorer-2", "build-scorer-3"]);
+    const builds = (await getJson("modelbuilds", "-l", "modelship.dev/model=scorer")).items.map(
       (build: { spec: { number: number } }) => build.spec.number,
     );
     expect(builds.sort()).toEqual([1, 2, 3]);

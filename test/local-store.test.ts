@@ -3,9 +3,11 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { canonicalJson } from "../controller/api/canonical-json.ts";
 import type { Model, ModelDeployment } from "../controller/api/types.generated.ts";
-import { canonicalJson, LocalStore } from "../controller/platform/local/store.ts";
-import type { WatchEvent } from "../controller/platform/ports.ts";
+import { NotFoundError } from "../controller/core/errors.ts";
+import type { WatchEvent } from "../controller/core/ports.ts";
+import { LocalStore } from "../controller/platform/local/store.ts";
 
 const NOW = new Date("2026-03-01T12:00:00.000Z");
 
@@ -152,11 +154,11 @@ describe("LocalStore.patchStatus", () => {
     expect(meta(again).resourceVersion).toBe("2");
   });
 
-  it("fails for an object that does not exist", async () => {
+  it("fails for an object that does not exist, with a NotFoundError", async () => {
     const { store } = open();
-    await expect(store.patchStatus("Model", "default", "nope", {})).rejects.toThrow(
-      "Model default/nope does not exist",
-    );
+    const failed = store.patchStatus("Model", "default", "nope", {});
+    await expect(failed).rejects.toThrow("Model default/nope does not exist");
+    await expect(failed).rejects.toBeInstanceOf(NotFoundError);
   });
 });
 
@@ -170,6 +172,52 @@ describe("LocalStore.delete", () => {
     expect(await store.delete("Model", "default", exists ? "iris" : "other")).toBe(exists);
     expect(events.map((event) => event.type)).toStrictEqual(expected);
     expect(store.get("Model", "default", "iris") === undefined).toBe(exists);
+  });
+
+  it("with a uid, deletes only that very object, not a namesake made since", async () => {
+    const { store } = open();
+    const first = await store.apply(model("iris"));
+    await store.delete("Model", "default", "iris");
+    await store.apply(model("iris"));
+    expect(await store.delete("Model", "default", "iris", { uid: meta(first).uid })).toBe(false);
+    expect(store.get("Model", "default", "iris")).toBeDefined();
+  });
+
+  it("an object with a finalizer only gets a deletionTimestamp, and goes when it is removed", async () => {
+    const { store, events } = open();
+    await store.apply(model("iris"));
+    await store.setFinalizer("Model", "default", "iris", "modelship.dev/finalizer", true);
+    await store.setFinalizer("Model", "default", "iris", "modelship.dev/finalizer", true);
+    expect(await store.delete("Model", "default", "iris")).toBe(true);
+    const marked = store.get("Model", "default", "iris")?.metadata as {
+      deletionTimestamp?: string;
+      finalizers?: string[];
+    };
+    expect(marked).toMatchObject({
+      deletionTimestamp: NOW.toISOString(),
+      finalizers: ["modelship.dev/finalizer"],
+    });
+    // A second delete changes nothing; no finalizer can be added any more.
+    await store.delete("Model", "default", "iris");
+    await expect(
+      store.setFinalizer("Model", "default", "iris", "other.example/f", true),
+    ).rejects.toThrow("is being deleted");
+    await store.setFinalizer("Model", "default", "iris", "modelship.dev/finalizer", false);
+    expect(store.get("Model", "default", "iris")).toBeUndefined();
+    expect(events.map((event) => event.type)).toStrictEqual([
+      "ADDED",
+      "MODIFIED",
+      "MODIFIED",
+      "DELETED",
+    ]);
+  });
+
+  it("removing the last finalizer of an object not being deleted just drops the list", async () => {
+    const { store } = open();
+    await store.apply(model("iris"));
+    await store.setFinalizer("Model", "default", "iris", "f", true);
+    await store.setFinalizer("Model", "default", "iris", "f", false);
+    expect(store.get("Model", "default", "iris")?.metadata).not.toHaveProperty("finalizers");
   });
 
   it("the watcher that stopped hears nothing more", async () => {
@@ -276,6 +324,62 @@ describe("the state file", () => {
     await store.apply(model("iris"));
     expect(await store.allocateDeploymentId()).toBe(1);
     expect(store.list("Model").map((item) => item.metadata.name)).toStrictEqual(["iris"]);
+  });
+});
+
+describe("LocalStore events", () => {
+  const about = { kind: "Model", namespace: "default", name: "iris", uid: "u1" };
+
+  it("keeps events per object, counts a repeat up, and survives a reload", async () => {
+    const { store } = open();
+    await store.apply(model("iris"));
+    store.recordEvent({
+      type: "Normal",
+      reason: "BuildCreated",
+      message: "build 1",
+      object: about,
+    });
+    store.recordEvent({
+      type: "Normal",
+      reason: "BuildCreated",
+      message: "build 1",
+      object: about,
+    });
+    store.recordEvent({ type: "Warning", reason: "BuildFailed", message: "pip", object: about });
+    store.recordEvent({
+      type: "Normal",
+      reason: "BuildCreated",
+      message: "build 1",
+      object: { ...about, name: "wine" },
+    });
+    const again = new LocalStore(file, () => NOW);
+    const events = again.listEvents({ kind: "Model", namespace: "default", name: "iris" });
+    expect(events.map((event) => [event.reason, event.count])).toStrictEqual([
+      ["BuildCreated", 2],
+      ["BuildFailed", 1],
+    ]);
+    expect(events[0]).toMatchObject({
+      firstTimestamp: NOW.toISOString(),
+      lastTimestamp: NOW.toISOString(),
+    });
+    expect(again.listEvents()).toHaveLength(3);
+  });
+
+  it("a repeat after another event is a new record", () => {
+    const store = new LocalStore();
+    for (const reason of ["A", "B", "A"]) {
+      store.recordEvent({ type: "Normal", reason, message: "m", object: about });
+    }
+    expect(store.listEvents().map((event) => event.reason)).toStrictEqual(["A", "B", "A"]);
+  });
+
+  it("keeps the newest 1000", () => {
+    const store = new LocalStore();
+    for (let index = 0; index < 1005; index++) {
+      store.recordEvent({ type: "Normal", reason: "R", message: `m${index}`, object: about });
+    }
+    const events = store.listEvents();
+    expect([events.length, events[0]?.message]).toStrictEqual([1000, "m5"]);
   });
 });
 

@@ -7,25 +7,31 @@ import type {
   Model,
   ModelBuild,
   ModelBuildStatus,
+  ModelDeployment,
 } from "../controller/api/types.generated.ts";
-import type { BuildProgress, RolloutStatus } from "../controller/platform/ports.ts";
-import { buildStatus, isFinished } from "../controller/reconcile/build.ts";
+import type { BuildProgress, RolloutStatus } from "../controller/core/ports.ts";
+import { progressStatus } from "../controller/reconcile/build.ts";
 import {
+  type Blocker,
+  blockedPhase,
+  buildBlocker,
   closeRecords,
   type DeploymentPhase,
-  deploymentPhase,
   modelIsBehind,
   type RolloutInputs,
   resolveBuildNumber,
   rolloutHash,
+  rolloutPhase,
   servingBefore,
+  trimHistory,
 } from "../controller/reconcile/deployment.ts";
 import {
   type BuildKeyInputs,
+  buildsInUse,
+  buildsToCollect,
   chooseBuild,
   computeBuildKey,
   manifestFilesOf,
-  modelReadiness,
   newModelBuild,
 } from "../controller/reconcile/model.ts";
 
@@ -46,6 +52,7 @@ function build(
     metadata: {
       name: `iris-${number}`,
       namespace: "default",
+      labels: { "app.kubernetes.io/managed-by": "modelship", "modelship.dev/model": "iris" },
       ...(generation === undefined ? {} : { generation }),
     },
     spec: {
@@ -137,54 +144,18 @@ describe("chooseBuild", () => {
     ["unsorted (4, 2): max + 1", [build(4), build(2)], "k", { create: 5 }],
     ["the key of build 1: reuse it", [build(1), build(2)], "key-1", { reuse: 1 }],
     ["the key of the latest: reuse it", [build(1), build(2)], "key-2", { reuse: 2 }],
+    [
+      "the key of a build made by hand: not reused, but counted",
+      [build(1), { ...build(2), metadata: { name: "iris-2", namespace: "default" } }],
+      "key-2",
+      { create: 3 },
+    ],
   ])("%s", (_, builds, key, expected) => {
     const choice = chooseBuild(builds, key);
     expect("reuse" in choice ? { reuse: choice.reuse.spec.number } : choice).toStrictEqual(
       expected,
     );
     if ("reuse" in choice) expect(builds).toContain(choice.reuse);
-  });
-});
-
-describe("modelReadiness", () => {
-  it.each<[string, ModelBuildStatus | undefined, ReturnType<typeof modelReadiness>]>([
-    [
-      "Succeeded",
-      { phase: "Succeeded" },
-      { status: "True", reason: "BuildSucceeded", message: "build 3 is ready" },
-    ],
-    [
-      "Failed with a message",
-      { phase: "Failed", message: "pip: no such package" },
-      { status: "False", reason: "BuildFailed", message: "build 3 failed: pip: no such package" },
-    ],
-    [
-      "Failed without a message",
-      { phase: "Failed" },
-      { status: "False", reason: "BuildFailed", message: "build 3 failed: no message" },
-    ],
-    [
-      "Building",
-      { phase: "Building" },
-      { status: "False", reason: "Building", message: "build 3 is in progress" },
-    ],
-    [
-      "Pending",
-      { phase: "Pending" },
-      { status: "False", reason: "Building", message: "build 3 is in progress" },
-    ],
-    [
-      "Pushing",
-      { phase: "Pushing" },
-      { status: "False", reason: "Building", message: "build 3 is in progress" },
-    ],
-    [
-      "no status yet",
-      undefined,
-      { status: "False", reason: "Building", message: "build 3 is in progress" },
-    ],
-  ])("%s", (_, status, expected) => {
-    expect(modelReadiness(build(3, "k", status))).toStrictEqual(expected);
   });
 });
 
@@ -195,7 +166,7 @@ describe("newModelBuild", () => {
       {
         ...model({
           namespace: "team-a",
-          labels: { "modelship.dev/source": "models-repo", "app.kubernetes.io/part-of": "x" },
+          labels: { "modelship.dev/repository": "models-repo", "app.kubernetes.io/part-of": "x" },
         }),
         spec: { runtime: "python3", file: "p.py", function: "f", buildScript: "build.sh" },
       },
@@ -207,8 +178,8 @@ describe("newModelBuild", () => {
           namespace: "team-a",
           labels: {
             "modelship.dev/model": "iris",
-            "modelship.dev/managed-by": "modelship",
-            "modelship.dev/source": "models-repo",
+            "modelship.dev/repository": "models-repo",
+            "app.kubernetes.io/managed-by": "modelship",
           },
         },
         spec: {
@@ -235,7 +206,7 @@ describe("newModelBuild", () => {
         metadata: {
           name: "iris-7",
           namespace: "default",
-          labels: { "modelship.dev/model": "iris", "modelship.dev/managed-by": "modelship" },
+          labels: { "modelship.dev/model": "iris", "app.kubernetes.io/managed-by": "modelship" },
         },
         spec: {
           model: "iris",
@@ -255,180 +226,95 @@ describe("newModelBuild", () => {
   });
 });
 
-describe("isFinished", () => {
-  it.each<[ModelBuildStatus["phase"] | "no status", boolean]>([
-    ["no status", false],
-    [undefined, false],
-    ["Pending", false],
-    ["Building", false],
-    ["Pushing", false],
-    ["Succeeded", true],
-    ["Failed", true],
-  ])("%s → %s", (phase, expected) => {
-    const status = phase === "no status" ? undefined : { ...(phase ? { phase } : {}) };
-    expect(isFinished(build(1, "k", status))).toBe(expected);
-  });
-});
-
-describe("buildStatus", () => {
-  const readyAt = (status: ModelBuildStatus) => conditionOf(status.conditions, "Ready");
-
-  it("is Pending, and keeps the rest, when the builder knows nothing of the build", () => {
-    const previous: ModelBuildStatus = { phase: "Building", startedAt: T0.toISOString() };
-    expect(buildStatus(build(1, "k", previous, 1), undefined, T1)).toStrictEqual({
-      phase: "Pending",
-      startedAt: T0.toISOString(),
-    });
-    expect(buildStatus(build(1, "k", undefined, 1), undefined, T1)).toStrictEqual({
-      phase: "Pending",
-    });
-  });
-
-  it.each<[string, BuildProgress, ModelBuildStatus]>([
+describe("progressStatus", () => {
+  it.each<[string, ModelBuildStatus, BuildProgress, ModelBuildStatus]>([
     [
-      "Building: started now, not observed",
+      "Building: started now",
+      {},
       { phase: "Building" },
-      {
-        phase: "Building",
-        startedAt: T1.toISOString(),
-        conditions: [
-          {
-            type: "Ready",
-            status: "False",
-            reason: "Building",
-            message: "the build is running",
-            observedGeneration: 1,
-            lastTransitionTime: T1.toISOString(),
-          },
-        ],
-      },
+      { phase: "Building", startedAt: T1.toISOString() },
     ],
     [
-      "Succeeded: image, completion, observed",
+      "Building: the previous start is kept when the builder gives none",
+      { phase: "Building", startedAt: T0.toISOString() },
+      { phase: "Building" },
+      { phase: "Building", startedAt: T0.toISOString() },
+    ],
+    [
+      "the builder's start wins over the previous",
+      { phase: "Building", startedAt: T0.toISOString() },
+      { phase: "Building", startedAt: "2026-03-01T11:00:00.000Z" },
+      { phase: "Building", startedAt: "2026-03-01T11:00:00.000Z" },
+    ],
+    [
+      "Succeeded: image and completion",
+      { phase: "Building", startedAt: T0.toISOString() },
+      { phase: "Succeeded", completedAt: T1.toISOString(), image: "local/iris:1" },
       {
         phase: "Succeeded",
         startedAt: T0.toISOString(),
         completedAt: T1.toISOString(),
         image: "local/iris:1",
-      },
-      {
-        phase: "Succeeded",
-        startedAt: T0.toISOString(),
-        completedAt: T1.toISOString(),
-        image: "local/iris:1",
-        observedGeneration: 1,
-        conditions: [
-          {
-            type: "Ready",
-            status: "True",
-            reason: "BuildSucceeded",
-            message: "built local/iris:1",
-            observedGeneration: 1,
-            lastTransitionTime: T1.toISOString(),
-          },
-        ],
-      },
-    ],
-    [
-      "Succeeded without an image",
-      { phase: "Succeeded" },
-      {
-        phase: "Succeeded",
-        startedAt: T1.toISOString(),
-        observedGeneration: 1,
-        conditions: [
-          {
-            type: "Ready",
-            status: "True",
-            reason: "BuildSucceeded",
-            message: "built",
-            observedGeneration: 1,
-            lastTransitionTime: T1.toISOString(),
-          },
-        ],
       },
     ],
     [
       "Failed: the builder's message",
+      { phase: "Building", startedAt: T0.toISOString() },
       { phase: "Failed", message: "ERROR: no module numpy" },
-      {
-        phase: "Failed",
-        startedAt: T1.toISOString(),
-        message: "ERROR: no module numpy",
-        observedGeneration: 1,
-        conditions: [
-          {
-            type: "Ready",
-            status: "False",
-            reason: "BuildFailed",
-            message: "ERROR: no module numpy",
-            observedGeneration: 1,
-            lastTransitionTime: T1.toISOString(),
-          },
-        ],
+      { phase: "Failed", startedAt: T0.toISOString(), message: "ERROR: no module numpy" },
+    ],
+  ])("%s", (_, previous, progress, expected) => {
+    expect(progressStatus(previous, progress, T1)).toStrictEqual(expected);
+  });
+});
+
+describe("build retention", () => {
+  const deployment = (
+    model: string,
+    build: number | "latest" | undefined,
+    status: { build?: number; history?: number[] } = {},
+  ) =>
+    ({
+      apiVersion: "modelship.dev/v1alpha1",
+      kind: "ModelDeployment",
+      metadata: { name: `${model}-d`, namespace: "default" },
+      spec: { model, ...(build === undefined ? {} : { build }) },
+      status: {
+        ...(status.build === undefined ? {} : { build: status.build }),
+        history: (status.history ?? []).map((number) => ({
+          deploymentId: number,
+          build: number,
+          deployedAt: T0.toISOString(),
+        })),
       },
-    ],
+    }) as ModelDeployment;
+
+  it.each<[string, ModelDeployment[], number[]]>([
+    ["no deployment", [], []],
     [
-      "Failed without a message",
-      { phase: "Failed" },
-      {
-        phase: "Failed",
-        startedAt: T1.toISOString(),
-        observedGeneration: 1,
-        conditions: [
-          {
-            type: "Ready",
-            status: "False",
-            reason: "BuildFailed",
-            message: "the build failed",
-            observedGeneration: 1,
-            lastTransitionTime: T1.toISOString(),
-          },
-        ],
-      },
+      "a pinned build, the running one, and the history",
+      [deployment("iris", 2, { build: 5, history: [3, 4] })],
+      [2, 3, 4, 5],
     ],
-  ])("%s", (_, progress, expected) => {
-    expect(buildStatus(build(1, "k", undefined, 1), progress, T1)).toStrictEqual(expected);
+    ["latest adds nothing of its own", [deployment("iris", "latest", { build: 7 })], [7]],
+    ["other models' deployments do not count", [deployment("wine", 2, { build: 3 })], []],
+  ])("buildsInUse: %s", (_, deployments, expected) => {
+    expect([...buildsInUse("iris", deployments)].sort((a, b) => a - b)).toStrictEqual(expected);
   });
 
-  it.each<[string, string | undefined, string | undefined, string]>([
-    [
-      "the previous startedAt when the builder gives none",
-      T0.toISOString(),
-      undefined,
-      T0.toISOString(),
-    ],
-    [
-      "the builder's startedAt over the previous",
-      T0.toISOString(),
-      "2026-03-01T11:00:00.000Z",
-      "2026-03-01T11:00:00.000Z",
-    ],
-    ["now when there is neither", undefined, undefined, T1.toISOString()],
-  ])("startedAt: %s", (_, previous, reported, expected) => {
-    const status = buildStatus(
-      build(1, "k", { phase: "Building", ...(previous ? { startedAt: previous } : {}) }, 1),
-      { phase: "Building", ...(reported ? { startedAt: reported } : {}) },
-      T1,
-    );
-    expect(status.startedAt).toBe(expected);
-  });
+  const numbers = (list: ModelBuild[]) => list.map((item) => item.spec.number);
+  const builds = (...list: number[]) => list.map((number) => build(number));
 
-  it("sets no observedGeneration when the build has no generation", () => {
-    const status = buildStatus(build(1, "k"), { phase: "Succeeded" }, T1);
-    expect(status).not.toHaveProperty("observedGeneration");
-    expect(readyAt(status)).not.toHaveProperty("observedGeneration");
-  });
-
-  it.each<[string, BuildProgress["phase"], string]>([
-    ["Building → Building keeps the transition time", "Building", T0.toISOString()],
-    ["Building → Failed keeps it (Ready stays False)", "Failed", T0.toISOString()],
-    ["Building → Succeeded moves it", "Succeeded", T1.toISOString()],
-  ])("%s", (_, phase, expected) => {
-    const previous = buildStatus(build(1, "k", undefined, 1), { phase: "Building" }, T0);
-    const next = buildStatus(build(1, "k", previous, 1), { phase }, T1);
-    expect(readyAt(next)?.lastTransitionTime).toBe(expected);
-    expect(next.conditions).toHaveLength(1);
+  it.each<[string, ModelBuild[], number | undefined, number[], number, number[]]>([
+    ["fewer than the retention: none", builds(1, 2, 3), 3, [], 10, []],
+    ["exactly the retention: none", builds(1, 2, 3), 3, [], 3, []],
+    ["the oldest beyond the retention", builds(1, 2, 3, 4, 5), 5, [], 3, [2, 1]],
+    ["whatever their order in the store", builds(4, 1, 5, 3, 2), 5, [], 3, [2, 1]],
+    ["never the current one, even when old", builds(1, 2, 3, 4, 5), 1, [], 2, [3, 2]],
+    ["never one in use", builds(1, 2, 3, 4, 5), 5, [1], 2, [3, 2]],
+    ["a retention of 0 keeps the current and those in use", builds(1, 2, 3), 3, [2], 0, [1]],
+  ])("buildsToCollect: %s", (_, list, current, inUse, keep, expected) => {
+    expect(numbers(buildsToCollect(list, current, new Set(inUse), keep))).toStrictEqual(expected);
   });
 });
 
@@ -539,109 +425,96 @@ describe("deployment history", () => {
   ])("servingBefore: %s", (_, history, current, expected) => {
     expect(servingBefore(history, current)?.deploymentId).toBe(expected);
   });
+
+  it.each<[string, DeploymentRecord[], number, number[]]>([
+    ["within the limit: all", [record(1, earlier), record(2)], 5, [1, 2]],
+    [
+      "over it: the oldest closed go",
+      [record(1, earlier), record(2, earlier), record(3, earlier), record(4)],
+      2,
+      [3, 4],
+    ],
+    [
+      "an open record is never dropped",
+      [record(1), record(2, earlier), record(3, earlier), record(4)],
+      2,
+      [1, 4],
+    ],
+    ["a limit below 1 keeps one", [record(1, earlier), record(2)], 0, [2]],
+  ])("trimHistory: %s", (_, history, limit, expected) => {
+    expect(trimHistory(history, limit).map((entry) => entry.deploymentId)).toStrictEqual(expected);
+  });
 });
 
-describe("deploymentPhase", () => {
-  type Wanted = "none" | "no status" | "Pending" | "Building" | "Failed" | "Succeeded";
-  type Rollout = "none" | "progressing" | "complete" | "failing";
-  const wantedBuild = (wanted: Wanted): ModelBuild | undefined =>
-    wanted === "none"
-      ? undefined
-      : build(2, "k", wanted === "no status" ? undefined : { phase: wanted });
-  const rollouts: Record<Rollout, RolloutStatus | undefined> = {
-    none: undefined,
-    progressing: { readyReplicas: 1, replicas: 3, complete: false },
-    complete: { readyReplicas: 3, replicas: 3, complete: true },
-    failing: { readyReplicas: 0, replicas: 1, complete: false, failure: "cannot load predict" },
-  };
+describe("what a deployment waits for, and its phase", () => {
+  const iris = model();
+  const blocker = (
+    modelObject: Model | undefined,
+    number: number | undefined,
+    buildObject: ModelBuild | undefined,
+  ) => buildBlocker("iris", modelObject, number, buildObject);
 
-  // Rows: the wanted build; columns: the rollout; one table when nothing runs, one when it does.
-  const notRunning: Record<Wanted, Record<Rollout, DeploymentPhase>> = {
-    none: { none: "Building", progressing: "Building", complete: "Building", failing: "Building" },
-    "no status": {
-      none: "Building",
-      progressing: "Building",
-      complete: "Building",
-      failing: "Building",
-    },
-    Pending: {
-      none: "Building",
-      progressing: "Building",
-      complete: "Building",
-      failing: "Building",
-    },
-    Building: {
-      none: "Building",
-      progressing: "Building",
-      complete: "Building",
-      failing: "Building",
-    },
-    Failed: { none: "Failed", progressing: "Failed", complete: "Failed", failing: "Failed" },
-    Succeeded: {
-      none: "Deploying",
-      progressing: "Deploying",
-      complete: "Deployed",
-      failing: "Failed",
-    },
-  };
-  // While something runs, a build that is not ready leaves the running rollout's phase.
-  const running: Record<Wanted, Record<Rollout, DeploymentPhase>> = {
-    none: {
-      none: "Deploying",
-      progressing: "Deploying",
-      complete: "Deployed",
-      failing: "Deploying",
-    },
-    "no status": {
-      none: "Deploying",
-      progressing: "Deploying",
-      complete: "Deployed",
-      failing: "Deploying",
-    },
-    Pending: {
-      none: "Deploying",
-      progressing: "Deploying",
-      complete: "Deployed",
-      failing: "Deploying",
-    },
-    Building: {
-      none: "Deploying",
-      progressing: "Deploying",
-      complete: "Deployed",
-      failing: "Deploying",
-    },
-    Failed: {
-      none: "Deploying",
-      progressing: "Deploying",
-      complete: "Deployed",
-      failing: "Deploying",
-    },
-    Succeeded: {
-      none: "Deploying",
-      progressing: "Deploying",
-      complete: "Deployed",
-      failing: "Failed",
-    },
-  };
-  const cases = [
-    ...Object.entries(notRunning).flatMap(([wanted, row]) =>
-      Object.entries(row).map(
-        ([rollout, phase]) => [wanted as Wanted, false, rollout as Rollout, phase] as const,
-      ),
-    ),
-    ...Object.entries(running).flatMap(([wanted, row]) =>
-      Object.entries(row).map(
-        ([rollout, phase]) => [wanted as Wanted, true, rollout as Rollout, phase] as const,
-      ),
-    ),
-  ];
-
-  it("covers every combination", () => {
-    expect(cases).toHaveLength(6 * 2 * 4);
+  it.each<[string, Blocker | undefined, Partial<Blocker> | undefined]>([
+    [
+      "no Model: terminal",
+      blocker(undefined, 2, build(2)),
+      { terminal: true, reason: "ModelNotFound" },
+    ],
+    [
+      "no build yet: waiting",
+      blocker(iris, undefined, undefined),
+      { terminal: false, reason: "Building" },
+    ],
+    [
+      "a pinned build that does not exist: terminal",
+      blocker(iris, 4, undefined),
+      { terminal: true, reason: "BuildNotFound" },
+    ],
+    [
+      "a failed build: terminal, with its message",
+      blocker(iris, 2, build(2, "k", { phase: "Failed", message: "pip: no such package" })),
+      { terminal: true, reason: "BuildFailed", message: "build 2 failed: pip: no such package" },
+    ],
+    [
+      "a build without status: waiting",
+      blocker(iris, 2, build(2)),
+      { terminal: false, reason: "Building" },
+    ],
+    [
+      "a build in progress: waiting",
+      blocker(iris, 2, build(2, "k", { phase: "Building" })),
+      { terminal: false, reason: "Building" },
+    ],
+    [
+      "a succeeded build: nothing in the way",
+      blocker(iris, 2, build(2, "k", { phase: "Succeeded" })),
+      undefined,
+    ],
+  ])("buildBlocker: %s", (_, found, expected) => {
+    if (expected === undefined) expect(found).toBeUndefined();
+    else expect(found).toMatchObject(expected);
   });
 
-  it.each(cases)("build %s, running %s, rollout %s → %s", (wanted, isRunning, rollout, phase) => {
-    expect(deploymentPhase(wantedBuild(wanted), isRunning, rollouts[rollout])).toBe(phase);
+  it.each<[boolean, boolean, DeploymentPhase]>([
+    [false, false, "Building"],
+    [true, false, "Failed"],
+    [false, true, "Deployed"],
+    [true, true, "Deployed"],
+  ])("blockedPhase: terminal %s, serving %s → %s", (terminal, serving, expected) => {
+    expect(blockedPhase({ terminal, reason: "R", message: "m" }, serving)).toBe(expected);
+  });
+
+  it.each<[string, RolloutStatus | undefined, DeploymentPhase]>([
+    ["nothing yet", undefined, "Deploying"],
+    ["progressing", { readyReplicas: 1, replicas: 3, complete: false }, "Deploying"],
+    ["complete", { readyReplicas: 3, replicas: 3, complete: true }, "Deployed"],
+    [
+      "failing",
+      { readyReplicas: 0, replicas: 1, complete: false, failure: "cannot load" },
+      "Failed",
+    ],
+  ])("rolloutPhase: %s → %s", (_, rollout, expected) => {
+    expect(rolloutPhase(rollout)).toBe(expected);
   });
 });
 

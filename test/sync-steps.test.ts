@@ -1,15 +1,21 @@
-// Table tests of the GitOps sync's pure steps: interval, author, desired objects, pruning.
+// Table tests of the GitOps sync's pure parts: interval, author, desired objects, the inventory
+// and what to prune from it, ownership, drift.
 import { describe, expect, it } from "vitest";
 import type { Kind } from "../controller/api/schemas.ts";
 import type { Model, ModelRepository } from "../controller/api/types.generated.ts";
-import type { Resource } from "../controller/platform/ports.ts";
-import type { Revision } from "../controller/source/git.ts";
+import type { Resource } from "../controller/core/ports.ts";
+import { syncIntervalMs } from "../controller/reconcile/repository.ts";
 import {
   authorOf,
   desiredObjects,
-  objectsToPrune,
-  syncIntervalMs,
-} from "../controller/source/sync.ts";
+  driftOf,
+  holds,
+  inventoryOf,
+  inventoryToPrune,
+  ownedBy,
+  ownershipConflicts,
+} from "../controller/source/desired.ts";
+import type { Revision } from "../controller/source/git.ts";
 import type { DeclaredObject } from "../controller/source/validate.ts";
 
 const COMMIT = "0123456789abcdef0123456789abcdef01234567";
@@ -90,7 +96,11 @@ function declared(
   };
 }
 
-const SYNC_LABELS = { "modelship.dev/managed-by": "modelship", "modelship.dev/source": "models" };
+const SYNC_LABELS = {
+  "app.kubernetes.io/managed-by": "modelship",
+  "modelship.dev/repository": "models",
+};
+const MODELS = { namespace: "default", name: "models" };
 const SYNC_ANNOTATIONS = {
   "modelship.dev/commit": COMMIT,
   "modelship.dev/commit-author": "Ada Lovelace <ada@example.com>",
@@ -153,7 +163,7 @@ describe("desiredObjects", () => {
     [
       "a Model with user labels and annotations: kept, the sync's win",
       declared("Model", "iris", "iris/model.yaml", {
-        labels: { team: "ml", "modelship.dev/source": "spoofed" },
+        labels: { team: "ml", "modelship.dev/repository": "spoofed" },
         annotations: { owner: "ada", "modelship.dev/commit": "spoofed" },
       }),
       syncedModel(
@@ -188,20 +198,25 @@ describe("desiredObjects", () => {
           labels: { tier: "prod", ...SYNC_LABELS },
           annotations: SYNC_ANNOTATIONS,
         },
-        spec: { model: "iris", replicas: 2 },
+        // The schema's defaults filled in, as the API server will store it.
+        spec: {
+          model: "iris",
+          replicas: 2,
+          build: "latest",
+          timeoutSeconds: 30,
+          queueTimeoutSeconds: 30,
+          stopped: false,
+        },
       },
     ],
   ])("%s", (_, item, expected) => {
-    expect(desiredObjects([item], "models", revision())).toStrictEqual([expected]);
+    expect(desiredObjects([item], MODELS, revision())).toStrictEqual([expected]);
   });
 
-  it.each([
-    ["a declared namespace is kept", { namespace: "team-a" }, "team-a"],
-    ["no namespace: the repository's", {}, "models-ns"],
-  ])("%s", (_, metadata, expected) => {
-    const item = declared("ModelDeployment", "iris", "d.yaml", metadata);
-    const [object] = desiredObjects([item], "models", revision(), "models-ns");
-    expect(object?.metadata.namespace).toBe(expected);
+  it("puts every object in the repository's namespace (validation refused any other)", () => {
+    const item = declared("ModelDeployment", "iris", "d.yaml");
+    const [object] = desiredObjects([item], { namespace: "models-ns", name: "models" }, revision());
+    expect(object?.metadata.namespace).toBe("models-ns");
   });
 
   it("applies only Models and ModelDeployments, in declared order", () => {
@@ -212,7 +227,7 @@ describe("desiredObjects", () => {
       declared("Model", "m", "m.yaml"),
     ];
     expect(
-      desiredObjects(items, "models", revision()).map(
+      desiredObjects(items, MODELS, revision()).map(
         (object) => `${object.kind}/${object.metadata.name}`,
       ),
     ).toStrictEqual(["ModelDeployment/d", "Model/m"]);
@@ -225,7 +240,7 @@ describe("desiredObjects", () => {
       declared("Model", "a", "deploy/all.yaml"),
       declared("ModelRepository", "r", "repo.yaml"),
     ];
-    const files = desiredObjects(items, "models", revision()).map(
+    const files = desiredObjects(items, MODELS, revision()).map(
       (object) => object.metadata.annotations?.["modelship.dev/manifest-files"],
     );
     const all = '["deploy/all.yaml","repo.yaml","src/b/model.yaml"]';
@@ -233,72 +248,195 @@ describe("desiredObjects", () => {
   });
 
   it("writes the author without an email when there is none", () => {
-    const [object] = desiredObjects([declared("Model", "m", "m.yaml")], "models", revision(""));
+    const [object] = desiredObjects([declared("Model", "m", "m.yaml")], MODELS, revision(""));
     expect(object?.metadata.annotations?.["modelship.dev/commit-author"]).toBe("Ada Lovelace");
   });
 });
 
-describe("objectsToPrune", () => {
-  const object = (
-    kind: "Model" | "ModelDeployment",
-    name: string,
-    source: string | undefined,
-    namespace?: string,
-  ): Resource =>
-    ({
-      apiVersion: "modelship.dev/v1alpha1",
-      kind,
-      metadata: {
-        name,
-        ...(namespace ? { namespace } : {}),
-        ...(source ? { labels: { "modelship.dev/source": source } } : {}),
-      },
-      spec: {},
-    }) as Resource;
-  const ids = (objects: Resource[]) =>
-    objects.map((item) => `${item.kind}/${item.metadata.namespace ?? "-"}/${item.metadata.name}`);
+const object = (
+  kind: "Model" | "ModelDeployment",
+  name: string,
+  labels: Record<string, string> | undefined,
+  namespace = "default",
+  spec: object = {},
+): Resource =>
+  ({
+    apiVersion: "modelship.dev/v1alpha1",
+    kind,
+    metadata: { name, namespace, ...(labels ? { labels } : {}) },
+    spec,
+  }) as Resource;
+const ours = (repository = "models") => ({
+  "app.kubernetes.io/managed-by": "modelship",
+  "modelship.dev/repository": repository,
+});
+const entry = (kind: string, name: string, namespace = "default") => ({ kind, namespace, name });
 
-  it.each<[string, Resource[], Resource[], string[]]>([
-    ["nothing exists", [], [object("Model", "a", "models")], []],
+describe("the inventory", () => {
+  it("lists kind, namespace and name, sorted", () => {
+    expect(
+      inventoryOf([
+        object("ModelDeployment", "b", ours()),
+        object("Model", "b", ours()),
+        object("Model", "a", ours(), "team-a"),
+      ]),
+    ).toStrictEqual([
+      entry("Model", "b"),
+      entry("Model", "a", "team-a"),
+      entry("ModelDeployment", "b"),
+    ]);
+  });
+
+  it.each<[string, ReturnType<typeof entry>[] | undefined, Resource[], string[]]>([
+    ["no inventory yet: nothing", undefined, [object("Model", "a", ours())], []],
+    ["still declared: kept", [entry("Model", "a")], [object("Model", "a", ours())], []],
     [
-      "ours, still declared: kept",
-      [object("Model", "a", "models", "default")],
-      [object("Model", "a", "models", "default")],
-      [],
-    ],
-    [
-      "ours, no longer declared: pruned",
-      [object("Model", "a", "models", "default"), object("ModelDeployment", "b", "models")],
-      [object("Model", "a", "models", "default")],
-      ["ModelDeployment/-/b"],
-    ],
-    [
-      "a missing namespace is default on either side",
-      [object("Model", "a", "models")],
-      [object("Model", "a", "models", "default")],
-      [],
+      "no longer declared: pruned",
+      [entry("Model", "a"), entry("ModelDeployment", "b")],
+      [object("Model", "a", ours())],
+      ["ModelDeployment/b"],
     ],
     [
       "same name, other kind: pruned",
-      [object("Model", "a", "models")],
-      [object("ModelDeployment", "a", "models")],
-      ["Model/-/a"],
+      [entry("Model", "a")],
+      [object("ModelDeployment", "a", ours())],
+      ["Model/a"],
     ],
     [
       "same name, other namespace: pruned",
-      [object("Model", "a", "models", "team-a")],
-      [object("Model", "a", "models", "default")],
-      ["Model/team-a/a"],
+      [entry("Model", "a", "team-a")],
+      [object("Model", "a", ours())],
+      ["Model/a"],
     ],
-    ["another repository's: kept", [object("Model", "a", "other-repo")], [], []],
-    ["made by hand (no source label): kept", [object("Model", "a", undefined)], [], []],
     [
-      "everything ours when nothing is declared",
-      [object("Model", "a", "models"), object("ModelDeployment", "a", "models")],
+      "nothing declared: the whole inventory",
+      [entry("Model", "a"), entry("ModelDeployment", "a")],
       [],
-      ["Model/-/a", "ModelDeployment/-/a"],
+      ["Model/a", "ModelDeployment/a"],
     ],
-  ])("%s", (_, existing, desired, expected) => {
-    expect(ids(objectsToPrune(existing, desired, "models"))).toStrictEqual(expected);
+  ])("inventoryToPrune: %s", (_, previous, desired, expected) => {
+    expect(
+      inventoryToPrune(previous, desired).map((item) => `${item.kind}/${item.name}`),
+    ).toStrictEqual(expected);
+  });
+});
+
+describe("ownership", () => {
+  it.each<[string, Resource, boolean]>([
+    ["ours, this repository", object("Model", "a", ours()), true],
+    ["another repository's", object("Model", "a", ours("other")), false],
+    ["this repository's name in another namespace", object("Model", "a", ours(), "team-a"), false],
+    ["made by hand (no labels)", object("Model", "a", undefined), false],
+    [
+      "a spoofed repository label without managed-by",
+      object("Model", "a", { "modelship.dev/repository": "models" }),
+      false,
+    ],
+  ])("ownedBy: %s → %s", (_, existing, expected) => {
+    expect(ownedBy(existing, MODELS)).toBe(expected);
+  });
+
+  it("ownershipConflicts names each existing object that is someone else's, and why", () => {
+    const existing = new Map<string, Resource>([
+      ["Model/a", object("Model", "a", ours())],
+      ["Model/b", object("Model", "b", ours("other"))],
+      ["ModelDeployment/c", object("ModelDeployment", "c", undefined)],
+    ]);
+    const desired = ["a", "b", "d"]
+      .map((name) => object("Model", name, ours()))
+      .concat([object("ModelDeployment", "c", ours())]);
+    expect(
+      ownershipConflicts(
+        desired,
+        (item) => existing.get(`${item.kind}/${item.metadata.name}`),
+        MODELS,
+      ),
+    ).toStrictEqual([
+      'Model "b" already exists in namespace default and it belongs to ModelRepository "other"; rename it in git or delete the existing one',
+      'ModelDeployment "c" already exists in namespace default and it was not made by a ModelRepository (created by hand?); rename it in git or delete the existing one',
+    ]);
+  });
+});
+
+describe("holds", () => {
+  it.each<[string, unknown, unknown, boolean]>([
+    ["equal scalars", 3, 3, true],
+    ["different scalars", 3, 1, false],
+    ["a field only the live object has", { a: 1, b: 2 }, { a: 1 }, true],
+    ["a field the live object lacks", { a: 1 }, { a: 1, b: 2 }, false],
+    ["nested, a default filled in", { env: { A: "1" }, x: { y: 1, z: 0 } }, { x: { y: 1 } }, true],
+    ["nested, a changed value", { x: { y: 2 } }, { x: { y: 1 } }, false],
+    ["lists whole: an extra item is a difference", [1, 2], [1], false],
+    ["lists whole: the same", [{ a: 1 }], [{ a: 1 }], true],
+    ["an object where a scalar is wanted", { a: {} }, { a: 1 }, false],
+    ["a scalar where an object is wanted", { a: 1 }, { a: {} }, false],
+  ])("%s", (_, live, wanted, expected) => {
+    expect(holds(live, wanted)).toBe(expected);
+  });
+});
+
+describe("driftOf", () => {
+  // As desiredObjects makes it: with the schema's defaults.
+  const desired = object("ModelDeployment", "d", { ...ours(), tier: "prod" }, "default", {
+    model: "iris",
+    replicas: 3,
+    build: "latest",
+    timeoutSeconds: 30,
+    queueTimeoutSeconds: 30,
+    stopped: false,
+  });
+  desired.metadata.annotations = { "modelship.dev/commit": COMMIT };
+  const live = (change: (copy: Resource) => void): Resource => {
+    const copy = structuredClone(desired);
+    change(copy);
+    return copy;
+  };
+  it.each<[string, Resource | undefined, string | undefined]>([
+    ["missing", undefined, "it does not exist"],
+    ["the same", live(() => {}), undefined],
+    [
+      "scaled by hand",
+      live((copy) => {
+        (copy.spec as { replicas: number }).replicas = 1;
+      }),
+      "its spec was changed",
+    ],
+    [
+      "a label of ours changed",
+      live((copy) => {
+        (copy.metadata.labels as Record<string, string>).tier = "dev";
+      }),
+      "its label tier was changed",
+    ],
+    [
+      "a field with no default that git does not set, added by another manager: not drift",
+      live((copy) => {
+        Object.assign(copy.spec, { env: { DEBUG: "1" } });
+      }),
+      undefined,
+    ],
+    [
+      "a field git leaves at its default, set by hand",
+      live((copy) => {
+        Object.assign(copy.spec, { stopped: true });
+      }),
+      "its spec was changed",
+    ],
+    [
+      "another's label added: not drift (server-side apply leaves it)",
+      live((copy) => {
+        (copy.metadata.labels as Record<string, string>).team = "ml";
+      }),
+      undefined,
+    ],
+    [
+      "an annotation of ours removed",
+      live((copy) => {
+        copy.metadata.annotations = {};
+      }),
+      "its annotation modelship.dev/commit was changed",
+    ],
+  ])("%s → %s", (_, current, expected) => {
+    expect(driftOf(current, desired)).toBe(expected);
   });
 });

@@ -221,11 +221,17 @@ describe("modelship up", () => {
     expect(described).toContain("no such package: fancy");
     expect((await call()).body.response.version).toBe(1);
     const status = (await deployment()).status;
+    // The old build keeps serving, and the status says both: the wanted build failed for
+    // good (Stalled, Ready=False, as kstatus has it), and which build serves.
     expect(status?.phase).toBe("Deployed");
-    expect(status?.conditions?.find((condition) => condition.type === "Ready")).toMatchObject({
-      status: "True",
-      reason: "ServingPreviousBuild",
-    });
+    expect(status?.ready).toBe("3/3");
+    const condition = (type: string) => status?.conditions?.find((item) => item.type === type);
+    expect(condition("Stalled")).toMatchObject({ status: "True", reason: "BuildFailed" });
+    expect(condition("Ready")).toMatchObject({ status: "False", reason: "BuildFailed" });
+    expect(condition("Ready")?.message).toMatch(
+      /^build 1 keeps serving; build 3 failed: build script build.sh exited with code 3:\n/,
+    );
+    expect(condition("Reconciling")).toBeUndefined();
   }, 180_000);
 
   it("stops on spec.stopped, starts again, and restarts every replica on modelship.dev/restartedAt", async () => {

@@ -1,25 +1,30 @@
-// WorkQueue on fake timers: dedup, re-runs, requeue, backoff, terminal, idle, stop (counts only).
+// WorkQueue on fake timers: dedup, re-runs, requeue with jitter, backoff, terminal, concurrency,
+// deadlines and stop through the pass's signal, idle, and what it reports to its observer.
+import { getEventListeners } from "node:events";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { formatKey, type ObjectKey } from "../controller/core/keys.ts";
 import {
   backoffMs,
-  done,
-  formatKey,
-  type ObjectKey,
-  parseKey,
+  jittered,
+  type PassSignals,
+  type QueueOptions,
   type ReconcileResult,
-  requeueAfter,
+  type Reconciler,
   WorkQueue,
 } from "../controller/reconcile/queue.ts";
 
-const A = "Model/default/a";
-const B = "Model/default/b";
-const C = "Model/default/c";
+const key = (name: string): ObjectKey => ({ kind: "Model", namespace: "default", name });
+const A = key("a");
+const B = key("b");
+const C = key("c");
+const done: ReconcileResult = { type: "done" };
+const requeueAfter = (afterMs: number): ReconcileResult => ({ type: "requeue", afterMs });
 
 /** A reconciler that records the keys it sees and answers from a script (then `done`). */
 function recorder(script: (ReconcileResult | Error)[] = []) {
   const seen: string[] = [];
-  const reconcile = async (key: ObjectKey): Promise<ReconcileResult> => {
-    seen.push(formatKey(key));
+  const reconcile: Reconciler = async (item) => {
+    seen.push(item.name);
     const next = script.shift() ?? done;
     if (next instanceof Error) throw next;
     return next;
@@ -35,9 +40,17 @@ function deferred(): { promise: Promise<void>; resolve: () => void } {
   return { promise, resolve };
 }
 
+/** Resolves when the signal aborts, as a port call on a hung socket would. */
+function untilAborted(signal: AbortSignal): Promise<never> {
+  return new Promise((_, reject) => {
+    signal.addEventListener("abort", () => reject(signal.reason), { once: true });
+  });
+}
+
 let queues: WorkQueue[] = [];
-function queue(...args: ConstructorParameters<typeof WorkQueue>): WorkQueue {
-  const created = new WorkQueue(...args);
+/** A queue without jitter unless asked: the timing tests read exact delays. */
+function queue(reconcile: Reconciler, options: QueueOptions = {}): WorkQueue {
+  const created = new WorkQueue(reconcile, { jitter: 0, ...options });
   queues.push(created);
   return created;
 }
@@ -52,7 +65,7 @@ afterEach(async () => {
   vi.useRealTimers();
 });
 
-describe("formatKey and parseKey", () => {
+describe("formatKey", () => {
   it.each<[ObjectKey, string]>([
     [{ kind: "Model", namespace: "default", name: "iris" }, "Model/default/iris"],
     [
@@ -60,17 +73,8 @@ describe("formatKey and parseKey", () => {
       "ModelDeployment/team-a/web-2",
     ],
     [{ kind: "ModelRepository", namespace: "x", name: "models" }, "ModelRepository/x/models"],
-  ])("%j ⇄ %s", (key, text) => {
-    expect(formatKey(key)).toBe(text);
-    expect(parseKey(text)).toStrictEqual(key);
-    expect(parseKey(formatKey(key))).toStrictEqual(key);
-  });
-
-  it.each<[string, ObjectKey]>([
-    ["Model/default", { kind: "Model", namespace: "default", name: "" }],
-    ["", { kind: "", namespace: "", name: "" }],
-  ])("parseKey(%j) fills missing parts with empty strings", (text, key) => {
-    expect(parseKey(text)).toStrictEqual(key);
+  ])("%j → %s", (item, text) => {
+    expect(formatKey(item)).toBe(text);
   });
 });
 
@@ -80,26 +84,35 @@ describe("backoffMs", () => {
     [1, 200, 30_000, 200],
     [2, 200, 30_000, 400],
     [3, 200, 30_000, 800],
-    [4, 200, 30_000, 1_600],
     [8, 200, 30_000, 25_600],
     [9, 200, 30_000, 30_000],
     [50, 200, 30_000, 30_000],
-    [1, 100, 250, 100],
-    [2, 100, 250, 200],
     [3, 100, 250, 250],
   ])("failures %d, base %d, max %d → %d ms", (failures, base, max, expected) => {
     expect(backoffMs(failures, base, max)).toBe(expected);
   });
 });
 
+describe("jittered", () => {
+  it.each<[number, number, number, number]>([
+    [1000, 0.1, 0, 1000],
+    [1000, 0.1, 0.5, 1050],
+    [1000, 0.1, 0.999, 1100],
+    [30_000, 0.2, 0.25, 31_500],
+    [1000, 0, 0.7, 1000],
+  ])("%d ms, fraction %d, random %d → %d ms", (afterMs, fraction, random, expected) => {
+    expect(jittered(afterMs, fraction, () => random)).toBe(expected);
+  });
+});
+
 describe("WorkQueue", () => {
   it("reconciles a key added many times while waiting once, in first-added order", async () => {
     const { seen, reconcile } = recorder();
-    const work = queue({ Model: reconcile });
-    for (const key of [A, B, A, C, A, B]) work.add(key);
+    const work = queue(reconcile);
+    for (const item of [A, B, A, C, A, B]) work.add(item);
     work.start();
     await work.idle();
-    expect(seen).toStrictEqual([A, B, C]);
+    expect(seen).toStrictEqual(["a", "b", "c"]);
   });
 
   it("reconciles a key added during its pass once more, after it, never two at once", async () => {
@@ -107,21 +120,20 @@ describe("WorkQueue", () => {
     const seen: string[] = [];
     let active = 0;
     let most = 0;
-    const work = queue({
-      Model: async (key) => {
-        seen.push(key.name);
+    const work = queue(
+      async (item) => {
+        seen.push(item.name);
         active += 1;
         most = Math.max(most, active);
         if (seen.length === 1) await gate.promise;
         active -= 1;
         return done;
       },
-    });
+      { concurrency: 4 },
+    );
     work.add(A);
     work.start();
     await vi.advanceTimersByTimeAsync(0);
-    expect(seen).toStrictEqual(["a"]);
-    work.add(A);
     work.add(A);
     work.add(A);
     gate.resolve();
@@ -130,22 +142,53 @@ describe("WorkQueue", () => {
     expect(most).toBe(1);
   });
 
+  it("works different keys at once, up to its concurrency", async () => {
+    const gate = deferred();
+    let active = 0;
+    let most = 0;
+    const work = queue(
+      async () => {
+        active += 1;
+        most = Math.max(most, active);
+        await gate.promise;
+        active -= 1;
+        return done;
+      },
+      { concurrency: 2 },
+    );
+    for (const item of [A, B, C]) work.add(item);
+    work.start();
+    await vi.advanceTimersByTimeAsync(0);
+    const atOnce = active;
+    gate.resolve();
+    await work.idle();
+    expect([atOnce, most]).toStrictEqual([2, 2]);
+  });
+
   it("runs a requeued key again after its delay, once per request", async () => {
     const { seen, reconcile } = recorder([requeueAfter(100), requeueAfter(100)]);
-    const work = queue({ Model: reconcile });
+    const work = queue(reconcile);
     work.add(A);
     work.start();
     await work.idle();
     const counts = [seen.length];
-    await vi.advanceTimersByTimeAsync(99);
-    counts.push(seen.length);
-    await vi.advanceTimersByTimeAsync(1);
-    counts.push(seen.length);
-    await vi.advanceTimersByTimeAsync(100);
-    counts.push(seen.length);
-    await vi.advanceTimersByTimeAsync(10_000);
-    counts.push(seen.length);
+    for (const step of [99, 1, 100, 10_000]) {
+      await vi.advanceTimersByTimeAsync(step);
+      counts.push(seen.length);
+    }
     expect(counts).toStrictEqual([1, 1, 2, 3, 3]);
+  });
+
+  it("adds up to its jitter to a requeue, so that equal intervals drift apart", async () => {
+    const { seen, reconcile } = recorder([requeueAfter(1000)]);
+    const work = queue(reconcile, { jitter: 0.1, random: () => 0.5 });
+    work.add(A);
+    work.start();
+    await work.idle();
+    await vi.advanceTimersByTimeAsync(1049);
+    const early = seen.length;
+    await vi.advanceTimersByTimeAsync(1);
+    expect([early, seen.length]).toStrictEqual([1, 2]);
   });
 
   it.each<[string, number, number, number]>([
@@ -153,7 +196,7 @@ describe("WorkQueue", () => {
     ["an earlier delay replaces a later one", 500, 50, 50],
   ])("add with a delay: %s", async (_, first, second, wins) => {
     const { seen, reconcile } = recorder();
-    const work = queue({ Model: reconcile });
+    const work = queue(reconcile);
     work.start();
     work.add(A, first);
     work.add(A, second);
@@ -169,14 +212,11 @@ describe("WorkQueue", () => {
     const failures = [1, 2, 3, 4].map((n) => new Error(`boom ${n}`));
     const { seen, reconcile } = recorder(failures.map((error) => ({ type: "error", error })));
     const errors: [string, string, boolean][] = [];
-    const work = queue(
-      { Model: reconcile },
-      {
-        baseBackoffMs: 100,
-        maxBackoffMs: 300,
-        onError: (key, error, terminal) => errors.push([key, error.message, terminal]),
-      },
-    );
+    const work = queue(reconcile, {
+      baseBackoffMs: 100,
+      maxBackoffMs: 300,
+      onError: (item, error, terminal) => errors.push([item.name, error.message, terminal]),
+    });
     work.add(A);
     work.start();
     await work.idle();
@@ -195,25 +235,12 @@ describe("WorkQueue", () => {
       [3, 4],
       [4, 5],
     ]);
-    expect(seen).toHaveLength(5);
-    expect(errors).toStrictEqual([
-      [A, "boom 1", false],
-      [A, "boom 2", false],
-      [A, "boom 3", false],
-      [A, "boom 4", false],
-    ]);
+    expect(errors).toStrictEqual([1, 2, 3, 4].map((n) => ["a", `boom ${n}`, false]));
   });
 
   it("treats a thrown exception as an error and backs off", async () => {
     const { seen, reconcile } = recorder([new Error("thrown")]);
-    const errors: [string, string, boolean][] = [];
-    const work = queue(
-      { Model: reconcile },
-      {
-        baseBackoffMs: 100,
-        onError: (key, error, terminal) => errors.push([key, error.message, terminal]),
-      },
-    );
+    const work = queue(reconcile, { baseBackoffMs: 100 });
     work.add(A);
     work.start();
     await work.idle();
@@ -221,13 +248,12 @@ describe("WorkQueue", () => {
     const early = seen.length;
     await vi.advanceTimersByTimeAsync(1);
     expect([early, seen.length]).toStrictEqual([1, 2]);
-    expect(errors).toStrictEqual([[A, "thrown", false]]);
   });
 
   it("starts the backoff afresh after a success", async () => {
     const error = { type: "error", error: new Error("x") } as const;
     const { seen, reconcile } = recorder([error, error, done, error]);
-    const work = queue({ Model: reconcile }, { baseBackoffMs: 100, maxBackoffMs: 10_000 });
+    const work = queue(reconcile, { baseBackoffMs: 100, maxBackoffMs: 10_000 });
     work.add(A);
     work.start();
     await vi.advanceTimersByTimeAsync(100 + 200);
@@ -241,73 +267,100 @@ describe("WorkQueue", () => {
     expect([early, seen.length]).toStrictEqual([4, 5]);
   });
 
-  it.each<[string, string, Record<string, ReconcileResult>, string]>([
+  it.each<[string, ReconcileResult, number[]]>([
+    ["without a poll it is not retried", { type: "terminal", error: new Error("no source") }, [1]],
     [
-      "a terminal result",
-      A,
-      { Model: { type: "terminal", error: new Error("no source") } },
-      "no source",
+      "with one (a source's interval) it is looked at again then",
+      { type: "terminal", error: new Error("bad commit"), afterMs: 500 },
+      [1, 2],
     ],
-    ["an unknown kind", "Widget/default/x", {}, "no reconciler for Widget"],
-  ])("%s is reported as terminal and not retried", async (_, key, results, message) => {
-    const { seen, reconcile } = recorder(Object.values(results));
-    const errors: [string, string, boolean][] = [];
-    const work = queue(
-      { Model: reconcile },
-      { onError: (item, error, terminal) => errors.push([item, error.message, terminal]) },
-    );
-    work.add(key);
-    work.start();
-    await work.idle();
-    await vi.advanceTimersByTimeAsync(120_000);
-    expect(seen).toHaveLength(key === A ? 1 : 0);
-    expect(errors).toStrictEqual([[key, message, true]]);
-  });
-
-  it("dispatches each key to the reconciler of its kind", async () => {
-    const seen: string[] = [];
-    const work = queue({
-      Model: async (key) => {
-        seen.push(`model ${key.namespace}/${key.name}`);
-        return done;
-      },
-      ModelBuild: async (key) => {
-        seen.push(`build ${key.namespace}/${key.name}`);
-        return done;
-      },
-    });
-    work.add("ModelBuild/team-a/iris-1");
-    work.add("Model/default/iris");
-    work.start();
-    await work.idle();
-    expect(seen).toStrictEqual(["build team-a/iris-1", "model default/iris"]);
-  });
-
-  it("idle() resolves at once when nothing waits, and after the last pass otherwise", async () => {
-    const { seen, reconcile } = recorder();
-    const work = queue({ Model: reconcile });
-    await work.idle();
-    work.start();
-    await work.idle();
-    expect(seen).toStrictEqual([]);
+  ])("a terminal result: %s", async (_, result, expected) => {
+    const { seen, reconcile } = recorder([result, result]);
+    const terminal: boolean[] = [];
+    const work = queue(reconcile, { onError: (_, __, isTerminal) => terminal.push(isTerminal) });
     work.add(A);
-    work.add(B);
+    work.start();
     await work.idle();
-    expect(seen).toStrictEqual([A, B]);
+    const counts = [seen.length];
+    await vi.advanceTimersByTimeAsync(500);
+    if (expected.length > 1) counts.push(seen.length);
+    await vi.advanceTimersByTimeAsync(120_000);
+    expect(counts).toStrictEqual(expected);
+    expect(terminal.every(Boolean)).toBe(true);
   });
 
-  it("stop() waits for the pass in flight, then ends the loop and drops timers and adds", async () => {
+  it("aborts a pass's signal at its deadline, and the pass ends as an error", async () => {
+    const signals: PassSignals[] = [];
+    const errors: string[] = [];
+    const work = queue(
+      async (_, passSignals) => {
+        signals.push(passSignals);
+        await untilAborted(passSignals.signal);
+        return done;
+      },
+      { passTimeoutMs: 1000, baseBackoffMs: 60_000, onError: (_, e) => errors.push(e.name) },
+    );
+    work.add(A);
+    work.start();
+    await vi.advanceTimersByTimeAsync(999);
+    const before = signals[0]?.signal.aborted;
+    await vi.advanceTimersByTimeAsync(1);
+    await work.idle();
+    expect([before, signals[0]?.signal.aborted, signals[0]?.stopped.aborted]).toStrictEqual([
+      false,
+      true,
+      false,
+    ]);
+    expect(errors).toStrictEqual(["TimeoutError"]);
+  });
+
+  it("gives up on a pass that ignores its deadline, but never runs its key twice at once", async () => {
     const gate = deferred();
     const seen: string[] = [];
-    const work = queue({
-      Model: async (key) => {
-        seen.push(key.name);
-        if (key.name === "a") await gate.promise;
-        return requeueAfter(50);
+    const active = new Map<string, number>();
+    let mostOfOneKey = 0;
+    const errors: string[] = [];
+    const work = queue(
+      async (item) => {
+        seen.push(item.name);
+        active.set(item.name, (active.get(item.name) ?? 0) + 1);
+        mostOfOneKey = Math.max(mostOfOneKey, active.get(item.name) ?? 0);
+        // The first pass of a hangs, deaf to its signal.
+        if (item.name === "a" && seen.length === 1) await gate.promise;
+        active.set(item.name, (active.get(item.name) ?? 0) - 1);
+        return done;
       },
+      {
+        passTimeoutMs: 1000,
+        baseBackoffMs: 60_000,
+        onError: (_, error) => errors.push(error.message),
+      },
+    );
+    work.add(A);
+    work.start();
+    await vi.advanceTimersByTimeAsync(1000 + 5000);
+    // Its worker moved on; b is worked meanwhile, a waits for its own pass to end.
+    work.add(B);
+    work.add(A);
+    await vi.advanceTimersByTimeAsync(100);
+    const whileHung = [...seen];
+    gate.resolve();
+    await vi.advanceTimersByTimeAsync(100);
+    await work.idle();
+    expect(errors).toStrictEqual(["the pass did not end within 5000 ms of its deadline or stop"]);
+    expect(whileHung).toStrictEqual(["a", "b"]);
+    expect(seen).toStrictEqual(["a", "b", "a"]);
+    expect(mostOfOneKey).toBe(1);
+  });
+
+  it("stop() aborts the passes in flight at once: a hung call does not hold it", async () => {
+    let stoppedSignal: AbortSignal | undefined;
+    const work = queue(async (_, passSignals) => {
+      stoppedSignal = passSignals.stopped;
+      await untilAborted(passSignals.signal);
+      return done;
     });
     work.add(A);
-    work.add(B);
     work.start();
     await vi.advanceTimersByTimeAsync(0);
     let stopped = false;
@@ -315,41 +368,102 @@ describe("WorkQueue", () => {
       stopped = true;
     });
     await vi.advanceTimersByTimeAsync(0);
-    const whileInFlight = stopped;
-    gate.resolve();
     await stopping;
-    work.add(C);
-    await vi.advanceTimersByTimeAsync(10_000);
-    expect(whileInFlight).toBe(false);
-    expect(seen).toStrictEqual(["a"]);
-    // B never ran; waiting for the queue to go idle must not hang on it.
-    let idle = false;
-    await work.idle().then(() => {
-      idle = true;
-    });
-    expect(idle).toBe(true);
+    expect([stopped, stoppedSignal?.aborted]).toStrictEqual([true, true]);
   });
 
-  it("lets idle() waiters go when it stops with keys still queued", async () => {
+  it("stop() gives up on a pass deaf to its signal after the grace, and leaves no timer", async () => {
     const gate = deferred();
-    const work = queue({
-      Model: async () => {
-        await gate.promise;
-        return done;
-      },
+    const work = queue(async () => {
+      await gate.promise;
+      return done;
+    });
+    work.add(A);
+    work.start();
+    await vi.advanceTimersByTimeAsync(0);
+    let stopped = false;
+    const stopping = work.stop().then(() => {
+      stopped = true;
+    });
+    await vi.advanceTimersByTimeAsync(4999);
+    const early = stopped;
+    await vi.advanceTimersByTimeAsync(1);
+    await stopping;
+    gate.resolve();
+    await vi.advanceTimersByTimeAsync(0);
+    expect([early, stopped, vi.getTimerCount()]).toStrictEqual([false, true, 0]);
+  });
+
+  it("leaves no listener on its stop signal once the passes are over", async () => {
+    let stopped: AbortSignal | undefined;
+    const work = queue(async (_, passSignals) => {
+      stopped = passSignals.stopped;
+      return done;
+    });
+    work.start();
+    for (let round = 0; round < 50; round++) {
+      work.add(key(`k${round}`));
+      await work.idle();
+    }
+    expect(stopped && getEventListeners(stopped, "abort")).toStrictEqual([]);
+  });
+
+  it("idle() resolves at once when nothing waits, and after the last pass otherwise", async () => {
+    const { seen, reconcile } = recorder();
+    const work = queue(reconcile);
+    await work.idle();
+    work.start();
+    await work.idle();
+    expect(seen).toStrictEqual([]);
+    work.add(A);
+    work.add(B);
+    await work.idle();
+    expect(seen).toStrictEqual(["a", "b"]);
+    expect(work.isIdle).toBe(true);
+  });
+
+  it("after stop(), drops timers and adds, and lets idle() waiters go", async () => {
+    const gate = deferred();
+    const seen: string[] = [];
+    const work = queue(async (item) => {
+      seen.push(item.name);
+      if (item.name === "a") await gate.promise;
+      return requeueAfter(50);
     });
     work.add(A);
     work.add(B);
     work.start();
     await vi.advanceTimersByTimeAsync(0);
-    let idle = false;
-    const waiting = work.idle().then(() => {
-      idle = true;
-    });
+    const waiting = work.idle();
     const stopping = work.stop();
     gate.resolve();
     await stopping;
     await waiting;
-    expect(idle).toBe(true);
+    work.add(C);
+    await vi.advanceTimersByTimeAsync(10_000);
+    expect(seen).toStrictEqual(["a"]);
+  });
+
+  it("tells its observer the depth, each key's wait and each pass's result", async () => {
+    const depths: number[] = [];
+    const results: string[] = [];
+    let waited = 0;
+    const { reconcile } = recorder([requeueAfter(10), new Error("x")]);
+    const work = queue(reconcile, {
+      observer: {
+        depth: (waiting) => depths.push(waiting),
+        waited: () => {
+          waited += 1;
+        },
+        reconciled: (_, result) => results.push(result),
+      },
+    });
+    work.add(A);
+    work.add(B);
+    work.start();
+    await work.idle();
+    expect(depths.slice(0, 4)).toStrictEqual([1, 2, 1, 0]);
+    expect(waited).toBe(2);
+    expect(results).toStrictEqual(["requeue", "error"]);
   });
 });

@@ -1,4 +1,4 @@
-// kstatus conditions (DESIGN §2): Ready, plus the abnormal-true Reconciling and Stalled. A
+// kstatus conditions: Ready, plus the abnormal-true Reconciling and Stalled. A
 // condition's lastTransitionTime changes only when its status does.
 import type { Condition } from "./types.generated.ts";
 

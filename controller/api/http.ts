@@ -1,6 +1,7 @@
 // Small HTTP helpers shared by the replica agent and the gateway: a bounded body reader and the
 // JSON answers both send.
-import type { IncomingMessage, ServerResponse } from "node:http";
+import type { IncomingMessage, Server, ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
 import { CODE_HEADER, ERROR_STATUS, type ErrorBody, type ErrorCode } from "./errors.ts";
 
 /**
@@ -86,4 +87,32 @@ export function sendError(
   extra?: Partial<ErrorBody>,
 ): void {
   sendJson(response, ERROR_STATUS[code], errorBody(code, message, extra), code);
+}
+
+/** Listens and returns the URL; port 0 picks a free port, which the URL then names. */
+export async function listen(server: Server, host: string, port: number): Promise<string> {
+  await new Promise<void>((resolve, reject) => {
+    // Each outcome removes the other's listener: a stray `error` listener would hide the
+    // server's later errors.
+    const onError = (error: Error) => {
+      server.off("listening", onListening);
+      reject(new Error(`cannot listen on ${host}:${port}: ${error.message}`));
+    };
+    const onListening = () => {
+      server.off("error", onError);
+      resolve();
+    };
+    server.once("error", onError);
+    server.once("listening", onListening);
+    server.listen(port, host);
+  });
+  const address = server.address() as AddressInfo;
+  return `http://${host}:${address.port}`;
+}
+
+/** Stops taking connections, lets answers in flight finish, then closes idle keep-alives. */
+export async function closeServer(server: Server): Promise<void> {
+  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+  server.closeIdleConnections();
+  await closed;
 }

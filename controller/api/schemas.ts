@@ -12,6 +12,22 @@ export const GROUP_VERSION = `${API_GROUP}/${API_VERSION}`;
 export const KINDS = ["ModelRepository", "Model", "ModelBuild", "ModelDeployment"] as const;
 export type Kind = (typeof KINDS)[number];
 
+/** The names a URL or a command line may give a kind: plural, singular and kubectl's short names. */
+export const KIND_NAMES: Record<string, Kind> = {
+  modelrepositories: "ModelRepository",
+  modelrepository: "ModelRepository",
+  mrepo: "ModelRepository",
+  models: "Model",
+  model: "Model",
+  mdl: "Model",
+  modelbuilds: "ModelBuild",
+  modelbuild: "ModelBuild",
+  mb: "ModelBuild",
+  modeldeployments: "ModelDeployment",
+  modeldeployment: "ModelDeployment",
+  md: "ModelDeployment",
+};
+
 /** The default upper bound of ModelDeployment spec.replicas; an installation may raise it. */
 export const DEFAULT_MAX_REPLICAS = 9;
 
@@ -95,6 +111,25 @@ export function compileKindValidators(options: ValidatorOptions = {}): Map<Kind,
     validators.set(kind, ajv.compile(schema));
   }
   return validators;
+}
+
+let defaulting: Map<Kind, ValidateFunction> | undefined;
+
+/**
+ * A copy of `object` with the schema's defaults filled in where a field is missing, as the API
+ * server fills them in from the CRD (the same schema): so what a sync applies says everything
+ * the live object will hold, and a hand edit of a field git leaves at its default shows as drift.
+ */
+export function withDefaults<T>(kind: Kind, object: T): T {
+  if (!defaulting) {
+    const ajv = newAjv();
+    ajv.opts.useDefaults = true;
+    ajv.addSchema(loadCommonSchema());
+    defaulting = new Map(KINDS.map((each) => [each, ajv.compile(loadKindSchema(each))]));
+  }
+  const copy = structuredClone(object);
+  (defaulting.get(kind) as ValidateFunction)(copy);
+  return copy;
 }
 
 function setReplicaLimit(deploymentSchema: JsonSchema, maxReplicas: number): void {

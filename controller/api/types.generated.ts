@@ -45,8 +45,10 @@ export interface ModelRepositorySpec {
     /** Name of the Secret. */
     name: string;
   };
-  /** Stop syncing: nothing new is fetched or applied, and what runs keeps running. */
+  /** Stop syncing: nothing new is fetched or applied, drift is not corrected, and what runs keeps running. Status says so with the condition Suspended. */
   suspend?: boolean;
+  /** What happens to the objects this repository applied when the ModelRepository is deleted: `Delete` removes them (and with them their builds and replicas), `Orphan` leaves them running, no longer managed by any repository. */
+  deletionPolicy?: "Delete" | "Orphan";
 }
 
 /** What the controller last did with the repository. Written by the controller. */
@@ -57,10 +59,10 @@ export interface ModelRepositoryStatus {
   lastAttemptedCommit?: string;
   /** Why the last attempted commit was not applied: the same lines `modelship validate` prints. Empty after a successful sync. */
   lastSyncError?: string;
-  /** When the last sync attempt finished. */
+  /** When the last sync attempt finished: every interval the sync fetches and re-applies what git declares, putting back what was edited or deleted by hand. */
   lastSyncTime?: string;
-  /** The objects applied from lastSyncedCommit; the ones that disappear from git are pruned. */
-  objects?: ObjectReference[];
+  /** The inventory: every object the last good sync applied (lastSyncedCommit). Pruning deletes what is in it and no longer in git; deleting the ModelRepository deletes it all (deletionPolicy Delete). Nothing outside it is ever pruned. */
+  inventory?: InventoryEntry[];
   /** metadata.generation last reconciled. */
   observedGeneration?: number;
   /** Current conditions of the object, one per type. */
@@ -68,11 +70,11 @@ export interface ModelRepositoryStatus {
 }
 
 /** One applied object. */
-export interface ObjectReference {
+export interface InventoryEntry {
   /** Kind of the object. */
   kind: string;
   /** Namespace of the object. */
-  namespace?: string;
+  namespace: string;
   /** Name of the object. */
   name: string;
 }
@@ -277,7 +279,7 @@ export interface ModelDeploymentStatus {
   ready?: string;
   /** Where to call the model (`POST`). */
   url?: string;
-  /** Rollouts of this deployment, newest first. */
+  /** Rollouts of this deployment, oldest first; the newest 20 are kept (the one serving always). */
   history?: DeploymentRecord[];
   /** metadata.generation last reconciled. */
   observedGeneration?: number;
@@ -295,6 +297,8 @@ export interface DeploymentRecord {
   commit?: string;
   /** When the rollout started. */
   deployedAt: string;
+  /** When every replica of this rollout was ready and every earlier rollout's replicas were gone; absent until then. */
+  completedAt?: string;
   /** When it was replaced or stopped; absent while it runs. */
   stoppedAt?: string;
   /** Author of that commit (`Name <email>`). */

@@ -2,11 +2,9 @@
 // logs, call, keys and apikeys (docs/cli.md). Tables follow the CRDs' printer columns, so
 // `modelship get` and `kubectl get` show the same thing.
 import { parseArgs } from "node:util";
-import type { Kind } from "../api/schemas.ts";
-import { loadKindSchema } from "../api/schemas.ts";
+import { KIND_NAMES, type Kind, loadKindSchema } from "../api/schemas.ts";
 import type { Condition, DeploymentRecord } from "../api/types.generated.ts";
-import { KIND_NAMES } from "../platform/local/admin.ts";
-import type { ReplicaInfo, Resource } from "../platform/ports.ts";
+import type { EventRecord, ReplicaInfo, Resource } from "../core/ports.ts";
 import type { CommandResult, Output } from "./output.ts";
 import { adminOf, stateDirOf } from "./state-dir.ts";
 
@@ -196,6 +194,25 @@ function describeHistory(history: DeploymentRecord[] | undefined): string[] {
   ];
 }
 
+/** kubectl describe's Events: oldest first, a repeat as "(x3 over 2m)". */
+export function describeEvents(events: EventRecord[], now: Date): string[] {
+  if (events.length === 0) return ["Events:  <none>"];
+  return [
+    "Events:",
+    formatTable([
+      ["  TYPE", "REASON", "AGE", "MESSAGE"],
+      ...events.map((event) => [
+        `  ${event.type}`,
+        event.reason,
+        event.count > 1
+          ? `${formatAge(event.lastTimestamp, now)} (x${event.count} over ${formatAge(event.firstTimestamp, now)})`
+          : formatAge(event.lastTimestamp, now),
+        event.message.split("\n")[0] ?? "",
+      ]),
+    ]),
+  ];
+}
+
 function describeReplicas(replicas: ReplicaInfo[]): string[] {
   if (replicas.length === 0) return ["Replicas:  <none>"];
   const counters = [
@@ -259,6 +276,10 @@ export async function runDescribe(args: string[], output: Output): Promise<Comma
     ),
   );
   lines.push(...describeConditions(conditions, now), ...describeHistory(history));
+  const events = await adminJson<{ items: EventRecord[] }>(
+    values["state-dir"],
+    `/api/v1/${plural}/${encodeURIComponent(name)}/events`,
+  );
   if (kind === "ModelDeployment") {
     const { items } = await adminJson<{ items: ReplicaInfo[] }>(
       values["state-dir"],
@@ -280,6 +301,7 @@ export async function runDescribe(args: string[], output: Output): Promise<Comma
         .map((line) => `  ${line}`),
     );
   }
+  lines.push(...describeEvents(events.items, now));
   output.out(`${lines.join("\n")}\n`);
   return { exitCode: 0 };
 }

@@ -1,18 +1,20 @@
 // `modelship controller`: the reconcilers on a Kubernetes cluster (docs/kubernetes.md). In a
 // pod it uses the service account; elsewhere --kubeconfig. With leader election (the default),
-// of several replicas only the Lease holder reconciles.
+// of several replicas only the Lease holder reconciles; one that loses the lease (the API
+// server was away) stops reconciling and campaigns again, and never exits for it.
 import { createServer } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { collectDefaultMetrics, Registry } from "prom-client";
-import { SERVER_OPTIONS } from "../api/http.ts";
+import { closeServer, listen, SERVER_OPTIONS } from "../api/http.ts";
 import { KubeClient, loadKubeConfig } from "../platform/kubernetes/client.ts";
 import { LeaderElector } from "../platform/kubernetes/leader.ts";
 import { KubernetesPlatform } from "../platform/kubernetes/platform.ts";
 import { settingsFromEnv } from "../platform/kubernetes/settings.ts";
+import { ControllerMetrics } from "../reconcile/metrics.ts";
 import type { CommandResult, Output } from "./output.ts";
-import { closeServer, listen, parsePort, untilStopSignal } from "./serve.ts";
+import { parsePort, untilStopSignal } from "./serve.ts";
 
 export const CONTROLLER_HELP = `Usage: modelship controller [--kubeconfig FILE] [--namespace NS] [--port 8081] [--no-leader-elect]
 
@@ -46,20 +48,25 @@ export async function runController(args: string[], output: Output): Promise<Com
   if (values.namespace) settings.namespace = values.namespace;
   const client = new KubeClient(loadKubeConfig(values.kubeconfig));
   const log = (line: string) => output.out(`${new Date().toISOString()} ${line}\n`);
-  const platform = new KubernetesPlatform({
-    client,
-    settings,
-    cacheDir: values["cache-dir"] ?? join(tmpdir(), "modelship-controller"),
-    log,
-  });
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const metrics = new ControllerMetrics(registry);
+  const newPlatform = () =>
+    new KubernetesPlatform({
+      client,
+      settings,
+      cacheDir: values["cache-dir"] ?? join(tmpdir(), "modelship-controller"),
+      metrics,
+      log,
+    });
 
-  const metrics = new Registry();
-  collectDefaultMetrics({ register: metrics });
+  /** The platform reconciling now: only while this process leads and its caches are filled. */
+  let current: KubernetesPlatform | undefined;
   let ready = false;
   const server = createServer(SERVER_OPTIONS, (request, response) => {
     const path = request.url ?? "/";
     if (request.method === "POST" && path === "/hooks/git") {
-      platform.syncNow();
+      current?.syncNow();
       response.writeHead(202).end();
     } else if (path === "/healthz") {
       response.writeHead(200).end("ok");
@@ -68,9 +75,11 @@ export async function runController(args: string[], output: Output): Promise<Com
         .writeHead(ready ? 200 : 503)
         .end(ready ? "ok" : "waiting for the lease or the caches");
     } else if (path === "/metrics") {
-      metrics
+      registry
         .metrics()
-        .then((text) => response.writeHead(200, { "content-type": metrics.contentType }).end(text));
+        .then((text) =>
+          response.writeHead(200, { "content-type": registry.contentType }).end(text),
+        );
     } else {
       response.writeHead(404).end();
     }
@@ -78,39 +87,53 @@ export async function runController(args: string[], output: Output): Promise<Com
   const url = await listen(server, values.host, parsePort(values.port, "--port", 8081));
   output.out(`controller listening on ${url} (namespace ${settings.namespace})\n`);
 
-  let lost = false;
+  const stopping = new AbortController();
+  void untilStopSignal().then(() => stopping.abort());
   const elector = values["no-leader-elect"]
     ? undefined
     : new LeaderElector(client, { namespace: settings.namespace });
-  const signal = untilStopSignal();
-  const leading = elector
-    ? elector.lead(() => {
-        lost = true;
-        log("lost the leader lease; stopping so that another replica takes over");
-        process.kill(process.pid, "SIGTERM");
-      })
-    : Promise.resolve();
-  const first = await Promise.race([leading.then(() => "lead" as const), signal]);
-  if (first === "lead") {
+
+  /** Reconciles while this process leads; a fresh platform each time, so no stale cache. */
+  const lead = async (): Promise<"lost" | "stopped"> => {
+    const platform = newPlatform();
+    current = platform;
+    // The caches fill (and wait for the API server if need be) while the lease is renewed.
+    let stopped = false;
+    const started = platform.start().then(
+      () => {
+        ready = true;
+        log("caches filled; reconciling");
+      },
+      (error: Error) => {
+        // A start cut short by stop() (the lease was lost, or the process stops) says nothing.
+        if (!stopped) log(`could not start reconciling: ${error.message}`);
+      },
+    );
+    const outcome = elector
+      ? await elector.hold(stopping.signal)
+      : await new Promise<"stopped">((resolve) =>
+          stopping.signal.addEventListener("abort", () => resolve("stopped"), { once: true }),
+        );
+    ready = false;
+    current = undefined;
+    stopped = true;
+    await platform.stop();
+    await started;
+    return outcome;
+  };
+
+  while (!stopping.signal.aborted) {
+    if (elector && !(await elector.acquire(stopping.signal))) break;
     if (elector) log(`leading as ${elector.identity}`);
-    await platform.start();
-    ready = true;
-    await signal;
+    if ((await lead()) === "lost") {
+      log(
+        "lost the leader lease (could not renew it in time); stopped reconciling, campaigning again",
+      );
+    }
   }
   log("stopping");
-  elector?.stop();
-  await platform.stop();
+  await elector?.release();
   await closeServer(server);
-  const exitCode = lost ? 1 : 0;
-  exitSoon(exitCode);
-  return { exitCode };
-}
-
-/**
- * Exits a second after a clean stop even if a socket lingers: @kubernetes/client-node's
- * informer can leave a watch connection open when it is stopped while re-establishing the watch
- * (it stores the request's AbortController only after the request has started).
- */
-export function exitSoon(code: number): void {
-  setTimeout(() => process.exit(code), 1000).unref();
+  client.close();
+  return { exitCode: 0 };
 }

@@ -3,13 +3,13 @@
 import { unwatchFile, watchFile } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { parseArgs } from "node:util";
+import { listen } from "../api/http.ts";
 import { parseGatewayConfig } from "../gateway/config.ts";
 import { Gateway } from "../gateway/gateway.ts";
 import { KubeClient, loadKubeConfig } from "../platform/kubernetes/client.ts";
 import { KubeGatewayFeed } from "../platform/kubernetes/gateway-feed.ts";
-import { exitSoon } from "./controller.ts";
 import type { CommandResult, Output } from "./output.ts";
-import { listen, parsePort, parsePositive, untilStopSignal } from "./serve.ts";
+import { parsePort, parsePositive, untilStopSignal } from "./serve.ts";
 
 export const GATEWAY_HELP = `Usage: modelship gateway --config FILE | --kubernetes [--namespace NS] [--port PORT] [--host HOST]
 
@@ -77,7 +77,6 @@ export async function runGateway(args: string[], output: Output): Promise<Comman
     await untilStopSignal();
     await feed.stop();
     await gateway.close();
-    exitSoon(0);
     return { exitCode: 0 };
   }
   const load = async () => gateway.apply(parseGatewayConfig(await readFile(file, "utf8"), file));

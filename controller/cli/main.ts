@@ -1,13 +1,7 @@
-// The `modelship` command line: one entry point, one subcommand per job.
-
-import { runBuildContext } from "./build-context.ts";
-import { runApiKeys, runCall, runDescribe, runGet, runKeys, runLogs } from "./client.ts";
-import { runController } from "./controller.ts";
-import { runGateway } from "./gateway.ts";
+// The `modelship` command line: one entry point, one subcommand per job. Each command's module
+// is loaded when it runs, so that `modelship get` does not load the Kubernetes client nor `up`
+// the controller's.
 import { type CommandResult, type Output, processOutput } from "./output.ts";
-import { runReplica } from "./replica.ts";
-import { runUp } from "./up.ts";
-import { runValidate } from "./validate.ts";
 
 interface Command {
   summary: string;
@@ -17,39 +11,51 @@ interface Command {
 const COMMANDS: Record<string, Command> = {
   up: {
     summary: "build and serve what a git repository declares, and follow its branch",
-    run: runUp,
+    run: async (args, output) => (await import("./up.ts")).runUp(args, output),
   },
   get: {
     summary: "list modelrepositories, models, modelbuilds or modeldeployments [-o json]",
-    run: runGet,
+    run: async (args, output) => (await import("./client.ts")).runGet(args, output),
   },
   describe: {
     summary: "show one object: conditions, history, replicas and their counters",
-    run: runDescribe,
+    run: async (args, output) => (await import("./client.ts")).runDescribe(args, output),
   },
-  logs: { summary: "print a model's replica logs [--replica ID] [--follow]", run: runLogs },
-  call: { summary: "call a model through the gateway: modelship call MODEL 'JSON'", run: runCall },
-  keys: { summary: "show or rotate a model's access key", run: runKeys },
-  apikeys: { summary: "create, list or delete model API keys", run: runApiKeys },
+  logs: {
+    summary: "print a model's replica logs [--replica ID] [--follow]",
+    run: async (args, output) => (await import("./client.ts")).runLogs(args, output),
+  },
+  call: {
+    summary: "call a model through the gateway: modelship call MODEL 'JSON'",
+    run: async (args, output) => (await import("./client.ts")).runCall(args, output),
+  },
+  keys: {
+    summary: "show or rotate a model's access key",
+    run: async (args, output) => (await import("./client.ts")).runKeys(args, output),
+  },
+  apikeys: {
+    summary: "create, list or delete model API keys",
+    run: async (args, output) => (await import("./client.ts")).runApiKeys(args, output),
+  },
   validate: {
     summary: "check manifests: schema, names, references, model files and functions",
-    run: runValidate,
+    run: async (args, output) => (await import("./validate.ts")).runValidate(args, output),
   },
   replica: {
     summary: "run one replica of a model: a worker behind HTTP, one request at a time",
-    run: runReplica,
+    run: async (args, output) => (await import("./replica.ts")).runReplica(args, output),
   },
   controller: {
     summary: "run the reconcilers on a Kubernetes cluster (Kaniko builds, Deployments)",
-    run: runController,
+    run: async (args, output) => (await import("./controller.ts")).runController(args, output),
   },
   "build-context": {
     summary: "write a build's source and Dockerfile (a build Job's init container runs it)",
-    run: runBuildContext,
+    run: async (args, output) => (await import("./build-context.ts")).runBuildContext(args, output),
   },
   gateway: {
     summary: "answer calls to models: queue, keys, one call per replica at a time",
-    run: runGateway,
+    run: async (args, output) => (await import("./gateway.ts")).runGateway(args, output),
   },
 };
 

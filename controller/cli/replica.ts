@@ -2,11 +2,12 @@
 import { hostname } from "node:os";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
+import { closeServer, listen } from "../api/http.ts";
 import { ReplicaAgent } from "../replica/agent.ts";
 import { createReplicaServer } from "../replica/agent-server.ts";
 import type { Runtime } from "../replica/worker-process.ts";
 import type { CommandResult, Output } from "./output.ts";
-import { closeServer, listen, parsePort, parsePositive, untilStopSignal } from "./serve.ts";
+import { parsePort, parsePositive, untilStopSignal } from "./serve.ts";
 
 export const REPLICA_HELP = `Usage: modelship replica --file FILE --function NAME --runtime python3|r --port PORT [options]
 

@@ -1,8 +1,6 @@
-// What the long-running commands (replica, gateway) share: listening on 127.0.0.1 and stopping
-// cleanly on Ctrl-C or SIGTERM.
-import { once } from "node:events";
-import type { Server } from "node:http";
-import type { AddressInfo } from "node:net";
+// What the long-running commands (up, replica, gateway, controller) share: their port and
+// number flags, and stopping cleanly on Ctrl-C or SIGTERM. Listening and closing are
+// controller/api/http.ts's, below every part that serves HTTP.
 
 export function parsePort(text: string | undefined, flag: string, fallback: number): number {
   if (text === undefined) return fallback;
@@ -22,19 +20,6 @@ export function parsePositive(text: string | undefined, flag: string, fallback: 
   return value;
 }
 
-/** Listens and returns the URL; port 0 picks a free port, which the URL then names. */
-export async function listen(server: Server, host: string, port: number): Promise<string> {
-  server.listen(port, host);
-  await Promise.race([
-    once(server, "listening"),
-    once(server, "error").then(([error]) => {
-      throw new Error(`cannot listen on ${host}:${port}: ${(error as Error).message}`);
-    }),
-  ]);
-  const address = server.address() as AddressInfo;
-  return `http://${host}:${address.port}`;
-}
-
 /** Resolves with the first SIGINT or SIGTERM. */
 export function untilStopSignal(): Promise<NodeJS.Signals> {
   return new Promise((resolve) => {
@@ -46,11 +31,4 @@ export function untilStopSignal(): Promise<NodeJS.Signals> {
     process.on("SIGINT", stop);
     process.on("SIGTERM", stop);
   });
-}
-
-/** Stops taking connections, lets answers in flight finish, then closes idle keep-alives. */
-export async function closeServer(server: Server): Promise<void> {
-  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-  server.closeIdleConnections();
-  await closed;
 }

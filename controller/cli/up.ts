@@ -4,11 +4,12 @@ import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
+import { closeServer, listen } from "../api/http.ts";
 import { type AdminFile, createAdminServer, newAdminToken } from "../platform/local/admin.ts";
 import { LocalPlatform } from "../platform/local/platform.ts";
 import { isRemoteUrl } from "../source/git.ts";
 import type { CommandResult, Output } from "./output.ts";
-import { closeServer, listen, parsePort, untilStopSignal } from "./serve.ts";
+import { parsePort, untilStopSignal } from "./serve.ts";
 import { stateDirOf } from "./state-dir.ts";
 
 export const UP_HELP = `Usage: modelship up [--repo PATH|URL] [--branch B] [--path P] [--port 8080] [--state-dir DIR]

@@ -1,6 +1,7 @@
-// The ports the reconcilers depend on (DESIGN §4), injected through one context object. The
-// local platform (controller/platform/local) implements them for `modelship up`; the Kubernetes
-// platform will implement the same ones.
+// The ports the reconcilers depend on, injected through one context object. The local platform
+// (controller/platform/local) implements them for `modelship up`, the Kubernetes platform
+// (controller/platform/kubernetes) over the API server. Every call that does I/O takes an
+// AbortSignal (a deadline and the controller's stop), as Go's context.Context does.
 import type { Kind } from "../api/schemas.ts";
 import type {
   Model,
@@ -8,6 +9,7 @@ import type {
   ModelDeployment,
   ModelRepository,
 } from "../api/types.generated.ts";
+import type { NamespacedName } from "./keys.ts";
 
 export type Resource = ModelRepository | Model | ModelBuild | ModelDeployment;
 
@@ -24,9 +26,23 @@ export interface StoredMetadata {
   generation: number;
   resourceVersion: string;
   creationTimestamp: string;
+  /** Set when a delete waits for finalizers. */
+  deletionTimestamp?: string;
+  finalizers?: string[];
+}
+
+/** The store's metadata of an object (absent fields: an object that was never stored). */
+export function storedMetadata(object: { metadata: unknown }): Partial<StoredMetadata> {
+  return object.metadata as Partial<StoredMetadata>;
 }
 
 export type WatchEvent = { type: "ADDED" | "MODIFIED" | "DELETED"; object: Resource };
+
+/** Options of every port call that does I/O. */
+export interface CallOptions {
+  /** Aborts the call: its deadline passed, or the controller stops. */
+  signal?: AbortSignal;
+}
 
 export interface Store {
   /** From the cache: reconcilers read the current state, never the event that woke them. */
@@ -36,19 +52,42 @@ export interface Store {
    * Creates or updates an object's spec, labels and annotations (status is left alone);
    * `metadata.generation` grows when the spec changes. Returns the stored object.
    */
-  apply<R extends Resource>(object: R): Promise<R>;
+  apply<R extends Resource>(object: R, options?: CallOptions): Promise<R>;
   /** Replaces the status (the status subresource). */
   patchStatus<K extends Kind>(
     kind: K,
     namespace: string,
     name: string,
     status: NonNullable<ResourceOf[K]["status"]>,
+    options?: CallOptions,
   ): Promise<ResourceOf[K]>;
-  delete(kind: Kind, namespace: string, name: string): Promise<boolean>;
+  /**
+   * Deletes an object; one with finalizers only gets its deletionTimestamp until they are all
+   * removed. With `uid`, only that very object (not a namesake made since). False when there was
+   * nothing (of that uid) to delete. On Kubernetes, what names it as its owner goes after it.
+   */
+  delete(
+    kind: Kind,
+    namespace: string,
+    name: string,
+    options?: CallOptions & { uid?: string },
+  ): Promise<boolean>;
+  /**
+   * Adds or removes one finalizer, guarded on the object's current finalizer list (a JSON Patch
+   * `test` on Kubernetes), so that a concurrent change to the list is never overwritten.
+   */
+  setFinalizer(
+    kind: Kind,
+    namespace: string,
+    name: string,
+    finalizer: string,
+    present: boolean,
+    options?: CallOptions,
+  ): Promise<void>;
   /** Calls `listener` after every change; returns the function that stops it. */
   watch(listener: (event: WatchEvent) => void): () => void;
   /** The next deployment id: numeric, unique across the installation (CDSW's). */
-  allocateDeploymentId(): Promise<number>;
+  allocateDeploymentId(options?: CallOptions): Promise<number>;
 }
 
 export interface BuildProgress {
@@ -61,16 +100,18 @@ export interface BuildProgress {
 
 export interface Builder {
   /** Starts the build unless it runs or has ended (idempotent). */
-  start(build: ModelBuild): Promise<void>;
+  start(build: ModelBuild, options?: CallOptions): Promise<void>;
   /** Undefined when this builder knows nothing of the build (never started, or lost). */
-  status(build: ModelBuild): Promise<BuildProgress | undefined>;
-  logs(build: ModelBuild): Promise<string>;
+  status(build: ModelBuild, options?: CallOptions): Promise<BuildProgress | undefined>;
+  logs(build: ModelBuild, options?: CallOptions): Promise<string>;
+  /** Frees what the build left (its directory, its Job); the ModelBuild is being deleted. */
+  remove(build: ModelBuild, options?: CallOptions): Promise<void>;
 }
 
 /** What one rollout runs: a build, as N replicas, with its settings. */
 export interface RolloutSpec {
-  /** namespace/name of the ModelDeployment. */
-  key: string;
+  /** The ModelDeployment. */
+  deployment: NamespacedName;
   model: string;
   deploymentId: number;
   build: ModelBuild;
@@ -79,8 +120,8 @@ export interface RolloutSpec {
   timeoutSeconds: number;
   /** What each replica may use (the Kubernetes runtime sets requests and limits). */
   resources?: { cpu?: string | number; memory?: string | number; gpu?: number };
-  /** The ModelDeployment, for owner references (the Kubernetes runtime). */
-  owner?: { name: string; uid: string };
+  /** The ModelDeployment's uid, for owner references (the Kubernetes runtime). */
+  ownerUid?: string;
   /**
    * The rollout that served before this one and may still serve (this one has not completed).
    * A runtime that has lost its replicas (a restart) brings it back first.
@@ -108,15 +149,61 @@ export interface RolloutStatus {
   complete: boolean;
   /** The current rollout cannot progress (its replicas cannot load the function). */
   failure?: string;
+  /**
+   * The workload differs from what the last apply() asked for (someone scaled or edited it, or
+   * deleted it): the next apply() puts it back.
+   */
+  drifted?: string;
 }
 
 export interface Runtime {
   /** Moves the deployment to `spec`, replacing replicas one by one; returns at once. */
-  apply(spec: RolloutSpec): Promise<void>;
-  status(key: string): RolloutStatus | undefined;
+  apply(spec: RolloutSpec, options?: CallOptions): Promise<void>;
+  status(deployment: NamespacedName): RolloutStatus | undefined;
   /** Stops every replica of the deployment (calls in flight finish first). */
-  stop(key: string): Promise<void>;
-  replicas(key: string): ReplicaInfo[];
+  stop(deployment: NamespacedName, options?: CallOptions): Promise<void>;
+  replicas(deployment: NamespacedName): ReplicaInfo[];
+}
+
+/** Reads git for the Model reconciler: the ids that identify a model's code at a commit. */
+export interface SourceReader {
+  treeId(
+    repository: NamespacedName,
+    commit: string,
+    path: string,
+    options?: CallOptions,
+  ): Promise<string>;
+  /** An id of the files below `path` other than `exclude` (see GitSource.contentId). */
+  contentId(
+    repository: NamespacedName,
+    commit: string,
+    path: string,
+    exclude: ReadonlySet<string>,
+    options?: CallOptions,
+  ): Promise<string>;
+}
+
+export type EventType = "Normal" | "Warning";
+
+/** One transition of an object, as a Kubernetes Event records it. */
+export interface EventRecord {
+  type: EventType;
+  /** PascalCase: SyncApplied, BuildFailed, RolloutCompleted. */
+  reason: string;
+  message: string;
+  object: { kind: string; namespace: string; name: string; uid?: string };
+  /** How many times the same event happened in a row; first and last time. */
+  count: number;
+  firstTimestamp: string;
+  lastTimestamp: string;
+}
+
+export interface EventRecorder {
+  /**
+   * Records a transition of `object`. Never throws and never holds up a reconcile: an event that
+   * cannot be written is logged and dropped.
+   */
+  record(object: Resource, type: EventType, reason: string, message: string): void;
 }
 
 export interface Clock {

@@ -1,15 +1,16 @@
 // The gateway's routes from the resources: one per deployed Model, with the ready replicas of
 // its deployments, its keys and its settings. Both platforms feed the gateway with this.
-import type { Store } from "../platform/ports.ts";
-import type { GatewayConfig, ModelRoute, ReplicaAddress } from "./config.ts";
-import type { ApiKeyRecord } from "./keys.ts";
+import type { NamespacedName } from "../core/keys.ts";
+import type { Store } from "../core/ports.ts";
+import type { GatewayConfig, ModelRoute, ReplicaAddress } from "../gateway/config.ts";
+import type { ApiKeyRecord } from "../gateway/keys.ts";
 
 export interface RouteSources {
   store: Store;
-  /** Ready replicas of a ModelDeployment ("namespace/name"). */
-  readyReplicas(deploymentKey: string): ReplicaAddress[];
-  /** sha256 of the model's access key ("namespace/model"), if it has one. */
-  accessKeyHash(modelKey: string): string | undefined;
+  /** Ready replicas of a ModelDeployment. */
+  readyReplicas(deployment: NamespacedName): ReplicaAddress[];
+  /** sha256 of the model's access key, if it has one. */
+  accessKeyHash(model: NamespacedName): string | undefined;
   apiKeys: ApiKeyRecord[];
   namespace?: string;
 }
@@ -20,13 +21,13 @@ export function gatewayConfigFrom(sources: RouteSources): GatewayConfig {
     const namespace = deployment.metadata.namespace ?? "default";
     const model = sources.store.get("Model", namespace, deployment.spec.model);
     if (!model) continue;
-    const replicas = sources.readyReplicas(`${namespace}/${deployment.metadata.name}`);
+    const replicas = sources.readyReplicas({ namespace, name: deployment.metadata.name });
     const existing = routes.get(model.metadata.name);
     if (existing) {
       existing.replicas.push(...replicas);
       continue;
     }
-    const accessKeySha256 = sources.accessKeyHash(`${namespace}/${model.metadata.name}`);
+    const accessKeySha256 = sources.accessKeyHash({ namespace, name: model.metadata.name });
     routes.set(model.metadata.name, {
       name: model.metadata.name,
       ...(accessKeySha256 ? { accessKeySha256 } : {}),

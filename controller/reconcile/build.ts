@@ -1,28 +1,19 @@
 // The ModelBuild reconciler: drives the Builder port until the build has ended, and records
-// the phase, the image and, on failure, the builder's message (the script's last lines).
-import { setCondition } from "../api/conditions.ts";
-import type { ModelBuild, ModelBuildStatus } from "../api/types.generated.ts";
-import type { BuildProgress } from "../platform/ports.ts";
+// the phase, the image and, on failure, the builder's message (the script's last lines). A
+// failed build is terminal: the ModelBuild stalls, and only a new commit makes a new build.
+import type { ModelBuildStatus } from "../api/types.generated.ts";
+import type { BuildProgress } from "../core/ports.ts";
 import type { ReconcileContext } from "./context.ts";
-import { done, type ObjectKey, type ReconcileResult, requeueAfter } from "./queue.ts";
+import { finished, StallingError, waitFor } from "./outcome.ts";
+import { type ReconcilerSpec, reconcileWith, type Step } from "./skeleton.ts";
 
-/** How often a running build is polled. */
-export const BUILD_POLL_MS = 500;
-
-export function isFinished(build: ModelBuild): boolean {
-  return build.status?.phase === "Succeeded" || build.status?.phase === "Failed";
-}
-
-/** The build's status after the builder reported `progress` (undefined: not started yet). */
-export function buildStatus(
-  build: ModelBuild,
-  progress: BuildProgress | undefined,
+/** The build's status fields after the builder reported `progress`. */
+export function progressStatus(
+  previous: ModelBuildStatus,
+  progress: BuildProgress,
   now: Date,
 ): ModelBuildStatus {
-  const previous = build.status ?? {};
-  const generation = (build.metadata as { generation?: number }).generation;
-  if (!progress) return { ...previous, phase: "Pending" };
-  const status: ModelBuildStatus = {
+  return {
     ...previous,
     phase: progress.phase,
     startedAt: progress.startedAt ?? previous.startedAt ?? now.toISOString(),
@@ -30,46 +21,69 @@ export function buildStatus(
     ...(progress.image ? { image: progress.image } : {}),
     ...(progress.message ? { message: progress.message } : {}),
   };
-  const ended = progress.phase !== "Building";
-  status.conditions = setCondition(
-    previous.conditions,
-    {
-      type: "Ready",
-      status: progress.phase === "Succeeded" ? "True" : "False",
-      reason: progress.phase === "Building" ? "Building" : `Build${progress.phase}`,
-      message:
-        progress.phase === "Failed"
-          ? (progress.message ?? "the build failed")
-          : progress.phase === "Succeeded"
-            ? `built ${progress.image ?? ""}`.trim()
-            : "the build is running",
-    },
-    now,
-    generation,
-  );
-  if (ended && generation !== undefined) status.observedGeneration = generation;
-  return status;
+}
+
+interface BuildData {
+  progress?: BuildProgress;
+}
+
+type BuildStep = Step<"ModelBuild", BuildData>;
+
+export function buildSteps(context: ReconcileContext): BuildStep[] {
+  const failed = (build: ModelBuildStatus) =>
+    new StallingError("BuildFailed", build.message ?? "the build failed");
+
+  const reportFinished: BuildStep = async (pass) => {
+    const status = pass.status;
+    if (status.phase === "Failed") throw failed(status);
+    if (status.phase !== "Succeeded") return undefined;
+    pass.markReady("True", "BuildSucceeded", `built ${status.image ?? ""}`.trim());
+    return finished();
+  };
+
+  const startBuild: BuildStep = async (pass) => {
+    const options = { signal: pass.signal };
+    let progress = await context.builder.status(pass.object, options);
+    if (!progress) {
+      await context.builder.start(pass.object, options);
+      pass.event(
+        "Normal",
+        "BuildStarted",
+        `building commit ${pass.object.spec.commit.slice(0, 7)}`,
+      );
+      progress = (await context.builder.status(pass.object, options)) ?? { phase: "Building" };
+    }
+    pass.data.progress = progress;
+    return undefined;
+  };
+
+  const trackBuild: BuildStep = async (pass) => {
+    const progress = pass.data.progress as BuildProgress;
+    pass.status = progressStatus(pass.status, progress, pass.now);
+    switch (progress.phase) {
+      case "Building":
+        return waitFor("Building", "the build is running", context.settings.buildPollMs);
+      case "Succeeded":
+        pass.event("Normal", "BuildSucceeded", `built ${progress.image ?? ""}`.trim());
+        pass.markReady("True", "BuildSucceeded", `built ${progress.image ?? ""}`.trim());
+        return undefined;
+      case "Failed":
+        throw failed(pass.status);
+    }
+  };
+
+  return [reportFinished, startBuild, trackBuild];
 }
 
 export function buildReconciler(context: ReconcileContext) {
-  return async (key: ObjectKey): Promise<ReconcileResult> => {
-    const { store, builder } = context;
-    const build = store.get("ModelBuild", key.namespace, key.name);
-    if (!build || isFinished(build)) return done;
-    let progress = await builder.status(build);
-    if (!progress) {
-      await builder.start(build);
-      context.log(`build ${key.name}: started (commit ${build.spec.commit.slice(0, 7)})`);
-      progress = (await builder.status(build)) ?? { phase: "Building" };
-    }
-    const status = buildStatus(build, progress, context.clock.now());
-    await store.patchStatus("ModelBuild", key.namespace, key.name, status);
-    if (progress.phase === "Building") return requeueAfter(BUILD_POLL_MS);
-    context.log(
-      progress.phase === "Succeeded"
-        ? `build ${key.name}: succeeded`
-        : `build ${key.name}: FAILED — ${(progress.message ?? "").split("\n")[0]}`,
-    );
-    return done;
+  const spec: ReconcilerSpec<"ModelBuild", BuildData> = {
+    kind: "ModelBuild",
+    newData: () => ({}),
+    steps: buildSteps(context),
   };
+  return reconcileWith(spec, {
+    store: context.store,
+    events: context.events,
+    now: () => context.clock.now(),
+  });
 }

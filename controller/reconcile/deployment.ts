@@ -1,31 +1,27 @@
 // The ModelDeployment reconciler: resolves which build to run, gives every rollout a new
 // deploymentId and a history record, drives the Runtime port (which replaces replicas one by
-// one), and reports the phase. What runs keeps running while a new build builds or fails.
+// one and is re-applied when its workload drifted), and reports the phase. What runs keeps
+// running while a new build builds or fails.
 import { createHash } from "node:crypto";
-import { setCondition } from "../api/conditions.ts";
 import type {
   DeploymentRecord,
   Model,
   ModelBuild,
-  ModelDeployment,
   ModelDeploymentStatus,
 } from "../api/types.generated.ts";
-import type { RolloutStatus } from "../platform/ports.ts";
-import {
-  ANNOTATION_AUTHOR,
-  ANNOTATION_COMMIT,
-  ANNOTATION_RESTARTED_AT,
-  type ReconcileContext,
-} from "./context.ts";
+import { namespacedName } from "../core/keys.ts";
+import { ANNOTATION_AUTHOR, ANNOTATION_COMMIT, ANNOTATION_RESTARTED_AT } from "../core/labels.ts";
+import { type RolloutStatus, storedMetadata } from "../core/ports.ts";
+import type { ReconcileContext } from "./context.ts";
 import { buildName } from "./model.ts";
-import { done, type ObjectKey, type ReconcileResult, requeueAfter } from "./queue.ts";
+import { type Because, finished, StallingError, waitFor } from "./outcome.ts";
+import { type Pass, type ReconcilerSpec, reconcileWith, type Step } from "./skeleton.ts";
 
-export const ROLLOUT_POLL_MS = 300;
 const DEFAULT_TIMEOUT_SECONDS = 30;
 
 /** `latest` follows the Model's current build; a number pins that build. */
 export function resolveBuildNumber(
-  wanted: ModelDeployment["spec"]["build"],
+  wanted: number | "latest" | undefined,
   latestBuild: number | undefined,
 ): number | undefined {
   return wanted === undefined || wanted === "latest" ? latestBuild : wanted;
@@ -74,6 +70,18 @@ export function closeRecords(
   );
 }
 
+/** The newest `limit` records; a record still open (it may be serving) is never dropped. */
+export function trimHistory(history: DeploymentRecord[], limit: number): DeploymentRecord[] {
+  const excess = history.length - Math.max(1, limit);
+  if (excess <= 0) return history;
+  let dropped = 0;
+  return history.filter((entry) => {
+    if (dropped >= excess || entry.stoppedAt === undefined) return true;
+    dropped += 1;
+    return false;
+  });
+}
+
 /** The latest rollout before `current` that has not been closed: it may still be serving. */
 export function servingBefore(
   history: DeploymentRecord[] | undefined,
@@ -92,256 +100,292 @@ export function modelIsBehind(model: Model): boolean {
 
 export type DeploymentPhase = NonNullable<ModelDeploymentStatus["phase"]>;
 
-/** The phase, from the build we want and what the runtime reports. */
-export function deploymentPhase(
-  wantedBuild: ModelBuild | undefined,
-  running: boolean,
-  rollout: RolloutStatus | undefined,
-): DeploymentPhase {
-  if (wantedBuild?.status?.phase !== "Succeeded") {
-    if (running) return rollout?.complete ? "Deployed" : "Deploying";
-    return wantedBuild?.status?.phase === "Failed" ? "Failed" : "Building";
+/** Why the wanted build cannot roll out (yet), and whether waiting can help. */
+export type Blocker = Because & { terminal: boolean };
+
+/** What stands between the deployment and a rollout of the build it wants, if anything. */
+export function buildBlocker(
+  modelName: string,
+  model: Model | undefined,
+  number: number | undefined,
+  build: ModelBuild | undefined,
+): Blocker | undefined {
+  if (!model) {
+    return {
+      terminal: true,
+      reason: "ModelNotFound",
+      message: `Model "${modelName}" does not exist`,
+    };
   }
+  if (number === undefined) {
+    return {
+      terminal: false,
+      reason: "Building",
+      message: `waiting for the first build of ${modelName}`,
+    };
+  }
+  if (!build) {
+    return {
+      terminal: true,
+      reason: "BuildNotFound",
+      message: `build ${number} of ${modelName} does not exist`,
+    };
+  }
+  if (build.status?.phase === "Failed") {
+    return {
+      terminal: true,
+      reason: "BuildFailed",
+      message: `build ${number} failed: ${build.status.message ?? ""}`.trim(),
+    };
+  }
+  if (build.status?.phase !== "Succeeded") {
+    return { terminal: false, reason: "Building", message: `build ${number} is in progress` };
+  }
+  return undefined;
+}
+
+/** The phase while the wanted build cannot roll out: what runs, if anything, keeps running. */
+export function blockedPhase(blocker: Blocker, serving: boolean): DeploymentPhase {
+  if (serving) return "Deployed";
+  return blocker.terminal ? "Failed" : "Building";
+}
+
+/** The phase of a rollout the runtime is carrying out. */
+export function rolloutPhase(rollout: RolloutStatus | undefined): DeploymentPhase {
   if (!rollout) return "Deploying";
   if (rollout.failure) return "Failed";
   return rollout.complete ? "Deployed" : "Deploying";
 }
 
-/** The store's uid (on a Kubernetes API server, what owner references need). */
-function uidOf(object: { metadata: unknown }): string | undefined {
-  return (object.metadata as { uid?: string }).uid;
+interface DeploymentData {
+  model?: Model;
+  build?: ModelBuild;
+  number?: number;
+  blocker?: Blocker;
 }
 
-function generationOf(object: { metadata: unknown }): number | undefined {
-  return (object.metadata as { generation?: number }).generation;
+type DeploymentPass = Pass<"ModelDeployment", DeploymentData>;
+type DeploymentStep = Step<"ModelDeployment", DeploymentData>;
+
+function isRunning(status: ModelDeploymentStatus): boolean {
+  return status.deploymentId !== undefined && status.phase !== "Stopped";
 }
 
-export function deploymentReconciler(context: ReconcileContext) {
-  return async (key: ObjectKey): Promise<ReconcileResult> => {
-    const { store, runtime } = context;
-    const runtimeKey = `${key.namespace}/${key.name}`;
-    const deployment = store.get("ModelDeployment", key.namespace, key.name);
-    if (!deployment) {
-      // Deleted or pruned: its replicas go too.
-      await runtime.stop(runtimeKey);
-      return done;
-    }
-    const now = context.clock.now();
-    const generation = generationOf(deployment);
-    const spec = deployment.spec;
-    let status: ModelDeploymentStatus = { ...deployment.status };
-    const write = async (update: ModelDeploymentStatus) => {
-      status = update;
-      await store.patchStatus("ModelDeployment", key.namespace, key.name, update);
-    };
-    const ready = (condition: { status: "True" | "False"; reason: string; message: string }) =>
-      setCondition(status.conditions, { type: "Ready", ...condition }, now, generation);
+export function deploymentSteps(context: ReconcileContext): DeploymentStep[] {
+  const { store, runtime } = context;
+  const wantedReplicas = (pass: DeploymentPass) => pass.object.spec.replicas ?? 1;
 
-    if (spec.stopped) {
-      if (status.phase !== "Stopped") {
-        await write({ ...status, phase: "Stopping" });
-        await runtime.stop(runtimeKey);
-        const history = closeRecords(status.history, undefined, now);
-        context.log(`deployment ${key.name}: stopped`);
-        await write({
-          ...status,
-          phase: "Stopped",
-          history,
-          replicas: 0,
-          readyReplicas: 0,
-          ready: `0/${spec.replicas ?? 1}`,
-          ...(generation === undefined ? {} : { observedGeneration: generation }),
-          conditions: ready({
-            status: "False",
-            reason: "Stopped",
-            message: "spec.stopped is true",
-          }),
-        });
-      }
-      return done;
-    }
+  /** Hands the current rollout to the runtime; a workload that drifted is put back. */
+  const ensureRuntime = async (pass: DeploymentPass): Promise<void> => {
+    const { status, object } = pass;
+    if (status.deploymentId === undefined || status.build === undefined) return;
+    const model = object.spec.model;
+    const build = store.get("ModelBuild", pass.key.namespace, buildName(model, status.build));
+    if (build?.status?.phase !== "Succeeded") return;
+    const before = servingBefore(status.history, status.deploymentId);
+    const previousBuild =
+      before && store.get("ModelBuild", pass.key.namespace, buildName(model, before.build));
+    const drifted = runtime.status(namespacedName(pass.key))?.drifted;
+    const uid = storedMetadata(object).uid;
+    await runtime.apply(
+      {
+        ...(before && previousBuild?.status?.phase === "Succeeded"
+          ? { previous: { deploymentId: before.deploymentId, build: previousBuild } }
+          : {}),
+        deployment: namespacedName(pass.key),
+        model,
+        deploymentId: status.deploymentId,
+        build,
+        replicas: wantedReplicas(pass),
+        env: object.spec.env ?? {},
+        timeoutSeconds: object.spec.timeoutSeconds ?? DEFAULT_TIMEOUT_SECONDS,
+        ...(object.spec.resources ? { resources: object.spec.resources } : {}),
+        ...(uid ? { ownerUid: uid } : {}),
+      },
+      { signal: pass.signal },
+    );
+    if (drifted) pass.event("Normal", "DriftCorrected", `put the replicas back: ${drifted}`);
+  };
 
-    const model = store.get("Model", key.namespace, spec.model);
+  /** The counts and URL of what the runtime runs now. */
+  const reportCounts = (pass: DeploymentPass, rollout: RolloutStatus | undefined) => {
+    const ready = rollout?.readyReplicas ?? 0;
+    pass.status.replicas = rollout?.replicas ?? 0;
+    pass.status.readyReplicas = ready;
+    pass.status.ready = `${ready}/${wantedReplicas(pass)}`;
+    pass.status.url = `${context.gatewayUrl()}/models/${pass.object.spec.model}/predict`;
+  };
+
+  const stopWhenStopped: DeploymentStep = async (pass) => {
+    if (!pass.object.spec.stopped) return undefined;
+    if (pass.status.phase !== "Stopped") {
+      await runtime.stop(namespacedName(pass.key), { signal: pass.signal });
+      pass.status.history = closeRecords(pass.status.history, undefined, pass.now);
+      pass.event("Normal", "Stopped", "spec.stopped is true: every replica was stopped");
+    }
+    pass.status.phase = "Stopped";
+    pass.status.replicas = 0;
+    pass.status.readyReplicas = 0;
+    pass.status.ready = `0/${wantedReplicas(pass)}`;
+    pass.markReady("False", "Stopped", "spec.stopped is true");
+    return finished();
+  };
+
+  const resolveBuild: DeploymentStep = async (pass) => {
+    const spec = pass.object.spec;
+    const model = store.get("Model", pass.key.namespace, spec.model);
     const number = resolveBuildNumber(spec.build, model?.status?.latestBuild);
     const build =
       number === undefined
         ? undefined
-        : store.get("ModelBuild", key.namespace, buildName(spec.model, number));
-    const running = status.deploymentId !== undefined && status.phase !== "Stopped";
+        : store.get("ModelBuild", pass.key.namespace, buildName(spec.model, number));
+    pass.data.model = model;
+    pass.data.number = number;
+    pass.data.build = build;
     // A commit that changes the model's code and this deployment together must make one
     // rollout, not one for the new settings and another for the new build: while the Model has
     // not worked out its build for its commit, what runs keeps running unchanged.
-    if (running && model && (spec.build ?? "latest") === "latest" && modelIsBehind(model)) {
-      await ensureRuntime(context, deployment, status, key);
-      return done;
+    if (
+      isRunning(pass.status) &&
+      model &&
+      (spec.build ?? "latest") === "latest" &&
+      modelIsBehind(model)
+    ) {
+      pass.data.blocker = {
+        terminal: false,
+        reason: "WaitingForModel",
+        message: `Model ${spec.model} is working out the build of its new commit`,
+      };
+      return undefined;
     }
+    pass.data.blocker = buildBlocker(spec.model, model, number, build);
+    return undefined;
+  };
 
-    if (!model || number === undefined || !build || build.status?.phase !== "Succeeded") {
-      const why = !model
-        ? { reason: "ModelNotFound", message: `Model "${spec.model}" does not exist` }
-        : number === undefined
-          ? { reason: "Building", message: `waiting for the first build of ${spec.model}` }
-          : !build
-            ? {
-                reason: "BuildNotFound",
-                message: `build ${number} of ${spec.model} does not exist`,
-              }
-            : build.status?.phase === "Failed"
-              ? {
-                  reason: "BuildFailed",
-                  message: `build ${number} failed: ${build.status.message ?? ""}`,
-                }
-              : { reason: "Building", message: `build ${number} is in progress` };
-      const rollout = runtime.status(runtimeKey);
-      const phase = deploymentPhase(build, running, rollout);
-      const serving = running && (rollout?.readyReplicas ?? 0) > 0;
-      await write({
-        ...status,
-        phase: !model || why.reason === "BuildNotFound" ? (serving ? phase : "Failed") : phase,
-        conditions: ready(
-          serving
-            ? {
-                status: "True",
-                reason: "ServingPreviousBuild",
-                message: `serving build ${status.build}; ${why.message}`,
-              }
-            : { status: "False", ...why },
-        ),
-      });
-      if (running) await ensureRuntime(context, deployment, status, key);
-      // Build progress arrives as ModelBuild events; nothing to poll here.
-      return done;
-    }
+  const keepServingWhileBlocked: DeploymentStep = async (pass) => {
+    const blocker = pass.data.blocker;
+    if (!blocker) return undefined;
+    const running = isRunning(pass.status);
+    if (running) await ensureRuntime(pass);
+    const rollout = running ? runtime.status(namespacedName(pass.key)) : undefined;
+    const serving = (rollout?.readyReplicas ?? 0) > 0;
+    if (running) reportCounts(pass, rollout);
+    pass.status.phase = blockedPhase(blocker, serving);
+    // What serves comes first: the reason may run to many lines (a build's last output). No
+    // counts in it: a message that changed with each replica would be a new Warning each time.
+    const message = serving
+      ? `build ${pass.status.build} keeps serving; ${blocker.message}`
+      : blocker.message;
+    if (serving && !blocker.terminal) pass.markReady("True", "ServingPreviousBuild", message);
+    if (blocker.terminal) throw new StallingError(blocker.reason, message);
+    return waitFor(blocker.reason, message);
+  };
 
+  const startRollout: DeploymentStep = async (pass) => {
+    const spec = pass.object.spec;
+    const build = pass.data.build as ModelBuild;
+    const number = pass.data.number as number;
     const hash = rolloutHash({
       model: spec.model,
       buildKey: build.spec.buildKey,
       build: number,
       env: spec.env ?? {},
       timeoutSeconds: spec.timeoutSeconds ?? DEFAULT_TIMEOUT_SECONDS,
-      restartedAt: deployment.metadata.annotations?.[ANNOTATION_RESTARTED_AT],
+      restartedAt: pass.object.metadata.annotations?.[ANNOTATION_RESTARTED_AT],
     });
-    if (
-      status.rolloutHash !== hash ||
-      status.deploymentId === undefined ||
-      status.phase === "Stopped"
-    ) {
-      // Recorded before the runtime acts, so that a crash here never allocates a second id.
-      const deploymentId = await store.allocateDeploymentId();
-      const record: DeploymentRecord = {
-        deploymentId,
-        build: number,
-        commit: build.spec.commit,
-        deployedAt: now.toISOString(),
-        ...(model.metadata.annotations?.[ANNOTATION_AUTHOR]
-          ? { deployedBy: model.metadata.annotations[ANNOTATION_AUTHOR] }
-          : {}),
-      };
-      context.log(`deployment ${key.name}: rollout ${deploymentId} of build ${number}`);
-      await write({
-        ...status,
-        phase: "Deploying",
-        build: number,
-        image: build.status.image,
-        deploymentId,
-        rolloutHash: hash,
-        history: [...(status.history ?? []), record],
-      });
-    }
-    await ensureRuntime(context, deployment, status, key);
-    const rollout = runtime.status(runtimeKey);
-    const phase = deploymentPhase(build, true, rollout);
-    const wanted = spec.replicas ?? 1;
-    const readyCount = rollout?.readyReplicas ?? 0;
-    const wasDeployed =
-      deployment.status?.phase === "Deployed" &&
-      deployment.status.deploymentId === status.deploymentId;
-    await write({
+    const status = pass.status;
+    if (status.rolloutHash === hash && isRunning(status)) return undefined;
+    // Recorded before the runtime acts, so that a crash here never allocates a second id.
+    const deploymentId = await store.allocateDeploymentId({ signal: pass.signal });
+    const author = pass.data.model?.metadata.annotations?.[ANNOTATION_AUTHOR];
+    const record: DeploymentRecord = {
+      deploymentId,
+      build: number,
+      commit: build.spec.commit,
+      deployedAt: pass.now.toISOString(),
+      ...(author ? { deployedBy: author } : {}),
+    };
+    pass.status = {
       ...status,
-      // The rollout has replaced every earlier one: their records end now.
-      ...(phase === "Deployed"
-        ? { history: closeRecords(status.history, status.deploymentId, now) }
-        : {}),
-      phase,
-      replicas: rollout?.replicas ?? 0,
-      readyReplicas: readyCount,
-      ready: `${readyCount}/${wanted}`,
-      url: `${context.gatewayUrl()}/models/${spec.model}/predict`,
-      ...(phase === "Deployed" && generation !== undefined
-        ? { observedGeneration: generation }
-        : {}),
-      conditions: setCondition(
-        ready(
-          phase === "Deployed"
-            ? {
-                status: "True",
-                reason: "Deployed",
-                message: `build ${number} serves on ${readyCount} replicas`,
-              }
-            : phase === "Failed"
-              ? {
-                  status: "False",
-                  reason: "RolloutFailed",
-                  message: rollout?.failure ?? "the rollout failed",
-                }
-              : {
-                  status: readyCount > 0 ? "True" : "False",
-                  reason: "RolloutInProgress",
-                  message: `rolling out build ${number}: ${readyCount}/${wanted} ready`,
-                },
-        ),
-        {
-          type: "Reconciling",
-          status: phase === "Deploying" ? "True" : "False",
-          reason: phase === "Deploying" ? "RolloutInProgress" : "Idle",
-          message: phase === "Deploying" ? `rollout ${status.deploymentId} in progress` : "",
-        },
-        now,
-        generation,
-      ),
+      phase: "Deploying",
+      build: number,
+      ...(build.status?.image ? { image: build.status.image } : {}),
+      deploymentId,
+      rolloutHash: hash,
+      history: trimHistory([...(status.history ?? []), record], context.settings.historyLimit),
+    };
+    // Written now: the id must be on record before any replica runs it.
+    await store.patchStatus("ModelDeployment", pass.key.namespace, pass.key.name, pass.status, {
+      signal: pass.signal,
     });
-    if (phase === "Deployed" && !wasDeployed) {
-      context.log(`deployment ${key.name}: build ${number} deployed on ${readyCount} replicas`);
-    }
-    if (phase === "Failed" && deployment.status?.phase !== "Failed") {
-      context.log(`deployment ${key.name}: rollout FAILED — ${rollout?.failure ?? ""}`);
-    }
-    return phase === "Deploying" ? requeueAfter(ROLLOUT_POLL_MS) : done;
+    pass.event("Normal", "RolloutStarted", `rollout ${deploymentId} of build ${number}`);
+    return undefined;
   };
+
+  const applyRollout: DeploymentStep = async (pass) => {
+    await ensureRuntime(pass);
+    return undefined;
+  };
+
+  const reportRollout: DeploymentStep = async (pass) => {
+    const rollout = runtime.status(namespacedName(pass.key));
+    const phase = rolloutPhase(rollout);
+    const number = pass.status.build;
+    reportCounts(pass, rollout);
+    pass.status.phase = phase;
+    const ready = rollout?.readyReplicas ?? 0;
+    if (phase === "Failed") {
+      throw new StallingError("RolloutFailed", rollout?.failure ?? "the rollout failed");
+    }
+    if (phase === "Deploying") {
+      pass.markReady(
+        ready > 0 ? "True" : "False",
+        "RolloutInProgress",
+        `rolling out build ${number}: ${ready}/${wantedReplicas(pass)} ready`,
+      );
+      return waitFor(
+        "RolloutInProgress",
+        `rollout ${pass.status.deploymentId} in progress`,
+        context.settings.rolloutPollMs,
+      );
+    }
+    // The rollout has replaced every earlier one: their records end now, and this one's says
+    // when it completed (a later scale of the same rollout is not a second completion).
+    const history = closeRecords(pass.status.history, pass.status.deploymentId, pass.now);
+    const record = history.find((entry) => entry.deploymentId === pass.status.deploymentId);
+    if (record && !record.completedAt) {
+      record.completedAt = pass.now.toISOString();
+      pass.event("Normal", "RolloutCompleted", `build ${number} deployed on ${ready} replicas`);
+    }
+    pass.status.history = history;
+    pass.markReady("True", "Deployed", `build ${number} serves on ${ready} replicas`);
+    return undefined;
+  };
+
+  return [
+    stopWhenStopped,
+    resolveBuild,
+    keepServingWhileBlocked,
+    startRollout,
+    applyRollout,
+    reportRollout,
+  ];
 }
 
-/** Hands the current rollout to the runtime (it does nothing when that already runs). */
-async function ensureRuntime(
-  context: ReconcileContext,
-  deployment: ModelDeployment,
-  status: ModelDeploymentStatus,
-  key: ObjectKey,
-): Promise<void> {
-  if (status.deploymentId === undefined || status.build === undefined) return;
-  const build = context.store.get(
-    "ModelBuild",
-    key.namespace,
-    buildName(deployment.spec.model, status.build),
-  );
-  if (build?.status?.phase !== "Succeeded") return;
-  const before = servingBefore(status.history, status.deploymentId);
-  const previousBuild =
-    before &&
-    context.store.get("ModelBuild", key.namespace, buildName(deployment.spec.model, before.build));
-  await context.runtime.apply({
-    ...(before && previousBuild?.status?.phase === "Succeeded"
-      ? { previous: { deploymentId: before.deploymentId, build: previousBuild } }
-      : {}),
-    key: `${key.namespace}/${key.name}`,
-    model: deployment.spec.model,
-    deploymentId: status.deploymentId,
-    build,
-    replicas: deployment.spec.replicas ?? 1,
-    env: deployment.spec.env ?? {},
-    timeoutSeconds: deployment.spec.timeoutSeconds ?? DEFAULT_TIMEOUT_SECONDS,
-    ...(deployment.spec.resources ? { resources: deployment.spec.resources } : {}),
-    ...(uidOf(deployment)
-      ? { owner: { name: deployment.metadata.name, uid: uidOf(deployment) as string } }
-      : {}),
+export function deploymentReconciler(context: ReconcileContext) {
+  const spec: ReconcilerSpec<"ModelDeployment", DeploymentData> = {
+    kind: "ModelDeployment",
+    newData: () => ({}),
+    steps: deploymentSteps(context),
+    // A deployed workload is checked for drift now and then, even when no event says so.
+    resyncAfterMs: (deployment) =>
+      deployment.spec.stopped ? undefined : context.settings.deploymentResyncMs,
+    // Deleted or pruned: its replicas go too.
+    whenMissing: (key, signal) => context.runtime.stop(namespacedName(key), { signal }),
+  };
+  return reconcileWith(spec, {
+    store: context.store,
+    events: context.events,
+    now: () => context.clock.now(),
   });
 }

@@ -1,20 +1,23 @@
 // The Model reconciler: works out the build key of the model's code and settings at its commit,
-// and creates the next ModelBuild for a key never built, or points at the build that has it.
-// A `git revert` brings back an old key, so it reuses the old build: rollback without a build.
+// creates the next ModelBuild for a key never built or points at the build that has it, and
+// garbage-collects builds past the retention setting. A `git revert` brings back an old key, so
+// it reuses the old build: rollback without a build.
 import { createHash } from "node:crypto";
-import { setCondition } from "../api/conditions.ts";
-import type { Model, ModelBuild, ModelStatus } from "../api/types.generated.ts";
+import type { Model, ModelBuild, ModelDeployment } from "../api/types.generated.ts";
 import {
   ANNOTATION_COMMIT,
   ANNOTATION_MANIFEST_FILES,
   ANNOTATION_REBUILD,
   ANNOTATION_SOURCE_PATH,
-  LABEL_MANAGED_BY,
+  isManaged,
   LABEL_MODEL,
-  LABEL_SOURCE,
-  type ReconcileContext,
-} from "./context.ts";
-import { done, type ObjectKey, type ReconcileResult } from "./queue.ts";
+  LABEL_REPOSITORY,
+  ownedLabels,
+} from "../core/labels.ts";
+import { storedMetadata } from "../core/ports.ts";
+import type { ReconcileContext } from "./context.ts";
+import { StallingError, waitFor } from "./outcome.ts";
+import { type Pass, type ReconcilerSpec, reconcileWith, type Step } from "./skeleton.ts";
 
 export interface BuildKeyInputs {
   /** The files of the source path, the manifests among them left out (GitSource.contentId). */
@@ -29,9 +32,9 @@ export interface BuildKeyInputs {
 }
 
 /**
- * DESIGN §3: sha256 of the source path's content and everything else that shapes a build. The
- * content leaves the manifests out (DESIGN says the tree id; but a manifest beside the code is
- * in that tree, and changing `replicas` must not rebuild).
+ * sha256 of the source path's content and everything else that shapes a build. The content
+ * leaves the manifests out (the tree id would not: a manifest beside the code is in that tree,
+ * and changing `replicas` must not rebuild).
  */
 export function computeBuildKey(inputs: BuildKeyInputs): string {
   const parts = [
@@ -59,9 +62,14 @@ export function manifestFilesOf(annotation: string | undefined): string[] {
 
 export type BuildChoice = { reuse: ModelBuild } | { create: number };
 
-/** The build with this key, or the number the next build gets (numbers only grow). */
+/**
+ * The build with this key among those the controller made, or the number the next build gets:
+ * numbers only grow, past every build of the model, whoever made it.
+ */
 export function chooseBuild(builds: ModelBuild[], buildKey: string): BuildChoice {
-  const same = builds.find((build) => build.spec.buildKey === buildKey);
+  const same = builds.find(
+    (build) => build.spec.buildKey === buildKey && isManaged(build.metadata.labels),
+  );
   if (same) return { reuse: same };
   const highest = Math.max(0, ...builds.map((build) => build.spec.number));
   return { create: highest + 1 };
@@ -69,27 +77,6 @@ export function chooseBuild(builds: ModelBuild[], buildKey: string): BuildChoice
 
 export function buildName(model: string, number: number): string {
   return `${model}-${number}`;
-}
-
-/** The Model's Ready condition, from its current build. */
-export function modelReadiness(build: ModelBuild): {
-  status: "True" | "False";
-  reason: string;
-  message: string;
-} {
-  const number = build.spec.number;
-  switch (build.status?.phase) {
-    case "Succeeded":
-      return { status: "True", reason: "BuildSucceeded", message: `build ${number} is ready` };
-    case "Failed":
-      return {
-        status: "False",
-        reason: "BuildFailed",
-        message: `build ${number} failed: ${build.status.message ?? "no message"}`,
-      };
-    default:
-      return { status: "False", reason: "Building", message: `build ${number} is in progress` };
-  }
 }
 
 export function newModelBuild(
@@ -101,17 +88,20 @@ export function newModelBuild(
   sourcePath: string,
 ): ModelBuild {
   const labels = model.metadata.labels ?? {};
+  const repository = labels[LABEL_REPOSITORY];
+  // No ownerReference to the Model, on purpose: a Model removed from git and restored by a
+  // revert gets its builds back (rollback without a build). Retention collects old builds, and
+  // deleting the ModelRepository deletes its models' builds.
   return {
     apiVersion: "modelship.dev/v1alpha1",
     kind: "ModelBuild",
     metadata: {
       name: buildName(model.metadata.name, number),
       namespace: model.metadata.namespace ?? "default",
-      labels: {
+      labels: ownedLabels({
         [LABEL_MODEL]: model.metadata.name,
-        [LABEL_MANAGED_BY]: "modelship",
-        ...(labels[LABEL_SOURCE] ? { [LABEL_SOURCE]: labels[LABEL_SOURCE] } : {}),
-      },
+        ...(repository ? { [LABEL_REPOSITORY]: repository } : {}),
+      }),
     },
     spec: {
       model: model.metadata.name,
@@ -119,7 +109,7 @@ export function newModelBuild(
       commit,
       tree,
       buildKey,
-      ...(labels[LABEL_SOURCE] ? { repository: labels[LABEL_SOURCE] } : {}),
+      ...(repository ? { repository } : {}),
       sourcePath,
       runtime: model.spec.runtime,
       file: model.spec.file,
@@ -129,96 +119,188 @@ export function newModelBuild(
   };
 }
 
-export function modelReconciler(context: ReconcileContext) {
-  return async (key: ObjectKey): Promise<ReconcileResult> => {
-    const { store } = context;
-    const model = store.get("Model", key.namespace, key.name);
-    if (!model) return done;
-    const labels = model.metadata.labels ?? {};
-    const annotations = model.metadata.annotations ?? {};
-    const repository = labels[LABEL_SOURCE];
+/** Build numbers a deployment of the model still needs: what it runs, pins, or has run. */
+export function buildsInUse(model: string, deployments: ModelDeployment[]): Set<number> {
+  const used = new Set<number>();
+  for (const deployment of deployments) {
+    if (deployment.spec.model !== model) continue;
+    if (typeof deployment.spec.build === "number") used.add(deployment.spec.build);
+    if (deployment.status?.build !== undefined) used.add(deployment.status.build);
+    for (const record of deployment.status?.history ?? []) used.add(record.build);
+  }
+  return used;
+}
+
+/**
+ * The builds retention removes: all but the newest `keep`, the current one, and those in use.
+ * A revert to a removed build's code makes a new build.
+ */
+export function buildsToCollect(
+  builds: ModelBuild[],
+  current: number | undefined,
+  inUse: ReadonlySet<number>,
+  keep: number,
+): ModelBuild[] {
+  const newestFirst = [...builds].sort((a, b) => b.spec.number - a.spec.number);
+  return newestFirst
+    .slice(Math.max(0, keep))
+    .filter((build) => build.spec.number !== current && !inUse.has(build.spec.number));
+}
+
+interface ModelData {
+  source?: { repository: string; commit: string; sourcePath: string };
+  buildKey?: string;
+  tree?: string;
+  build?: ModelBuild;
+}
+
+type ModelStep = Step<"Model", ModelData>;
+
+export function modelSteps(context: ReconcileContext): ModelStep[] {
+  const { store } = context;
+  /** Every build of the model: a hand-made one counts for numbering, never for reuse. */
+  const buildsOf = (pass: Pass<"Model", ModelData>) =>
+    store
+      .list("ModelBuild", pass.key.namespace)
+      .filter((build) => build.spec.model === pass.key.name);
+  /** The model's builds that the controller made: the only ones retention may delete. */
+  const ownBuildsOf = (pass: Pass<"Model", ModelData>) =>
+    buildsOf(pass).filter(
+      (build) =>
+        isManaged(build.metadata.labels) && build.metadata.labels?.[LABEL_MODEL] === pass.key.name,
+    );
+
+  const requireSource: ModelStep = async (pass) => {
+    const repository = pass.object.metadata.labels?.[LABEL_REPOSITORY];
+    const annotations = pass.object.metadata.annotations ?? {};
     const commit = annotations[ANNOTATION_COMMIT];
     const sourcePath = annotations[ANNOTATION_SOURCE_PATH];
-    const generation = (model.metadata as { generation?: number }).generation;
-    const now = context.clock.now();
     if (!repository || !commit || !sourcePath) {
-      // Created by hand, not by a sync: there is no commit to build from.
-      await store.patchStatus("Model", key.namespace, key.name, {
-        ...model.status,
-        conditions: setCondition(
-          model.status?.conditions,
-          {
-            type: "Stalled",
-            status: "True",
-            reason: "NoSource",
-            message:
-              "this Model was not applied from a ModelRepository, so there is no commit to build",
-          },
-          now,
-          generation,
-        ),
-      });
-      return { type: "terminal", error: new Error(`Model ${key.name} has no source commit`) };
+      throw new StallingError(
+        "NoSource",
+        "this Model was not applied from a ModelRepository, so there is no commit to build",
+      );
     }
+    pass.data.source = { repository, commit, sourcePath };
+    return undefined;
+  };
 
-    const source = { namespace: key.namespace, name: repository };
-    const tree = await context.sources.treeId(source, commit, sourcePath);
+  const computeKey: ModelStep = async (pass) => {
+    const { repository, commit, sourcePath } = pass.data.source as NonNullable<ModelData["source"]>;
+    const annotations = pass.object.metadata.annotations ?? {};
+    const source = { namespace: pass.key.namespace, name: repository };
+    const options = { signal: pass.signal };
+    pass.data.tree = await context.sources.treeId(source, commit, sourcePath, options);
     const content = await context.sources.contentId(
       source,
       commit,
       sourcePath,
       new Set(manifestFilesOf(annotations[ANNOTATION_MANIFEST_FILES])),
+      options,
     );
-    const buildKey = computeBuildKey({
+    const spec = pass.object.spec;
+    pass.data.buildKey = computeBuildKey({
       content,
-      runtime: model.spec.runtime,
-      file: model.spec.file,
-      function: model.spec.function,
-      buildScript: model.spec.buildScript,
-      baseImage: context.baseImage(model.spec.runtime),
+      runtime: spec.runtime,
+      file: spec.file,
+      function: spec.function,
+      buildScript: spec.buildScript,
+      baseImage: context.baseImage(spec.runtime),
       rebuild: annotations[ANNOTATION_REBUILD],
     });
-    const builds = store
-      .list("ModelBuild", key.namespace)
-      .filter((build) => build.spec.model === key.name);
-    const choice = chooseBuild(builds, buildKey);
-    let build: ModelBuild;
+    return undefined;
+  };
+
+  const ensureBuild: ModelStep = async (pass) => {
+    const buildKey = pass.data.buildKey as string;
+    const choice = chooseBuild(buildsOf(pass), buildKey);
     if ("reuse" in choice) {
-      build = choice.reuse;
-    } else {
-      build = await store.apply(
-        newModelBuild(model, choice.create, buildKey, tree, commit, sourcePath),
-      );
-      context.log(
-        `model ${key.name}: new build ${choice.create} from commit ${commit.slice(0, 7)}`,
+      pass.data.build = choice.reuse;
+      return undefined;
+    }
+    const { commit, sourcePath } = pass.data.source as NonNullable<ModelData["source"]>;
+    const name = buildName(pass.key.name, choice.create);
+    if (store.get("ModelBuild", pass.key.namespace, name)) {
+      throw new StallingError(
+        "BuildNameTaken",
+        `ModelBuild ${name} exists and was not made by modelship for build ${choice.create} of ${pass.key.name}; delete it to let the build go ahead`,
       );
     }
-    const readiness = modelReadiness(build);
-    let conditions = setCondition(
-      model.status?.conditions,
-      { type: "Ready", ...readiness },
-      now,
-      generation,
+    pass.data.build = await store.apply(
+      newModelBuild(
+        pass.object,
+        choice.create,
+        buildKey,
+        pass.data.tree as string,
+        commit,
+        sourcePath,
+      ),
+      { signal: pass.signal },
     );
-    conditions = setCondition(
-      conditions,
-      {
-        type: "Reconciling",
-        status: readiness.reason === "Building" ? "True" : "False",
-        reason: readiness.reason === "Building" ? "Building" : "Idle",
-        message: readiness.message,
-      },
-      now,
-      generation,
-    );
-    const status: ModelStatus = {
-      latestBuild: build.spec.number,
-      buildKey,
-      sourceCommit: commit,
-      ...(generation === undefined ? {} : { observedGeneration: generation }),
-      conditions: conditions.filter((condition) => condition.type !== "Stalled"),
-    };
-    await store.patchStatus("Model", key.namespace, key.name, status);
-    return done;
+    pass.event("Normal", "BuildCreated", `build ${choice.create} of commit ${commit.slice(0, 7)}`);
+    return undefined;
   };
+
+  const collectOldBuilds: ModelStep = async (pass) => {
+    const current = pass.data.build?.spec.number;
+    const inUse = buildsInUse(pass.key.name, store.list("ModelDeployment", pass.key.namespace));
+    const collect = buildsToCollect(
+      ownBuildsOf(pass),
+      current,
+      inUse,
+      context.settings.buildRetention,
+    );
+    for (const build of collect) {
+      await context.builder.remove(build, { signal: pass.signal });
+      const uid = storedMetadata(build).uid;
+      await store.delete("ModelBuild", pass.key.namespace, build.metadata.name, {
+        signal: pass.signal,
+        ...(uid ? { uid } : {}),
+      });
+    }
+    if (collect.length > 0) {
+      pass.event(
+        "Normal",
+        "BuildsCollected",
+        `deleted build${collect.length === 1 ? "" : "s"} ${collect.map((build) => build.spec.number).join(", ")} (keeping the newest ${context.settings.buildRetention} and those a deployment uses)`,
+      );
+    }
+    return undefined;
+  };
+
+  const reportBuild: ModelStep = async (pass) => {
+    const build = pass.data.build as ModelBuild;
+    const number = build.spec.number;
+    pass.status.latestBuild = number;
+    pass.status.buildKey = pass.data.buildKey as string;
+    pass.status.sourceCommit = (pass.data.source as NonNullable<ModelData["source"]>).commit;
+    switch (build.status?.phase) {
+      case "Succeeded":
+        pass.markReady("True", "BuildSucceeded", `build ${number} is ready`);
+        return undefined;
+      case "Failed":
+        throw new StallingError(
+          "BuildFailed",
+          `build ${number} failed: ${build.status.message ?? "no message"}`,
+        );
+      default:
+        // The ModelBuild's own changes wake the Model: nothing to poll.
+        return waitFor("Building", `build ${number} is in progress`);
+    }
+  };
+
+  return [requireSource, computeKey, ensureBuild, collectOldBuilds, reportBuild];
+}
+
+export function modelReconciler(context: ReconcileContext) {
+  const spec: ReconcilerSpec<"Model", ModelData> = {
+    kind: "Model",
+    newData: () => ({}),
+    steps: modelSteps(context),
+  };
+  return reconcileWith(spec, {
+    store: context.store,
+    events: context.events,
+    now: () => context.clock.now(),
+  });
 }

@@ -1,102 +1,149 @@
-// The reconcile contract (DESIGN §5), after controller-runtime: a de-duplicated queue of
-// `Kind/namespace/name` keys, one pass at a time; each pass re-reads the object from the store
-// and returns what to do next. Errors back off exponentially per key; a terminal error does
-// not retry (the reconciler has marked the object Stalled).
+// The work queue of one kind, after controller-runtime's: a de-duplicated queue of object keys
+// worked by up to `concurrency` workers, never two on the same key; a key added while it is being
+// reconciled gets one more pass after. Each pass gets an AbortSignal that fires at its deadline or
+// when the queue stops, and a pass that outlives its deadline ends as an error rather than holding
+// a worker. Errors back off exponentially per key; requeues are jittered, so that objects with the
+// same interval do not poll in step.
+import { formatKey, type ObjectKey } from "../core/keys.ts";
 
 export type ReconcileResult =
   | { type: "done" }
   | { type: "requeue"; afterMs: number }
   | { type: "error"; error: Error }
-  | { type: "terminal"; error: Error };
+  /** Stalled: no retry; `afterMs` only when the object polls anyway (a source's interval). */
+  | { type: "terminal"; error: Error; afterMs?: number };
 
-export const done: ReconcileResult = { type: "done" };
-export const requeueAfter = (afterMs: number): ReconcileResult => ({ type: "requeue", afterMs });
-
-export interface ObjectKey {
-  kind: string;
-  namespace: string;
-  name: string;
+/** The signals a pass gets: `signal` for its I/O (deadline or stop), `stopped` for stop alone. */
+export interface PassSignals {
+  signal: AbortSignal;
+  stopped: AbortSignal;
 }
 
-export function formatKey(key: ObjectKey): string {
-  return `${key.kind}/${key.namespace}/${key.name}`;
-}
+export type Reconciler = (key: ObjectKey, signals: PassSignals) => Promise<ReconcileResult>;
 
-export function parseKey(text: string): ObjectKey {
-  const [kind = "", namespace = "", name = ""] = text.split("/");
-  return { kind, namespace, name };
+/** What a queue reports, for the controller's metrics (metrics.ts). */
+export interface QueueObserver {
+  /** Keys waiting for a worker, after every change. */
+  depth(waiting: number): void;
+  /** How long a key waited between being added and a worker taking it. */
+  waited(seconds: number): void;
+  /** One pass: how long it took and how it ended. */
+  reconciled(seconds: number, result: ReconcileResult["type"]): void;
 }
-
-export type Reconciler = (key: ObjectKey) => Promise<ReconcileResult>;
 
 export interface QueueOptions {
+  /** Workers; a key is never on two at once. Default 1. */
+  concurrency?: number;
   /** First wait after an error, doubled per error in a row, up to `maxBackoffMs`. */
   baseBackoffMs?: number;
   maxBackoffMs?: number;
+  /** A pass's deadline; its signal aborts then. Default 2 minutes. */
+  passTimeoutMs?: number;
+  /** A requeue waits up to this fraction longer, at random. Default 0.1. */
+  jitter?: number;
+  random?: () => number;
   /** Told about every error (the key and the message), for the log. */
-  onError?: (key: string, error: Error, terminal: boolean) => void;
+  onError?: (key: ObjectKey, error: Error, terminal: boolean) => void;
+  observer?: QueueObserver;
 }
+
+/** How long a pass may go on after its signal aborted before its worker gives up on it. */
+const ABORT_GRACE_MS = 5000;
 
 /** Wait before the next try after `failures` errors in a row. */
 export function backoffMs(failures: number, base: number, max: number): number {
   return Math.min(base * 2 ** Math.max(0, failures - 1), max);
 }
 
-export class WorkQueue {
-  private readonly reconcilers: Record<string, Reconciler>;
-  private readonly options: Required<Omit<QueueOptions, "onError">> & Pick<QueueOptions, "onError">;
-  /** Keys waiting for a pass, in order; the set keeps each key in once. */
-  private readonly ready: string[] = [];
-  private readonly queued = new Set<string>();
-  private readonly timers = new Map<string, { at: number; timer: NodeJS.Timeout }>();
-  private readonly failures = new Map<string, number>();
-  /** The key being reconciled, and whether it was added again meanwhile. */
-  private current: string | undefined;
-  private dirty = false;
-  private running = false;
-  private stopped = false;
-  private wake: (() => void) | undefined;
-  private idleWaiters: (() => void)[] = [];
-  private loop: Promise<void> | undefined;
+/** A requeue's wait with up to `fraction` more added at random (`random` in [0, 1)). */
+export function jittered(afterMs: number, fraction: number, random: () => number): number {
+  return Math.round(afterMs * (1 + fraction * random()));
+}
 
-  constructor(reconcilers: Record<string, Reconciler>, options: QueueOptions = {}) {
-    this.reconcilers = reconcilers;
+interface Timer {
+  at: number;
+  timer: NodeJS.Timeout;
+}
+
+export class WorkQueue {
+  private readonly reconcile: Reconciler;
+  private readonly options: Required<Omit<QueueOptions, "onError" | "observer">> &
+    Pick<QueueOptions, "onError" | "observer">;
+  /** Keys waiting for a worker, in order, with when each was added; the map keeps each once. */
+  private readonly ready: string[] = [];
+  private readonly waiting = new Map<string, { key: ObjectKey; since: number }>();
+  /** Keys on a worker; `dirty` ones were added again meanwhile. */
+  private readonly processing = new Set<string>();
+  private readonly dirty = new Map<string, ObjectKey>();
+  private readonly timers = new Map<string, Timer>();
+  private readonly failures = new Map<string, number>();
+  private readonly stopController = new AbortController();
+  private running = false;
+  private workers: Promise<void>[] = [];
+  private wake: (() => void)[] = [];
+  private idleWaiters: (() => void)[] = [];
+
+  constructor(reconcile: Reconciler, options: QueueOptions = {}) {
+    this.reconcile = reconcile;
     this.options = {
+      concurrency: Math.max(1, options.concurrency ?? 1),
       baseBackoffMs: options.baseBackoffMs ?? 200,
       maxBackoffMs: options.maxBackoffMs ?? 30_000,
+      passTimeoutMs: options.passTimeoutMs ?? 120_000,
+      jitter: options.jitter ?? 0.1,
+      random: options.random ?? Math.random,
       onError: options.onError,
+      observer: options.observer,
     };
   }
 
+  private get stopped(): boolean {
+    return this.stopController.signal.aborted;
+  }
+
+  /** Keys waiting for a worker. */
+  get depth(): number {
+    return this.ready.length;
+  }
+
+  /** Whether nothing waits and nothing is being reconciled (always, once stopped). */
+  get isIdle(): boolean {
+    return this.stopped || (this.ready.length === 0 && this.processing.size === 0);
+  }
+
   /** Queues a pass for the key, now or after `afterMs` (the earliest request wins). */
-  add(key: string, afterMs = 0): void {
+  add(key: ObjectKey, afterMs = 0): void {
     if (this.stopped) return;
+    const id = formatKey(key);
     if (afterMs > 0) {
       const at = Date.now() + afterMs;
-      const pending = this.timers.get(key);
+      const pending = this.timers.get(id);
       if (pending && pending.at <= at) return;
       if (pending) clearTimeout(pending.timer);
       const timer = setTimeout(() => {
-        this.timers.delete(key);
+        this.timers.delete(id);
         this.add(key);
       }, afterMs);
-      this.timers.set(key, { at, timer });
+      this.timers.set(id, { at, timer });
       return;
     }
-    if (key === this.current) {
-      this.dirty = true;
+    if (this.processing.has(id)) {
+      this.dirty.set(id, key);
       return;
     }
-    if (this.queued.has(key)) return;
-    this.queued.add(key);
-    this.ready.push(key);
-    this.wake?.();
+    if (this.waiting.has(id)) return;
+    this.waiting.set(id, { key, since: performance.now() });
+    this.ready.push(id);
+    this.options.observer?.depth(this.ready.length);
+    this.wake.shift()?.();
   }
 
   start(): void {
-    if (this.running) return;
+    if (this.running || this.stopped) return;
     this.running = true;
-    this.loop = this.run();
+    for (let index = 0; index < this.options.concurrency; index++) {
+      this.workers.push(this.work());
+    }
   }
 
   /**
@@ -104,75 +151,127 @@ export class WorkQueue {
    * the queue has stopped.
    */
   idle(): Promise<void> {
-    if (this.stopped || (this.ready.length === 0 && this.current === undefined)) {
-      return Promise.resolve();
-    }
+    if (this.isIdle) return Promise.resolve();
     return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
+  private settleIdle(): void {
+    if (this.isIdle) for (const resolve of this.idleWaiters.splice(0)) resolve();
+  }
+
+  /** Aborts every pass in flight (their I/O ends at once) and waits for the workers. */
   async stop(): Promise<void> {
-    this.stopped = true;
+    this.stopController.abort(new Error("the work queue is stopping"));
     for (const { timer } of this.timers.values()) clearTimeout(timer);
     this.timers.clear();
-    this.wake?.();
-    await this.loop;
+    for (const resolve of this.wake.splice(0)) resolve();
+    await Promise.all(this.workers);
     // What was still queued will not be reconciled by this queue: nobody should wait for it.
     for (const resolve of this.idleWaiters.splice(0)) resolve();
   }
 
-  private async run(): Promise<void> {
+  private async work(): Promise<void> {
     while (!this.stopped) {
-      const key = this.ready.shift();
-      if (key === undefined) {
-        for (const resolve of this.idleWaiters.splice(0)) resolve();
-        await new Promise<void>((resolve) => {
-          this.wake = resolve;
-        });
-        this.wake = undefined;
+      const id = this.ready.shift();
+      if (id === undefined) {
+        await new Promise<void>((resolve) => this.wake.push(resolve));
         continue;
       }
-      this.queued.delete(key);
-      this.current = key;
-      this.dirty = false;
-      const result = await this.pass(key);
-      this.current = undefined;
-      this.settle(key, result);
-      if (this.dirty) this.add(key);
+      const entry = this.waiting.get(id) as { key: ObjectKey; since: number };
+      this.waiting.delete(id);
+      this.options.observer?.depth(this.ready.length);
+      this.options.observer?.waited((performance.now() - entry.since) / 1000);
+      this.processing.add(id);
+      const started = performance.now();
+      const { result, settled } = await this.pass(entry.key);
+      this.options.observer?.reconciled((performance.now() - started) / 1000, result.type);
+      this.settle(entry.key, id, result);
+      // A pass that ignored its signal still holds its key: no second pass of it meanwhile.
+      settled.then(() => this.release(id));
     }
-    for (const resolve of this.idleWaiters.splice(0)) resolve();
+    this.settleIdle();
   }
 
-  private async pass(key: string): Promise<ReconcileResult> {
-    const parsed = parseKey(key);
-    const reconcile = this.reconcilers[parsed.kind];
-    if (!reconcile)
-      return { type: "terminal", error: new Error(`no reconciler for ${parsed.kind}`) };
+  private release(id: string): void {
+    this.processing.delete(id);
+    const again = this.dirty.get(id);
+    this.dirty.delete(id);
+    if (again) this.add(again);
+    this.settleIdle();
+  }
+
+  private async pass(key: ObjectKey): Promise<{ result: ReconcileResult; settled: Promise<void> }> {
+    const stopped = this.stopController.signal;
+    // One controller per pass, aborted at its deadline or when the queue stops. A timer of our
+    // own rather than AbortSignal.timeout(), so that the deadline follows the clock the rest of
+    // the queue uses (fake timers in tests); and no AbortSignal.any(), whose listeners on the
+    // long-lived stop signal would outlive every pass.
+    const pass = new AbortController();
+    const timeout = this.options.passTimeoutMs;
+    const onStop = () => pass.abort(stopped.reason);
+    stopped.addEventListener("abort", onStop, { once: true });
+    const deadlineTimer = setTimeout(
+      () => pass.abort(new DOMException(`the pass took longer than ${timeout} ms`, "TimeoutError")),
+      timeout,
+    );
+    const { signal } = pass;
+    const running = this.reconcile(key, { signal, stopped }).catch(
+      (error: unknown): ReconcileResult => ({
+        type: "error",
+        error: error instanceof Error ? error : new Error(String(error)),
+      }),
+    );
+    const settled = running.then(() => {
+      clearTimeout(deadlineTimer);
+      stopped.removeEventListener("abort", onStop);
+    });
+    let giveUp: NodeJS.Timeout | undefined;
+    let onAbort: (() => void) | undefined;
+    const abandoned = new Promise<ReconcileResult>((resolve) => {
+      onAbort = () => {
+        giveUp = setTimeout(
+          () =>
+            resolve({
+              type: "error",
+              error: new Error(
+                `the pass did not end within ${ABORT_GRACE_MS} ms of its deadline or stop`,
+              ),
+            }),
+          ABORT_GRACE_MS,
+        );
+      };
+      if (signal.aborted) onAbort();
+      else signal.addEventListener("abort", onAbort, { once: true });
+    });
     try {
-      return await reconcile(parsed);
-    } catch (error) {
-      return { type: "error", error: error as Error };
+      return { result: await Promise.race([running, abandoned]), settled };
+    } finally {
+      clearTimeout(giveUp);
+      if (onAbort) signal.removeEventListener("abort", onAbort);
     }
   }
 
-  private settle(key: string, result: ReconcileResult): void {
+  private settle(key: ObjectKey, id: string, result: ReconcileResult): void {
+    const { jitter, random } = this.options;
     switch (result.type) {
       case "done":
-        this.failures.delete(key);
+        this.failures.delete(id);
         return;
       case "requeue":
-        this.failures.delete(key);
-        this.add(key, result.afterMs);
+        this.failures.delete(id);
+        this.add(key, jittered(result.afterMs, jitter, random));
         return;
       case "error": {
-        const failures = (this.failures.get(key) ?? 0) + 1;
-        this.failures.set(key, failures);
-        this.options.onError?.(key, result.error, false);
+        const failures = (this.failures.get(id) ?? 0) + 1;
+        this.failures.set(id, failures);
+        if (!this.stopped) this.options.onError?.(key, result.error, false);
         this.add(key, backoffMs(failures, this.options.baseBackoffMs, this.options.maxBackoffMs));
         return;
       }
       case "terminal":
-        this.failures.delete(key);
+        this.failures.delete(id);
         this.options.onError?.(key, result.error, true);
+        if (result.afterMs !== undefined) this.add(key, jittered(result.afterMs, jitter, random));
     }
   }
 }

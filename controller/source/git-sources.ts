@@ -3,8 +3,8 @@
 // they differ only in where credentials come from.
 import { join } from "node:path";
 import type { ModelRepository } from "../api/types.generated.ts";
-import type { Store } from "../platform/ports.ts";
-import type { SourceReader } from "../reconcile/context.ts";
+import type { NamespacedName } from "../core/keys.ts";
+import type { SourceReader, Store } from "../core/ports.ts";
 import { GitSource } from "./git.ts";
 
 export interface GitCredentials {
@@ -46,15 +46,21 @@ export class GitSources {
   }
 
   /** The source of the ModelRepository with this name, which must exist. */
-  named(repository: { namespace: string; name: string }): GitSource {
+  named(repository: NamespacedName): GitSource {
     const object = this.store.get("ModelRepository", repository.namespace, repository.name);
     if (!object) throw new Error(`ModelRepository "${repository.name}" does not exist`);
     return this.of(object);
   }
 
+  /** Reads from git objects already fetched: local and quick, so the signal only gates the start. */
   readonly reader: SourceReader = {
-    treeId: (repository, commit, path) => this.named(repository).treeId(commit, path),
-    contentId: (repository, commit, path, exclude) =>
-      this.named(repository).contentId(commit, path, exclude),
+    treeId: (repository, commit, path, options) => {
+      options?.signal?.throwIfAborted();
+      return this.named(repository).treeId(commit, path);
+    },
+    contentId: (repository, commit, path, exclude, options) => {
+      options?.signal?.throwIfAborted();
+      return this.named(repository).contentId(commit, path, exclude);
+    },
   };
 }

@@ -117,6 +117,15 @@ function errorMessage(error: unknown): string {
   return `${message}: ${body.length > 300 ? `${body.slice(0, 300)}…` : body}`;
 }
 
+/**
+ * isomorphic-git's Node client with an AbortSignal on every request: git.fetch takes none, and a
+ * fetch from a server that stopped answering must end when its reconcile's deadline passes.
+ */
+function httpWith(signal: AbortSignal | undefined): typeof http {
+  if (!signal) return http;
+  return { request: (request) => http.request({ ...request, signal }) };
+}
+
 /** Serializes work on one cache directory within this process (fetches write refs and packs). */
 const locks = new Map<string, Promise<unknown>>();
 
@@ -190,12 +199,12 @@ export class GitSource {
    * Fetches (URL: clone once into cacheDir, then fetch the branch; local path: read it in place)
    * and returns the branch head.
    */
-  async fetch(): Promise<Revision> {
+  async fetch(options: { signal?: AbortSignal } = {}): Promise<Revision> {
     if (!isValidBranchName(this.branch)) {
       throw new GitSourceError("MissingBranch", `"${this.branch}" is not a valid branch name`);
     }
     this.gitCache = {};
-    const commit = this.remote ? await this.fetchRemote() : await this.resolveLocal();
+    const commit = this.remote ? await this.fetchRemote(options.signal) : await this.resolveLocal();
     const { commit: parsed } = await git.readCommit({
       fs,
       ...(await this.at()),
@@ -386,17 +395,18 @@ export class GitSource {
   }
 
   /** URL: clone into the cache the first time, fetch the branch after; the remote branch head. */
-  private async fetchRemote(): Promise<string> {
+  private async fetchRemote(signal: AbortSignal | undefined): Promise<string> {
     const gitdir = cachePathOf(this.options.cacheDir, this.url);
     return withLock(gitdir, async () => {
-      if (!(await isFile(join(gitdir, "HEAD")))) await this.cloneInto(gitdir);
-      else await this.fetchInto(gitdir);
+      signal?.throwIfAborted();
+      if (!(await isFile(join(gitdir, "HEAD")))) await this.cloneInto(gitdir, signal);
+      else await this.fetchInto(gitdir, signal);
       return git.resolveRef({ fs, gitdir, ref: `refs/remotes/origin/${this.branch}` });
     });
   }
 
   /** A bare clone of the branch, made in a temporary directory and renamed into place. */
-  private async cloneInto(gitdir: string): Promise<void> {
+  private async cloneInto(gitdir: string, signal: AbortSignal | undefined): Promise<void> {
     await mkdir(this.options.cacheDir, { recursive: true });
     const temporary = await mkdtemp(`${gitdir}.tmp-`);
     try {
@@ -409,7 +419,7 @@ export class GitSource {
         path: "remote.origin.fetch",
         value: "+refs/heads/*:refs/remotes/origin/*",
       });
-      await this.fetchInto(temporary);
+      await this.fetchInto(temporary, signal);
       try {
         await rename(temporary, gitdir);
       } catch (error) {
@@ -424,12 +434,12 @@ export class GitSource {
   }
 
   /** Fetches the branch into refs/remotes/origin/<branch>, forced (a force push rewrites it). */
-  private async fetchInto(gitdir: string): Promise<void> {
+  private async fetchInto(gitdir: string, signal: AbortSignal | undefined): Promise<void> {
     let result: Awaited<ReturnType<typeof git.fetch>>;
     try {
       result = await git.fetch({
         fs,
-        http,
+        http: httpWith(signal),
         gitdir,
         url: this.url,
         remote: "origin",
@@ -441,6 +451,7 @@ export class GitSource {
         ...this.auth(),
       });
     } catch (error) {
+      if (signal?.aborted) throw error;
       const branches = await this.serverBranches();
       if (branches !== undefined && !branches.includes(this.branch)) {
         throw this.missingBranch(branches);

@@ -28,6 +28,7 @@ export type Rule =
   | "duplicate"
   | "controller-owned"
   | "model-reference"
+  | "namespace"
   | "source-path"
   | "model-file"
   | "build-script"
@@ -113,6 +114,7 @@ function problemAt(
 export function identify(
   document: ManifestDocument,
   repoPath: string,
+  defaultNamespace = DEFAULT_NAMESPACE,
 ): { candidate?: Candidate; problems: Problem[] } {
   const object = document.object;
   if (!isRecord(object) || (object.apiVersion === undefined && object.kind === undefined)) {
@@ -126,7 +128,7 @@ export function identify(
 
   const metadata = (isRecord(object.metadata) ? object.metadata : {}) as ObjectMeta;
   const name = typeof metadata.name === "string" ? metadata.name : undefined;
-  const namespace = typeof metadata.namespace === "string" ? metadata.namespace : DEFAULT_NAMESPACE;
+  const namespace = typeof metadata.namespace === "string" ? metadata.namespace : defaultNamespace;
   const label = { document, name, namespace };
 
   if (!ourKind) {
@@ -452,6 +454,29 @@ export interface DeclaredObject {
   object: Record<string, unknown>;
 }
 
+export interface ValidateOptions extends ValidatorOptions {
+  /**
+   * The namespace everything goes to (a sync: the ModelRepository's). Objects that name no
+   * namespace go there, and one that names another is a problem: a repository applies only into
+   * its own namespace, as Flux's multi-tenancy lockdown does. Unset (`modelship validate`): any
+   * namespace, "default" when none is named.
+   */
+  namespace?: string;
+}
+
+/** An object that names a namespace other than the one the repository applies into. */
+export function namespaceProblems(candidate: Candidate, namespace: string | undefined): Problem[] {
+  if (namespace === undefined || candidate.namespace === namespace) return [];
+  return [
+    problemAt(
+      candidate,
+      "/metadata/namespace",
+      "namespace",
+      `namespace "${candidate.namespace}" is not this repository's: its objects go to namespace "${namespace}" (leave metadata.namespace out, or set it to "${namespace}")`,
+    ),
+  ];
+}
+
 /**
  * Validates manifests together, reading model files through the tree. `declared` lists the
  * objects; they are only fit to apply when there is no problem at all.
@@ -459,7 +484,7 @@ export interface DeclaredObject {
 export async function validateManifests(
   sources: ManifestSource[],
   tree: SourceTree,
-  options: ValidatorOptions = {},
+  options: ValidateOptions = {},
 ): Promise<{ problems: Problem[]; objects: number; declared: DeclaredObject[] }> {
   const validators = compileKindValidators(options);
   const problems: Problem[] = [];
@@ -480,11 +505,12 @@ export async function validateManifests(
       });
     }
     for (const document of parsed.documents) {
-      const identified = identify(document, source.repoPath);
+      const identified = identify(document, source.repoPath, options.namespace);
       problems.push(...identified.problems);
       const candidate = identified.candidate;
       if (!candidate) continue;
       candidates.push(candidate);
+      problems.push(...namespaceProblems(candidate, options.namespace));
       if (CONTROLLER_OWNED.has(candidate.kind)) {
         problems.push(
           problemAt(

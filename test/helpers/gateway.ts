@@ -1,5 +1,6 @@
 // A gateway in this process on a real port, fed a configuration the way a platform feeds it.
-import { closeServer, listen } from "../../controller/cli/serve.ts";
+import { createServer } from "node:net";
+import { closeServer, listen } from "../../controller/api/http.ts";
 import type { GatewayConfig, ModelRoute } from "../../controller/gateway/config.ts";
 import { Gateway, type GatewayOptions } from "../../controller/gateway/gateway.ts";
 import type { RunningReplica } from "./replica.ts";
@@ -47,4 +48,13 @@ export function route(
     })),
     ...overrides,
   };
+}
+
+/** The URL of a port on 127.0.0.1 that nobody listens on (it was free a moment ago). */
+export async function refusingUrl(): Promise<string> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise((resolve) => server.close(resolve));
+  return `http://127.0.0.1:${port}`;
 }

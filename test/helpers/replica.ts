@@ -1,6 +1,6 @@
 // Starts replica agents in this process, each with a real worker process and a real HTTP port.
 import { join } from "node:path";
-import { closeServer, listen } from "../../controller/cli/serve.ts";
+import { closeServer, listen } from "../../controller/api/http.ts";
 import { ReplicaAgent, type ReplicaOptions } from "../../controller/replica/agent.ts";
 import {
   createReplicaServer,

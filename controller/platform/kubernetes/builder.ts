@@ -4,14 +4,26 @@
 // message. Creating the Job is idempotent (its name is the build's), so a restarted controller
 // never starts a second one.
 import type { ModelBuild, ModelRepository } from "../../api/types.generated.ts";
-import type { Builder, BuildProgress } from "../ports.ts";
+import {
+  isManaged,
+  LABEL_BUILD,
+  LABEL_MODEL,
+  MANAGED_SELECTOR,
+  ownedLabels,
+} from "../../core/labels.ts";
+import type { Builder, BuildProgress, CallOptions } from "../../core/ports.ts";
 import { isConflict, isNotFound, type KubeClient } from "./client.ts";
 import type { KubernetesSettings } from "./settings.ts";
 
 const WORKSPACE = "/workspace";
 
 interface Job {
-  metadata: { name: string; creationTimestamp?: string };
+  metadata: {
+    name: string;
+    uid?: string;
+    creationTimestamp?: string;
+    labels?: Record<string, string>;
+  };
   status?: {
     startTime?: string;
     completionTime?: string;
@@ -57,17 +69,17 @@ export function buildJob(
   const namespace = build.metadata.namespace ?? settings.namespace;
   const tokenSecret = repository.spec.secretRef?.name;
   const destination = imageTag(build, settings);
+  const labels = ownedLabels({
+    [LABEL_MODEL]: build.spec.model,
+    [LABEL_BUILD]: build.metadata.name,
+  });
   return {
     apiVersion: "batch/v1",
     kind: "Job",
     metadata: {
       name: jobName(build),
       namespace,
-      labels: {
-        "app.kubernetes.io/managed-by": "modelship",
-        "modelship.dev/model": build.spec.model,
-        "modelship.dev/build": build.metadata.name,
-      },
+      labels,
       ...(build.metadata.uid
         ? {
             ownerReferences: [
@@ -88,7 +100,8 @@ export function buildJob(
       activeDeadlineSeconds: settings.buildDeadlineSeconds,
       ttlSecondsAfterFinished: settings.buildTtlSeconds,
       template: {
-        metadata: { labels: { "modelship.dev/build": build.metadata.name } },
+        // The build pod carries the same labels: ours, its model's and its build's.
+        metadata: { labels },
         spec: {
           restartPolicy: "Never",
           initContainers: [
@@ -168,6 +181,12 @@ export function buildJob(
   };
 }
 
+/** The Job was made by modelship for this build. */
+export function isOwnJob(job: Pick<Job, "metadata">, build: ModelBuild): boolean {
+  const labels = job.metadata.labels;
+  return isManaged(labels) && labels?.[LABEL_BUILD] === build.metadata.name;
+}
+
 /** The build's progress from its Job (and the digest from Kaniko's termination message). */
 export function jobProgress(job: Job, pods: Pod[], tag: string): BuildProgress {
   const started = job.status?.startTime ?? job.metadata.creationTimestamp;
@@ -221,7 +240,7 @@ export class KanikoBuilder implements Builder {
     return `/apis/batch/v1/namespaces/${build.metadata.namespace ?? this.settings.namespace}/jobs`;
   }
 
-  async start(build: ModelBuild): Promise<void> {
+  async start(build: ModelBuild, options: CallOptions = {}): Promise<void> {
     const repository = this.repositoryOf(build);
     if (!repository) {
       throw new Error(
@@ -233,6 +252,8 @@ export class KanikoBuilder implements Builder {
         "POST",
         this.jobsPath(build),
         buildJob(build, repository, this.settings),
+        undefined,
+        options,
       );
     } catch (error) {
       // Already there: a restarted controller, or a second pass. One Job per build, never two.
@@ -240,41 +261,61 @@ export class KanikoBuilder implements Builder {
     }
   }
 
-  private async pods(build: ModelBuild): Promise<Pod[]> {
+  private async pods(build: ModelBuild, options: CallOptions): Promise<Pod[]> {
     const namespace = build.metadata.namespace ?? this.settings.namespace;
-    const selector = encodeURIComponent(`job-name=${jobName(build)}`);
+    const selector = encodeURIComponent(`job-name=${jobName(build)},${MANAGED_SELECTOR}`);
     const list = await this.client.request<{ items: Pod[] }>(
       "GET",
       `/api/v1/namespaces/${namespace}/pods?labelSelector=${selector}`,
+      undefined,
+      undefined,
+      options,
     );
     return list.items;
   }
 
-  async status(build: ModelBuild): Promise<BuildProgress | undefined> {
+  async status(build: ModelBuild, options: CallOptions = {}): Promise<BuildProgress | undefined> {
     let job: Job;
     try {
-      job = await this.client.request<Job>("GET", `${this.jobsPath(build)}/${jobName(build)}`);
+      job = await this.client.request<Job>(
+        "GET",
+        `${this.jobsPath(build)}/${jobName(build)}`,
+        undefined,
+        undefined,
+        options,
+      );
     } catch (error) {
       if (isNotFound(error)) return undefined;
       throw error;
     }
-    const progress = jobProgress(job, await this.pods(build), imageTag(build, this.settings));
+    if (!isOwnJob(job, build)) {
+      // Someone else's Job has the name this build's would have: never taken for the build.
+      return {
+        phase: "Failed",
+        message: `a Job named ${jobName(build)} exists and was not made by modelship for build ${build.metadata.name}; delete it and rebuild`,
+      };
+    }
+    const pods = await this.pods(build, options);
+    const progress = jobProgress(job, pods, imageTag(build, this.settings));
     if (progress.phase === "Failed") {
-      const tail = (await this.logs(build)).trimEnd().split("\n").slice(-20).join("\n");
+      const tail = (await this.logs(build, options)).trimEnd().split("\n").slice(-20).join("\n");
       if (tail) progress.message = `${progress.message}\n${tail}`;
     }
     return progress;
   }
 
-  async logs(build: ModelBuild): Promise<string> {
+  async logs(build: ModelBuild, options: CallOptions = {}): Promise<string> {
     const namespace = build.metadata.namespace ?? this.settings.namespace;
     const parts: string[] = [];
-    for (const pod of await this.pods(build)) {
+    for (const pod of await this.pods(build, options)) {
       for (const container of ["context", "kaniko"]) {
         try {
           const text = await this.client.request<string>(
             "GET",
             `/api/v1/namespaces/${namespace}/pods/${pod.metadata.name}/log?container=${container}`,
+            undefined,
+            undefined,
+            options,
           );
           if (typeof text === "string" && text) parts.push(text);
         } catch {
@@ -283,5 +324,34 @@ export class KanikoBuilder implements Builder {
       }
     }
     return parts.join("\n");
+  }
+
+  /**
+   * Deletes the build's Job, if it is still there, with its pods. The image stays in the
+   * registry: deleting a tag or a manifest needs the registry's own API and rights
+   * (docs/kubernetes.md).
+   */
+  async remove(build: ModelBuild, options: CallOptions = {}): Promise<void> {
+    const path = `${this.jobsPath(build)}/${jobName(build)}`;
+    try {
+      const job = await this.client.request<Job>("GET", path, undefined, undefined, options);
+      // Only the Job this build made: ours, for this build, and that very object.
+      if (!isOwnJob(job, build)) return;
+      await this.client.request(
+        "DELETE",
+        path,
+        {
+          kind: "DeleteOptions",
+          apiVersion: "v1",
+          propagationPolicy: "Background",
+          preconditions: { uid: job.metadata.uid },
+        },
+        undefined,
+        options,
+      );
+    } catch (error) {
+      // Gone already (its TTL), or replaced since: nothing of this build's to remove.
+      if (!isNotFound(error) && !isConflict(error)) throw error;
+    }
   }
 }

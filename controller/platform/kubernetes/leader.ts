@@ -1,6 +1,9 @@
 // Leader election on a coordination.k8s.io Lease, so that two controller replicas never
 // reconcile at once: the holder renews the Lease; another takes it only once it has expired.
-// A leader that cannot renew in time stops leading (the caller exits, as controller-runtime does).
+// A leader that cannot renew in time stops leading and campaigns again — an API server that was
+// away for a while must not leave the installation with no controller at all — and one that
+// stops cleanly gives the lease up, so that another takes over at once (client-go's
+// ReleaseOnCancel).
 import { hostname } from "node:os";
 import { isConflict, isNotFound, type KubeClient } from "./client.ts";
 
@@ -36,8 +39,9 @@ export class LeaderElector {
   private readonly client: KubeClient;
   readonly identity: string;
   private readonly options: Required<Omit<LeaderOptions, "identity">>;
-  private timer: NodeJS.Timeout | undefined;
   private lastRenewal = 0;
+  /** This process holds the lease (as of its last attempt). */
+  private holding = false;
 
   constructor(client: KubeClient, options: LeaderOptions) {
     this.client = client;
@@ -51,16 +55,27 @@ export class LeaderElector {
     };
   }
 
+  /** One attempt's requests end within a renew period: a hung one must not outlast the lease. */
+  private requestOptions(signal?: AbortSignal): { timeoutMs: number; signal?: AbortSignal } {
+    return { timeoutMs: this.options.renewSeconds * 1000, ...(signal ? { signal } : {}) };
+  }
+
   private get path(): string {
     return `/apis/coordination.k8s.io/v1/namespaces/${this.options.namespace}/leases`;
   }
 
   /** One attempt to take or renew the lease; true when this process holds it afterwards. */
-  async tryAcquire(): Promise<boolean> {
+  async tryAcquire(signal?: AbortSignal): Promise<boolean> {
     const now = this.options.now();
     let lease: Lease | undefined;
     try {
-      lease = await this.client.request<Lease>("GET", `${this.path}/${this.options.name}`);
+      lease = await this.client.request<Lease>(
+        "GET",
+        `${this.path}/${this.options.name}`,
+        undefined,
+        undefined,
+        this.requestOptions(signal),
+      );
     } catch (error) {
       if (!isNotFound(error)) throw error;
     }
@@ -91,36 +106,112 @@ export class LeaderElector {
       spec,
     };
     try {
-      if (lease) await this.client.request("PUT", `${this.path}/${this.options.name}`, body);
-      else await this.client.request("POST", this.path, body);
+      if (lease) {
+        await this.client.request(
+          "PUT",
+          `${this.path}/${this.options.name}`,
+          body,
+          undefined,
+          this.requestOptions(signal),
+        );
+      } else {
+        await this.client.request("POST", this.path, body, undefined, this.requestOptions(signal));
+      }
     } catch (error) {
       // Someone else wrote the lease between our read and write: they win this round.
       if (isConflict(error)) return false;
       throw error;
     }
     this.lastRenewal = now.getTime();
+    this.holding = true;
     return true;
   }
 
-  /** Resolves once this process leads; then renews, and calls `onLost` if it stops leading. */
-  async lead(onLost: () => void): Promise<void> {
-    while (!(await this.tryAcquire().catch(() => false))) {
-      await new Promise((resolve) => setTimeout(resolve, this.options.renewSeconds * 1000));
+  /** Campaigns until this process holds the lease (true) or `signal` aborts (false). */
+  async acquire(signal: AbortSignal): Promise<boolean> {
+    for (;;) {
+      if (signal.aborted) return false;
+      if (await this.tryAcquire(signal).catch(() => false)) return true;
+      await pause(this.options.renewSeconds * 1000, signal);
     }
-    this.timer = setInterval(async () => {
-      const held = await this.tryAcquire().catch(() => false);
-      const expired =
-        this.options.now().getTime() - this.lastRenewal > this.options.leaseSeconds * 1000;
-      if (!held && expired) {
-        clearInterval(this.timer);
-        onLost();
-      }
-    }, this.options.renewSeconds * 1000);
   }
 
-  stop(): void {
-    clearInterval(this.timer);
+  /**
+   * Renews the lease every renew period until it is lost — not renewed within two thirds of its
+   * duration, so that this process stops before another may take over — or `signal` aborts.
+   */
+  async hold(signal: AbortSignal): Promise<"lost" | "stopped"> {
+    const renewDeadlineMs = (this.options.leaseSeconds * 1000 * 2) / 3;
+    for (;;) {
+      await pause(this.options.renewSeconds * 1000, signal);
+      if (signal.aborted) return "stopped";
+      // An attempt may not run past the renew deadline: a renewal that hangs must not keep this
+      // process reconciling after another one may have taken the lease.
+      const remainingMs = this.lastRenewal + renewDeadlineMs - this.options.now().getTime();
+      if (remainingMs <= 0 || !(await this.renewWithin(remainingMs, signal))) {
+        if (this.options.now().getTime() - this.lastRenewal >= renewDeadlineMs) {
+          this.holding = false;
+          return "lost";
+        }
+      }
+    }
   }
+
+  /** One renewal that ends within `ms` (or when `signal` aborts); true when it renewed. */
+  private async renewWithin(ms: number, signal: AbortSignal): Promise<boolean> {
+    const attempt = new AbortController();
+    const timer = setTimeout(() => attempt.abort(new Error("the renew deadline passed")), ms);
+    const onStop = () => attempt.abort(signal.reason);
+    signal.addEventListener("abort", onStop, { once: true });
+    try {
+      return await this.tryAcquire(attempt.signal).catch(() => false);
+    } finally {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", onStop);
+    }
+  }
+
+  /** Gives the lease up, if this process holds it: the next candidate need not wait it out. */
+  async release(): Promise<void> {
+    if (!this.holding) return;
+    this.holding = false;
+    try {
+      const lease = await this.client.request<Lease>(
+        "GET",
+        `${this.path}/${this.options.name}`,
+        undefined,
+        undefined,
+        this.requestOptions(),
+      );
+      if (lease.spec.holderIdentity !== this.identity) return;
+      const now = toMicroTime(this.options.now().toISOString());
+      await this.client.request(
+        "PUT",
+        `${this.path}/${this.options.name}`,
+        {
+          ...lease,
+          spec: { ...lease.spec, holderIdentity: "", leaseDurationSeconds: 1, renewTime: now },
+        },
+        undefined,
+        this.requestOptions(),
+      );
+    } catch {
+      // Not given up: the lease expires on its own.
+    }
+  }
+}
+
+/** Waits `ms`, or less when `signal` aborts. */
+function pause(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    function done() {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    }
+    signal.addEventListener("abort", done, { once: true });
+  });
 }
 
 function toMicroTime(iso: string): string {

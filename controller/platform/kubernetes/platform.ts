@@ -1,15 +1,17 @@
 // The Kubernetes platform, wired for `modelship controller`: the same reconcilers as `modelship
-// up`, over the API server (DESIGN §4). The git source runs in the controller, from each
-// ModelRepository's URL and token Secret.
+// up`, over the API server. The git source runs in the controller, from each ModelRepository's
+// URL and token Secret.
 import type { ModelBuild, ModelRepository } from "../../api/types.generated.ts";
+import { LABEL_MANAGED_BY, MANAGED_BY } from "../../core/labels.ts";
+import type { WatchEvent } from "../../core/ports.ts";
 import { generateAccessKey } from "../../gateway/keys.ts";
-import type { ReconcileContext } from "../../reconcile/context.ts";
-import { createControllerQueue, keysToWake } from "../../reconcile/controller.ts";
-import { formatKey, type WorkQueue } from "../../reconcile/queue.ts";
+import { DEFAULT_RECONCILE_SETTINGS, type ReconcileContext } from "../../reconcile/context.ts";
+import { Controller } from "../../reconcile/controller.ts";
+import type { ControllerMetrics } from "../../reconcile/metrics.ts";
 import { type GitCredentials, GitSources } from "../../source/git-sources.ts";
-import type { WatchEvent } from "../ports.ts";
 import { KanikoBuilder } from "./builder.ts";
 import { isNotFound, type KubeClient } from "./client.ts";
+import { KubeEventRecorder } from "./events.ts";
 import { KEYS_SECRET } from "./gateway-feed.ts";
 import { KubeRuntime } from "./runtime.ts";
 import type { KubernetesSettings } from "./settings.ts";
@@ -20,26 +22,36 @@ export interface KubernetesPlatformOptions {
   settings: KubernetesSettings;
   /** Where URL repositories are cloned. */
   cacheDir: string;
+  /**
+   * The controller's metrics (`modelship controller` serves them on /metrics); made once per
+   * process, as a platform is made anew each time the controller becomes the leader.
+   */
+  metrics: ControllerMetrics;
   log(line: string): void;
+  /** The reconcilers' settings (tests shorten them). */
+  reconcile?: Partial<ReconcileContext["settings"]>;
 }
 
 export class KubernetesPlatform {
   readonly store: KubeStore;
   readonly runtime: KubeRuntime;
   readonly builder: KanikoBuilder;
-  readonly queue: WorkQueue;
+  readonly controller: Controller;
   private readonly options: KubernetesPlatformOptions;
   private readonly sources: GitSources;
+  private readonly events: KubeEventRecorder;
   private readonly tokens = new Map<string, GitCredentials>();
   private stopWatching: (() => void) | undefined;
   /** Access keys are written one at a time: two Models must not race on one Secret. */
   private keyWrites: Promise<void> = Promise.resolve();
+  /** Aborts the platform's own requests (credentials, keys) when it stops. */
+  private readonly stopping = new AbortController();
 
   constructor(options: KubernetesPlatformOptions) {
     this.options = options;
     const { client, settings, log } = options;
     const namespace = settings.namespace;
-    this.store = new KubeStore(client, namespace, log);
+    this.store = new KubeStore(client, namespace, log, settings.informers);
     // Credentials come from the Secret a repository names, read by loadCredentials().
     this.sources = new GitSources(
       this.store,
@@ -48,22 +60,29 @@ export class KubernetesPlatform {
         this.tokens.get(`${repository.metadata.namespace}/${repository.spec.secretRef?.name}`) ??
         {},
     );
-    this.runtime = new KubeRuntime(client, namespace, (key) => {
-      const name = key.split("/")[1] ?? key;
-      this.queue.add(formatKey({ kind: "ModelDeployment", namespace, name }));
-    });
+    this.runtime = new KubeRuntime(
+      client,
+      namespace,
+      (deployment) => this.controller.add({ kind: "ModelDeployment", ...deployment }),
+      { log, timings: settings.informers },
+    );
     this.builder = new KanikoBuilder(client, settings, (build) => this.repositoryOfBuild(build));
+    this.events = new KubeEventRecorder(client, log, { namespace });
     const context: ReconcileContext = {
       store: this.store,
       builder: this.builder,
       runtime: this.runtime,
       sources: this.sources.reader,
+      events: this.events,
       clock: { now: () => new Date() },
+      gitSource: (repository) => this.sources.of(repository),
       gatewayUrl: () => settings.gatewayUrl,
       baseImage: (runtime) => settings.baseImages[runtime],
       log,
+      metrics: options.metrics,
+      settings: { ...DEFAULT_RECONCILE_SETTINGS, ...options.reconcile },
     };
-    this.queue = createControllerQueue(context, (repository) => this.sources.of(repository));
+    this.controller = new Controller(context, namespace);
   }
 
   private repositoryOfBuild(build: ModelBuild): ModelRepository | undefined {
@@ -74,7 +93,10 @@ export class KubernetesPlatform {
     );
   }
 
-  /** Reads the token Secrets the repositories name (before their first sync). */
+  /**
+   * Reads the token Secrets the repositories name (before their first sync). A Secret that
+   * cannot be read is logged: its repository's fetch then fails and says so in its status.
+   */
   private async loadCredentials(): Promise<void> {
     const namespace = this.options.settings.namespace;
     for (const repository of this.store.list("ModelRepository", namespace)) {
@@ -84,6 +106,9 @@ export class KubernetesPlatform {
         const secret = await this.options.client.request<{ data?: Record<string, string> }>(
           "GET",
           `/api/v1/namespaces/${namespace}/secrets/${name}`,
+          undefined,
+          undefined,
+          { signal: this.stopping.signal },
         );
         const decode = (key: string) =>
           secret.data?.[key] ? Buffer.from(secret.data[key], "base64").toString("utf8") : undefined;
@@ -94,9 +119,13 @@ export class KubernetesPlatform {
           ...(username ? { username } : {}),
         });
       } catch (error) {
-        if (!isNotFound(error)) throw error;
+        if (this.stopping.signal.aborted) return;
         this.options.log(
-          `ModelRepository ${repository.metadata.name}: Secret ${name} does not exist`,
+          `ModelRepository ${repository.metadata.name}: ${
+            isNotFound(error)
+              ? `Secret ${name} does not exist`
+              : `cannot read Secret ${name}: ${(error as Error).message}`
+          }`,
         );
       }
     }
@@ -107,25 +136,12 @@ export class KubernetesPlatform {
     await this.runtime.start();
     await this.loadCredentials();
     this.stopWatching = this.store.watch((event) => this.onEvent(event));
-    for (const kind of ["ModelRepository", "Model", "ModelBuild", "ModelDeployment"] as const) {
-      for (const object of this.store.list(kind)) this.enqueue(object.kind, object.metadata);
-    }
-    this.queue.start();
-  }
-
-  private enqueue(kind: string, metadata: { namespace?: string; name: string }): void {
-    this.queue.add(
-      formatKey({
-        kind,
-        namespace: metadata.namespace ?? this.options.settings.namespace,
-        name: metadata.name,
-      }),
-    );
+    this.controller.enqueueAll();
+    this.controller.start();
   }
 
   private onEvent(event: WatchEvent): void {
-    for (const key of keysToWake(event, this.store, this.options.settings.namespace))
-      this.queue.add(key);
+    this.controller.onEvent(event);
     const object = event.object;
     if (object.kind === "ModelRepository") void this.loadCredentials().catch(() => {});
     if (object.kind === "Model" && event.type !== "DELETED")
@@ -139,12 +155,19 @@ export class KubernetesPlatform {
   private ensureAccessKey(model: string): void {
     const { client, settings, log } = this.options;
     const path = `/api/v1/namespaces/${settings.namespace}/secrets`;
+    const options = { signal: this.stopping.signal };
     this.keyWrites = this.keyWrites.then(async () => {
       const field = `access.${model}`;
       try {
         let secret: { data?: Record<string, string> } | undefined;
         try {
-          secret = await client.request("GET", `${path}/${KEYS_SECRET}`);
+          secret = await client.request(
+            "GET",
+            `${path}/${KEYS_SECRET}`,
+            undefined,
+            undefined,
+            options,
+          );
         } catch (error) {
           if (!isNotFound(error)) throw error;
         }
@@ -156,37 +179,54 @@ export class KubernetesPlatform {
             `${path}/${KEYS_SECRET}`,
             { data },
             "application/merge-patch+json",
+            options,
           );
         } else {
-          await client.request("POST", path, {
-            apiVersion: "v1",
-            kind: "Secret",
-            metadata: {
-              name: KEYS_SECRET,
-              namespace: settings.namespace,
-              labels: { "app.kubernetes.io/managed-by": "modelship" },
+          await client.request(
+            "POST",
+            path,
+            {
+              apiVersion: "v1",
+              kind: "Secret",
+              metadata: {
+                name: KEYS_SECRET,
+                namespace: settings.namespace,
+                labels: { [LABEL_MANAGED_BY]: MANAGED_BY },
+              },
+              type: "Opaque",
+              data,
             },
-            type: "Opaque",
-            data,
-          });
+            undefined,
+            options,
+          );
         }
         log(`model ${model}: access key created in Secret ${KEYS_SECRET}`);
       } catch (error) {
-        log(`model ${model}: cannot write its access key: ${(error as Error).message}`);
+        if (!this.stopping.signal.aborted) {
+          log(`model ${model}: cannot write its access key: ${(error as Error).message}`);
+        }
       }
     });
   }
 
   /** Fetches every repository now (the webhook). */
   syncNow(): void {
-    for (const repository of this.store.list("ModelRepository"))
-      this.enqueue("ModelRepository", repository.metadata);
+    for (const repository of this.store.list("ModelRepository")) {
+      this.controller.add({
+        kind: "ModelRepository",
+        namespace: repository.metadata.namespace ?? this.options.settings.namespace,
+        name: repository.metadata.name,
+      });
+    }
   }
 
   async stop(): Promise<void> {
+    this.stopping.abort();
     this.stopWatching?.();
-    await this.queue.stop();
+    await this.controller.stop();
+    await this.keyWrites;
     await this.runtime.stopWatching();
     await this.store.stop();
+    await this.events.stop();
   }
 }

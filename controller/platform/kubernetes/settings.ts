@@ -1,5 +1,7 @@
 // The installation's settings for the Kubernetes platform (kustomize/base/config.yaml holds them
 // as a ConfigMap; `modelship controller` reads them from the environment).
+import { parseDurationMs } from "../../api/duration.ts";
+import type { InformerTimings } from "./informer.ts";
 
 export interface KubernetesSettings {
   /** The namespace modelship watches and deploys into. */
@@ -22,6 +24,12 @@ export interface KubernetesSettings {
   buildTtlSeconds: number;
   /** Where callers reach the gateway, for ModelDeployment.status.url. */
   gatewayUrl: string;
+  /**
+   * How the informers relist and renew their watches (defaults: a relist every 10 minutes, which
+   * leaves the watch running; a watch the API server ends after 5 to 10 minutes). Shorter values
+   * are for tests: MODELSHIP_RELIST_INTERVAL, MODELSHIP_WATCH_TIMEOUT.
+   */
+  informers: Partial<InformerTimings>;
 }
 
 export const DEFAULT_SETTINGS: KubernetesSettings = {
@@ -37,7 +45,34 @@ export const DEFAULT_SETTINGS: KubernetesSettings = {
   buildDeadlineSeconds: 3600,
   buildTtlSeconds: 86_400,
   gatewayUrl: "http://modelship-gateway.modelship.svc.cluster.local",
+  informers: {},
 };
+
+/** A duration setting in milliseconds; a value that is not a duration is an error naming it. */
+function durationMs(env: NodeJS.ProcessEnv, name: string): number | undefined {
+  const text = env[name];
+  if (text === undefined || text === "") return undefined;
+  const ms = parseDurationMs(text);
+  if (ms === undefined || ms <= 0) {
+    throw new Error(`${name} must be a duration such as 30s or 10m, not "${text}"`);
+  }
+  return ms;
+}
+
+/** The informer timings the environment sets. */
+function informerTimings(env: NodeJS.ProcessEnv): Partial<InformerTimings> {
+  const relist = durationMs(env, "MODELSHIP_RELIST_INTERVAL");
+  const watch = durationMs(env, "MODELSHIP_WATCH_TIMEOUT");
+  return {
+    ...(relist === undefined ? {} : { relistIntervalMs: relist }),
+    // The API server ends each watch after a time between half the setting and the setting.
+    ...(watch === undefined
+      ? {}
+      : {
+          watchTimeoutSeconds: { min: Math.max(1, watch / 2000), max: Math.max(1, watch / 1000) },
+        }),
+  };
+}
 
 /** Settings from MODELSHIP_* environment variables, over the defaults. */
 export function settingsFromEnv(env: NodeJS.ProcessEnv): KubernetesSettings {
@@ -57,5 +92,6 @@ export function settingsFromEnv(env: NodeJS.ProcessEnv): KubernetesSettings {
     ),
     buildTtlSeconds: Number(env.MODELSHIP_BUILD_TTL_SECONDS ?? DEFAULT_SETTINGS.buildTtlSeconds),
     gatewayUrl: env.MODELSHIP_GATEWAY_URL ?? DEFAULT_SETTINGS.gatewayUrl,
+    informers: informerTimings(env),
   };
 }

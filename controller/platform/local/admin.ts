@@ -4,26 +4,10 @@
 import { randomBytes, timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { SERVER_OPTIONS } from "../../api/http.ts";
-import type { Kind } from "../../api/schemas.ts";
+import { KIND_NAMES } from "../../api/schemas.ts";
 import { parseLifetime } from "../../gateway/keys.ts";
 import type { LogLine } from "../../replica/log-ring.ts";
 import type { LocalPlatform } from "./platform.ts";
-
-/** The plural a URL names → the kind (and kubectl's short names). */
-export const KIND_NAMES: Record<string, Kind> = {
-  modelrepositories: "ModelRepository",
-  modelrepository: "ModelRepository",
-  mrepo: "ModelRepository",
-  models: "Model",
-  model: "Model",
-  mdl: "Model",
-  modelbuilds: "ModelBuild",
-  modelbuild: "ModelBuild",
-  mb: "ModelBuild",
-  modeldeployments: "ModelDeployment",
-  modeldeployment: "ModelDeployment",
-  md: "ModelDeployment",
-};
 
 export interface AdminFile {
   url: string;
@@ -70,6 +54,12 @@ export function createAdminServer(platform: LocalPlatform, token: string): Serve
       send(response, 202, { fetching: true });
       return;
     }
+    // The controller's metrics, for a Prometheus on this machine: counts and timings only.
+    if (method === "GET" && url.pathname === "/metrics") {
+      const text = await platform.metrics.metrics();
+      response.writeHead(200, { "content-type": platform.metrics.contentType }).end(text);
+      return;
+    }
     if (!authorized(request, token)) {
       send(response, 401, {
         error: "missing or wrong admin token (see admin.json in the state directory)",
@@ -93,8 +83,12 @@ export function createAdminServer(platform: LocalPlatform, token: string): Serve
       else send(response, 404, { error: `${kind} "${name}" not found in namespace ${namespace}` });
       return;
     }
+    if (kind && name && sub === "events") {
+      send(response, 200, { items: platform.store.listEvents({ kind, namespace, name }) });
+      return;
+    }
     if (kind === "ModelDeployment" && name && sub === "replicas") {
-      send(response, 200, { items: platform.runtime.replicas(`${namespace}/${name}`) });
+      send(response, 200, { items: platform.runtime.replicas({ namespace, name }) });
       return;
     }
     if (kind === "ModelBuild" && name && sub === "logs") {
@@ -184,7 +178,7 @@ function streamLogs(
   const agents = platform.store
     .list("ModelDeployment", namespace)
     .filter((deployment) => deployment.spec.model === model)
-    .flatMap((deployment) => platform.runtime.agents(`${namespace}/${deployment.metadata.name}`))
+    .flatMap((deployment) => platform.runtime.agents({ namespace, name: deployment.metadata.name }))
     .filter((replica) => !wanted || replica.id === wanted);
   if (agents.length === 0) {
     send(response, 404, {

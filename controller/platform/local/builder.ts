@@ -1,4 +1,4 @@
-// The local platform's Builder (DESIGN.md §4, docs/builds.md): runs
+// The local platform's Builder (docs/builds.md): runs
 // runtime/scripts/local-build.sh for each build, keeps its output, and reports its phase.
 // Statuses live in memory only; the caller keeps them in its store, and after a restart
 // `LocalBuilder.completedImage` tells a finished build's directory from an unfinished one.

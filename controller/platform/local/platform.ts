@@ -1,23 +1,25 @@
 // The local platform, wired: `modelship up` in one process — the git source, the embedded
-// store, the builder, the runtime, the gateway, the reconcile queue and the admin API
-// (DESIGN §4). Everything it keeps lives in the state directory.
+// store, the builder, the runtime, the gateway, the reconcilers and the admin API. Everything it
+// keeps lives in the state directory.
 import { existsSync } from "node:fs";
 import { chmod, readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
-import type { Kind } from "../../api/schemas.ts";
+import { Registry } from "prom-client";
+import { listen } from "../../api/http.ts";
 import type { ModelBuild, ModelRepository } from "../../api/types.generated.ts";
-import { listen } from "../../cli/serve.ts";
+import { formatName } from "../../core/keys.ts";
+import { ANNOTATION_ALLOW_REWRITE } from "../../core/labels.ts";
+import type { Builder, BuildProgress, CallOptions } from "../../core/ports.ts";
 import type { GatewayConfig } from "../../gateway/config.ts";
 import { Gateway } from "../../gateway/gateway.ts";
-import { gatewayConfigFrom } from "../../gateway/routes.ts";
-import type { ReconcileContext } from "../../reconcile/context.ts";
-import { createControllerQueue, keysToWake } from "../../reconcile/controller.ts";
-import { formatKey, type WorkQueue } from "../../reconcile/queue.ts";
+import { DEFAULT_RECONCILE_SETTINGS, type ReconcileContext } from "../../reconcile/context.ts";
+import { Controller } from "../../reconcile/controller.ts";
+import { ControllerMetrics } from "../../reconcile/metrics.ts";
 import type { GitSource } from "../../source/git.ts";
 import { GitSources } from "../../source/git-sources.ts";
-import { ANNOTATION_ALLOW_REWRITE } from "../../source/sync.ts";
-import type { Builder, BuildProgress, WatchEvent } from "../ports.ts";
+import { gatewayConfigFrom } from "../routes.ts";
 import { LocalBuilder } from "./builder.ts";
+import { LocalEventRecorder } from "./events.ts";
 import { KeyStore } from "./key-store.ts";
 import { LocalRuntime } from "./runtime.ts";
 import { LocalStore } from "./store.ts";
@@ -37,6 +39,8 @@ export interface LocalPlatformOptions {
   gatewayPort: number;
   /** Progress lines for people. */
   log(line: string): void;
+  /** The reconcilers' settings (tests shorten them). */
+  settings?: Partial<ReconcileContext["settings"]>;
 }
 
 /** The name of the ModelRepository that `modelship up` creates. */
@@ -67,7 +71,7 @@ class LocalBuilderPort implements Builder {
     );
   }
 
-  async start(build: ModelBuild): Promise<void> {
+  async start(build: ModelBuild, _options?: CallOptions): Promise<void> {
     const name = this.nameOf(build);
     if (this.builder.status(name)) return;
     const outputDir = this.outputDir(build);
@@ -89,15 +93,21 @@ class LocalBuilderPort implements Builder {
     });
   }
 
-  async status(build: ModelBuild): Promise<BuildProgress | undefined> {
+  async status(build: ModelBuild, _options?: CallOptions): Promise<BuildProgress | undefined> {
     const running = this.builder.status(this.nameOf(build));
     if (running) return running;
     const image = await LocalBuilder.completedImage(this.outputDir(build));
     return image ? { phase: "Succeeded", image } : undefined;
   }
 
-  async logs(build: ModelBuild): Promise<string> {
+  async logs(build: ModelBuild, _options?: CallOptions): Promise<string> {
     return this.builder.logs(this.nameOf(build));
+  }
+
+  /** Frees a collected build: its directory (a venv is tens of MB) and its log. */
+  async remove(build: ModelBuild, _options?: CallOptions): Promise<void> {
+    this.builder.forget(this.nameOf(build));
+    await removeTree(this.outputDir(build));
   }
 
   stop(): Promise<void> {
@@ -124,8 +134,10 @@ export class LocalPlatform {
   readonly runtime: LocalRuntime;
   readonly keys: KeyStore;
   readonly gateway: Gateway;
-  readonly queue: WorkQueue;
+  readonly controller: Controller;
   readonly builder: LocalBuilderPort;
+  /** The controller's metrics (served on the admin API's /metrics). */
+  readonly metrics = new Registry();
   gatewayUrl = "";
   private readonly options: LocalPlatformOptions;
   private readonly sources: GitSources;
@@ -145,16 +157,9 @@ export class LocalPlatform {
     this.keys = new KeyStore(join(stateDir, "secrets", "keys.json"));
     this.gateway = new Gateway({ processMetrics: true });
     this.runtime = new LocalRuntime({
-      onChange: (key) => {
+      onChange: (deployment) => {
         this.scheduleGatewayRefresh();
-        const [namespace, name] = key.split("/");
-        this.queue.add(
-          formatKey({
-            kind: "ModelDeployment",
-            namespace: namespace ?? NAMESPACE,
-            name: name ?? key,
-          }),
-        );
+        this.controller.add({ kind: "ModelDeployment", ...deployment });
       },
       log,
     });
@@ -169,18 +174,26 @@ export class LocalPlatform {
       builder: this.builder,
       runtime: this.runtime,
       sources: this.sources.reader,
+      events: new LocalEventRecorder(this.store, log),
       clock: { now: () => new Date() },
+      gitSource: (repository) => this.sources.of(repository),
       gatewayUrl: () => this.gatewayUrl,
       baseImage: (runtime) => `local/${runtime}`,
       log,
+      metrics: new ControllerMetrics(this.metrics),
+      settings: { ...DEFAULT_RECONCILE_SETTINGS, ...options.settings },
     };
-    this.queue = createControllerQueue(context, (repository) => this.sources.of(repository));
+    this.controller = new Controller(context, NAMESPACE);
   }
 
   async start(): Promise<void> {
     const { options } = this;
     this.gatewayUrl = await listen(this.gateway.server, options.host, options.gatewayPort);
-    this.stopWatching = this.store.watch((event) => this.onEvent(event));
+    this.stopWatching = this.store.watch((event) => {
+      this.controller.onEvent(event);
+      const kind = event.object.kind;
+      if (kind === "Model" || kind === "ModelDeployment") this.scheduleGatewayRefresh();
+    });
     const { repository } = options;
     await this.store.apply<ModelRepository>({
       apiVersion: "modelship.dev/v1alpha1",
@@ -198,29 +211,20 @@ export class LocalPlatform {
       },
     });
     // A restart picks up where the last run was: every object gets a pass.
-    for (const kind of ["ModelRepository", "Model", "ModelBuild", "ModelDeployment"] as Kind[]) {
-      for (const object of this.store.list(kind)) this.enqueue(object.kind, object.metadata);
-    }
+    this.controller.enqueueAll();
     this.refreshGateway();
-    this.queue.start();
+    this.controller.start();
   }
 
   /** Fetches the repositories now (the webhook, `POST /hooks/git`). */
   syncNow(): void {
-    for (const repository of this.store.list("ModelRepository"))
-      this.enqueue("ModelRepository", repository.metadata);
-  }
-
-  private enqueue(kind: string, metadata: { namespace?: string; name: string }): void {
-    this.queue.add(
-      formatKey({ kind, namespace: metadata.namespace ?? NAMESPACE, name: metadata.name }),
-    );
-  }
-
-  private onEvent(event: WatchEvent): void {
-    for (const key of keysToWake(event, this.store, NAMESPACE)) this.queue.add(key);
-    const kind = event.object.kind;
-    if (kind === "Model" || kind === "ModelDeployment") this.scheduleGatewayRefresh();
+    for (const repository of this.store.list("ModelRepository")) {
+      this.controller.add({
+        kind: "ModelRepository",
+        namespace: repository.metadata.namespace ?? NAMESPACE,
+        name: repository.metadata.name,
+      });
+    }
   }
 
   private scheduleGatewayRefresh(): void {
@@ -246,19 +250,20 @@ export class LocalPlatform {
   gatewayConfig(): GatewayConfig {
     return gatewayConfigFrom({
       store: this.store,
-      readyReplicas: (key) =>
+      readyReplicas: (deployment) =>
         this.runtime
-          .replicas(key)
+          .replicas(deployment)
           .filter((replica) => replica.ready)
           .map(({ id, url }) => ({ id, url })),
-      accessKeyHash: (model) => this.keys.accessKeyHash(model),
+      // The key file keeps "namespace/model" keys.
+      accessKeyHash: (model) => this.keys.accessKeyHash(formatName(model)),
       apiKeys: this.keys.apiKeys(),
     });
   }
 
   async stop(): Promise<void> {
     this.stopWatching?.();
-    await this.queue.stop();
+    await this.controller.stop();
     await this.builder.stop();
     await this.runtime.stopAll();
     await this.gateway.close();

@@ -6,10 +6,17 @@
 import { randomBytes } from "node:crypto";
 import type { Server } from "node:http";
 import { join } from "node:path";
-import { closeServer, listen } from "../../cli/serve.ts";
+import { closeServer, listen } from "../../api/http.ts";
+import { formatName, type NamespacedName } from "../../core/keys.ts";
+import type {
+  CallOptions,
+  ReplicaInfo,
+  RolloutSpec,
+  RolloutStatus,
+  Runtime,
+} from "../../core/ports.ts";
 import { ReplicaAgent } from "../../replica/agent.ts";
 import { createReplicaServer } from "../../replica/agent-server.ts";
-import type { ReplicaInfo, RolloutSpec, RolloutStatus, Runtime } from "../ports.ts";
 
 /** How long a new replica may take to load its function before the rollout is called failed. */
 const READY_TIMEOUT_MS = 120_000;
@@ -61,23 +68,27 @@ export function replicaEnvironment(spec: RolloutSpec, directory: string): Record
 
 /** CDSW-like replica ids: `<deployment>-<build>-<deploymentId>-<random>`. */
 export function replicaId(spec: RolloutSpec): string {
-  const name = spec.key.split("/")[1] ?? spec.key;
+  const name = spec.deployment.name;
   return `${name}-${spec.build.spec.number}-${spec.deploymentId}-${randomBytes(3).toString("hex")}`;
 }
 
 export class LocalRuntime implements Runtime {
   private readonly deployments = new Map<string, DeploymentState>();
-  private readonly onChange: (key: string) => void;
+  private readonly onChange: (deployment: NamespacedName) => void;
   private readonly log: (line: string) => void;
 
   /** `onChange` is called whenever a deployment's replicas or their readiness change. */
-  constructor(options: { onChange: (key: string) => void; log?: (line: string) => void }) {
+  constructor(options: {
+    onChange: (deployment: NamespacedName) => void;
+    log?: (line: string) => void;
+  }) {
     this.onChange = options.onChange;
     this.log = options.log ?? (() => {});
   }
 
-  async apply(spec: RolloutSpec): Promise<void> {
-    let state = this.deployments.get(spec.key);
+  async apply(spec: RolloutSpec, _options?: CallOptions): Promise<void> {
+    const key = formatName(spec.deployment);
+    let state = this.deployments.get(key);
     if (
       state &&
       state.spec.deploymentId === spec.deploymentId &&
@@ -93,7 +104,7 @@ export class LocalRuntime implements Runtime {
         work: Promise.resolve(),
         abort: new AbortController(),
       };
-      this.deployments.set(spec.key, state);
+      this.deployments.set(key, state);
     }
     state.spec = spec;
     const current = state;
@@ -101,12 +112,12 @@ export class LocalRuntime implements Runtime {
       .then(() => this.converge(current))
       .catch((error: Error) => {
         current.failure = { deploymentId: spec.deploymentId, message: error.message };
-        this.onChange(spec.key);
+        this.onChange(spec.deployment);
       });
   }
 
-  status(key: string): RolloutStatus | undefined {
-    const state = this.deployments.get(key);
+  status(deployment: NamespacedName): RolloutStatus | undefined {
+    const state = this.deployments.get(formatName(deployment));
     if (!state) return undefined;
     const live = state.replicas.filter((replica) => !replica.stopping);
     const current = live.filter((replica) => replica.deploymentId === state.spec.deploymentId);
@@ -124,8 +135,8 @@ export class LocalRuntime implements Runtime {
     };
   }
 
-  replicas(key: string): ReplicaInfo[] {
-    const state = this.deployments.get(key);
+  replicas(deployment: NamespacedName): ReplicaInfo[] {
+    const state = this.deployments.get(formatName(deployment));
     if (!state) return [];
     return state.replicas.map((replica) => ({
       id: replica.id,
@@ -139,31 +150,30 @@ export class LocalRuntime implements Runtime {
   }
 
   /** The agents themselves, for logs. */
-  agents(key: string): LocalReplica[] {
-    return [...(this.deployments.get(key)?.replicas ?? [])];
+  agents(deployment: NamespacedName): LocalReplica[] {
+    return [...(this.deployments.get(formatName(deployment))?.replicas ?? [])];
   }
 
-  keys(): string[] {
-    return [...this.deployments.keys()];
-  }
-
-  async stop(key: string): Promise<void> {
+  async stop(deployment: NamespacedName, _options?: CallOptions): Promise<void> {
+    const key = formatName(deployment);
     const state = this.deployments.get(key);
     if (!state) return;
     this.deployments.delete(key);
     state.abort.abort();
     await state.work;
-    await Promise.all(state.replicas.map((replica) => this.stopReplica(key, replica, state)));
+    await Promise.all(state.replicas.map((replica) => this.stopReplica(replica, state)));
   }
 
   async stopAll(): Promise<void> {
-    await Promise.all(this.keys().map((key) => this.stop(key)));
+    await Promise.all(
+      [...this.deployments.values()].map((state) => this.stop(state.spec.deployment)),
+    );
   }
 
   /** Brings the replicas to the state's spec, one replica at a time. */
   private async converge(state: DeploymentState): Promise<void> {
     const spec = state.spec;
-    const key = spec.key;
+    const key = formatName(spec.deployment);
     const isCurrent = (replica: LocalReplica) =>
       replica.deploymentId === spec.deploymentId && !replica.stopping;
     if (state.replicas.length === 0 && spec.previous) {
@@ -178,29 +188,29 @@ export class LocalRuntime implements Runtime {
       if (current.length < spec.replicas) {
         const replica = await this.startReplica(spec);
         state.replicas.push(replica);
-        this.onChange(key);
+        this.onChange(spec.deployment);
         try {
           await readyWithin(replica.agent, READY_TIMEOUT_MS, state.abort.signal);
         } catch (error) {
           if (state.abort.signal.aborted) {
-            await this.stopReplica(key, replica, state);
+            await this.stopReplica(replica, state);
             return;
           }
           const message = `replica ${replica.id} of build ${spec.build.spec.number} did not become ready: ${(error as Error).message}`;
           state.failure = { deploymentId: spec.deploymentId, message };
           this.log(`deployment ${key}: ${message}`);
-          await this.stopReplica(key, replica, state);
+          await this.stopReplica(replica, state);
           return;
         }
-        this.onChange(key);
+        this.onChange(spec.deployment);
         const retired = old[0];
-        if (retired) await this.stopReplica(key, retired, state);
+        if (retired) await this.stopReplica(retired, state);
         continue;
       }
       const surplus = current.slice(spec.replicas);
       const leftovers = [...surplus, ...old];
       if (leftovers.length === 0) return;
-      for (const replica of leftovers) await this.stopReplica(key, replica, state);
+      for (const replica of leftovers) await this.stopReplica(replica, state);
     }
   }
 
@@ -215,17 +225,16 @@ export class LocalRuntime implements Runtime {
     );
     state.replicas.push(...started);
     this.log(
-      `deployment ${spec.key}: restoring rollout ${previous.deploymentId} while ${spec.deploymentId} rolls out`,
+      `deployment ${formatName(spec.deployment)}: restoring rollout ${previous.deploymentId} while ${spec.deploymentId} rolls out`,
     );
     await Promise.allSettled(
       started.map((replica) => readyWithin(replica.agent, READY_TIMEOUT_MS, state.abort.signal)),
     );
-    this.onChange(spec.key);
+    this.onChange(spec.deployment);
   }
 
   private async startReplica(spec: RolloutSpec): Promise<LocalReplica> {
     const directory = buildDirectory(spec.build.status?.image);
-    const key = spec.key;
     const agent: ReplicaAgent = new ReplicaAgent({
       replicaId: replicaId(spec),
       runtime: spec.build.spec.runtime,
@@ -234,7 +243,7 @@ export class LocalRuntime implements Runtime {
       directory: join(directory, "src"),
       env: replicaEnvironment(spec, directory),
       timeoutSeconds: spec.timeoutSeconds,
-      onStateChange: () => this.onChange(key),
+      onStateChange: () => this.onChange(spec.deployment),
     });
     const server = createReplicaServer(agent);
     const url = await listen(server, "127.0.0.1", 0);
@@ -251,19 +260,15 @@ export class LocalRuntime implements Runtime {
   }
 
   /** Out of the gateway first, then the call in flight finishes, then the worker stops. */
-  private async stopReplica(
-    key: string,
-    replica: LocalReplica,
-    state: DeploymentState,
-  ): Promise<void> {
+  private async stopReplica(replica: LocalReplica, state: DeploymentState): Promise<void> {
     replica.stopping = true;
-    this.onChange(key);
+    this.onChange(state.spec.deployment);
     const closed = closeServer(replica.server);
     await replica.agent.stop(replica.agent.options.timeoutSeconds * 1000);
     replica.server.closeAllConnections();
     await closed;
     state.replicas = state.replicas.filter((other) => other !== replica);
-    this.onChange(key);
+    this.onChange(state.spec.deployment);
   }
 }
 

@@ -1,39 +1,47 @@
 // The local platform's Store: the objects in memory, written to one JSON file in the state
 // directory after every change, so a restart of `modelship up` finds its builds, numbers and
 // deployments again. Same semantics as the API server where the reconcilers rely on them:
-// generation grows on spec changes only, status is a subresource, every change is an event.
+// generation grows on spec changes only, status is a subresource, every change is an event, and
+// a delete waits for finalizers. It also keeps the events (the records `describe` shows), as the
+// API server keeps Events.
 import { randomUUID } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
+import { canonicalJson } from "../../api/canonical-json.ts";
 import type { Kind } from "../../api/schemas.ts";
-import type { Resource, ResourceOf, Store, StoredMetadata, WatchEvent } from "../ports.ts";
+import { NotFoundError } from "../../core/errors.ts";
+import type {
+  CallOptions,
+  EventRecord,
+  Resource,
+  ResourceOf,
+  Store,
+  StoredMetadata,
+  WatchEvent,
+} from "../../core/ports.ts";
 
 interface StoreFile {
   version: 1;
   resourceVersion: number;
   lastDeploymentId: number;
   objects: Resource[];
+  events?: EventRecord[];
 }
 
 type StoredResource = Resource & { metadata: Resource["metadata"] & StoredMetadata };
 
+/** Events kept, the oldest dropped first (the API server keeps them for an hour). */
+const MAX_EVENTS = 1000;
+
 function keyOf(kind: string, namespace: string, name: string): string {
   return `${kind}/${namespace}/${name}`;
-}
-
-/** JSON with sorted keys, so that equal values compare equal whatever their key order. */
-export function canonicalJson(value: unknown): string {
-  return JSON.stringify(value, (_, item) =>
-    item && typeof item === "object" && !Array.isArray(item)
-      ? Object.fromEntries(Object.entries(item).sort(([a], [b]) => a.localeCompare(b)))
-      : item,
-  );
 }
 
 export class LocalStore implements Store {
   private readonly file: string | undefined;
   private readonly objects = new Map<string, StoredResource>();
   private readonly listeners = new Set<(event: WatchEvent) => void>();
+  private events: EventRecord[] = [];
   private resourceVersion = 0;
   private lastDeploymentId = 0;
   private readonly now: () => Date;
@@ -56,6 +64,7 @@ export class LocalStore implements Store {
     }
     this.resourceVersion = data.resourceVersion;
     this.lastDeploymentId = data.lastDeploymentId;
+    this.events = data.events ?? [];
     for (const object of data.objects as StoredResource[]) {
       const { kind, metadata } = object;
       this.objects.set(keyOf(kind, metadata.namespace ?? "default", metadata.name), object);
@@ -69,6 +78,7 @@ export class LocalStore implements Store {
       resourceVersion: this.resourceVersion,
       lastDeploymentId: this.lastDeploymentId,
       objects: [...this.objects.values()],
+      events: this.events,
     };
     mkdirSync(dirname(this.file), { recursive: true });
     // Write then rename: a crash mid-write leaves the previous file whole.
@@ -102,7 +112,7 @@ export class LocalStore implements Store {
     return found.sort((a, b) => a.metadata.name.localeCompare(b.metadata.name));
   }
 
-  async apply<R extends Resource>(object: R): Promise<R> {
+  async apply<R extends Resource>(object: R, _options?: CallOptions): Promise<R> {
     const namespace = object.metadata.namespace ?? "default";
     const key = keyOf(object.kind, namespace, object.metadata.name);
     const existing = this.objects.get(key);
@@ -146,12 +156,24 @@ export class LocalStore implements Store {
       },
       spec: structuredClone(object.spec),
     } as StoredResource;
-    if (!labels) delete updated.metadata.labels;
-    if (!annotations) delete updated.metadata.annotations;
+    for (const field of ["labels", "annotations"] as const) {
+      if (updated.metadata[field] === undefined) delete updated.metadata[field];
+    }
+    this.replace(key, updated);
+    return structuredClone(updated) as unknown as R;
+  }
+
+  /** Stores a changed object and tells the watchers. */
+  private replace(key: string, updated: StoredResource): void {
     this.objects.set(key, updated);
     this.save();
     this.emit({ type: "MODIFIED", object: structuredClone(updated) });
-    return structuredClone(updated) as unknown as R;
+  }
+
+  private existing(kind: Kind, namespace: string, name: string): StoredResource {
+    const found = this.objects.get(keyOf(kind, namespace, name));
+    if (!found) throw new NotFoundError(`${kind} ${namespace}/${name} does not exist`);
+    return found;
   }
 
   async patchStatus<K extends Kind>(
@@ -159,10 +181,9 @@ export class LocalStore implements Store {
     namespace: string,
     name: string,
     status: NonNullable<ResourceOf[K]["status"]>,
+    _options?: CallOptions,
   ): Promise<ResourceOf[K]> {
-    const key = keyOf(kind, namespace, name);
-    const existing = this.objects.get(key);
-    if (!existing) throw new Error(`${kind} ${namespace}/${name} does not exist`);
+    const existing = this.existing(kind, namespace, name);
     if (canonicalJson(existing.status ?? {}) === canonicalJson(status)) {
       return structuredClone(existing) as unknown as ResourceOf[K];
     }
@@ -171,21 +192,71 @@ export class LocalStore implements Store {
       metadata: { ...existing.metadata, resourceVersion: this.nextVersion() },
       status: structuredClone(status),
     } as StoredResource;
-    this.objects.set(key, updated);
-    this.save();
-    this.emit({ type: "MODIFIED", object: structuredClone(updated) });
+    this.replace(keyOf(kind, namespace, name), updated);
     return structuredClone(updated) as unknown as ResourceOf[K];
   }
 
-  async delete(kind: Kind, namespace: string, name: string): Promise<boolean> {
+  async delete(
+    kind: Kind,
+    namespace: string,
+    name: string,
+    options: CallOptions & { uid?: string } = {},
+  ): Promise<boolean> {
     const key = keyOf(kind, namespace, name);
     const existing = this.objects.get(key);
-    if (!existing) return false;
+    if (!existing || (options.uid !== undefined && existing.metadata.uid !== options.uid)) {
+      return false;
+    }
+    if ((existing.metadata.finalizers ?? []).length > 0) {
+      // As the API server does: the object stays, marked, until its finalizers are removed.
+      if (!existing.metadata.deletionTimestamp) {
+        this.replace(key, {
+          ...existing,
+          metadata: {
+            ...existing.metadata,
+            deletionTimestamp: this.now().toISOString(),
+            resourceVersion: this.nextVersion(),
+          },
+        } as StoredResource);
+      }
+      return true;
+    }
+    this.remove(key, existing);
+    return true;
+  }
+
+  private remove(key: string, existing: StoredResource): void {
     this.objects.delete(key);
     this.resourceVersion += 1;
     this.save();
     this.emit({ type: "DELETED", object: existing });
-    return true;
+  }
+
+  async setFinalizer(
+    kind: Kind,
+    namespace: string,
+    name: string,
+    finalizer: string,
+    present: boolean,
+    _options?: CallOptions,
+  ): Promise<void> {
+    const existing = this.existing(kind, namespace, name);
+    const current = existing.metadata.finalizers ?? [];
+    if (current.includes(finalizer) === present) return;
+    if (present && existing.metadata.deletionTimestamp) {
+      throw new Error(`${kind} ${namespace}/${name} is being deleted: no finalizer can be added`);
+    }
+    const finalizers = present
+      ? [...current, finalizer]
+      : current.filter((item) => item !== finalizer);
+    const key = keyOf(kind, namespace, name);
+    if (finalizers.length === 0 && existing.metadata.deletionTimestamp) {
+      this.remove(key, existing);
+      return;
+    }
+    const metadata = { ...existing.metadata, resourceVersion: this.nextVersion(), finalizers };
+    if (finalizers.length === 0) delete (metadata as Partial<StoredMetadata>).finalizers;
+    this.replace(key, { ...existing, metadata } as StoredResource);
   }
 
   watch(listener: (event: WatchEvent) => void): () => void {
@@ -193,9 +264,53 @@ export class LocalStore implements Store {
     return () => this.listeners.delete(listener);
   }
 
-  async allocateDeploymentId(): Promise<number> {
+  async allocateDeploymentId(_options?: CallOptions): Promise<number> {
     this.lastDeploymentId += 1;
     this.save();
     return this.lastDeploymentId;
+  }
+
+  /**
+   * Keeps an event; the same event again for the same object (type, reason, message) counts up
+   * the last record instead of adding one, as Kubernetes' event recorder does.
+   */
+  recordEvent(event: Omit<EventRecord, "count" | "firstTimestamp" | "lastTimestamp">): EventRecord {
+    const time = this.now().toISOString();
+    const last = this.events.findLast(
+      (record) =>
+        record.object.kind === event.object.kind &&
+        record.object.namespace === event.object.namespace &&
+        record.object.name === event.object.name,
+    );
+    if (
+      last &&
+      last.object.uid === event.object.uid &&
+      last.type === event.type &&
+      last.reason === event.reason &&
+      last.message === event.message
+    ) {
+      last.count += 1;
+      last.lastTimestamp = time;
+      this.save();
+      return { ...last };
+    }
+    const record: EventRecord = { ...event, count: 1, firstTimestamp: time, lastTimestamp: time };
+    this.events.push(record);
+    if (this.events.length > MAX_EVENTS) this.events.splice(0, this.events.length - MAX_EVENTS);
+    this.save();
+    return { ...record };
+  }
+
+  /** Events, oldest first; of one object (kind, namespace, name) when given. */
+  listEvents(object?: { kind: string; namespace: string; name: string }): EventRecord[] {
+    return this.events
+      .filter(
+        (record) =>
+          !object ||
+          (record.object.kind === object.kind &&
+            record.object.namespace === object.namespace &&
+            record.object.name === object.name),
+      )
+      .map((record) => ({ ...record }));
   }
 }

@@ -1,0 +1,177 @@
+// What a commit declares, as the objects to apply, and how that compares with what is there: the
+// inventory of what the last good sync applied, what to prune from it, which existing objects are
+// not this repository's to change, and which have drifted from git. Pure functions, shared by the
+// sync and by anything that wants to say what a sync would do.
+import { canonicalJson } from "../api/canonical-json.ts";
+import { type Kind, withDefaults } from "../api/schemas.ts";
+import type { InventoryEntry } from "../api/types.generated.ts";
+import { type NamespacedName, sameName } from "../core/keys.ts";
+import {
+  ANNOTATION_AUTHOR,
+  ANNOTATION_COMMIT,
+  ANNOTATION_MANIFEST_FILES,
+  ANNOTATION_SOURCE_PATH,
+  isManaged,
+  LABEL_MANAGED_BY,
+  LABEL_REPOSITORY,
+  MANAGED_BY,
+} from "../core/labels.ts";
+import type { Resource } from "../core/ports.ts";
+import type { Revision } from "./git.ts";
+import { type DeclaredObject, modelSourcePath } from "./validate.ts";
+
+/** The kinds a sync applies and prunes (ModelBuilds belong to the controller). */
+export const SYNCED_KINDS: readonly Kind[] = ["Model", "ModelDeployment"];
+
+export function authorOf(revision: Revision): string {
+  return revision.authorEmail
+    ? `${revision.authorName} <${revision.authorEmail}>`
+    : revision.authorName;
+}
+
+/** The objects to apply for a commit: as declared, plus the sync's labels and annotations. */
+export function desiredObjects(
+  declared: DeclaredObject[],
+  repository: NamespacedName,
+  revision: Revision,
+): Resource[] {
+  // Manifests often live beside the code; a Model's build must not change when only they do.
+  const manifestFiles = JSON.stringify([...new Set(declared.map((item) => item.repoPath))].sort());
+  return declared
+    .filter((item) => SYNCED_KINDS.includes(item.kind))
+    .map((item) => {
+      const metadata = (item.object.metadata ?? {}) as {
+        labels?: Record<string, string>;
+        annotations?: Record<string, string>;
+      };
+      const annotations: Record<string, string> = {
+        ...metadata.annotations,
+        [ANNOTATION_COMMIT]: revision.commit,
+        [ANNOTATION_AUTHOR]: authorOf(revision),
+      };
+      if (item.kind === "Model") {
+        annotations[ANNOTATION_SOURCE_PATH] = modelSourcePath({
+          object: item.object,
+          repoPath: item.repoPath,
+        });
+        annotations[ANNOTATION_MANIFEST_FILES] = manifestFiles;
+      }
+      return {
+        apiVersion: "modelship.dev/v1alpha1",
+        kind: item.kind,
+        metadata: {
+          name: item.name,
+          // Validation has refused any other namespace than the repository's.
+          namespace: repository.namespace,
+          labels: {
+            ...metadata.labels,
+            [LABEL_MANAGED_BY]: MANAGED_BY,
+            [LABEL_REPOSITORY]: repository.name,
+          },
+          annotations,
+        },
+        // With the schema's defaults, as the API server will store it: a field git leaves at its
+        // default is then one the sync sets, and a hand edit of it is drift to put back.
+        spec: withDefaults(item.kind, item.object).spec,
+      } as Resource;
+    });
+}
+
+function entryOf(object: Resource): InventoryEntry {
+  return {
+    kind: object.kind,
+    namespace: object.metadata.namespace ?? "default",
+    name: object.metadata.name,
+  };
+}
+
+function entryId(entry: InventoryEntry): string {
+  return `${entry.kind}/${entry.namespace}/${entry.name}`;
+}
+
+/** The inventory of a set of objects: kind, namespace and name, sorted. */
+export function inventoryOf(objects: Resource[]): InventoryEntry[] {
+  return objects.map(entryOf).sort((a, b) => entryId(a).localeCompare(entryId(b)));
+}
+
+/** What the last good sync applied and this one no longer declares. */
+export function inventoryToPrune(
+  previous: InventoryEntry[] | undefined,
+  desired: Resource[],
+): InventoryEntry[] {
+  const wanted = new Set(desired.map((object) => entryId(entryOf(object))));
+  return (previous ?? []).filter((entry) => !wanted.has(entryId(entry)));
+}
+
+/**
+ * Whether an existing object is this repository's to change or delete: it carries our
+ * managed-by label and names this repository. An object made by hand, or by another repository,
+ * is never touched (pruned, overwritten) by this one.
+ */
+export function ownedBy(existing: Resource, repository: NamespacedName): boolean {
+  const labels = existing.metadata.labels;
+  return (
+    isManaged(labels) &&
+    sameName(
+      {
+        namespace: existing.metadata.namespace ?? "default",
+        name: labels?.[LABEL_REPOSITORY] ?? "",
+      },
+      repository,
+    )
+  );
+}
+
+/** Why the desired objects cannot all be applied: the ones that exist and are someone else's. */
+export function ownershipConflicts(
+  desired: Resource[],
+  existing: (object: Resource) => Resource | undefined,
+  repository: NamespacedName,
+): string[] {
+  return desired.flatMap((object) => {
+    const found = existing(object);
+    if (!found || ownedBy(found, repository)) return [];
+    const other = found.metadata.labels?.[LABEL_REPOSITORY];
+    const who =
+      isManaged(found.metadata.labels) && other
+        ? `it belongs to ModelRepository "${other}"`
+        : "it was not made by a ModelRepository (created by hand?)";
+    return [
+      `${object.kind} "${object.metadata.name}" already exists in namespace ${object.metadata.namespace} and ${who}; rename it in git or delete the existing one`,
+    ];
+  });
+}
+
+/**
+ * Whether `live` holds every field `wanted` declares, with the same value. Fields only `live`
+ * has are not a difference: the API server's defaults, or another manager's, which server-side
+ * apply leaves alone too. Lists are compared whole, as apply replaces them.
+ */
+export function holds(live: unknown, wanted: unknown): boolean {
+  if (isPlainObject(wanted)) {
+    if (!isPlainObject(live)) return false;
+    return Object.entries(wanted).every(([key, value]) => holds(live[key], value));
+  }
+  return canonicalJson(live) === canonicalJson(wanted);
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/**
+ * What differs between the live object and the desired one, in what a sync sets: the spec's
+ * fields, labels and annotations it declares (defaults and others' additions are left alone, as
+ * server-side apply leaves them). Undefined when nothing does.
+ */
+export function driftOf(live: Resource | undefined, desired: Resource): string | undefined {
+  if (!live) return "it does not exist";
+  if (!holds(live.spec, desired.spec)) return "its spec was changed";
+  for (const field of ["labels", "annotations"] as const) {
+    const wanted = desired.metadata[field] ?? {};
+    const actual = live.metadata[field] ?? {};
+    const changed = Object.keys(wanted).find((key) => actual[key] !== wanted[key]);
+    if (changed) return `its ${field.slice(0, -1)} ${changed} was changed`;
+  }
+  return undefined;
+}
