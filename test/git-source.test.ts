@@ -19,6 +19,7 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { deflateSync } from "node:zlib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   cachePathOf,
@@ -26,7 +27,10 @@ import {
   GitSourceError,
   isValidBranchName,
   MAX_EXPORTED_FILE_BYTES,
+  MAX_SYMLINK_HOPS,
 } from "../controller/source/git.ts";
+import { blobSize } from "../controller/source/git-objects.ts";
+import { formatProblem } from "../controller/source/validate.ts";
 import { commitAll, gitEnv, runGit, writeFiles } from "./helpers/git.ts";
 
 const root = mkdtempSync(join(tmpdir(), "modelship-git-source-"));
@@ -315,6 +319,224 @@ describe("GitSource on a local working clone", () => {
     expect(readFileSync(outside, "utf8")).toBe("untouched\n");
     expect(lstatSync(join(target, "score.py")).isSymbolicLink()).toBe(false);
     expect(readlinkSync(join(target, "weights.txt"))).toBe("data/weights.txt");
+  });
+});
+
+/** Replaces a loose object by one whose header says `size` but whose content is cut short. */
+function truncateLooseObject(dir: string, oid: string, size: number): void {
+  const path = join(dir, ".git", "objects", oid.slice(0, 2), oid.slice(2));
+  chmodSync(path, 0o644);
+  writeFileSync(path, deflateSync(Buffer.from(`blob ${size}\0only the start`)));
+}
+
+describe("GitSource reading manifests within the limits", () => {
+  it.each<[string, Record<string, string | Buffer>, object, string[]]>([
+    [
+      "more files than a commit may have: none read, the first over named",
+      Object.fromEntries(
+        ["a", "b", "c", "d", "e"].map((name) => [`deploy/${name}.yaml`, `${name}: 1\n`]),
+      ),
+      { maxFilesPerCommit: 3 },
+      [
+        "deploy/d.yaml:1:1: ?/? /: 5 manifest files, more than the 3 a commit may have (maxFilesPerCommit), the first over it here: none of them is validated",
+      ],
+    ],
+    [
+      "a file over its limit: refused, the others read",
+      { "deploy/a.yaml": "a: 1\n", "deploy/big.yaml": `big: ${"x".repeat(100)}\n` },
+      { maxFileBytes: 50 },
+      [
+        "deploy/a.yaml text",
+        "deploy/big.yaml:1:1: ?/? /: the file is 106 bytes, more than the 50 bytes a manifest file may be (maxFileBytes): it is not read",
+      ],
+    ],
+    [
+      "a commit's bytes spent: only that",
+      {
+        "deploy/a.yaml": "a: 12345678\n",
+        "deploy/b.yaml": "b: 12345678\n",
+        "deploy/c.yaml": "c: 1\n",
+      },
+      { maxCommitBytes: 20 },
+      [
+        "deploy/b.yaml:1:1: ?/? /: the manifest files pass the 20 bytes a commit may have (maxCommitBytes) at this file: none of them is validated",
+      ],
+    ],
+    [
+      "Latin-1, at its byte offset",
+      { "deploy/a.yaml": Buffer.from("name: caf\xe9\n", "latin1") },
+      {},
+      [
+        "deploy/a.yaml:1:10: ?/? /: not UTF-8: the bytes at byte offset 9 (0xe9 0x0a) are not a UTF-8 character; save the file as UTF-8",
+      ],
+    ],
+    [
+      "a NUL byte, at its line and column",
+      { "deploy/a.yaml": "a: 1\nb: \u0000\n" },
+      {},
+      [
+        "deploy/a.yaml:2:4: ?/? /: a NUL byte (U+0000) is not allowed in YAML (of the control characters, only tab, line feed and carriage return are); is this a binary or UTF-16 file?",
+      ],
+    ],
+    [
+      "a manifest over the default 1 MiB",
+      { "deploy/a.yaml": `a: "${"x".repeat(2 * 1024 * 1024)}"\n` },
+      {},
+      [
+        "deploy/a.yaml:1:1: ?/? /: the file is 2 MiB (2097158 bytes), more than the 1 MiB a manifest file may be (maxFileBytes): it is not read",
+      ],
+    ],
+  ])("%s", async (_case, files, limits, expected) => {
+    const dir = freshDir("limits");
+    git(dir, "init", "-q", "-b", "main");
+    for (const [path, content] of Object.entries(files)) {
+      mkdirSync(join(dir, path, ".."), { recursive: true });
+      writeFileSync(join(dir, path), content);
+    }
+    const head = commit(dir, "manifests");
+    const sources = await local(dir).manifests(head, "deploy", limits);
+    expect(
+      sources.map((source) =>
+        source.refused ? formatProblem(source.refused) : `${source.file} text`,
+      ),
+    ).toEqual(expected);
+  });
+
+  it("refuses a blob over the limit from its object header, without inflating it", async () => {
+    const { dir } = makeRepo({ "deploy/a.yaml": "a: 1\n" });
+    const head = commit(dir, "a large manifest", { "deploy/big.yaml": "x".repeat(5000) });
+    const oid = git(dir, "rev-parse", `${head}:deploy/big.yaml`);
+    // Its header claims 5 GB and the rest is missing: reading it would fail, measuring it does not.
+    truncateLooseObject(dir, oid, 5 * 1024 ** 3);
+    const sources = await local(dir).manifests(head, "deploy");
+    expect(sources.map((source) => source.refused?.message ?? source.text)).toEqual([
+      "a: 1\n",
+      "the file is 5 GiB (5368709120 bytes), more than the 1 MiB a manifest file may be (maxFileBytes): it is not read",
+    ]);
+  });
+});
+
+describe("blobSize", () => {
+  const files = ["base.txt", "near.txt", "small.txt", "empty.txt"];
+  let dir: string;
+  let oids: string[];
+
+  beforeAll(() => {
+    // Text that compresses poorly, and a near copy of it that a repack stores as a delta.
+    const base = Array.from({ length: 200_000 }, (_, index) => "abcdefgh\n"[(index * 7919) % 9]);
+    const repo = makeRepo({
+      "base.txt": base.join(""),
+      "near.txt": `${base.join("")}tail`,
+      "small.txt": "hi",
+      "empty.txt": "",
+    });
+    dir = repo.dir;
+    oids = files.map((file) => git(dir, "rev-parse", `${repo.head}:${file}`));
+  });
+
+  const sizes = () => Promise.all(oids.map((oid) => blobSize(join(dir, ".git"), oid)));
+  const gitSizes = () => oids.map((oid) => Number(git(dir, "cat-file", "-s", oid)));
+
+  it("reads a loose object's size from its zlib header", async () => {
+    expect(await sizes()).toEqual(gitSizes());
+  });
+
+  it("reads a packed object's size from its entry, and a delta's from the delta", async () => {
+    git(dir, "repack", "-a", "-d", "-f", "-q", "--window=50", "--depth=50");
+    expect(git(dir, "count-objects", "-v")).toContain("count: 0");
+    const packs = join(dir, ".git", "objects", "pack");
+    const index = readdirSync(packs).find((name) => name.endsWith(".idx")) as string;
+    // verify-pack lists a delta with its depth and base: proof that one is there.
+    expect(git(dir, "verify-pack", "-v", join(packs, index))).toMatch(
+      / blob +\d+ \d+ \d+ 1 [0-9a-f]{40}/,
+    );
+    expect(await sizes()).toEqual(gitSizes());
+  });
+
+  it.each([
+    ["an object the repository does not have", "0".repeat(40)],
+    ["something that is not an object id", "../../etc/passwd"],
+  ])("is undefined for %s", async (_case, oid) => {
+    expect(await blobSize(join(dir, ".git"), oid)).toBeUndefined();
+  });
+});
+
+describe("GitSource and symlink chains", () => {
+  const chain = (prefix: string, length: number, target: string): Record<string, string> => {
+    const links: Record<string, string> = {};
+    for (let index = 1; index <= length; index++) {
+      links[`${prefix}${index}`] = index === length ? target : `${prefix}${index + 1}`;
+    }
+    return links;
+  };
+  // Every link below models/iris: name → target.
+  const links: Record<string, string> = {
+    "inside-chain": "hop-inside",
+    "hop-inside": "data/weights.txt",
+    "link-to-link": "hop-out",
+    "hop-out": "../../../../etc/passwd",
+    "via-out-dir": "out-dir/passwd",
+    "out-dir": "../../../../etc",
+    "to-absolute": "absolute",
+    absolute: "/etc/passwd",
+    "loop-a": "loop-b",
+    "loop-b": "loop-a",
+    "up-and-back": "up/../score.py",
+    up: "../..",
+    "at-limit": "d1",
+    ...chain("d", MAX_SYMLINK_HOPS - 1, "data/weights.txt"),
+    "past-limit": "e1",
+    ...chain("e", MAX_SYMLINK_HOPS, "data/weights.txt"),
+    sibling: "../other.py",
+    "dangling-inside": "later/model.pkl",
+    "dangling-climbing": "missing/../../../x",
+  };
+  let source: GitSource;
+  let head: string;
+  let exported: { skipped: string[]; skippedSymlinks: string[] };
+  let target: string;
+
+  beforeAll(async () => {
+    const repo = makeRepo({
+      "models/iris/score.py": "def predict(x):\n    return x\n",
+      "models/iris/data/weights.txt": "0.1 0.2\n",
+      "models/other.py": "x = 1\n",
+    });
+    for (const [name, linkTarget] of Object.entries(links)) {
+      symlinkSync(linkTarget, join(repo.dir, "models/iris", name));
+    }
+    head = commit(repo.dir, "links");
+    source = local(repo.dir);
+    target = join(freshDir("chains"), "context");
+    exported = await source.exportTree(head, "models/iris", target);
+  });
+
+  it.each<[string, string, string | undefined, boolean]>([
+    ["a chain that stays inside", "inside-chain", "0.1 0.2\n", true],
+    ["a link to a link to ../../etc", "link-to-link", undefined, false],
+    ["a link into a directory that is a link pointing out", "via-out-dir", undefined, false],
+    ["a link to a link that is absolute", "to-absolute", undefined, false],
+    ["a loop", "loop-a", undefined, false],
+    ["a .. taken from where a link leads, not lexically", "up-and-back", undefined, false],
+    [`a chain of ${MAX_SYMLINK_HOPS} links`, "at-limit", "0.1 0.2\n", true],
+    [`a chain of ${MAX_SYMLINK_HOPS + 1} links`, "past-limit", undefined, false],
+    ["a link inside the repository but outside the exported path", "sibling", "x = 1\n", false],
+    ["a dangling link that would stay inside", "dangling-inside", undefined, true],
+    ["a dangling link that would climb out", "dangling-climbing", undefined, false],
+  ])("%s (%s): read %j, exported %s", async (_case, name, text, isExported) => {
+    expect(await source.tree(head).readText(`models/iris/${name}`)).toBe(text);
+    expect(exported.skippedSymlinks.includes(`models/iris/${name}`)).toBe(!isExported);
+    const written = lstatSync(join(target, name), { throwIfNoEntry: false });
+    expect(written?.isSymbolicLink() ?? false).toBe(isExported);
+    if (isExported) expect(readlinkSync(join(target, name))).toBe(links[name]);
+  });
+
+  it("never reads through a link that leaves, whatever asks", async () => {
+    const tree = source.tree(head);
+    expect(await tree.isDirectory("models/iris/out-dir")).toBe(false);
+    expect(await tree.readText("models/iris/via-out-dir")).toBeUndefined();
+    expect((await failure(source.treeId(head, "models/iris/out-dir"))).reason).toBe("MissingPath");
+    expect((await failure(source.manifests(head, "models/iris/up/.."))).reason).toBe("MissingPath");
   });
 });
 

@@ -1,8 +1,10 @@
 // Parsing manifests with positions, finding top-level functions, and suggestions.
 import { describe, expect, it } from "vitest";
 import { topLevelNames } from "../controller/source/functions.ts";
-import { parseManifestFile } from "../controller/source/manifests.ts";
+import { MANIFEST_LIMITS } from "../controller/source/limits.ts";
+import { parseManifestFile, positionIn } from "../controller/source/manifests.ts";
 import { didYouMean, editDistance } from "../controller/source/suggest.ts";
+import { lexedNestingOffset } from "../controller/source/yaml-bounds.ts";
 
 describe("parseManifestFile", () => {
   it.each([
@@ -31,6 +33,8 @@ describe("parseManifestFile", () => {
       "Map keys must be unique",
     ],
     ["a tab as indentation", "a:\n\t- x\n", { line: 2, column: 1 }, "Tabs are not allowed"],
+    // A pair with no key is a null node in the tree: looking for the opening must skip it.
+    ["an unclosed [ after a pair with no key", ":\n[", { line: 2, column: 1 }, "end with a ]"],
   ])("reports %s", (_case, text, position, message) => {
     const { syntaxProblems } = parseManifestFile("f.yaml", text);
     expect(syntaxProblems[0]?.position).toEqual(position);
@@ -76,6 +80,149 @@ describe("parseManifestFile", () => {
     ].join("\n");
     const [document] = parseManifestFile("f.yaml", text).documents;
     expect(document?.locate(pointer, options)).toEqual(position);
+  });
+});
+
+describe("parseManifestFile within the limits", () => {
+  const limits = { maxDepth: 3, maxAliasesPerDocument: 4 };
+  it.each<[string, string, { line: number; column: number }, string]>([
+    [
+      "flow nesting past the depth",
+      "a: [[[1]]]\n",
+      { line: 1, column: 6 },
+      "nested more than 3 levels",
+    ],
+    [
+      "block nesting past the depth",
+      "a:\n  b:\n    c:\n      d: 1\n",
+      { line: 4, column: 7 },
+      "nested more than 3 levels",
+    ],
+    [
+      "compact nesting past the depth",
+      "- - - - x\n",
+      { line: 1, column: 7 },
+      "nested more than 3 levels",
+    ],
+    [
+      "a mapping key that is too deep",
+      "? [[[x]]]\n: 1\n",
+      { line: 1, column: 5 },
+      "nested more than 3 levels",
+    ],
+    [
+      "more aliases than allowed",
+      "a: &a 1\nb: *a\nc: *a\nd: *a\ne: *a\nf: *a\n",
+      { line: 6, column: 4 },
+      "more than 4 YAML aliases",
+    ],
+    [
+      "aliases that expand too far",
+      "a: &a [1]\nb: &b [*a, *a]\nc: [*b, *b]\n",
+      { line: 2, column: 8 },
+      "expand past the limit of 4",
+    ],
+  ])("refuses %s, at the place", (_case, text, position, message) => {
+    const { documents, syntaxProblems } = parseManifestFile("f.yaml", text, limits);
+    expect(documents).toEqual([]);
+    expect(syntaxProblems).toEqual([
+      { file: "f.yaml", position, rule: "limit", message: expect.stringContaining(message) },
+    ]);
+  });
+
+  it("keeps the documents of a file that has one refused", () => {
+    const text = "kind: Model\n---\na: [[[[1]]]]\n---\nkind: ModelDeployment\n";
+    const parsed = parseManifestFile("f.yaml", text, limits);
+    expect(parsed.documents.map((document) => (document.object as { kind: string }).kind)).toEqual([
+      "Model",
+      "ModelDeployment",
+    ]);
+    expect(parsed.syntaxProblems.map((problem) => problem.rule)).toEqual(["limit"]);
+  });
+
+  it("reports an alias to no anchor as a syntax error, instead of throwing", () => {
+    const { syntaxProblems } = parseManifestFile(
+      "f.yaml",
+      "a: 1\nb: *nowhere\nc: &later 2\nd: *later\n",
+    );
+    expect(syntaxProblems).toEqual([
+      {
+        file: "f.yaml",
+        position: { line: 2, column: 4 },
+        rule: "yaml-syntax",
+        message:
+          "YAML syntax error: Unresolved alias (the anchor must be set before the alias): nowhere",
+      },
+    ]);
+  });
+
+  it("refuses a file of a million [ before the parser builds anything", () => {
+    const before = process.memoryUsage().heapUsed;
+    const started = performance.now();
+    const { syntaxProblems } = parseManifestFile("f.yaml", "[".repeat(1_000_000));
+    const milliseconds = performance.now() - started;
+    const megabytes = (process.memoryUsage().heapUsed - before) / 1e6;
+    console.log(
+      `a million [ refused in ${milliseconds.toFixed(0)} ms, heap +${megabytes.toFixed(0)} MB`,
+    );
+    expect(syntaxProblems).toEqual([
+      expect.objectContaining({ rule: "limit", position: { line: 1, column: 129 } }),
+    ]);
+    expect(megabytes).toBeLessThan(200);
+  });
+
+  it("finds duplicate keys of a wide mapping in linear time", () => {
+    const keys = Array.from({ length: 60_000 }, (_, index) => `k${index}: ${index}`);
+    const text = `${keys.join("\n")}\nk7: again\n`;
+    const started = performance.now();
+    const { syntaxProblems } = parseManifestFile("f.yaml", text);
+    const milliseconds = performance.now() - started;
+    console.log(`60000 keys parsed in ${milliseconds.toFixed(0)} ms`);
+    expect(syntaxProblems).toEqual([
+      expect.objectContaining({ position: { line: 60_001, column: 1 }, rule: "yaml-syntax" }),
+    ]);
+    expect(syntaxProblems[0]?.message).toContain("Map keys must be unique");
+    // The parser's own check, each key against every other, took over 10 s here.
+    expect(milliseconds).toBeLessThan(5000);
+  });
+
+  it("reads what stays within the limits as before", () => {
+    const atTheDepth = `a: ${"[".repeat(MANIFEST_LIMITS.maxDepth - 1)}1${"]".repeat(MANIFEST_LIMITS.maxDepth - 1)}\n`;
+    const aliased = `base: &b {x: 1}\n${Array.from({ length: 100 }, (_, index) => `u${index}: *b`).join("\n")}\n`;
+    for (const text of [atTheDepth, aliased, "a: 1\n\n# a comment [[[[\nb: '[[[['\n"]) {
+      const { documents, syntaxProblems } = parseManifestFile("f.yaml", text);
+      expect(syntaxProblems).toEqual([]);
+      expect(documents).toHaveLength(1);
+    }
+  });
+});
+
+describe("lexedNestingOffset", () => {
+  it.each<[string, string, number | undefined]>([
+    ["shallow", "a: [1, {b: 2}]\n", undefined],
+    [
+      "brackets in strings and comments do not count",
+      "a: '[[[[[[[' # [[[[[[[[\nb: \"{{{{{{{\"\n",
+      undefined,
+    ],
+    ["closed flow collections do not add up", "- [[[1]]]\n- [[[2]]]\n", undefined],
+    ["flow past twice the depth: the first [ over", "[[[[[[[x", 6],
+    ["block indicators on one line past four times the depth", "- ".repeat(13), 24],
+    ["indicators on separate lines do not add up", "- a\n".repeat(50), undefined],
+  ])("%s", (_case, text, offset) => {
+    expect(lexedNestingOffset(text, 3)).toBe(offset);
+  });
+});
+
+describe("positionIn", () => {
+  it.each<[string, number, { line: number; column: number }]>([
+    ["abc", 0, { line: 1, column: 1 }],
+    ["abc", 2, { line: 1, column: 3 }],
+    ["a\nbc", 2, { line: 2, column: 1 }],
+    ["a\nbc\nd", 5, { line: 3, column: 1 }],
+    ["a\r\nb", 3, { line: 2, column: 1 }],
+  ])("%j at %i", (text, offset, position) => {
+    expect(positionIn(text, offset)).toEqual(position);
   });
 });
 

@@ -5,13 +5,10 @@ import { readdir, readFile, stat } from "node:fs/promises";
 import { dirname, join, relative, resolve, sep } from "node:path";
 import { parseArgs } from "node:util";
 import { DEFAULT_MAX_REPLICAS } from "../api/schemas.ts";
+import { formatBytes, MANIFEST_LIMITS } from "../source/limits.ts";
+import { type ManifestFile, readManifestFiles } from "../source/manifest-files.ts";
 import { DirectoryTree } from "../source/tree.ts";
-import {
-  formatProblem,
-  type ManifestSource,
-  type Problem,
-  validateManifests,
-} from "../source/validate.ts";
+import { formatProblem, type Problem, validateManifests } from "../source/validate.ts";
 import type { CommandResult, Output } from "./output.ts";
 
 export const VALIDATE_HELP = `Usage: modelship validate [PATH...] [--output text|json] [--max-replicas N]
@@ -21,7 +18,9 @@ directory): apiVersion and kind, the schema, unknown fields, names, duplicates, 
 ModelDeployment's Model exists, and that each Model's file and function exist.
 
 Prints one line per problem, path:line:col: Kind/name /json/pointer: message, and exits 1 when
-there is any problem, 0 when there is none.
+there is any problem, 0 when there is none. The controller's limits apply to the manifests of
+each repository: at most ${MANIFEST_LIMITS.maxFilesPerCommit} files of UTF-8 text, ${formatBytes(MANIFEST_LIMITS.maxFileBytes)} each and
+${formatBytes(MANIFEST_LIMITS.maxCommitBytes)} together.
 
 Options:
   -o, --output text|json   json prints the problems as a JSON array
@@ -86,29 +85,32 @@ export async function runValidate(args: string[], output: Output): Promise<Comma
   const cwd = process.cwd();
 
   // Paths of one repository are validated together: references between them must resolve.
-  const byRoot = new Map<string, ManifestSource[]>();
+  const byRoot = new Map<string, ManifestFile[]>();
   // Overlapping paths (`validate . manifests/`) must not count a file twice.
   const seenFiles = new Set<string>();
   for (const path of positionals.length ? positionals : ["."]) {
     const absolute = resolve(cwd, path);
     if (!existsSync(absolute)) throw new Error(`${path}: no such file or directory`);
     const root = repositoryRootOf(absolute, (await stat(absolute)).isFile());
-    const sources = byRoot.get(root) ?? [];
+    const files = byRoot.get(root) ?? [];
     for (const file of await yamlFilesBelow(absolute)) {
       if (seenFiles.has(file)) continue;
       seenFiles.add(file);
-      sources.push({
+      files.push({
         file: relative(cwd, file),
         repoPath: relative(root, file).split(sep).join("/"),
-        text: await readFile(file, "utf8"),
+        size: async () => (await stat(file)).size,
+        read: () => readFile(file),
       });
     }
-    byRoot.set(root, sources);
+    byRoot.set(root, files);
   }
 
   const problems: Problem[] = [];
   let objects = 0;
-  for (const [root, sources] of byRoot) {
+  for (const [root, files] of byRoot) {
+    // A repository on disk is held to the limits of a commit, with the same messages.
+    const sources = await readManifestFiles(files, MANIFEST_LIMITS);
     const result = await validateManifests(sources, new DirectoryTree(root), { maxReplicas });
     problems.push(...result.problems);
     objects += result.objects;

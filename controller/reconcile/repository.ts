@@ -21,7 +21,7 @@ import {
   ownershipConflicts,
 } from "../source/desired.ts";
 import type { Revision } from "../source/git.ts";
-import { formatProblem, validateManifests } from "../source/validate.ts";
+import { formatProblemSummary, validateManifests } from "../source/validate.ts";
 import type { ReconcileContext } from "./context.ts";
 import { finished, StallingError } from "./outcome.ts";
 import { type Pass, type ReconcilerSpec, reconcileWith, type Step } from "./skeleton.ts";
@@ -242,17 +242,23 @@ export function repositorySteps(context: ReconcileContext): SyncStep[] {
       result = await validateManifests(manifests, source.tree(revision.commit), {
         namespace: pass.key.namespace,
         ...(context.settings.maxReplicas ? { maxReplicas: context.settings.maxReplicas } : {}),
+        modelNamespaces: (name) =>
+          context.store
+            .list("Model")
+            .filter((model) => model.metadata.name === name)
+            .map((model) => model.metadata.namespace ?? "default"),
       });
     } catch (error) {
       const reason = (error as { reason?: string }).reason ?? "SourceUnreadable";
       return { failure: { reason, message: (error as Error).message } };
     }
     if (result.problems.length > 0) {
-      const lines = result.problems.map(formatProblem);
+      const count = result.problems.length;
       return {
         failure: {
           reason: "ValidationFailed",
-          message: `${lines.length} problem${lines.length === 1 ? "" : "s"} at commit ${shortCommit(revision.commit)}; nothing from it is applied:\n${lines.join("\n")}`,
+          // The message goes into the status, a condition and an event: bounded, however many.
+          message: `${count} problem${count === 1 ? "" : "s"} at commit ${shortCommit(revision.commit)}; nothing from it is applied:\n${formatProblemSummary(result.problems)}`,
         },
       };
     }

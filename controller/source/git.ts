@@ -16,9 +16,12 @@ import {
   symlink,
   writeFile,
 } from "node:fs/promises";
-import { join, posix, resolve } from "node:path";
+import { join, resolve } from "node:path";
 import git from "isomorphic-git";
 import http from "isomorphic-git/http/node";
+import { blobSize } from "./git-objects.ts";
+import { type ManifestLimits, manifestLimits } from "./limits.ts";
+import { type ManifestFile, readManifestFiles } from "./manifest-files.ts";
 import type { SourceTree } from "./tree.ts";
 import type { ManifestSource } from "./validate.ts";
 
@@ -70,7 +73,10 @@ export const MAX_EXPORTED_FILE_BYTES = 50 * 1024 * 1024;
 const SKIPPED_DIRECTORIES = new Set(["node_modules", "__pycache__", "renv", "venv"]);
 
 const DEFAULT_USERNAME = "x-access-token";
-const MAX_SYMLINK_HOPS = 40;
+/** Symlinks followed while resolving one path, as Linux allows; past it, a loop is assumed. */
+export const MAX_SYMLINK_HOPS = 40;
+/** A symlink's target is a path: longer than PATH_MAX, it is not read (nor followed). */
+const MAX_LINK_TARGET_BYTES = 4096;
 /** Parsed trees kept in memory; trees are immutable by id, so the cache never goes stale. */
 const MAX_CACHED_TREES = 20_000;
 
@@ -89,6 +95,17 @@ interface ParsedTree {
   entries: TreeEntry[];
   byName: Map<string, TreeEntry>;
 }
+
+/**
+ * Where resolving a path ended: at an entry (with its real path, '/'-separated below the root the
+ * resolution started from, "." for that root itself), at nothing (`missing`: the components left
+ * from the first one that does not exist), or outside (`escapes`: a `..` above the root, an
+ * absolute or unreadable symlink target, or more than MAX_SYMLINK_HOPS links: a loop).
+ */
+type Resolution =
+  | { kind: "found"; entry: TreeEntry; path: string }
+  | { kind: "missing"; depth: number; rest: string[] }
+  | { kind: "escapes" };
 
 /** Where isomorphic-git finds the repository: a working directory or a git directory. */
 type Location = { dir: string } | { gitdir: string };
@@ -144,18 +161,6 @@ async function withLock<T>(key: string, work: () => Promise<T>): Promise<T> {
   }
 }
 
-/**
- * A repository path, '/'-separated and relative to the root, as its components; undefined when
- * it leaves the repository. "", "." and "./" are the root.
- */
-function splitPath(path: string): string[] | undefined {
-  if (path.startsWith("/")) return undefined;
-  const normalized = posix.normalize(path === "" ? "." : path).replace(/\/+$/, "");
-  if (normalized === "." || normalized === "") return [];
-  if (normalized === ".." || normalized.startsWith("../")) return undefined;
-  return normalized.split("/");
-}
-
 function joinPath(base: string, name: string): string {
   return base === "" || base === "." ? name : `${base}/${name}`;
 }
@@ -174,6 +179,22 @@ function isSafeName(name: string): boolean {
   return (
     name !== "" && name !== "." && name !== ".." && !name.includes("/") && !name.includes("\0")
   );
+}
+
+/**
+ * Whether a resolution stays below its root: found, or missing with a rest that does not climb
+ * out of where it stopped. A missing target may be made later (a build writing its artifacts
+ * where a committed link points): its link is as harmless as the rest of the path is.
+ */
+function staysInside(resolution: Resolution): boolean {
+  if (resolution.kind !== "missing") return resolution.kind === "found";
+  let depth = resolution.depth;
+  for (const name of resolution.rest) {
+    if (name === "..") depth--;
+    else if (name !== "" && name !== ".") depth++;
+    if (depth < 0) return false;
+  }
+  return true;
 }
 
 export class GitSource {
@@ -274,9 +295,17 @@ export class GitSource {
 
   /**
    * Every .yaml/.yml file below `path` at `commit`, skipping hidden entries and the directories
-   * `modelship validate` skips, sorted by path.
+   * `modelship validate` skips, sorted by path, within the limits (MANIFEST_LIMITS unless
+   * overridden): with more files than a commit may have, none is read; a blob's size is read from
+   * its object header first, so that one over the per-file limit is never inflated, and reading
+   * stops where the commit's bytes pass their limit. A file past a limit, or not UTF-8, comes
+   * back `refused`, for validateManifests to report.
    */
-  async manifests(commit: string, path: string): Promise<ManifestSource[]> {
+  async manifests(
+    commit: string,
+    path: string,
+    limits: Partial<ManifestLimits> = {},
+  ): Promise<ManifestSource[]> {
     const found = await this.resolvePath(commit, path);
     if (found === undefined) throw this.missingPath(commit, path, "does not exist");
     const files: { path: string; oid: string }[] = [];
@@ -293,19 +322,23 @@ export class GitSource {
       files.push({ path: found.path, oid: found.entry.oid });
     }
     files.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
-    const decoder = new TextDecoder();
-    const sources: ManifestSource[] = [];
-    for (const file of files) {
-      const text = decoder.decode(await this.readBlob(file.oid));
-      sources.push({ file: file.path, repoPath: file.path, text });
-    }
-    return sources;
+    const manifestFiles = files.map(
+      (file): ManifestFile => ({
+        file: file.path,
+        repoPath: file.path,
+        size: () => this.blobSize(file.oid),
+        read: () => this.readBlob(file.oid),
+      }),
+    );
+    return readManifestFiles(manifestFiles, manifestLimits(limits));
   }
 
   /**
    * Writes the files under `path` at `commit` into `targetDir` (created), keeping the executable
-   * bit. Skips files over 50 MB (`skipped`), symlinks that point outside `path`
-   * (`skippedSymlinks`) and submodules; paths are relative to the repository root.
+   * bit. Skips files over 50 MB (`skipped`; the size is read from the object header, so such a
+   * blob is not inflated), symlinks whose resolution leaves `path` by any chain of links, loops,
+   * or names an unreadable target (`skippedSymlinks`), and submodules; paths are relative to the
+   * repository root.
    */
   async exportTree(
     commit: string,
@@ -313,6 +346,7 @@ export class GitSource {
     targetDir: string,
   ): Promise<{ skipped: string[]; skippedSymlinks: string[] }> {
     const top = await this.directory(commit, path);
+    const topEntry: TreeEntry = { mode: MODE_TREE, path: "", oid: top.oid, type: "tree" };
     const skipped: string[] = [];
     const skippedSymlinks: string[] = [];
     await mkdir(targetDir, { recursive: true });
@@ -332,18 +366,21 @@ export class GitSource {
           await mkdir(target, { recursive: true });
           await exportDirectory(entry.oid, entryRelative, entryRepoPath);
         } else if (entry.type === "blob" && entry.mode === MODE_SYMLINK) {
-          const link = new TextDecoder().decode(await this.readBlob(entry.oid));
-          const resolved = posix.normalize(posix.join(posix.dirname(entryRelative), link));
+          // The link is written as git has it, so it must resolve inside the export as it
+          // does inside the exported tree: every hop, from the export's root.
+          const link = await this.readLink(entry.oid);
           const inside =
-            link !== "" &&
-            !link.startsWith("/") &&
-            !link.includes("\0") &&
-            resolved !== ".." &&
-            !resolved.startsWith("../");
+            link !== undefined &&
+            staysInside(await this.resolveFrom(topEntry, entryRelative.split("/")));
           if (inside) await symlink(link, target);
           else skippedSymlinks.push(entryRepoPath);
         } else if (entry.type === "blob") {
+          if (((await this.blobSize(entry.oid)) ?? 0) > MAX_EXPORTED_FILE_BYTES) {
+            skipped.push(entryRepoPath);
+            continue;
+          }
           const data = await this.readBlob(entry.oid);
+          // A size the object header did not tell is known now.
           if (data.byteLength > MAX_EXPORTED_FILE_BYTES) {
             skipped.push(entryRepoPath);
             continue;
@@ -554,6 +591,29 @@ export class GitSource {
     return blob;
   }
 
+  /** A blob's size from its object header, without inflating it; undefined when unknown. */
+  private async blobSize(oid: string): Promise<number | undefined> {
+    const location = await this.at();
+    return blobSize("gitdir" in location ? location.gitdir : join(location.dir, ".git"), oid);
+  }
+
+  /**
+   * A symlink's target, or undefined when it is no path a file system would take: longer than
+   * PATH_MAX, not UTF-8 (it would be written back altered), empty, or holding a NUL.
+   */
+  private async readLink(oid: string): Promise<string | undefined> {
+    if (((await this.blobSize(oid)) ?? 0) > MAX_LINK_TARGET_BYTES) return undefined;
+    const bytes = await this.readBlob(oid);
+    if (bytes.byteLength > MAX_LINK_TARGET_BYTES) return undefined;
+    let link: string;
+    try {
+      link = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+    } catch {
+      return undefined;
+    }
+    return link === "" || link.includes("\0") ? undefined : link;
+  }
+
   private async rootTree(commit: string): Promise<string> {
     const cached = this.rootTrees.get(commit);
     if (cached !== undefined) return cached;
@@ -570,42 +630,68 @@ export class GitSource {
 
   /**
    * The entry at `path` at `commit` and its real path, following symlinks that stay inside the
-   * repository (as the file system would); undefined when there is none.
+   * repository at every hop (as the file system would); undefined when there is none, or when
+   * getting there leaves the repository.
    */
   private async resolvePath(
     commit: string,
     path: string,
   ): Promise<{ entry: TreeEntry; path: string } | undefined> {
-    const rootOid = await this.rootTree(commit);
-    const root: TreeEntry = { mode: MODE_TREE, path: "", oid: rootOid, type: "tree" };
-    let parts = splitPath(path);
-    if (parts === undefined) return undefined;
-    let current = root;
-    let resolved: string[] = [];
+    if (path.startsWith("/")) return undefined;
+    const root: TreeEntry = {
+      mode: MODE_TREE,
+      path: "",
+      oid: await this.rootTree(commit),
+      type: "tree",
+    };
+    const resolution = await this.resolveFrom(root, path.split("/"));
+    return resolution.kind === "found" ? resolution : undefined;
+  }
+
+  /**
+   * Resolves path components below `root` one at a time, as the kernel does: `..` goes up from
+   * the real directory reached so far (never lexically: `link/..` is the parent of where the link
+   * leads), and a symlink's target replaces it, relative to the link's directory, however many
+   * links chain. Nothing above `root` is ever reached.
+   */
+  private async resolveFrom(root: TreeEntry, components: string[]): Promise<Resolution> {
+    const reached: TreeEntry[] = [root];
+    const names: string[] = [];
+    // The components still to resolve, last first: taking the next one and putting a link's
+    // target in its place are both at the end, in constant time however long the targets.
+    const pending = [...components].reverse();
+    const missing = (name: string): Resolution => ({
+      kind: "missing",
+      depth: names.length,
+      rest: [name, ...[...pending].reverse()],
+    });
     let hops = 0;
-    let index = 0;
-    while (index < parts.length) {
-      const name = parts[index] as string;
-      if (current.type !== "tree") return undefined;
-      const entry = (await this.readTree(current.oid)).byName.get(name);
-      if (entry === undefined) return undefined;
-      if (entry.mode === MODE_SYMLINK) {
-        if (++hops > MAX_SYMLINK_HOPS) return undefined;
-        const link = new TextDecoder().decode(await this.readBlob(entry.oid));
-        const rest = parts.slice(index + 1);
-        const next = splitPath(posix.join(resolved.join("/") || ".", link, ...rest));
-        if (link.startsWith("/") || next === undefined) return undefined;
-        parts = next;
-        current = root;
-        resolved = [];
-        index = 0;
+    while (pending.length > 0) {
+      const name = pending.pop() as string;
+      if (name === "") continue; // `a//b` and a trailing slash
+      const current = reached.at(-1) as TreeEntry;
+      // Below a file there is nothing, not even `.` or `..` (ENOTDIR).
+      if (current.type !== "tree") return missing(name);
+      if (name === ".") continue;
+      if (name === "..") {
+        if (names.length === 0) return { kind: "escapes" };
+        reached.pop();
+        names.pop();
         continue;
       }
-      current = entry;
-      resolved.push(name);
-      index++;
+      const entry = (await this.readTree(current.oid)).byName.get(name);
+      if (entry === undefined) return missing(name);
+      if (entry.mode !== MODE_SYMLINK) {
+        reached.push(entry);
+        names.push(name);
+        continue;
+      }
+      if (++hops > MAX_SYMLINK_HOPS) return { kind: "escapes" };
+      const link = await this.readLink(entry.oid);
+      if (link === undefined || link.startsWith("/")) return { kind: "escapes" };
+      pending.push(...link.split("/").reverse());
     }
-    return { entry: current, path: resolved.length > 0 ? resolved.join("/") : "." };
+    return { kind: "found", entry: reached.at(-1) as TreeEntry, path: names.join("/") || "." };
   }
 
   /** The tree at `path`, or a MissingPath error. */

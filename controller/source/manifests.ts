@@ -1,5 +1,7 @@
 // Reads YAML manifest files into documents that remember where each node came from, so that a
-// problem found in the parsed object can be reported at its line and column.
+// problem found in the parsed object can be reported at its line and column. Parsing is bounded
+// (yaml-bounds.ts): a document nested too deeply or with too many aliases is refused, not parsed
+// into data.
 import {
   type Document,
   isCollection,
@@ -14,6 +16,8 @@ import {
   visit,
   type YAMLError,
 } from "yaml";
+import { MANIFEST_LIMITS, type ManifestLimits } from "./limits.ts";
+import { inspectDocument, lexedNestingOffset } from "./yaml-bounds.ts";
 
 /** A place in a manifest file, 1-based as editors show it. */
 export interface Position {
@@ -39,6 +43,8 @@ export interface ManifestDocument {
 export interface SyntaxProblem {
   file: string;
   position: Position;
+  /** "limit": the document is past a limit on what parsing may cost, so it was not read. */
+  rule: "yaml-syntax" | "limit";
   message: string;
   /** Kind and name, when they could still be read from the broken document. */
   kind?: string;
@@ -84,7 +90,8 @@ export function syntaxErrorOffset(document: Document.Parsed, error: YAMLError): 
     const unclosed =
       (isCollection(node) && node.flow) ||
       (isScalar(node) && (node.type === "QUOTE_DOUBLE" || node.type === "QUOTE_SINGLE"));
-    const range = (node as Node).range;
+    // A pair may have no key or value: a null node, with no range.
+    const range = (node as Node | null)?.range;
     if (unclosed && range && range[1] === detectedAt && range[0] < detectedAt) {
       opening = Math.max(opening ?? -1, range[0]);
     }
@@ -92,7 +99,45 @@ export function syntaxErrorOffset(document: Document.Parsed, error: YAMLError): 
   return opening ?? detectedAt;
 }
 
-export function parseManifestFile(file: string, text: string): ParsedFile {
+/** A place in a text, 1-based; columns count UTF-16 code units, as the YAML parser's do. */
+export function positionIn(text: string, offset: number): Position {
+  let line = 1;
+  let lineStart = 0;
+  let newline = text.indexOf("\n");
+  while (newline !== -1 && newline < offset) {
+    line++;
+    lineStart = newline + 1;
+    newline = text.indexOf("\n", lineStart);
+  }
+  return { line, column: offset - lineStart + 1 };
+}
+
+type ParseLimits = Pick<ManifestLimits, "maxDepth" | "maxAliasesPerDocument">;
+
+function tooDeepMessage(limits: ParseLimits): string {
+  return `nested more than ${limits.maxDepth} levels deep (maxDepth): the document is not read`;
+}
+
+/**
+ * The document as data, or undefined when its aliases expand past the limit: the yaml package
+ * counts each alias's expansion against maxAliasCount and throws a ReferenceError (unknown
+ * anchors, its other ReferenceError, were reported before this is called). It counts the
+ * anchored node as a copy too, hence one more: 100 aliases of one anchor are 101 copies.
+ */
+function toData(document: Document.Parsed, limits: ParseLimits): { value: unknown } | undefined {
+  try {
+    return { value: document.toJS({ maxAliasCount: limits.maxAliasesPerDocument + 1 }) };
+  } catch (error) {
+    if (error instanceof ReferenceError) return undefined;
+    throw error;
+  }
+}
+
+export function parseManifestFile(
+  file: string,
+  text: string,
+  limits: ParseLimits = MANIFEST_LIMITS,
+): ParsedFile {
   const lineCounter = new LineCounter();
   const documents: ManifestDocument[] = [];
   const syntaxProblems: SyntaxProblem[] = [];
@@ -100,15 +145,41 @@ export function parseManifestFile(file: string, text: string): ParsedFile {
     const { line, col } = lineCounter.linePos(offset);
     return { line, column: col };
   };
+  const refuse = (at: Position, message: string) =>
+    syntaxProblems.push({ file, position: at, rule: "limit", message });
 
-  parseAllDocuments(text, { lineCounter, prettyErrors: false }).forEach((document, index) => {
+  // Deep flow nesting costs the parser memory before it can be measured in the tree.
+  const deepAt = lexedNestingOffset(text, limits.maxDepth);
+  if (deepAt !== undefined) {
+    refuse(positionIn(text, deepAt), tooDeepMessage(limits));
+    return { documents, syntaxProblems };
+  }
+
+  // uniqueKeys: the parser's own check compares every key with every other; inspectDocument
+  // reports duplicates in linear time instead.
+  const options = { lineCounter, prettyErrors: false, uniqueKeys: false };
+  parseAllDocuments(text, options).forEach((document, index) => {
+    const inspection = inspectDocument(document, limits);
+    if (inspection.tooDeepAt !== undefined) {
+      refuse(position(inspection.tooDeepAt), tooDeepMessage(limits));
+      return;
+    }
+    if (inspection.tooManyAliasesAt !== undefined) {
+      refuse(
+        position(inspection.tooManyAliasesAt),
+        `more than ${limits.maxAliasesPerDocument} YAML aliases in one document (maxAliasesPerDocument): the document is not read`,
+      );
+      return;
+    }
+    document.errors.push(...inspection.errors);
     if (document.errors.length > 0) {
-      const salvaged = document.toJS({ maxAliasCount: 100 }) as Record<string, unknown> | null;
+      const salvaged = toData(document, limits)?.value as Record<string, unknown> | null;
       const metadata = salvaged?.metadata as Record<string, unknown> | undefined;
       for (const error of document.errors) {
         syntaxProblems.push({
           file,
           position: position(syntaxErrorOffset(document, error)),
+          rule: "yaml-syntax",
           // The parser's message is one sentence; its first line is the useful part.
           message: `YAML syntax error: ${error.message.split("\n")[0]}`,
           ...(typeof salvaged?.kind === "string" ? { kind: salvaged.kind } : {}),
@@ -118,6 +189,14 @@ export function parseManifestFile(file: string, text: string): ParsedFile {
       return;
     }
     if (document.contents === null) return; // an empty document, e.g. after a trailing ---
+    const data = toData(document, limits);
+    if (data === undefined) {
+      refuse(
+        position(inspection.firstAliasAt ?? 0),
+        `YAML aliases here expand past the limit of ${limits.maxAliasesPerDocument} (maxAliasesPerDocument), as in a "billion laughs" document: the document is not read`,
+      );
+      return;
+    }
     const root = document.contents;
     const documentStart = root.range?.[0] ?? 0;
 
@@ -155,7 +234,7 @@ export function parseManifestFile(file: string, text: string): ParsedFile {
       return position(best);
     };
 
-    documents.push({ file, index, object: document.toJS({ maxAliasCount: 100 }), locate });
+    documents.push({ file, index, object: data.value, locate });
   });
   return { documents, syntaxProblems };
 }

@@ -14,6 +14,8 @@ import {
   type ValidatorOptions,
 } from "../api/schemas.ts";
 import { RUNTIME_EXTENSIONS, topLevelNames } from "./functions.ts";
+import { type ManifestLimits, manifestLimits } from "./limits.ts";
+import { admitManifests } from "./manifest-files.ts";
 import { type ManifestDocument, type Position, parseManifestFile, pointerOf } from "./manifests.ts";
 import { didYouMean } from "./suggest.ts";
 import type { SourceTree } from "./tree.ts";
@@ -33,7 +35,10 @@ export type Rule =
   | "model-file"
   | "build-script"
   | "function"
-  | "input-schema";
+  | "input-schema"
+  | "limit"
+  | "encoding"
+  | "route";
 
 export interface Problem {
   file: string;
@@ -52,7 +57,13 @@ export interface ManifestSource {
   file: string;
   /** Path of the file relative to the repository root, '/'-separated. */
   repoPath: string;
+  /** The file's text; "" when `refused`. */
   text: string;
+  /**
+   * Why the reader did not read or decode the file (a limit, bytes that are not UTF-8): reported
+   * as it is, and nothing is parsed.
+   */
+  refused?: Problem;
 }
 
 interface ObjectMeta {
@@ -462,6 +473,52 @@ export interface ValidateOptions extends ValidatorOptions {
    * namespace, "default" when none is named.
    */
   namespace?: string;
+  /** Limits to use instead of the defaults (MANIFEST_LIMITS). */
+  limits?: Partial<ManifestLimits>;
+  /**
+   * The namespaces that already have a Model of this name (a sync: what the cluster holds).
+   * The gateway's path names a model by its name alone, so a name is one model's everywhere.
+   */
+  modelNamespaces?: (name: string) => string[];
+}
+
+/**
+ * Models whose name another namespace already has — in these manifests, or (with
+ * `modelNamespaces`) among the existing objects. The gateway serves `/model/<name>`: a twin could
+ * only ever share the other's route, keys and settings, so it is refused; the existing Model
+ * keeps serving as it was.
+ */
+export function routeNameProblems(
+  candidates: Candidate[],
+  modelNamespaces: (name: string) => string[] = () => [],
+): Problem[] {
+  const firstSeen = new Map<string, Candidate>();
+  const problems: Problem[] = [];
+  for (const candidate of candidates) {
+    if (candidate.kind !== "Model" || candidate.name === undefined) continue;
+    const elsewhere = modelNamespaces(candidate.name).filter(
+      (namespace) => namespace !== candidate.namespace,
+    );
+    const first = firstSeen.get(candidate.name);
+    if (!first) firstSeen.set(candidate.name, candidate);
+    let holder: string | undefined;
+    if (elsewhere.length > 0) {
+      holder = `namespace ${elsewhere.sort().join(", ")} already has a Model "${candidate.name}"`;
+    } else if (first && first.namespace !== candidate.namespace) {
+      const where = first.document.locate("/metadata/name");
+      holder = `Model "${candidate.name}" of namespace ${first.namespace} is defined at ${first.document.file}:${where.line}:${where.column}`;
+    }
+    if (!holder) continue;
+    problems.push(
+      problemAt(
+        candidate,
+        "/metadata/name",
+        "route",
+        `${holder}; the gateway serves a model by its name alone (/model/${candidate.name}), so a name is one namespace's: rename this Model`,
+      ),
+    );
+  }
+  return problems;
 }
 
 /** An object that names a namespace other than the one the repository applies into. */
@@ -487,11 +544,12 @@ export async function validateManifests(
   options: ValidateOptions = {},
 ): Promise<{ problems: Problem[]; objects: number; declared: DeclaredObject[] }> {
   const validators = compileKindValidators(options);
-  const problems: Problem[] = [];
+  const limits = manifestLimits(options.limits);
+  const { admitted, problems } = admitManifests(sources, limits);
   const candidates: Candidate[] = [];
 
-  for (const source of sources) {
-    const parsed = parseManifestFile(source.file, source.text);
+  for (const source of admitted) {
+    const parsed = parseManifestFile(source.file, source.text, limits);
     for (const syntax of parsed.syntaxProblems) {
       problems.push({
         file: syntax.file,
@@ -500,7 +558,7 @@ export async function validateManifests(
         kind: syntax.kind ?? "?",
         ...(syntax.name === undefined ? {} : { name: syntax.name }),
         pointer: "",
-        rule: "yaml-syntax",
+        rule: syntax.rule,
         message: syntax.message,
       });
     }
@@ -528,7 +586,11 @@ export async function validateManifests(
     }
   }
 
-  problems.push(...duplicateProblems(candidates), ...modelReferenceProblems(candidates));
+  problems.push(
+    ...duplicateProblems(candidates),
+    ...modelReferenceProblems(candidates),
+    ...routeNameProblems(candidates, options.modelNamespaces),
+  );
   for (const candidate of candidates) {
     if (candidate.kind !== "Model") continue;
     problems.push(
@@ -546,4 +608,28 @@ export async function validateManifests(
 export function formatProblem(problem: Problem): string {
   const object = `${problem.kind ?? "?"}/${problem.name ?? "?"}`;
   return `${problem.file}:${problem.line}:${problem.column}: ${object} ${problem.pointer || "/"}: ${problem.message}`;
+}
+
+/** Problems a summary names; the rest are counted. */
+export const MAX_PROBLEMS_SHOWN = 20;
+/** Characters of one problem in a summary: a file name, a field or a kind can be long. */
+export const MAX_PROBLEM_LINE_CHARS = 400;
+
+/**
+ * The first problems, one formatted line each (cut at `lineChars`), then how many more there are
+ * (`… and 4980 more problems`): a summary that stays small however many problems a commit has,
+ * for messages with no room for all of them (a status, a condition, an event). `modelship
+ * validate` prints every problem instead.
+ */
+export function formatProblemSummary(
+  problems: readonly Problem[],
+  { shown = MAX_PROBLEMS_SHOWN, lineChars = MAX_PROBLEM_LINE_CHARS } = {},
+): string {
+  const lines = problems.slice(0, shown).map((problem) => {
+    const line = formatProblem(problem);
+    return line.length > lineChars ? `${line.slice(0, lineChars - 1)}…` : line;
+  });
+  const more = problems.length - lines.length;
+  if (more > 0) lines.push(`… and ${more} more problem${more === 1 ? "" : "s"}`);
+  return lines.join("\n");
 }
