@@ -47,4 +47,11 @@ controlLoopSuite("local", {
     await platform.store.apply(object);
   },
   events: (kind, name) => platform.store.listEvents({ kind, namespace: NAMESPACE, name }),
+  otherNamespace: {
+    name: "team-b",
+    get: (kind, name) => platform.store.get(kind, "team-b", name),
+    async remove(kind, name) {
+      await platform.store.delete(kind, "team-b", name);
+    },
+  },
 });

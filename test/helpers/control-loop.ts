@@ -40,6 +40,15 @@ export interface ControlLoopDriver {
   events(kind: Kind, name: string): EventSeen[];
   /** How long a build that fails takes to say so, at most. */
   buildTimeoutMs: number;
+  /**
+   * Another namespace the platform watches, where `create` can make objects by hand; absent
+   * where the controller watches its own namespace only.
+   */
+  otherNamespace?: {
+    name: string;
+    get(kind: Kind, name: string): Resource | undefined;
+    remove(kind: Kind, name: string): Promise<void>;
+  };
 }
 
 const GIT_ENV = gitEnv({ name: "Mary Jackson", email: "mary@example.com" });
@@ -222,8 +231,16 @@ export function controlLoopSuite(name: string, driver: ControlLoopDriver): void 
         "broken.yaml": `${model("broken", "  buildScript: build.sh\n")}---\n${deployment("broken", 1)}`,
       });
       await eventually(synced(head), 30_000);
+      // Each of the three stalls in its own pass, on its own queue: wait for all of them.
       await eventually(
-        () => conditionOf(driver.get("ModelDeployment", "broken"), "Stalled")?.status === "True",
+        () =>
+          (["ModelBuild", "Model", "ModelDeployment"] as const).every(
+            (kind) =>
+              conditionOf(
+                driver.get(kind, kind === "ModelBuild" ? "broken-1" : "broken"),
+                "Stalled",
+              )?.status === "True",
+          ),
         driver.buildTimeoutMs,
       );
       for (const [kind, object] of [
@@ -296,6 +313,74 @@ export function controlLoopSuite(name: string, driver: ControlLoopDriver): void 
       expect(driver.get("ModelDeployment", "handmade")).toBeDefined();
       await driver.remove("ModelDeployment", "handmade");
     }, 60_000);
+
+    it("lets a second repository take over nothing of the first's, not even when deleted", async () => {
+      const intruder = join(root, "intruder");
+      execFileSync("git", ["init", "-q", "-b", "main", intruder], { env: GIT_ENV });
+      commitAll(intruder, GIT_ENV, "the same name, no authentication", {
+        "scorer/predict.py": predict(9),
+        "scorer.yaml": `${model("scorer", "  authentication:\n    enabled: false\n")}---\n${deployment("scorer", 1)}`,
+      });
+      await driver.create({
+        apiVersion: "modelship.dev/v1alpha1",
+        kind: "ModelRepository",
+        metadata: { name: "intruder", namespace: driver.namespace },
+        spec: { url: intruder, branch: "main", interval: `${INTERVAL_MS / 1000}s` },
+      } as Resource);
+      const theirs = () => driver.get("ModelRepository", "intruder") as ModelRepository | undefined;
+      await eventually(
+        () => conditionOf(theirs(), "Stalled")?.reason === "OwnershipConflict",
+        30_000,
+      );
+      expect(theirs()?.status?.lastSyncError).toContain(
+        `Model "scorer" already exists in namespace ${driver.namespace} and it belongs to ModelRepository "${REPOSITORY}"`,
+      );
+      const scorer = driver.get("Model", "scorer");
+      expect(
+        (scorer?.spec as { authentication?: { enabled?: boolean } } | undefined)?.authentication
+          ?.enabled,
+      ).not.toBe(false);
+      expect(scorer?.metadata.labels?.["modelship.dev/repository"]).toBe(REPOSITORY);
+      expect(specReplicas("scorer")).toBe(2);
+      await driver.remove("ModelRepository", "intruder");
+      await eventually(() => theirs() === undefined, 30_000);
+      expect(driver.get("Model", "scorer")).toBeDefined();
+      expect(driver.get("ModelDeployment", "scorer")).toBeDefined();
+    }, 90_000);
+
+    const elsewhere = driver.otherNamespace;
+    if (elsewhere) {
+      it("refuses a Model whose name another namespace has, and leaves that one as it is", async () => {
+        await driver.create({
+          apiVersion: "modelship.dev/v1alpha1",
+          kind: "Model",
+          metadata: { name: "twin", namespace: elsewhere.name },
+          spec: {
+            runtime: "python3",
+            file: "predict.py",
+            function: "predict",
+            authentication: { enabled: true },
+          },
+        } as Resource);
+        const head = commit("a namesake of another namespace's model, with no authentication", {
+          "twin/predict.py": predict(1),
+          "twin.yaml": `${model("twin", "  authentication:\n    enabled: false\n")}---\n${deployment("twin", 1)}`,
+        });
+        await eventually(() => repository()?.status?.lastAttemptedCommit === head, 30_000);
+        expect(conditionOf(repository(), "Stalled")).toMatchObject({ reason: "ValidationFailed" });
+        expect(repository()?.status?.lastSyncError).toContain(
+          `twin.yaml:4:9: Model/twin /metadata/name: namespace ${elsewhere.name} already has a Model "twin"`,
+        );
+        expect(driver.get("Model", "twin")).toBeUndefined();
+        const theirs = elsewhere.get("Model", "twin")?.spec as
+          | { authentication?: { enabled?: boolean } }
+          | undefined;
+        expect(theirs?.authentication?.enabled).toBe(true);
+        const fixed = commit("not that name", { "twin.yaml": null, "twin/predict.py": null });
+        await eventually(synced(fixed), 30_000);
+        await elsewhere.remove("Model", "twin");
+      }, 60_000);
+    }
 
     it("prunes what git no longer declares, and says so", async () => {
       const head = commit("retire the broken model", { "broken.yaml": null });
