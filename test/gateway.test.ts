@@ -370,6 +370,14 @@ describe("every error in the registry", () => {
       });
       return predict(url, "m", {});
     },
+    "model.response_too_large": async () => {
+      // An answer of 20 KB through a gateway whose response limit is 10 KB.
+      const list = await replicas(1, { functionName: "answer_of_megabytes", file: "sizes.py" });
+      const { url } = await gateway({ models: [route("m", list)] }, { responseLimitBytes: 10_240 });
+      const answer = await predict(url, "m", { megabytes: 20 / 1024 });
+      expect(answer.body.message).toContain("the gateway's response limit of 10240 bytes");
+      return answer;
+    },
   };
 
   it("has a scenario for each code", () => {

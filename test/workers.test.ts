@@ -117,6 +117,20 @@ describe("the python3 worker's JSON", () => {
   });
 });
 
+describe("a worker that breaks the protocol", () => {
+  it("is killed when it writes something else on its answer pipe, and says why", async () => {
+    const { worker } = start("python3", "writes_on_the_answer_pipe", "breaks_protocol.py");
+    await worker.started;
+    expect(await worker.call({})).toBeUndefined();
+    const end = await new Promise((resolve) => worker.onEnd(resolve));
+    expect(end).toMatchObject({
+      type: "exited",
+      signal: "SIGKILL",
+      error: expect.stringContaining("it wrote a line on fd 4 that is not a protocol message"),
+    });
+  });
+});
+
 async function once(worker: WorkerProcess): Promise<void> {
   if (!worker.exited) await new Promise((resolve) => worker.child.once("exit", resolve));
 }

@@ -17,6 +17,7 @@ export const CALLER_ERRORS = {
   "model.timeout": 504,
   "model.error": 500,
   "model.unexpected_shutdown": 502,
+  "model.response_too_large": 502,
 } as const;
 
 /**
@@ -26,6 +27,8 @@ export const CALLER_ERRORS = {
 export const REPLICA_ERRORS = {
   "replica.busy": 503,
   "replica.not_ready": 503,
+  /** The agent has a gateway secret and the call did not carry it (or carried another). */
+  "replica.forbidden": 403,
 } as const;
 
 export type CallerErrorCode = keyof typeof CALLER_ERRORS;
@@ -60,3 +63,5 @@ export interface ErrorBody {
 export const CODE_HEADER = "x-modelship-code";
 /** Header that carries the prediction's uuid from the gateway to the replica. */
 export const UUID_HEADER = "x-modelship-uuid";
+/** Header that carries the route's replica secret from the gateway to the replica. */
+export const GATEWAY_SECRET_HEADER = "x-modelship-gateway-secret";

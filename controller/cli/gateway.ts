@@ -32,6 +32,8 @@ Options:
   --port PORT            default 8080; 0 picks a free port (printed on start)
   --host HOST            default 127.0.0.1
   --body-limit-mb N      the largest request body (default 5)
+  --response-limit-mb N  the largest answer passed on from a replica: 502
+                         model.response_too_large (default 50)
 `;
 
 export async function runGateway(args: string[], output: Output): Promise<CommandResult> {
@@ -45,6 +47,7 @@ export async function runGateway(args: string[], output: Output): Promise<Comman
       port: { type: "string" },
       host: { type: "string", default: "127.0.0.1" },
       "body-limit-mb": { type: "string" },
+      "response-limit-mb": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -58,11 +61,16 @@ export async function runGateway(args: string[], output: Output): Promise<Comman
   }
   const port = parsePort(values.port, "--port", 8080);
   const bodyLimitMb = parsePositive(values["body-limit-mb"], "--body-limit-mb", 5);
+  const responseLimitMb = parsePositive(values["response-limit-mb"], "--response-limit-mb", 50);
 
   const gateway = new Gateway({
     bodyLimitBytes: Math.round(bodyLimitMb * 1024 * 1024),
+    responseLimitBytes: Math.round(responseLimitMb * 1024 * 1024),
     processMetrics: true,
   });
+  // Listening for the stop signal before saying "listening": a SIGTERM sent the moment the
+  // line appears must stop the gateway cleanly, not kill it.
+  const stopSignal = untilStopSignal();
   if (file === undefined) {
     const namespace = values.namespace ?? process.env.MODELSHIP_NAMESPACE ?? "modelship";
     const feed = new KubeGatewayFeed(
@@ -74,7 +82,7 @@ export async function runGateway(args: string[], output: Output): Promise<Comman
     await feed.start();
     const url = await listen(gateway.server, values.host, port);
     output.out(`gateway listening on ${url} (namespace ${namespace})\n`);
-    await untilStopSignal();
+    await stopSignal;
     await feed.stop();
     await gateway.close();
     return { exitCode: 0 };
@@ -96,7 +104,7 @@ export async function runGateway(args: string[], output: Output): Promise<Comman
   });
   process.on("SIGHUP", reload);
 
-  const signal = await untilStopSignal();
+  const signal = await stopSignal;
   output.out(`gateway: ${signal}, stopping\n`);
   unwatchFile(file);
   process.off("SIGHUP", reload);

@@ -1,6 +1,7 @@
 // What the long-running commands (up, replica, gateway, controller) share: their port and
 // number flags, and stopping cleanly on Ctrl-C or SIGTERM. Listening and closing are
 // controller/api/http.ts's, below every part that serves HTTP.
+import { parseDurationMs } from "../api/duration.ts";
 
 export function parsePort(text: string | undefined, flag: string, fallback: number): number {
   if (text === undefined) return fallback;
@@ -20,12 +21,26 @@ export function parsePositive(text: string | undefined, flag: string, fallback: 
   return value;
 }
 
-/** Resolves with the first SIGINT or SIGTERM. */
+/** A duration flag (`30m`, `90s`, `1h30m`) in milliseconds. */
+export function parseDuration(text: string, flag: string): number {
+  const ms = parseDurationMs(text);
+  if (ms === undefined || ms <= 0) {
+    throw new Error(`${flag} must be a duration such as 90s, 30m or 1h30m, not "${text}"`);
+  }
+  return ms;
+}
+
+/**
+ * Resolves with the first SIGINT or SIGTERM, and stays listening: a second one exits at once
+ * (Ctrl-C twice). The listener must stay: execa's child cleanup (signal-exit) re-raises a
+ * signal it finds no other listener for, which would kill the process mid-stop.
+ */
 export function untilStopSignal(): Promise<NodeJS.Signals> {
   return new Promise((resolve) => {
+    let received = false;
     const stop = (signal: NodeJS.Signals) => {
-      process.off("SIGINT", stop);
-      process.off("SIGTERM", stop);
+      if (received) process.exit(signal === "SIGINT" ? 130 : 143);
+      received = true;
       resolve(signal);
     };
     process.on("SIGINT", stop);

@@ -10,8 +10,13 @@ import type { ApiKeyRecord } from "./keys.ts";
 
 export interface ReplicaAddress {
   id: string;
-  /** Base URL of the replica agent: http://host:port */
+  /** Base URL of the replica agent: http://host:port, or unix:/absolute/path.sock */
   url: string;
+  /**
+   * Sent to the replica in x-modelship-gateway-secret: the secret its agent was started with
+   * (`gatewaySecret`), so that only the gateway can call it. Each deployment has its own.
+   */
+  secret?: string;
 }
 
 export interface ModelRoute {

@@ -6,8 +6,14 @@
 // agent) is ejected, as Envoy's outlier detection does: out of rotation until a probe in the
 // background finds an agent there again, so that no caller waits on it meanwhile. The gateway
 // does the calls' HTTP, upstream.ts the probes' (docs/gateway.md#the-queue).
+import { DEFAULT_RESPONSE_LIMIT_BYTES } from "../api/http.ts";
 import type { ReplicaAddress } from "./config.ts";
-import { PROBE_TIMEOUT_MS, ReplicaConnection } from "./upstream.ts";
+import {
+  type ConnectionSettings,
+  PROBE_TIMEOUT_MS,
+  ReplicaConnection,
+  targetOf,
+} from "./upstream.ts";
 
 export interface ReplicaSlot {
   readonly id: string;
@@ -66,12 +72,11 @@ interface Waiter {
   settled: boolean;
 }
 
-function newSlot(address: ReplicaAddress): ReplicaSlot {
-  const url = new URL(address.url);
+function newSlot(address: ReplicaAddress, settings: ConnectionSettings): ReplicaSlot {
   return {
     id: address.id,
     url: address.url,
-    connection: new ReplicaConnection(url.hostname, Number(url.port || 80)),
+    connection: new ReplicaConnection(targetOf(address.url), settings),
     busy: false,
     heldUntil: 0,
     holdMs: 0,
@@ -107,13 +112,25 @@ export class ModelDispatcher {
     this.probe = probe;
   }
 
-  /** Replaces the replica list; replicas that stay keep their state, new ones start free. */
-  setReplicas(addresses: ReplicaAddress[]): void {
+  /**
+   * Replaces the replica list; replicas that stay keep their state, new ones start free. Every
+   * connection takes `settings` (the response limit) and its address's secret from its next call.
+   */
+  setReplicas(
+    addresses: ReplicaAddress[],
+    settings: ConnectionSettings = { responseLimitBytes: DEFAULT_RESPONSE_LIMIT_BYTES },
+  ): void {
     const current = new Map(this.slots.map((slot) => [`${slot.id} ${slot.url}`, slot]));
     const next: ReplicaSlot[] = [];
     for (const address of addresses) {
       const key = `${address.id} ${address.url}`;
-      next.push(current.get(key) ?? newSlot(address));
+      const kept = current.get(key);
+      const own: ConnectionSettings = {
+        ...settings,
+        ...(address.secret === undefined ? {} : { secret: address.secret }),
+      };
+      kept?.connection.configure(own);
+      next.push(kept ?? newSlot(address, own));
       current.delete(key);
     }
     for (const gone of current.values()) this.remove(gone);

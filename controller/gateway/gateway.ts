@@ -9,7 +9,10 @@ import { CODE_HEADER, ERROR_STATUS, type ErrorCode } from "../api/errors.ts";
 import {
   BodyTooLarge,
   DEFAULT_BODY_LIMIT_BYTES,
+  DEFAULT_RESPONSE_LIMIT_BYTES,
   errorBody,
+  formatBytes,
+  jsonTopLevelMembers,
   readBody,
   SERVER_OPTIONS,
   sendJson,
@@ -18,10 +21,12 @@ import { newInputSchemaAjv } from "../api/schemas.ts";
 import type { GatewayConfig, ModelRoute } from "./config.ts";
 import { ModelDispatcher, type ReplicaSlot } from "./dispatcher.ts";
 import { type ApiKeyRecord, checkApiKey, hashKey } from "./keys.ts";
-import type { UpstreamOutcome } from "./upstream.ts";
+import { answerVerdict, type UpstreamOutcome } from "./upstream.ts";
 
 export interface GatewayOptions {
   bodyLimitBytes?: number;
+  /** The largest answer passed on from a replica (default 50 MB): `502 model.response_too_large`. */
+  responseLimitBytes?: number;
   /** Wall clock for key expiry (ms since the epoch); tests move it. */
   now?: () => number;
   /** Adds Node's process metrics to /metrics; once per process. */
@@ -143,6 +148,7 @@ function gatewayMetrics(gateway: Gateway, processMetrics: boolean) {
 export class Gateway {
   readonly server: Server;
   private readonly bodyLimit: number;
+  private readonly responseLimit: number;
   private readonly now: () => number;
   private readonly metrics: ReturnType<typeof gatewayMetrics>;
   /** Counter children by "model code": prom-client's label lookup hashes on every call. */
@@ -158,6 +164,7 @@ export class Gateway {
 
   constructor(options: GatewayOptions = {}) {
     this.bodyLimit = options.bodyLimitBytes ?? DEFAULT_BODY_LIMIT_BYTES;
+    this.responseLimit = options.responseLimitBytes ?? DEFAULT_RESPONSE_LIMIT_BYTES;
     this.now = options.now ?? Date.now;
     this.metrics = gatewayMetrics(this, options.processMetrics ?? false);
     this.unknownModelMeters = this.metersOf("");
@@ -174,6 +181,14 @@ export class Gateway {
     // Everything that can fail comes first: a rejected configuration changes nothing.
     const validators = new Map<string, ValidateFunction>();
     for (const route of config.models) {
+      for (const replica of route.replicas) {
+        if (replica.secret !== undefined && !/^[\x21-\x7e]+$/.test(replica.secret)) {
+          // It goes in a header: a line break or a space would let it add or break headers.
+          throw new Error(
+            `model "${route.name}": replica ${replica.id}: secret must be printable ASCII without spaces`,
+          );
+        }
+      }
       if (!route.inputSchema) continue;
       try {
         // One ajv per model: two models' schemas may share an $id.
@@ -191,7 +206,7 @@ export class Gateway {
         validateInput: validators.get(route.name),
         allowedUsers: route.authentication.users ? new Set(route.authentication.users) : undefined,
       };
-      entry.dispatcher.setReplicas(route.replicas);
+      entry.dispatcher.setReplicas(route.replicas, { responseLimitBytes: this.responseLimit });
       next.set(route.name, entry);
     }
     for (const [name, entry] of this.models) {
@@ -381,7 +396,10 @@ export class Gateway {
     if (request === undefined) {
       throw new CallError("request.invalid_input", `the body has no "request": ${shape}`);
     }
-    return { entry, request, forwardText: JSON.stringify(request) };
+    // The request's own text, not JSON.stringify(request): that would round integers beyond
+    // 2^53 and turn 1e400 into null. The body parsed, so the scan finds it.
+    const span = jsonTopLevelMembers(text)?.get("request") as { start: number; end: number };
+    return { entry, request, forwardText: text.slice(span.start, span.end) };
   }
 
   /** Checks the model API key when the model requires one. */
@@ -456,10 +474,16 @@ export class Gateway {
       const callerMs = Math.min(replicaMs, deadline - now);
       const result = await slot.connection.send(text, uuid, callerMs, replicaMs);
       if (result.kind === "answer") {
-        const notReady = result.code === "replica.not_ready";
-        if (notReady || result.code === "replica.busy") {
-          dispatcher.release(slot, "refused");
-          onlyNotReady = notReady && onlyNotReady !== false;
+        const verdict = answerVerdict(result.code);
+        if (verdict.kind !== "relay") {
+          // The call did not run: back to the head of the line. A refusal holds the replica
+          // back a moment; a replica that refuses every call (another secret) is ejected.
+          if (verdict.kind === "refused") {
+            dispatcher.release(slot, "refused");
+            onlyNotReady = verdict.notReady && onlyNotReady !== false;
+          } else {
+            dispatcher.release(slot, "unreachable", verdict.reason);
+          }
           retried = true;
           now = performance.now();
           continue;
@@ -472,6 +496,15 @@ export class Gateway {
         });
         response.end(result.body);
         return result.code;
+      }
+      if (result.kind === "too_large") {
+        // The model ran and the replica is fine; its answer is too large to pass on.
+        dispatcher.release(slot, "answered");
+        throw new CallError(
+          "model.response_too_large",
+          `replica ${slot.id} answered ${formatBytes(result.bytes)}, more than the gateway's response limit of ${formatBytes(this.responseLimit)}; return a URL to large results instead`,
+          { replicaId: slot.id, uuid },
+        );
       }
       if (result.kind === "late") {
         // The replica may still be running the call: it stays taken until it answers, or is
@@ -528,8 +561,11 @@ export class Gateway {
   /** Gives back a replica whose caller was answered at its deadline, once the replica is done. */
   private settleLate(dispatcher: ModelDispatcher, slot: ReplicaSlot, rest: UpstreamOutcome): void {
     if (rest.kind === "answer") {
-      const refused = rest.code === "replica.busy" || rest.code === "replica.not_ready";
-      dispatcher.release(slot, refused ? "refused" : "answered");
+      const verdict = answerVerdict(rest.code);
+      if (verdict.kind === "eject") dispatcher.release(slot, "unreachable", verdict.reason);
+      else dispatcher.release(slot, verdict.kind === "refused" ? "refused" : "answered");
+    } else if (rest.kind === "too_large") {
+      dispatcher.release(slot, "answered");
     } else {
       dispatcher.release(slot, "unreachable", failureReason(rest));
     }
@@ -596,7 +632,9 @@ function busyMessage(
 }
 
 /** What an ejected replica did, for the 503 that lists them. */
-function failureReason(outcome: Exclude<UpstreamOutcome, { kind: "answer" }>): string {
+function failureReason(
+  outcome: Exclude<UpstreamOutcome, { kind: "answer" | "too_large" }>,
+): string {
   return outcome.kind === "silent"
     ? `no answer within timeoutSeconds and a grace of ${UPSTREAM_GRACE_MS / 1000} s`
     : outcome.reason;

@@ -3,13 +3,16 @@
 // no pipelining. That lets this be a small HTTP/1.1 client over a socket instead of node:http's
 // general one, whose per-call machinery was most of the gateway's cost (docs/benchmarks.md).
 // It speaks only to our agent, which always answers with a Content-Length and its code header;
-// anything else at the address is a stranger, and its answer is never passed on.
-import { connect, type Socket } from "node:net";
-import { CODE_HEADER, isKnownCode, UUID_HEADER } from "../api/errors.ts";
+// anything else at the address is a stranger, and its answer is never passed on. The agent may
+// listen on TCP or on a Unix socket; the replica's secret, if any, goes with every request.
+import { connect, type NetConnectOpts, type Socket } from "node:net";
+import { CODE_HEADER, GATEWAY_SECRET_HEADER, isKnownCode, UUID_HEADER } from "../api/errors.ts";
 
 /** What became of a call on a replica. */
 export type UpstreamOutcome =
   | { kind: "answer"; status: number; code: string; body: Buffer }
+  /** The agent answered more than the gateway's response limit: it was not read. */
+  | { kind: "too_large"; bytes: number }
   /** The call never reached a replica agent (no connection, or not an agent): send it elsewhere. */
   | { kind: "unreachable"; reason: string }
   /** The connection broke after the call was sent: it may have run. */
@@ -26,6 +29,8 @@ export type UpstreamResult =
   | { kind: "late"; rest: Promise<UpstreamOutcome> };
 
 const HEADER_END = Buffer.from("\r\n\r\n");
+/** An agent's head is a few hundred bytes; more without its end is not an agent's. */
+const MAX_HEAD_BYTES = 64 * 1024;
 /** How long a connection to a replica may take to open. */
 const CONNECT_TIMEOUT_MS = 3000;
 /** How long a probe waits for the answer to its GET /readyz, which an agent gives at once. */
@@ -40,12 +45,39 @@ interface Pending {
   graceAfterCallerMs: number;
   /** Set once the caller's deadline has passed (it was told): the timer is the replica's now. */
   settleLate: ((outcome: UpstreamOutcome) => void) | undefined;
-  /** Bytes of the answer so far. */
-  received: Buffer[];
+  /** Bytes of the answer received so far. */
   receivedLength: number;
+  /** The head's bytes, until its end has come. */
+  headBytes: Buffer;
   /** Set once the head is parsed. */
   head?: Head;
+  /** The body, allocated at its full length once the head is parsed, and how much is in. */
+  body?: Buffer;
+  bodyFilled: number;
 }
+
+/** Where a replica agent listens: a TCP address, or a Unix socket's path. */
+export type ReplicaTarget = { host: string; port: number } | { socketPath: string };
+
+/**
+ * The target of a replica's URL: `http://host:port`, or `unix:/absolute/path.sock` for an agent
+ * on a Unix socket (docs/gateway.md).
+ */
+export function targetOf(url: string): ReplicaTarget {
+  if (url.startsWith("unix:")) return { socketPath: url.slice("unix:".length) };
+  const parsed = new URL(url);
+  return { host: parsed.hostname, port: Number(parsed.port || 80) };
+}
+
+export interface ConnectionSettings {
+  /** Sent as x-modelship-gateway-secret: the replica's secret (ReplicaAddress.secret). */
+  secret?: string;
+  /** An answer with a longer body is not read: `too_large`. */
+  responseLimitBytes: number;
+}
+
+/** What a replica's 403 replica.forbidden means: it has a secret, and not ours. */
+export const SECRET_REFUSED = "refused the gateway's secret";
 
 export interface Head {
   status: number;
@@ -57,9 +89,13 @@ export interface Head {
 }
 
 export class ReplicaConnection {
-  private readonly host: string;
-  private readonly port: number;
-  private readonly requestLine: string;
+  private readonly target: ReplicaTarget;
+  /** The Host header's value. */
+  private readonly authority: string;
+  /** A call's head up to its Content-Length (the secret is in it), and a probe's request. */
+  private requestLine = "";
+  private probeRequest = "";
+  private responseLimitBytes = 0;
   private socket: Socket | undefined;
   /** The socket has carried a call before: a reset before any answer means it went stale. */
   private reused = false;
@@ -71,10 +107,23 @@ export class ReplicaConnection {
   /** One function for every call's timer, rather than a closure per call. */
   private readonly onTimer = () => this.timerFired();
 
-  constructor(host: string, port: number) {
-    this.host = host;
-    this.port = port;
-    this.requestLine = `POST /predict HTTP/1.1\r\nHost: ${host}:${port}\r\nContent-Type: application/json\r\n`;
+  constructor(target: ReplicaTarget, settings: ConnectionSettings) {
+    this.target = target;
+    this.authority = "socketPath" in target ? "localhost" : `${target.host}:${target.port}`;
+    this.configure(settings);
+  }
+
+  /** Takes new settings (a rotated secret) for the next call and probe. */
+  configure(settings: ConnectionSettings): void {
+    // A header value cannot carry a line break: that would let the secret add headers.
+    if (settings.secret !== undefined && !/^[\x21-\x7e]+$/.test(settings.secret)) {
+      throw new Error("a replica secret is printable ASCII without spaces");
+    }
+    const secretLine =
+      settings.secret === undefined ? "" : `${GATEWAY_SECRET_HEADER}: ${settings.secret}\r\n`;
+    this.requestLine = `POST /predict HTTP/1.1\r\nHost: ${this.authority}\r\nContent-Type: application/json\r\n${secretLine}`;
+    this.probeRequest = `GET /readyz HTTP/1.1\r\nHost: ${this.authority}\r\n${secretLine}\r\n`;
+    this.responseLimitBytes = settings.responseLimitBytes;
   }
 
   /**
@@ -93,8 +142,9 @@ export class ReplicaConnection {
         request,
         graceAfterCallerMs: replicaMs - callerMs,
         settleLate: undefined,
-        received: [],
         receivedLength: 0,
+        headBytes: EMPTY,
+        bodyFilled: 0,
       };
       (this.socket ?? this.open()).write(request);
     });
@@ -123,7 +173,7 @@ export class ReplicaConnection {
    */
   probe(timeoutMs: number): Promise<string | undefined> {
     return new Promise((resolve) => {
-      const socket = connect({ host: this.bareHost(), port: this.port, noDelay: true });
+      const socket = connect(this.connectOptions());
       this.probeSocket = socket;
       let received = Buffer.alloc(0);
       const end = (problem: string | undefined) => {
@@ -136,13 +186,15 @@ export class ReplicaConnection {
         () => end(`no answer to GET /readyz within ${timeoutMs} ms`),
         timeoutMs,
       );
-      socket.once("connect", () => {
-        socket.write(`GET /readyz HTTP/1.1\r\nHost: ${this.host}:${this.port}\r\n\r\n`);
-      });
+      socket.once("connect", () => socket.write(this.probeRequest));
       socket.on("data", (chunk: Buffer) => {
         received = Buffer.concat([received, chunk]);
         const headEnd = received.indexOf(HEADER_END);
-        if (headEnd === -1) return;
+        if (headEnd === -1) {
+          if (received.length > MAX_HEAD_BYTES)
+            end(`answered GET /readyz with no HTTP head${NOT_AN_AGENT}`);
+          return;
+        }
         const head = parseHead(
           received.toString("latin1", 0, headEnd),
           headEnd + HEADER_END.length,
@@ -154,8 +206,13 @@ export class ReplicaConnection {
           return;
         }
         const bodyEnd = head.bodyStart + head.bodyLength;
+        if (head.bodyLength > MAX_HEAD_BYTES) {
+          end(`answered GET /readyz with ${head.bodyLength} bytes${NOT_AN_AGENT}`);
+          return;
+        }
         if (received.length < bodyEnd) return;
-        end(readinessProblem(head.status, received.toString("utf8", head.bodyStart, bodyEnd)));
+        const body = received.toString("utf8", head.bodyStart, bodyEnd);
+        end(readinessProblem(head.status, body, head.code));
       });
       // The first of these settles the promise; later calls of `end` change nothing.
       socket.on("error", (error) => end(error.message));
@@ -163,9 +220,12 @@ export class ReplicaConnection {
     });
   }
 
-  /** URL hostnames keep IPv6 brackets ("[::1]"); sockets want the bare address. */
-  private bareHost(): string {
-    return this.host.startsWith("[") ? this.host.slice(1, -1) : this.host;
+  private connectOptions(): NetConnectOpts {
+    const { target } = this;
+    if ("socketPath" in target) return { path: target.socketPath };
+    // URL hostnames keep IPv6 brackets ("[::1]"); sockets want the bare address.
+    const host = target.host.startsWith("[") ? target.host.slice(1, -1) : target.host;
+    return { host, port: target.port, noDelay: true };
   }
 
   /** The caller's deadline, then (if the replica has longer) the replica's. */
@@ -189,7 +249,7 @@ export class ReplicaConnection {
   }
 
   private open(): Socket {
-    const socket = connect({ host: this.bareHost(), port: this.port, noDelay: true });
+    const socket = connect(this.connectOptions());
     this.socket = socket;
     this.reused = false;
     this.connected = false;
@@ -233,35 +293,59 @@ export class ReplicaConnection {
     this.finish({ kind: neverArrived ? "unreachable" : "lost", reason }, false);
   }
 
-  private onData(chunk: Buffer): void {
+  private onData(received: Buffer): void {
+    let chunk = received;
     const pending = this.pending;
     if (!pending) {
       // Bytes nobody asked for: the connection is out of step; start afresh next time.
       this.closeSocket();
       return;
     }
-    pending.received.push(chunk);
     pending.receivedLength += chunk.length;
-    const data =
-      pending.received.length === 1
-        ? chunk
-        : Buffer.concat(pending.received, pending.receivedLength);
-    if (pending.received.length > 1) pending.received = [data];
-    if (!pending.head) {
-      const end = data.indexOf(HEADER_END);
-      if (end === -1) return;
-      const head = agentHead(data.toString("latin1", 0, end), end + HEADER_END.length);
-      if (typeof head === "string") {
-        // Not our agent: it did not run the model, so the call may go to another replica.
-        this.finish({ kind: "unreachable", reason: head }, true);
-        return;
-      }
-      pending.head = head;
+    if (pending.body === undefined) {
+      const rest = this.readHead(pending, chunk);
+      if (rest === undefined) return;
+      chunk = rest;
     }
-    const { head } = pending;
-    if (data.length < head.bodyStart + head.bodyLength) return;
-    const body = data.subarray(head.bodyStart, head.bodyStart + head.bodyLength);
+    const body = pending.body as Buffer;
+    // Each byte is copied once, into a body of its final size: a 40 MB answer in 64 KB chunks
+    // must not be concatenated again with every chunk.
+    pending.bodyFilled += chunk.copy(body, pending.bodyFilled);
+    if (pending.bodyFilled < body.length) return;
+    const head = pending.head as Head;
     this.finish({ kind: "answer", status: head.status, code: head.code, body }, head.close);
+  }
+
+  /**
+   * Gathers the head; once it is complete, allocates the body and returns the bytes of it that
+   * came with the head (undefined while the head is incomplete, or when the call is finished:
+   * not an agent, or an answer over the limit).
+   */
+  private readHead(pending: Pending, chunk: Buffer): Buffer | undefined {
+    const data = pending.headBytes.length === 0 ? chunk : Buffer.concat([pending.headBytes, chunk]);
+    const end = data.indexOf(HEADER_END);
+    if (end === -1) {
+      pending.headBytes = data;
+      if (data.length > MAX_HEAD_BYTES) {
+        this.finish({ kind: "unreachable", reason: `sent no HTTP head${NOT_AN_AGENT}` }, true);
+      }
+      return undefined;
+    }
+    const head = agentHead(data.toString("latin1", 0, end), end + HEADER_END.length);
+    if (typeof head === "string") {
+      // Not our agent: it did not run the model, so the call may go to another replica.
+      this.finish({ kind: "unreachable", reason: head }, true);
+      return undefined;
+    }
+    if (head.bodyLength > this.responseLimitBytes) {
+      // Not read: the connection cannot carry another call after an unread body.
+      this.finish({ kind: "too_large", bytes: head.bodyLength }, true);
+      return undefined;
+    }
+    pending.head = head;
+    pending.headBytes = EMPTY;
+    pending.body = Buffer.allocUnsafe(head.bodyLength);
+    return data.subarray(head.bodyStart, head.bodyStart + head.bodyLength);
   }
 
   private finish(outcome: UpstreamOutcome, closeSocket: boolean): void {
@@ -276,6 +360,30 @@ export class ReplicaConnection {
 }
 
 const NOT_AN_AGENT = ": not a modelship replica agent";
+const EMPTY = Buffer.alloc(0);
+
+/** What an agent's answer code means for the call and the replica. */
+export type AnswerVerdict =
+  /** The model's answer (a result or its error): the caller gets it. */
+  | { kind: "relay" }
+  /** The replica turned the call away and is fine: another replica may take it. */
+  | { kind: "refused"; notReady: boolean }
+  /** The call did not run, and the replica will refuse every call: eject it, relay nothing. */
+  | { kind: "eject"; reason: string };
+
+/** The agent's own codes (replica.*) are for the gateway; a caller never gets one. */
+export function answerVerdict(code: string): AnswerVerdict {
+  if (code === "replica.busy") return { kind: "refused", notReady: false };
+  if (code === "replica.not_ready") return { kind: "refused", notReady: true };
+  if (code === "replica.forbidden") return { kind: "eject", reason: SECRET_REFUSED };
+  if (code.startsWith("replica.")) {
+    return {
+      kind: "eject",
+      reason: `answered ${code}, a replica's code this gateway does not know`,
+    };
+  }
+  return { kind: "relay" };
+}
 
 /**
  * The head of an answer to a call (`text`, up to the blank line), or why it is not an agent's:
@@ -297,7 +405,9 @@ export function agentHead(text: string, bodyStart: number): Head | string {
  * What is wrong with an answer to GET /readyz (undefined when it is an agent's): the agent
  * answers 200 when ready and 503 when not, with `ready` and `state` in a JSON body.
  */
-export function readinessProblem(status: number, body: string): string | undefined {
+export function readinessProblem(status: number, body: string, code = ""): string | undefined {
+  // An agent with another secret: it would refuse every call.
+  if (status === 403 && code === "replica.forbidden") return SECRET_REFUSED;
   const wrong = `answered GET /readyz with HTTP ${status}${NOT_AN_AGENT}`;
   if (status !== 200 && status !== 503) return wrong;
   let parsed: unknown;

@@ -1,8 +1,10 @@
 // The replica agent's HTTP side (docs/replica.md): POST /predict, GET /readyz, /healthz, /stats,
-// /logs and /metrics, on one port.
+// /logs and /metrics, on one port or one Unix socket. With a gateway secret, only the gateway
+// (which sends it) may call the model, or read its output over TCP.
+import { createHash, timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
-import { UUID_HEADER } from "../api/errors.ts";
+import { GATEWAY_SECRET_HEADER, UUID_HEADER } from "../api/errors.ts";
 import {
   BodyTooLarge,
   DEFAULT_BODY_LIMIT_BYTES,
@@ -18,7 +20,39 @@ export interface ReplicaServerOptions {
   bodyLimitBytes?: number;
   /** Adds Node's process metrics (CPU, memory, event loop) to /metrics; once per process. */
   processMetrics?: boolean;
+  /**
+   * The secret the gateway sends in x-modelship-gateway-secret. When set, POST /predict needs
+   * it, and so do GET /stats and /logs over TCP (they carry the model's output; on a Unix
+   * socket the file's permissions decide); anything else stays open for probes. A request that
+   * carries another secret is refused everywhere, so that a gateway's probe learns it is wrong.
+   * Refusals are `403 replica.forbidden`.
+   */
+  gatewaySecret?: string;
 }
+
+type SecretCheck = "valid" | "absent" | "wrong";
+
+/**
+ * Compares the presented secret with the expected one in constant time: both are hashed first,
+ * so that neither their contents nor their lengths show in how long the comparison takes.
+ */
+function checkSecret(presented: string | string[] | undefined, expected: Buffer): SecretCheck {
+  if (presented === undefined) return "absent";
+  if (Array.isArray(presented)) return "wrong";
+  return timingSafeEqual(sha256(presented), expected) ? "valid" : "wrong";
+}
+
+function sha256(text: string): Buffer {
+  return createHash("sha256").update(text).digest();
+}
+
+/** How much of the log one write of GET /logs carries. */
+const LOGS_BATCH_CHARS = 256 * 1024;
+/** How far a follower of /logs may fall behind before it is cut off. */
+const FOLLOW_BACKLOG_BYTES = 1024 * 1024;
+
+/** Routes that show the model's output, closed to callers without the secret over TCP. */
+const OUTPUT_ROUTES = new Set(["GET /stats", "GET /logs"]);
 
 /** Seconds a call may take, for the latency histogram: from 1 ms to a minute. */
 const DURATION_BUCKETS = [
@@ -67,6 +101,28 @@ export function createReplicaServer(
 ): Server {
   const bodyLimit = options.bodyLimitBytes ?? DEFAULT_BODY_LIMIT_BYTES;
   const metrics = replicaMetrics(agent, options);
+  const secret = options.gatewaySecret === undefined ? undefined : sha256(options.gatewaySecret);
+
+  /** Whether the request may go on; answers 403 replica.forbidden when it may not. */
+  function admitted(request: IncomingMessage, response: ServerResponse, key: string): boolean {
+    if (secret === undefined) return true;
+    const check = checkSecret(request.headers[GATEWAY_SECRET_HEADER], secret);
+    // A Unix-socket server's address is its path; there the socket's mode is the gate.
+    const overTcp = typeof server.address() !== "string";
+    const needed = key === "POST /predict" || (OUTPUT_ROUTES.has(key) && overTcp);
+    if (check === "valid" || (check === "absent" && !needed)) return true;
+    if (key === "POST /predict") {
+      agent.stats.received += 1;
+      agent.stats.error += 1;
+      metrics.answers.inc({ code: "replica.forbidden" });
+    }
+    sendError(
+      response,
+      "replica.forbidden",
+      `this replica answers ${key} only to its gateway: the ${GATEWAY_SECRET_HEADER} header is ${check === "absent" ? "missing" : "wrong"}`,
+    );
+    return false;
+  }
 
   async function predict(request: IncomingMessage, response: ServerResponse): Promise<void> {
     let text: string;
@@ -95,13 +151,35 @@ export function createReplicaServer(
     // Newline-delimited JSON, one line per log line, oldest first; `follow=1` keeps the
     // answer open and adds lines as the worker prints them.
     response.writeHead(200, { "content-type": "application/x-ndjson" });
-    const write = (line: LogLine) => response.write(`${JSON.stringify(line)}\n`);
-    for (const line of agent.log.since(after, limit)) write(line);
+    const ndjson = (line: LogLine) => `${JSON.stringify(line)}\n`;
+    // Written as bytes, not strings: while a slow follower's lines wait in the socket's queue,
+    // strings would survive collections and make V8 grow its young generation by tens of MB.
+    // What the log holds goes in writes of about 256 KB, not one per line.
+    let batch = "";
+    for (const line of agent.log.since(after, limit)) {
+      batch += ndjson(line);
+      if (batch.length < LOGS_BATCH_CHARS) continue;
+      response.write(Buffer.from(batch));
+      batch = "";
+    }
+    if (batch !== "") response.write(Buffer.from(batch));
     if (url.searchParams.get("follow") !== "1") {
       response.end();
       return;
     }
-    const stop = agent.log.follow(write);
+    // A follower that reads slower than the model prints would make this answer buffer
+    // without bound: one that falls behind by more than FOLLOW_BACKLOG_BYTES beyond the lines
+    // it was sent at first is cut off (its connection closed, which frees the backlog), and
+    // resumes with ?after=SEQ.
+    const backlogLimit = response.writableLength + FOLLOW_BACKLOG_BYTES;
+    const stop = agent.log.follow((line) => {
+      if (response.writableLength > backlogLimit) {
+        stop();
+        response.destroy();
+        return;
+      }
+      response.write(Buffer.from(ndjson(line)));
+    });
     response.on("close", stop);
   }
 
@@ -114,6 +192,7 @@ export function createReplicaServer(
       return;
     }
     const key = `${request.method} ${url.pathname}`;
+    if (!admitted(request, response, key)) return;
     switch (key) {
       case "POST /predict":
         predict(request, response).catch((error: Error) => {

@@ -2,8 +2,15 @@
 // and turns what happens into an answer with a stable code (controller/api/errors.ts). The HTTP
 // side is in agent-server.ts; this file does no I/O of its own besides the worker.
 import { ERROR_STATUS, type ErrorBody, type ErrorCode } from "../api/errors.ts";
+import { DEFAULT_RESPONSE_LIMIT_BYTES, formatBytes } from "../api/http.ts";
 import { LogRing } from "./log-ring.ts";
-import { type Runtime, type WorkerError, WorkerProcess } from "./worker-process.ts";
+import {
+  inheritedEnvironment,
+  type RawWorkerAnswer,
+  type Runtime,
+  type WorkerError,
+  WorkerProcess,
+} from "./worker-process.ts";
 
 export interface ReplicaOptions {
   replicaId: string;
@@ -13,7 +20,15 @@ export interface ReplicaOptions {
   functionName: string;
   /** The model's source directory: the worker's working directory. */
   directory: string;
+  /**
+   * The model's environment (its spec.env, and what the platform adds). The worker gets this
+   * and PATH, HOME and LANG from the agent's own environment if this does not set them, and
+   * nothing else of it: the agent's tokens and settings never reach the model.
+   */
   env?: NodeJS.ProcessEnv;
+  /** Run the worker as this user and group (both or neither; the agent must be root). */
+  uid?: number;
+  gid?: number;
   /** A call that runs longer has its worker killed and restarted: `504 model.timeout`. */
   timeoutSeconds: number;
   /** First wait before restarting a worker that died, doubled on each crash in a row. */
@@ -21,6 +36,14 @@ export interface ReplicaOptions {
   /** The longest wait between restarts. */
   maxRestartBackoffMs?: number;
   logCapacity?: number;
+  /** The log's bound in bytes of text (default 8 MB). */
+  logByteCapacity?: number;
+  /** The longest printed line kept whole (default 64 KB); a longer one is cut and marked. */
+  logLineBytes?: number;
+  /** The largest response, in bytes of JSON (default 50 MB): `502 model.response_too_large`. */
+  responseLimitBytes?: number;
+  /** How long a worker's process group has after SIGTERM before SIGKILL (default 2 s). */
+  killGraceMs?: number;
   /** Send exception tracebacks to callers (`MODELSHIP_TRACEBACKS=1` in the worker). */
   tracebacks?: boolean;
   /** Told of every state change: a supervisor updates the gateway when readiness changes. */
@@ -87,7 +110,11 @@ export class ReplicaAgent {
 
   constructor(options: ReplicaOptions) {
     this.options = options;
-    this.log = new LogRing(options.logCapacity);
+    this.log = new LogRing(options.logCapacity, undefined, options.logByteCapacity);
+  }
+
+  get responseLimitBytes(): number {
+    return this.options.responseLimitBytes ?? DEFAULT_RESPONSE_LIMIT_BYTES;
   }
 
   get state(): ReplicaState {
@@ -151,8 +178,13 @@ export class ReplicaAgent {
       file: options.file,
       functionName: options.functionName,
       cwd: options.directory,
-      env: { ...options.env, ...(options.tracebacks ? { MODELSHIP_TRACEBACKS: "1" } : {}) },
+      env: workerEnvironment(process.env, options.env, options.tracebacks ?? false),
+      uid: options.uid,
+      gid: options.gid,
       onOutput: (stream, line) => this.log.append(stream, generation, line),
+      maxLineBytes: options.logLineBytes,
+      maxResponseBytes: this.responseLimitBytes,
+      killGraceMs: options.killGraceMs,
     });
     this.worker = worker;
     this.setState(generation === 1 ? "starting" : "restarting");
@@ -226,9 +258,10 @@ export class ReplicaAgent {
         uuid,
       );
     }
-    let request: unknown;
     try {
-      request = JSON.parse(requestText);
+      // Only checked: the worker gets the text itself, so that numbers JSON.parse would round
+      // (beyond 2^53, 1e400) reach the function as the caller wrote them.
+      JSON.parse(requestText);
     } catch (error) {
       this.stats.error += 1;
       return this.fail(
@@ -241,7 +274,7 @@ export class ReplicaAgent {
     this.inFlight = true;
     const started = performance.now();
     try {
-      const answer = await this.callWithTimeout(worker, request, uuid);
+      const answer = await this.callWithTimeout(worker, requestText, uuid);
       const workerSeconds = (performance.now() - started) / 1000;
       this.stats.processed += 1;
       if (answer === "timeout") {
@@ -268,32 +301,43 @@ export class ReplicaAgent {
       }
       // A worker that answers is healthy: the next crash restarts it without a long wait.
       this.crashesInARow = 0;
-      if (answer.ok) {
-        this.stats.success += 1;
-        const body = `{"success":true,"response":${JSON.stringify(answer.response)},"replicaId":${JSON.stringify(this.options.replicaId)}${uuid ? `,"uuid":${JSON.stringify(uuid)}` : ""}}`;
-        return { status: 200, code: "ok", body, workerSeconds };
-      }
-      this.stats.failure += 1;
-      return {
-        ...this.fail("model.error", exceptionMessage(answer.error), uuid, answer.error),
-        workerSeconds,
-      };
+      return { ...this.answerOf(answer, uuid), workerSeconds };
     } finally {
       this.inFlight = false;
     }
   }
 
+  /** The caller's answer to what the worker answered. */
+  private answerOf(answer: RawWorkerAnswer, uuid: string | undefined): ReplicaAnswer {
+    if (answer.kind === "response") {
+      this.stats.success += 1;
+      // The response's bytes are spliced in as the worker wrote them, never parsed.
+      const body = `{"success":true,"response":${answer.responseJson},"replicaId":${JSON.stringify(this.options.replicaId)}${uuid ? `,"uuid":${JSON.stringify(uuid)}` : ""}}`;
+      return { status: 200, code: "ok", body };
+    }
+    if (answer.kind === "error") {
+      this.stats.failure += 1;
+      return this.fail("model.error", exceptionMessage(answer.error), uuid, answer.error);
+    }
+    this.stats.error += 1;
+    return this.fail(
+      "model.response_too_large",
+      `the function's answer is larger than the replica's response limit of ${formatBytes(this.responseLimitBytes)}; return a URL to large results instead`,
+      uuid,
+    );
+  }
+
   private async callWithTimeout(
     worker: WorkerProcess,
-    request: unknown,
+    requestText: string,
     uuid: string | undefined,
-  ): Promise<Awaited<ReturnType<WorkerProcess["call"]>> | "timeout"> {
+  ): Promise<RawWorkerAnswer | undefined | "timeout"> {
     let timer: NodeJS.Timeout | undefined;
     const overrun = new Promise<"timeout">((resolve) => {
       timer = setTimeout(() => resolve("timeout"), this.options.timeoutSeconds * 1000);
     });
     try {
-      const outcome = await Promise.race([worker.call(request, uuid), overrun]);
+      const outcome = await Promise.race([worker.callJson(requestText, uuid), overrun]);
       if (outcome === "timeout") this.killForTimeout(worker);
       return outcome;
     } finally {
@@ -301,7 +345,10 @@ export class ReplicaAgent {
     }
   }
 
-  /** A worker stuck in the function cannot be interrupted politely: kill it, start a fresh one. */
+  /**
+   * A worker stuck in the function cannot be interrupted politely: kill it with its process
+   * group (whatever the function forked), start a fresh one.
+   */
   private killForTimeout(worker: WorkerProcess): void {
     this.note(
       `a call ran past timeoutSeconds (${this.options.timeoutSeconds} s); killing worker ${this.generation}`,
@@ -347,6 +394,22 @@ export class ReplicaAgent {
     if (this.inFlight) worker.kill();
     await worker.stop();
   }
+}
+
+/**
+ * A worker's whole environment: PATH, HOME and LANG of the agent's (`agentEnv`) when set, the
+ * model's own variables over them, and MODELSHIP_TRACEBACKS when tracebacks are asked for.
+ */
+export function workerEnvironment(
+  agentEnv: NodeJS.ProcessEnv,
+  modelEnv: NodeJS.ProcessEnv | undefined,
+  tracebacks: boolean,
+): NodeJS.ProcessEnv {
+  return {
+    ...inheritedEnvironment(agentEnv),
+    ...modelEnv,
+    ...(tracebacks ? { MODELSHIP_TRACEBACKS: "1" } : {}),
+  };
 }
 
 /** Exponential backoff: `base` after the first crash, doubled per crash in a row, at most `ceiling`. */

@@ -70,7 +70,9 @@ main <- function() {
     line <- readLines(requests, n = 1L, warn = FALSE)
     if (length(line) == 0L) break # the agent closed the pipe
     if (!nzchar(trimws(line))) next
-    message <- fromJSON(line, simplifyVector = TRUE)
+    # bigint_as_char: an integer a double cannot hold exactly (beyond 2^53, within 64 bits)
+    # arrives as a string of its exact digits instead of being rounded (docs/workers.md).
+    message <- fromJSON(line, simplifyVector = TRUE, bigint_as_char = TRUE)
     answer <- tryCatch({
       response <- loaded(message$request)
       encode(list(id = message$id, ok = TRUE, response = response))

@@ -65,7 +65,7 @@ export async function startCli(
   exited.then(() => running.delete(child));
   const url = await new Promise<string>((resolve, reject) => {
     const check = () => {
-      const match = /listening on (http:\/\/\S+)/.exec(stdout);
+      const match = /listening on (http:\/\/\S+|unix:\S+)/.exec(stdout);
       if (match) {
         child.stdout.off("data", check);
         resolve(match[1] as string);

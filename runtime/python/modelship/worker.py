@@ -8,14 +8,18 @@ free for the logs. See docs/workers.md for the protocol.
 """
 
 import argparse
+import decimal
 import importlib.util
 import inspect
 import json
+import math
 import os
 import queue
+import re
 import sys
 import threading
 import traceback
+import uuid
 
 from modelship import PROTOCOL_VERSION, _runtime
 
@@ -23,19 +27,76 @@ from modelship import PROTOCOL_VERSION, _runtime
 EXIT_LOAD_ERROR = 3
 
 
-def _json_default(value):
-    """Encodes what json cannot by itself but models often return: numpy scalars and arrays."""
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    if hasattr(value, "item"):
-        return value.item()
-    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+class ExactNumber(decimal.Decimal):
+    """A JSON number a float cannot hold (1e400 would be inf, 1e-400 would be 0.0), kept as a
+    Decimal that remembers its text: returned unchanged, it is written back exactly as the caller
+    wrote it. Arithmetic on it gives plain Decimals."""
+
+    source = ""
+
+    def __new__(cls, text):
+        number = super().__new__(cls, text)
+        number.source = text
+        return number
+
+
+def _parse_float(text):
+    """A JSON number with a fraction or an exponent: a float, unless a float would change it into
+    something else entirely (infinity, or zero for a number that is not zero)."""
+    value = float(text)
+    if math.isinf(value) or (value == 0.0 and re.search(r"[1-9]", text.split("e")[0].split("E")[0])):
+        return ExactNumber(text)
+    return value
+
+
+def _refuse_constant(name):
+    raise ValueError(f"{name} is not JSON")
+
+
+def _decode(line):
+    # Integers are Python ints, exact at any size; NaN and Infinity, which json accepts by
+    # default, are refused: they are not JSON.
+    return json.loads(line, parse_float=_parse_float, parse_constant=_refuse_constant)
+
+
+#: Stands in for a Decimal during encoding, then is replaced by the number's text. json can only
+#: write a number it knows (int, float); the nonce keeps a model's own strings from matching.
+_PLACEHOLDER = f"modelship-number-{uuid.uuid4().hex}-"
+_PLACEHOLDERS = re.compile(f'"{_PLACEHOLDER}(\\d+)"')
+
+
+class _Encoding:
+    """One encoding: numbers json cannot write itself go through placeholders."""
+
+    def __init__(self):
+        self.numbers = []
+
+    def default(self, value):
+        """Encodes what json cannot by itself but models often return: numpy scalars and arrays,
+        and Decimals (written exactly, as numbers)."""
+        if isinstance(value, decimal.Decimal):
+            if not value.is_finite():
+                raise ValueError(f"Out of range float values are not JSON compliant: {value}")
+            self.numbers.append(value.source if isinstance(value, ExactNumber) else str(value))
+            return f"{_PLACEHOLDER}{len(self.numbers) - 1}"
+        if hasattr(value, "tolist"):
+            return value.tolist()
+        if hasattr(value, "item"):
+            return value.item()
+        raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+    def encode(self, message):
+        # allow_nan=False: NaN and Infinity are not JSON, and the agent must be able to parse
+        # every line.
+        text = json.dumps(message, default=self.default, allow_nan=False, separators=(",", ":"))
+        if not self.numbers:
+            return text
+        # One pass over the text, however many numbers: each placeholder becomes its number.
+        return _PLACEHOLDERS.sub(lambda found: self.numbers[int(found.group(1))], text)
 
 
 def _encode(message):
-    # allow_nan=False: NaN and Infinity are not JSON, and the agent must be able to parse
-    # every line.
-    return json.dumps(message, default=_json_default, allow_nan=False, separators=(",", ":"))
+    return _Encoding().encode(message)
 
 
 def _error(exc, with_traceback):
@@ -113,14 +174,16 @@ def serve(function, requests, answers, with_traceback=False):
     """Answers each request line with one answer line, until the requests pipe closes."""
     reader = _runtime.reader = _RequestReader(requests)
     for line in reader:
-        message = json.loads(line)
-        answer = {"id": message.get("id")}
+        # The agent writes the id first: it is known even when the request cannot be decoded
+        # (an integer of more digits than Python converts, say).
+        found = re.match(r'\{"id":(\d+)', line)
+        request_id = int(found.group(1)) if found else None
         try:
-            answer["ok"] = True
-            answer["response"] = function(message.get("request"))
+            message = _decode(line)
+            answer = {"id": request_id, "ok": True, "response": function(message.get("request"))}
             text = _encode(answer)
         except Exception as exc:  # the user's function raised, or returned something not JSON
-            text = _encode({"id": message.get("id"), "ok": False, "error": _error(exc, with_traceback)})
+            text = _encode({"id": request_id, "ok": False, "error": _error(exc, with_traceback)})
         # Counted before it is sent: the agent may send the next request as soon as it reads this.
         reader.answered()
         answers.write(text + "\n")
