@@ -233,6 +233,7 @@ describe("a ModelBuild pass", () => {
     ],
   ])("%s", async (_, before, progress, want) => {
     const { store, context, calls, events, progress: builder } = world();
+    await store.apply(modelObject());
     await addBuild(store, 1, before);
     builder.set("iris-1", progress);
     const result = await buildReconciler(context)(
@@ -248,6 +249,82 @@ describe("a ModelBuild pass", () => {
       events: events.map((event) => event.reason),
       ...(want.observed === undefined ? {} : { observed: build?.status?.observedGeneration }),
     }).toStrictEqual(want);
+  });
+});
+
+describe("a ModelBuild pass that cannot or need not run", () => {
+  it.each<[string, boolean, number | undefined]>([
+    ["its Model is gone", false, undefined],
+    ["its Model has a newer build", true, 2],
+  ])(
+    "cancels a running build when %s: its tree is killed, the ModelBuild goes",
+    async (_, withModel, latest) => {
+      const { store, context, calls, events, progress } = world();
+      if (withModel) {
+        await store.apply(modelObject());
+        await store.patchStatus("Model", NS, "iris", { latestBuild: latest as number });
+      }
+      await addBuild(store, 1, { phase: "Building" });
+      progress.set("iris-1", { phase: "Building" });
+      const result = await buildReconciler(context)(
+        { kind: "ModelBuild", namespace: NS, name: "iris-1" },
+        signals(),
+      );
+      expect(show(result)).toBe("done");
+      expect(calls).toStrictEqual(["remove iris-1"]);
+      expect(store.get("ModelBuild", NS, "iris-1")).toBeUndefined();
+      expect(events.map((event) => event.reason)).toStrictEqual(
+        withModel ? ["BuildCancelled"] : [],
+      );
+    },
+  );
+
+  it("does not cancel a build its Model still wants (the newest), nor a finished one", async () => {
+    const { store, context, calls } = world();
+    await store.apply(modelObject());
+    await store.patchStatus("Model", NS, "iris", { latestBuild: 2 });
+    await addBuild(store, 1, { phase: "Succeeded" });
+    await addBuild(store, 2, { phase: "Building" });
+    const reconcile = buildReconciler(context);
+    for (const name of ["iris-1", "iris-2"]) {
+      await reconcile({ kind: "ModelBuild", namespace: NS, name }, signals());
+    }
+    expect(calls).toStrictEqual(["start iris-2"]);
+    expect(store.list("ModelBuild", NS)).toHaveLength(2);
+  });
+
+  it("starts no more than maxConcurrentBuilds at once; the others wait, Pending, for a slot", async () => {
+    const { store, context, calls, progress } = world();
+    await store.apply(modelObject());
+    await store.patchStatus("Model", NS, "iris", { latestBuild: 3 });
+    for (const number of [1, 2, 3]) await addBuild(store, number);
+    const reconcile = buildReconciler({
+      ...context,
+      settings: { ...context.settings, maxConcurrentBuilds: 2 },
+      // Three models' builds, not one model's: none supersedes another here.
+      store: Object.assign(Object.create(store), {
+        get: (kind: string, namespace: string, name: string) =>
+          kind === "Model"
+            ? { ...modelObject(), status: { latestBuild: 1 } }
+            : store.get(kind as "ModelBuild", namespace, name),
+      }),
+    });
+    const results: string[] = [];
+    for (const name of ["iris-1", "iris-2", "iris-3"]) {
+      results.push(show(await reconcile({ kind: "ModelBuild", namespace: NS, name }, signals())));
+    }
+    expect(calls).toStrictEqual(["start iris-1", "start iris-2"]);
+    expect(results).toStrictEqual(["requeue 500", "requeue 500", "requeue 500"]);
+    expect(store.get("ModelBuild", NS, "iris-3")?.status?.phase).toBe("Pending");
+    expect(conditions(store.get("ModelBuild", NS, "iris-3"))).toStrictEqual([
+      "Reconciling=True:Queued",
+      "Ready=Unknown:Queued",
+    ]);
+    // Once one ends, the waiting one gets its slot.
+    progress.set("iris-1", { phase: "Succeeded", image: "local:/b1" });
+    await reconcile({ kind: "ModelBuild", namespace: NS, name: "iris-1" }, signals());
+    await reconcile({ kind: "ModelBuild", namespace: NS, name: "iris-3" }, signals());
+    expect(calls).toStrictEqual(["start iris-1", "start iris-2", "start iris-3"]);
   });
 });
 

@@ -46,6 +46,9 @@ export async function runController(args: string[], output: Output): Promise<Com
   }
   const settings = settingsFromEnv(process.env);
   if (values.namespace) settings.namespace = values.namespace;
+  // Listening from the start, so that a stop asked for while starting is a clean one.
+  const stopping = new AbortController();
+  void untilStopSignal().then(() => stopping.abort());
   const client = new KubeClient(loadKubeConfig(values.kubeconfig));
   const log = (line: string) => output.out(`${new Date().toISOString()} ${line}\n`);
   const registry = new Registry();
@@ -87,8 +90,6 @@ export async function runController(args: string[], output: Output): Promise<Com
   const url = await listen(server, values.host, parsePort(values.port, "--port", 8081));
   output.out(`controller listening on ${url} (namespace ${settings.namespace})\n`);
 
-  const stopping = new AbortController();
-  void untilStopSignal().then(() => stopping.abort());
   const elector = values["no-leader-elect"]
     ? undefined
     : new LeaderElector(client, { namespace: settings.namespace });

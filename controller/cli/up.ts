@@ -1,15 +1,15 @@
 // `modelship up`: the product's main job on one machine — build and serve what a git
 // repository declares, and follow its branch (docs/getting-started.md).
-import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { mkdir } from "node:fs/promises";
+import { chmodSync, rmSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { closeServer, listen } from "../api/http.ts";
 import { type AdminFile, createAdminServer, newAdminToken } from "../platform/local/admin.ts";
 import { LocalPlatform } from "../platform/local/platform.ts";
+import { lockStateDir, writeFileAtomic } from "../platform/local/state-files.ts";
 import { isRemoteUrl } from "../source/git.ts";
 import type { CommandResult, Output } from "./output.ts";
-import { parsePort, untilStopSignal } from "./serve.ts";
+import { parseDuration, parsePort, parsePositive, untilStopSignal } from "./serve.ts";
 import { stateDirOf } from "./state-dir.ts";
 
 export const UP_HELP = `Usage: modelship up [--repo PATH|URL] [--branch B] [--path P] [--port 8080] [--state-dir DIR]
@@ -26,18 +26,26 @@ Options:
   --host HOST          default 127.0.0.1
   --state-dir DIR      builds, deployments and keys (default .modelship, or MODELSHIP_STATE_DIR)
   --allow-rewrite      follow the branch even when its history was rewritten (force push)
+  --build-deadline D   a build still running after this long fails (default 30m)
+  --max-builds N       how many builds run at once; the others wait (default 2)
 
-POST /hooks/git on the admin URL (printed on start) fetches at once. For a private http(s)
-repository, put a token in MODELSHIP_GIT_TOKEN (sent as GitHub expects; never stored).
+POST /hooks/git on the admin URL (printed on start) fetches at once (at most once a second); with
+MODELSHIP_WEBHOOK_SECRET set, only calls signed with it as GitHub signs them (X-Hub-Signature-256).
+For a private http(s) repository, put a token in MODELSHIP_GIT_TOKEN (sent as GitHub expects;
+never stored). Model code never sees either, nor the admin token; run as root, models and their
+builds run as MODELSHIP_MODEL_USER (default nobody). See docs/security.md.
 `;
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
+interface UpValues {
+  repo: string;
+  branch: string;
+  path: string;
+  interval?: string | undefined;
+  port?: string | undefined;
+  host: string;
+  "allow-rewrite": boolean;
+  "build-deadline": string;
+  "max-builds": string;
 }
 
 export async function runUp(args: string[], output: Output): Promise<CommandResult> {
@@ -52,6 +60,8 @@ export async function runUp(args: string[], output: Output): Promise<CommandResu
       host: { type: "string", default: "127.0.0.1" },
       "state-dir": { type: "string" },
       "allow-rewrite": { type: "boolean", default: false },
+      "build-deadline": { type: "string", default: "30m" },
+      "max-builds": { type: "string", default: "2" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -60,21 +70,27 @@ export async function runUp(args: string[], output: Output): Promise<CommandResu
     return { exitCode: 0 };
   }
   const stateDir = stateDirOf(values["state-dir"]);
-  const adminFile = join(stateDir, "admin.json");
-  if (existsSync(adminFile)) {
-    let running: AdminFile | undefined;
-    try {
-      running = JSON.parse(readFileSync(adminFile, "utf8")) as AdminFile;
-    } catch {
-      // A damaged admin.json is from a run that died while writing it; it is replaced below.
-    }
-    if (running && alive(running.pid)) {
-      throw new Error(
-        `already running for ${stateDir} (pid ${running.pid}, gateway ${running.gatewayUrl})`,
-      );
-    }
+  // Listening from the start: a stop asked for while starting (or while the first build runs)
+  // is a clean stop once started, never a kill.
+  const stopSignal = untilStopSignal();
+  // One owner per state directory, before anything in it is read.
+  const unlock = lockStateDir(stateDir);
+  try {
+    return await serve(values, stateDir, output, stopSignal);
+  } finally {
+    unlock();
   }
-  await mkdir(stateDir, { recursive: true });
+}
+
+async function serve(
+  values: UpValues,
+  stateDir: string,
+  output: Output,
+  stopSignal: Promise<NodeJS.Signals>,
+): Promise<CommandResult> {
+  // Only this user may look inside: the store holds every spec.env, secrets/ the keys.
+  chmodSync(stateDir, 0o700);
+  const adminFile = join(stateDir, "admin.json");
   const url = isRemoteUrl(values.repo) ? values.repo : resolve(values.repo);
   if (isRemoteUrl(url) && new URL(url).password) {
     // It would be printed, stored and listed: a token goes in the environment instead.
@@ -96,10 +112,13 @@ export async function runUp(args: string[], output: Output): Promise<CommandResu
     host: values.host,
     gatewayPort: parsePort(values.port, "--port", 8080),
     log,
+    buildDeadlineMs: parseDuration(values["build-deadline"], "--build-deadline"),
+    settings: { maxConcurrentBuilds: parsePositive(values["max-builds"], "--max-builds", 2) },
   });
   await platform.start();
   const token = newAdminToken();
-  const admin = createAdminServer(platform, token);
+  const webhookSecret = process.env.MODELSHIP_WEBHOOK_SECRET;
+  const admin = createAdminServer(platform, { token, ...(webhookSecret ? { webhookSecret } : {}) });
   const adminUrl = await listen(admin, "127.0.0.1", 0);
   const file: AdminFile = {
     url: adminUrl,
@@ -107,13 +126,13 @@ export async function runUp(args: string[], output: Output): Promise<CommandResu
     gatewayUrl: platform.gatewayUrl,
     pid: process.pid,
   };
-  writeFileSync(adminFile, JSON.stringify(file, null, 2), { mode: 0o600 });
+  writeFileAtomic(adminFile, JSON.stringify(file, null, 2), 0o600);
   output.out(
     `modelship up: ${url} (branch ${values.branch}, path ${values.path}), state in ${stateDir}\n` +
       `gateway listening on ${platform.gatewayUrl}\nadmin API on ${adminUrl} (POST /hooks/git to fetch now)\n`,
   );
 
-  const signal = await untilStopSignal();
+  const signal = await stopSignal;
   output.out(`modelship up: ${signal}, stopping replicas and builds\n`);
   const closed = closeServer(admin);
   await platform.stop();

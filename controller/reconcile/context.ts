@@ -13,6 +13,8 @@ export interface ReconcileSettings {
   deploymentResyncMs: number;
   /** How often a running build is polled. */
   buildPollMs: number;
+  /** How many builds run at once; the others wait (phase Pending) for a slot. */
+  maxConcurrentBuilds: number;
   /** How often a rollout in progress is polled. */
   rolloutPollMs: number;
   /** The upper bound of spec.replicas the validator enforces (default 9). */
@@ -24,6 +26,7 @@ export const DEFAULT_RECONCILE_SETTINGS: ReconcileSettings = {
   historyLimit: 20,
   deploymentResyncMs: 60_000,
   buildPollMs: 500,
+  maxConcurrentBuilds: 2,
   rolloutPollMs: 300,
 };
 

@@ -1,9 +1,9 @@
 // The admin API of a running `modelship up`, on 127.0.0.1 with a bearer token that only the
 // state directory holds (admin.json, mode 0600). The CLI's get, describe, logs, keys and apikeys
 // commands are its clients (docs/cli.md).
-import { randomBytes, timingSafeEqual } from "node:crypto";
+import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import { SERVER_OPTIONS } from "../../api/http.ts";
+import { readBody, SERVER_OPTIONS } from "../../api/http.ts";
 import { KIND_NAMES } from "../../api/schemas.ts";
 import { parseLifetime } from "../../gateway/keys.ts";
 import type { LogLine } from "../../replica/log-ring.ts";
@@ -43,14 +43,104 @@ function authorized(request: IncomingMessage, token: string): boolean {
   return presented.length === expected.length && timingSafeEqual(presented, expected);
 }
 
-export function createAdminServer(platform: LocalPlatform, token: string): Server {
+/** How much of a webhook's body is read to check its signature (GitHub's push events are small). */
+const WEBHOOK_BODY_LIMIT = 1024 * 1024;
+
+/** GitHub's webhook signature of `body`: `sha256=` and the HMAC-SHA256 in hex. */
+export function webhookSignature(secret: string, body: Buffer): string {
+  return `sha256=${createHmac("sha256", secret).update(body).digest("hex")}`;
+}
+
+/** Whether the request carries the right signature of its body (X-Hub-Signature-256). */
+function signedBy(secret: string, body: Buffer, header: string | string[] | undefined): boolean {
+  const presented = Buffer.from(typeof header === "string" ? header : "");
+  const expected = Buffer.from(webhookSignature(secret, body));
+  return presented.length === expected.length && timingSafeEqual(presented, expected);
+}
+
+/**
+ * Asks for a fetch at most once per `intervalMs`: a flood of webhook calls becomes one fetch now
+ * and one at the end of the interval, and costs the data plane next to nothing.
+ */
+export function coalesced(action: () => void, intervalMs: number): () => void {
+  let last = Number.NEGATIVE_INFINITY;
+  let trailing: NodeJS.Timeout | undefined;
+  return () => {
+    const wait = last + intervalMs - performance.now();
+    if (wait <= 0) {
+      last = performance.now();
+      action();
+      return;
+    }
+    trailing ??= setTimeout(() => {
+      trailing = undefined;
+      last = performance.now();
+      action();
+    }, wait);
+    trailing.unref();
+  };
+}
+
+/**
+ * A token bucket: `ratePerSecond` on average, `burst` at once. What goes past it is turned away
+ * before any work is done for it.
+ */
+export function rateLimit(ratePerSecond: number, burst: number, now = () => performance.now()) {
+  let tokens = burst;
+  let last = now();
+  return (): boolean => {
+    const time = now();
+    tokens = Math.min(burst, tokens + ((time - last) / 1000) * ratePerSecond);
+    last = time;
+    if (tokens < 1) return false;
+    tokens -= 1;
+    return true;
+  };
+}
+
+export interface AdminOptions {
+  /** The admin API's bearer token. */
+  token: string;
+  /** When set, POST /hooks/git needs GitHub's X-Hub-Signature-256 made with it. */
+  webhookSecret?: string;
+}
+
+export function createAdminServer(platform: LocalPlatform, options: AdminOptions): Server {
+  const { token, webhookSecret } = options;
+  const syncSoon = coalesced(() => platform.syncNow(), 1000);
+  // A forge sends a handful of calls a minute; a flood is turned away, and its connection closed
+  // so that it cannot keep a cheap keep-alive stream of them going at the data plane's cost.
+  const webhookAllowed = rateLimit(10, 20);
   const handle = async (request: IncomingMessage, response: ServerResponse) => {
     const url = new URL(request.url ?? "/", "http://admin");
-    const parts = url.pathname.split("/").filter(Boolean).map(decodeURIComponent);
     const method = request.method ?? "GET";
-    // The webhook: any caller on this machine may ask for a fetch; it reveals nothing.
+    // The webhook: any caller on this machine may ask for a fetch (it reveals nothing); with a
+    // secret, only one who signs the body with it.
     if (method === "POST" && url.pathname === "/hooks/git") {
-      platform.syncNow();
+      if (!webhookAllowed()) {
+        response.setHeader("connection", "close");
+        send(response, 429, { error: "too many webhook calls: at most 10 a second" });
+        request.destroy();
+        return;
+      }
+      if (webhookSecret) {
+        let body: Buffer;
+        try {
+          body = Buffer.from(await readBody(request, WEBHOOK_BODY_LIMIT), "utf8");
+        } catch {
+          send(response, 413, { error: "the webhook's body is larger than 1 MB" });
+          return;
+        }
+        if (!signedBy(webhookSecret, body, request.headers["x-hub-signature-256"])) {
+          send(response, 401, {
+            error: "missing or wrong X-Hub-Signature-256 (the webhook secret signs the body)",
+          });
+          return;
+        }
+      } else {
+        request.resume();
+      }
+      syncSoon();
       send(response, 202, { fetching: true });
       return;
     }
@@ -64,6 +154,14 @@ export function createAdminServer(platform: LocalPlatform, token: string): Serve
       send(response, 401, {
         error: "missing or wrong admin token (see admin.json in the state directory)",
       });
+      return;
+    }
+    // Decoded only now: what a caller without the token sends gets no answer but the 401.
+    let parts: string[];
+    try {
+      parts = url.pathname.split("/").filter(Boolean).map(decodeURIComponent);
+    } catch {
+      send(response, 400, { error: `not a valid path: ${url.pathname}` });
       return;
     }
     const [api, version, resource, name, sub] = parts;

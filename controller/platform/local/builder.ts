@@ -6,6 +6,7 @@ import { access } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { execa } from "execa";
+import { modelEnvironment } from "./sandbox.ts";
 
 export interface LocalBuildRequest {
   /** A unique name, such as "default/iris-3". */
@@ -16,7 +17,10 @@ export interface LocalBuildRequest {
   /** Where the build goes; must not exist yet. */
   outputDir: string;
   buildScript?: string;
+  /** The build's whole environment: nothing of this process's is passed on. */
   env?: Record<string, string>;
+  /** Run the build as this user (see docs/security.md); undefined: as this process. */
+  user?: { uid: number; gid: number };
 }
 
 export type LocalBuildPhase = "Building" | "Succeeded" | "Failed";
@@ -38,7 +42,11 @@ export interface LocalBuilderOptions {
   logLines?: number;
   /** How many output lines `logs()` keeps per build (the oldest go first); default 10000. */
   maxLogLines?: number;
+  /** A build still running after this long is killed and fails; default 30 minutes. */
+  deadlineMs?: number;
 }
+
+export const DEFAULT_BUILD_DEADLINE_MS = 30 * 60_000;
 
 export const DEFAULT_BUILD_SCRIPT = fileURLToPath(
   new URL("../../../runtime/scripts/local-build.sh", import.meta.url),
@@ -59,8 +67,8 @@ interface BuildState {
   dropped: number;
   /** Set while the process runs. */
   kill?: () => void;
-  /** Set by stop(). */
-  stopped: boolean;
+  /** Why it was ended early, if it was: stop(), cancel() or its deadline. */
+  endedBy?: "stop" | "cancel" | "deadline";
 }
 
 interface Build extends BuildState {
@@ -72,6 +80,7 @@ export class LocalBuilder {
   private readonly script: string;
   private readonly logLines: number;
   private readonly maxLogLines: number;
+  private readonly deadlineMs: number;
   private readonly builds = new Map<string, Build>();
   private closed = false;
 
@@ -79,6 +88,7 @@ export class LocalBuilder {
     this.script = options.script ?? DEFAULT_BUILD_SCRIPT;
     this.logLines = options.logLines ?? 20;
     this.maxLogLines = Math.max(options.maxLogLines ?? 10_000, this.logLines);
+    this.deadlineMs = options.deadlineMs ?? DEFAULT_BUILD_DEADLINE_MS;
   }
 
   /**
@@ -102,7 +112,6 @@ export class LocalBuilder {
       status: { phase: "Building", startedAt: new Date().toISOString() },
       lines: [],
       dropped: 0,
-      stopped: false,
     };
     const done = this.closed
       ? Promise.resolve(this.finish(state, { phase: "Failed", message: "the builder is stopped" }))
@@ -132,13 +141,18 @@ export class LocalBuilder {
   }
 
   /**
-   * Forgets a finished build, so that its name can be started again and its logs freed.
-   * Returns false (and does nothing) for a running or unknown build.
+   * Kills a build's whole process tree if it runs (a newer build superseded it, or its Model
+   * went), waits for it, and forgets it.
    */
-  forget(name: string): boolean {
+  async cancel(name: string): Promise<void> {
     const build = this.builds.get(name);
-    if (!build || build.status.phase === "Building") return false;
-    return this.builds.delete(name);
+    if (!build) return;
+    if (build.status.phase === "Building") {
+      build.endedBy = "cancel";
+      build.kill?.();
+      await build.done;
+    }
+    this.builds.delete(name);
   }
 
   /** Kills running builds (SIGTERM, then SIGKILL after 5 s) and waits for them. */
@@ -146,7 +160,7 @@ export class LocalBuilder {
     this.closed = true;
     const running = [...this.builds.values()].filter((build) => build.status.phase === "Building");
     for (const build of running) {
-      build.stopped = true;
+      build.endedBy = "stop";
       build.kill?.();
     }
     await Promise.all(running.map((build) => build.done));
@@ -171,7 +185,12 @@ export class LocalBuilder {
 
     try {
       const subprocess = execa(this.script, args, {
-        env: request.env ?? {},
+        // The build's own environment and nothing else: this process's (a git token, say)
+        // is not the model's to see.
+        // No pip cache: it would land in the build (HOME), made read-only with it.
+        env: modelEnvironment({ PIP_NO_CACHE_DIR: "1", ...request.env }, outputDir),
+        extendEnv: false,
+        ...(request.user ? { uid: request.user.uid, gid: request.user.gid } : {}),
         stdin: "ignore",
         // Each line goes to `record`, which yields nothing: execa keeps no copy of the output.
         stdout: record("out | "),
@@ -186,7 +205,12 @@ export class LocalBuilder {
       // Whatever the build script left running in the background would hold the output pipes
       // open and the build with them: once the script itself exits, its process group goes.
       subprocess.nodeChildProcess.once("exit", () => subprocess.kill());
+      const deadline = setTimeout(() => {
+        build.endedBy = "deadline";
+        subprocess.kill();
+      }, this.deadlineMs);
       const result = await subprocess;
+      clearTimeout(deadline);
       build.kill = undefined;
 
       if (result.exitCode === 0) {
@@ -196,8 +220,11 @@ export class LocalBuilder {
       }
       const errorLine = build.lines.findLast((line) => line.startsWith(`err | ${ERROR_PREFIX}`));
       let what: string;
-      if (build.stopped) what = "the build was stopped";
-      else if (result.signal) what = `${this.scriptName} was killed by ${result.signal}`;
+      if (build.endedBy === "stop") what = "the build was stopped";
+      else if (build.endedBy === "cancel") what = "the build was cancelled";
+      else if (build.endedBy === "deadline") {
+        what = `the build ran past its deadline of ${formatDuration(this.deadlineMs)} and was killed`;
+      } else if (result.signal) what = `${this.scriptName} was killed by ${result.signal}`;
       else if (errorLine) what = errorLine.slice(STREAM_PREFIX_LENGTH + ERROR_PREFIX.length);
       else if (result.exitCode !== undefined) {
         what = `${this.scriptName} exited with code ${result.exitCode}`;
@@ -234,4 +261,19 @@ export class LocalBuilder {
     };
     return { ...build.status };
   }
+}
+
+/** `30m`, `90s`, `1h30m`: how a deadline reads in a message. */
+export function formatDuration(ms: number): string {
+  const seconds = Math.round(ms / 1000);
+  const parts: [number, string][] = [
+    [Math.floor(seconds / 3600), "h"],
+    [Math.floor((seconds % 3600) / 60), "m"],
+    [seconds % 60, "s"],
+  ];
+  const text = parts
+    .filter(([value]) => value > 0)
+    .map(([value, unit]) => `${value}${unit}`)
+    .join("");
+  return text || `${ms}ms`;
 }

@@ -2,8 +2,7 @@
 // each model's access key, which `modelship keys show` prints as CDSW's UI shows it, and the
 // model API keys, of which only the hash is kept — they are shown once, when created. The
 // gateway itself only ever gets hashes.
-import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
-import { dirname } from "node:path";
+import { existsSync } from "node:fs";
 import {
   type ApiKeyRecord,
   DEFAULT_API_KEY_LIFETIME_MS,
@@ -12,11 +11,26 @@ import {
   hashKey,
   type NewApiKey,
 } from "../../gateway/keys.ts";
+import { isRecord, readStateFile, writeFileAtomic } from "./state-files.ts";
 
 interface KeyFile {
   /** "namespace/model" → access key. */
   accessKeys: Record<string, string>;
   apiKeys: ApiKeyRecord[];
+}
+
+/** What is wrong with a key file's content, if anything. */
+export function keyFileProblem(value: unknown): string | undefined {
+  if (!isRecord(value)) return "not an object";
+  if (!isRecord(value.accessKeys)) return 'no "accessKeys" object';
+  if (Object.values(value.accessKeys).some((key) => typeof key !== "string" || key === "")) {
+    return "an access key is not a string";
+  }
+  if (!Array.isArray(value.apiKeys)) return 'no "apiKeys" list';
+  if (!value.apiKeys.every((record) => isRecord(record) && typeof record.sha256 === "string")) {
+    return "an API key record has no sha256";
+  }
+  return undefined;
 }
 
 export class KeyStore {
@@ -26,21 +40,16 @@ export class KeyStore {
   constructor(file?: string) {
     this.file = file;
     if (file && existsSync(file)) {
-      try {
-        this.data = JSON.parse(readFileSync(file, "utf8")) as KeyFile;
-      } catch (error) {
-        throw new Error(`the key file ${file} is damaged (${(error as Error).message})`);
-      }
+      this.data = readStateFile<KeyFile>(
+        file,
+        keyFileProblem,
+        "every model gets a new access key and every API key must be made again",
+      );
     }
   }
 
   private save(): void {
-    if (!this.file) return;
-    mkdirSync(dirname(this.file), { recursive: true });
-    const temporary = `${this.file}.${process.pid}.tmp`;
-    writeFileSync(temporary, JSON.stringify(this.data, null, 2), { mode: 0o600 });
-    chmodSync(temporary, 0o600);
-    renameSync(temporary, this.file);
+    if (this.file) writeFileAtomic(this.file, JSON.stringify(this.data, null, 2), 0o600);
   }
 
   /** The model's access key, made on first use. */

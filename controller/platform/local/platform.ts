@@ -1,9 +1,12 @@
 // The local platform, wired: `modelship up` in one process — the git source, the embedded
 // store, the builder, the runtime, the gateway, the reconcilers and the admin API. Everything it
 // keeps lives in the state directory.
+import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
-import { chmod, readdir, rm } from "node:fs/promises";
-import { join } from "node:path";
+import { chmod, chown, lchown, lstat, mkdir, readdir, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
 import { Registry } from "prom-client";
 import { listen } from "../../api/http.ts";
 import type { ModelBuild, ModelRepository } from "../../api/types.generated.ts";
@@ -22,6 +25,7 @@ import { LocalBuilder } from "./builder.ts";
 import { LocalEventRecorder } from "./events.ts";
 import { KeyStore } from "./key-store.ts";
 import { LocalRuntime } from "./runtime.ts";
+import { checkModelUserReads, defaultBuildsDir, type ModelUser, modelUser } from "./sandbox.ts";
 import { LocalStore } from "./store.ts";
 
 export interface LocalPlatformOptions {
@@ -41,21 +45,83 @@ export interface LocalPlatformOptions {
   log(line: string): void;
   /** The reconcilers' settings (tests shorten them). */
   settings?: Partial<ReconcileContext["settings"]>;
+  /** A build still running after this long fails (default 30 minutes). */
+  buildDeadlineMs?: number;
+  /**
+   * Where builds go: `STATE/builds`, or a directory of its own under /var/tmp/modelship when
+   * model code runs as a user of its own (this process is root).
+   */
+  buildsDir?: string;
+}
+
+/** What of this installation model code reads: the workers and the build script. */
+const MODEL_RUNTIME_FILES = [
+  "../../../runtime/python/modelship/worker.py",
+  "../../../runtime/r/worker.R",
+  "../../../runtime/scripts/local-build.sh",
+].map((path) => fileURLToPath(new URL(path, import.meta.url)));
+
+/** The longest path of a Unix socket Linux takes (sun_path is 108 bytes, with its NUL). */
+const MAX_SOCKET_PATH = 107;
+/** A socket's name in the directory: 12 hex digits and ".sock". */
+const SOCKET_NAME_LENGTH = 17;
+
+/**
+ * The replicas' socket directory: STATE/sockets, or — when a state directory's path is too long
+ * for a socket's — one under the system's temporary directory, named after the state directory.
+ * Either way it is made 0700 by start(): the gateway (this process) can connect, no other user.
+ */
+export function replicaSocketDir(stateDir: string, temporary: string = tmpdir()): string {
+  const inState = join(resolve(stateDir), "sockets");
+  if (inState.length + 1 + SOCKET_NAME_LENGTH <= MAX_SOCKET_PATH) return inState;
+  const id = createHash("sha256").update(resolve(stateDir)).digest("hex").slice(0, 16);
+  return join(temporary, `modelship-sockets-${id}`);
+}
+
+/**
+ * Makes `path` a directory only this process's user may enter, or refuses: one that is a link,
+ * or is someone else's (made in /tmp before us, say), could let them reach the replicas.
+ */
+export async function privateDirectory(path: string): Promise<void> {
+  await mkdir(path, { recursive: true, mode: 0o700 });
+  const stats = await lstat(path);
+  const uid = process.getuid?.();
+  if (!stats.isDirectory() || (uid !== undefined && stats.uid !== uid)) {
+    throw new Error(
+      `${path} is not a directory of this user's (uid ${uid}): remove it; modelship makes it, mode 0700`,
+    );
+  }
+  // mkdir leaves an existing directory's mode as it was.
+  await chmod(path, 0o700);
 }
 
 /** The name of the ModelRepository that `modelship up` creates. */
 export const UP_REPOSITORY = "local";
 const NAMESPACE = "default";
 
-/** Builds in the state directory, from a source tree exported from git at the build's commit. */
+/**
+ * Builds in the builds directory, from a source tree exported from git at the build's commit,
+ * as the model user when there is one (see sandbox.ts): its files are the model's, apart from
+ * the state directory.
+ */
 class LocalBuilderPort implements Builder {
-  private readonly builder = new LocalBuilder();
-  private readonly stateDir: string;
+  private readonly builder: LocalBuilder;
+  private readonly buildsDir: string;
+  private readonly user: ModelUser | undefined;
   private readonly sourceOf: (build: ModelBuild) => GitSource;
 
-  constructor(stateDir: string, sourceOf: (build: ModelBuild) => GitSource) {
-    this.stateDir = stateDir;
-    this.sourceOf = sourceOf;
+  constructor(options: {
+    buildsDir: string;
+    user: ModelUser | undefined;
+    deadlineMs: number | undefined;
+    sourceOf: (build: ModelBuild) => GitSource;
+  }) {
+    this.buildsDir = options.buildsDir;
+    this.user = options.user;
+    this.sourceOf = options.sourceOf;
+    this.builder = new LocalBuilder(
+      options.deadlineMs === undefined ? {} : { deadlineMs: options.deadlineMs },
+    );
   }
 
   private nameOf(build: ModelBuild): string {
@@ -63,12 +129,7 @@ class LocalBuilderPort implements Builder {
   }
 
   outputDir(build: ModelBuild): string {
-    return join(
-      this.stateDir,
-      "builds",
-      build.metadata.namespace ?? NAMESPACE,
-      build.metadata.name,
-    );
+    return join(this.buildsDir, build.metadata.namespace ?? NAMESPACE, build.metadata.name);
   }
 
   async start(build: ModelBuild, _options?: CallOptions): Promise<void> {
@@ -78,18 +139,25 @@ class LocalBuilderPort implements Builder {
     // What a build interrupted by a restart left behind is not a build: start afresh.
     await removeTree(outputDir);
     const sourceDir = join(
-      this.stateDir,
-      "work",
+      this.buildsDir,
+      ".work",
       `${build.metadata.namespace ?? NAMESPACE}-${build.metadata.name}`,
     );
     await removeTree(sourceDir);
     await this.sourceOf(build).exportTree(build.spec.commit, build.spec.sourcePath, sourceDir);
+    // The build runs as the model user: it reads its source and makes its output directory.
+    await mkdir(dirname(outputDir), { recursive: true });
+    if (this.user) {
+      await chownTree(sourceDir, this.user);
+      await chown(dirname(outputDir), this.user.uid, this.user.gid);
+    }
     this.builder.start({
       name,
       runtime: build.spec.runtime,
       sourceDir,
       outputDir,
       ...(build.spec.buildScript ? { buildScript: build.spec.buildScript } : {}),
+      ...(this.user ? { user: this.user } : {}),
     });
   }
 
@@ -104,14 +172,27 @@ class LocalBuilderPort implements Builder {
     return this.builder.logs(this.nameOf(build));
   }
 
-  /** Frees a collected build: its directory (a venv is tens of MB) and its log. */
+  /**
+   * Ends the build if it still runs (killing its process tree) and frees what it left: its
+   * directory (a venv is tens of MB) and its log.
+   */
   async remove(build: ModelBuild, _options?: CallOptions): Promise<void> {
-    this.builder.forget(this.nameOf(build));
+    await this.builder.cancel(this.nameOf(build));
     await removeTree(this.outputDir(build));
   }
 
   stop(): Promise<void> {
     return this.builder.stop();
+  }
+}
+
+/** Gives a directory and everything in it to `user` (the export was made as this process). */
+async function chownTree(path: string, user: ModelUser): Promise<void> {
+  await lchown(path, user.uid, user.gid);
+  for (const entry of await readdir(path, { withFileTypes: true })) {
+    const child = join(path, entry.name);
+    if (entry.isDirectory()) await chownTree(child, user);
+    else await lchown(child, user.uid, user.gid);
   }
 }
 
@@ -136,6 +217,11 @@ export class LocalPlatform {
   readonly gateway: Gateway;
   readonly controller: Controller;
   readonly builder: LocalBuilderPort;
+  /** Who model code runs as (undefined: this process's own user). */
+  readonly modelUser: ModelUser | undefined;
+  readonly buildsDir: string;
+  /** Where the replicas' sockets are: a directory only this process's user may enter. */
+  readonly socketDir: string;
   /** The controller's metrics (served on the admin API's /metrics). */
   readonly metrics = new Registry();
   gatewayUrl = "";
@@ -156,19 +242,31 @@ export class LocalPlatform {
     );
     this.keys = new KeyStore(join(stateDir, "secrets", "keys.json"));
     this.gateway = new Gateway({ processMetrics: true });
+    this.modelUser = modelUser();
+    this.socketDir = replicaSocketDir(stateDir);
     this.runtime = new LocalRuntime({
       onChange: (deployment) => {
         this.scheduleGatewayRefresh();
         this.controller.add({ kind: "ModelDeployment", ...deployment });
       },
+      socketDir: this.socketDir,
+      user: this.modelUser,
       log,
     });
-    this.builder = new LocalBuilderPort(stateDir, (build) =>
-      this.sources.named({
-        namespace: build.metadata.namespace ?? NAMESPACE,
-        name: build.spec.repository ?? UP_REPOSITORY,
-      }),
-    );
+    // With a user of its own, model code cannot even look into the state directory: its builds
+    // live elsewhere (sandbox.ts).
+    this.buildsDir = options.buildsDir ?? defaultBuildsDir(stateDir, this.modelUser);
+    if (this.modelUser) checkModelUserReads(this.modelUser, MODEL_RUNTIME_FILES);
+    this.builder = new LocalBuilderPort({
+      buildsDir: this.buildsDir,
+      user: this.modelUser,
+      deadlineMs: options.buildDeadlineMs,
+      sourceOf: (build) =>
+        this.sources.named({
+          namespace: build.metadata.namespace ?? NAMESPACE,
+          name: build.spec.repository ?? UP_REPOSITORY,
+        }),
+    });
     const context: ReconcileContext = {
       store: this.store,
       builder: this.builder,
@@ -188,6 +286,7 @@ export class LocalPlatform {
 
   async start(): Promise<void> {
     const { options } = this;
+    await privateDirectory(this.socketDir);
     this.gatewayUrl = await listen(this.gateway.server, options.host, options.gatewayPort);
     this.stopWatching = this.store.watch((event) => {
       this.controller.onEvent(event);

@@ -2,11 +2,13 @@
 // replaces them one by one on a rollout — start a new replica, wait until it is ready (the
 // gateway starts using it), then take one old replica out of the gateway and stop it once its
 // call in flight is done. A new build that cannot load stops the rollout; the old replicas keep
-// serving. Agents run in this process, each on its own port; their workers are processes.
+// serving. Agents run in this process, each on its own Unix socket in a directory only this
+// process's user may enter: the gateway is the only way to a replica (docs/security.md). Their
+// workers are processes, run as the model user with the model's environment alone.
 import { randomBytes } from "node:crypto";
 import type { Server } from "node:http";
 import { join } from "node:path";
-import { closeServer, listen } from "../../api/http.ts";
+import { closeServer, listenOnSocket } from "../../api/http.ts";
 import { formatName, type NamespacedName } from "../../core/keys.ts";
 import type {
   CallOptions,
@@ -17,6 +19,7 @@ import type {
 } from "../../core/ports.ts";
 import { ReplicaAgent } from "../../replica/agent.ts";
 import { createReplicaServer } from "../../replica/agent-server.ts";
+import { type ModelUser, modelEnvironment } from "./sandbox.ts";
 
 /** How long a new replica may take to load its function before the rollout is called failed. */
 const READY_TIMEOUT_MS = 120_000;
@@ -54,16 +57,24 @@ export function buildDirectory(image: string | undefined): string {
   return image.slice("local:".length);
 }
 
-/** The environment that puts a build's venv or R library in front. */
-export function replicaEnvironment(spec: RolloutSpec, directory: string): Record<string, string> {
+/**
+ * A worker's whole environment: the essentials of this process's (modelEnvironment), the build's
+ * venv or R library in front, and the deployment's `env`. HOME is the build's directory, as it
+ * was for the build script.
+ */
+export function replicaEnvironment(
+  spec: RolloutSpec,
+  directory: string,
+  from: NodeJS.ProcessEnv = process.env,
+): Record<string, string> {
   const base: Record<string, string> =
     spec.build.spec.runtime === "python3"
       ? {
           VIRTUAL_ENV: join(directory, "venv"),
-          PATH: `${join(directory, "venv/bin")}:${process.env.PATH ?? ""}`,
+          PATH: `${join(directory, "venv/bin")}:${from.PATH ?? ""}`,
         }
       : { R_LIBS_USER: join(directory, "rlib") };
-  return { ...base, ...spec.env };
+  return modelEnvironment({ ...base, ...spec.env }, directory, from);
 }
 
 /** CDSW-like replica ids: `<deployment>-<build>-<deploymentId>-<random>`. */
@@ -77,12 +88,23 @@ export class LocalRuntime implements Runtime {
   private readonly onChange: (deployment: NamespacedName) => void;
   private readonly log: (line: string) => void;
 
-  /** `onChange` is called whenever a deployment's replicas or their readiness change. */
+  private readonly socketDir: string;
+  private readonly user: ModelUser | undefined;
+
+  /**
+   * `onChange` is called whenever a deployment's replicas or their readiness change. Replicas
+   * listen in `socketDir`, which must be a directory only this process's user may enter; their
+   * workers run as `user` (undefined: this process's user).
+   */
   constructor(options: {
     onChange: (deployment: NamespacedName) => void;
+    socketDir: string;
+    user?: ModelUser | undefined;
     log?: (line: string) => void;
   }) {
     this.onChange = options.onChange;
+    this.socketDir = options.socketDir;
+    this.user = options.user;
     this.log = options.log ?? (() => {});
   }
 
@@ -242,11 +264,16 @@ export class LocalRuntime implements Runtime {
       functionName: spec.build.spec.function,
       directory: join(directory, "src"),
       env: replicaEnvironment(spec, directory),
+      ...(this.user ? { uid: this.user.uid, gid: this.user.gid } : {}),
       timeoutSeconds: spec.timeoutSeconds,
       onStateChange: () => this.onChange(spec.deployment),
     });
     const server = createReplicaServer(agent);
-    const url = await listen(server, "127.0.0.1", 0);
+    // A short random name: a socket's path must stay under 108 bytes, whatever the ids.
+    const url = await listenOnSocket(
+      server,
+      join(this.socketDir, `${randomBytes(6).toString("hex")}.sock`),
+    );
     agent.start();
     return {
       id: agent.options.replicaId,

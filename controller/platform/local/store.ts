@@ -5,8 +5,7 @@
 // a delete waits for finalizers. It also keeps the events (the records `describe` shows), as the
 // API server keeps Events.
 import { randomUUID } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
-import { dirname } from "node:path";
+import { existsSync } from "node:fs";
 import { canonicalJson } from "../../api/canonical-json.ts";
 import type { Kind } from "../../api/schemas.ts";
 import { NotFoundError } from "../../core/errors.ts";
@@ -19,6 +18,7 @@ import type {
   StoredMetadata,
   WatchEvent,
 } from "../../core/ports.ts";
+import { isRecord, readStateFile, writeFileAtomic } from "./state-files.ts";
 
 interface StoreFile {
   version: 1;
@@ -32,6 +32,26 @@ type StoredResource = Resource & { metadata: Resource["metadata"] & StoredMetada
 
 /** Events kept, the oldest dropped first (the API server keeps them for an hour). */
 const MAX_EVENTS = 1000;
+
+/** What is wrong with a state file's content, if anything. */
+export function storeFileProblem(value: unknown): string | undefined {
+  if (!isRecord(value)) return "not an object";
+  if (value.version !== 1) return `version ${JSON.stringify(value.version)}, not 1`;
+  for (const field of ["resourceVersion", "lastDeploymentId"]) {
+    if (!Number.isInteger(value[field])) return `no whole number "${field}"`;
+  }
+  if (!Array.isArray(value.objects)) return 'no "objects" list';
+  const bad = value.objects.findIndex(
+    (object) =>
+      !isRecord(object) ||
+      typeof object.kind !== "string" ||
+      !isRecord(object.metadata) ||
+      typeof object.metadata.name !== "string",
+  );
+  if (bad !== -1) return `object ${bad} has no kind or name`;
+  if (value.events !== undefined && !Array.isArray(value.events)) return '"events" is not a list';
+  return undefined;
+}
 
 function keyOf(kind: string, namespace: string, name: string): string {
   return `${kind}/${namespace}/${name}`;
@@ -54,14 +74,11 @@ export class LocalStore implements Store {
   }
 
   private load(file: string): void {
-    let data: StoreFile;
-    try {
-      data = JSON.parse(readFileSync(file, "utf8")) as StoreFile;
-    } catch (error) {
-      throw new Error(
-        `the state file ${file} is damaged (${(error as Error).message}); move it away to start afresh`,
-      );
-    }
+    const data = readStateFile<StoreFile>(
+      file,
+      storeFileProblem,
+      "every build, deployment and event it holds is forgotten, and all is built again",
+    );
     this.resourceVersion = data.resourceVersion;
     this.lastDeploymentId = data.lastDeploymentId;
     this.events = data.events ?? [];
@@ -80,11 +97,8 @@ export class LocalStore implements Store {
       objects: [...this.objects.values()],
       events: this.events,
     };
-    mkdirSync(dirname(this.file), { recursive: true });
-    // Write then rename: a crash mid-write leaves the previous file whole.
-    const temporary = `${this.file}.${process.pid}.tmp`;
-    writeFileSync(temporary, JSON.stringify(data));
-    renameSync(temporary, this.file);
+    // 0600: the objects carry spec.env, which may hold what only the model should know.
+    writeFileAtomic(this.file, JSON.stringify(data), 0o600);
   }
 
   private emit(event: WatchEvent): void {
