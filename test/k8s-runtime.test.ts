@@ -13,6 +13,7 @@ import type { RolloutSpec } from "../controller/core/ports.ts";
 import { Gateway } from "../controller/gateway/gateway.ts";
 import { KubeClient, loadKubeConfig } from "../controller/platform/kubernetes/client.ts";
 import { KubeGatewayFeed } from "../controller/platform/kubernetes/gateway-feed.ts";
+import { replicaSecretOf } from "../controller/platform/kubernetes/replica-secret.ts";
 import { KubeRuntime } from "../controller/platform/kubernetes/runtime.ts";
 import { PROJECT_ROOT } from "./helpers/cli.ts";
 import { eventually } from "./helpers/replica.ts";
@@ -27,6 +28,7 @@ let cluster: TestCluster;
 let client: KubeClient;
 let runtime: KubeRuntime;
 const woken: string[] = [];
+const REPLICA_KEY = "the installation's replica key";
 let ownerUid = "";
 
 beforeAll(async () => {
@@ -66,7 +68,9 @@ beforeAll(async () => {
     "jsonpath={.metadata.uid}",
   ]);
   installationLookalike();
-  runtime = new KubeRuntime(client, NAMESPACE, (deployment) => woken.push(deployment.name));
+  runtime = new KubeRuntime(client, NAMESPACE, (deployment) => woken.push(deployment.name), {
+    replicaKey: async () => REPLICA_KEY,
+  });
   await runtime.start();
 }, 240_000);
 
@@ -164,11 +168,16 @@ function rollout(overrides: Partial<RolloutSpec> = {}): RolloutSpec {
 }
 
 describe("KubeRuntime on a real API server", () => {
-  it("applies a Deployment and a Service labelled as ours and owned by the ModelDeployment", async () => {
+  it("applies a Deployment, a Service, a Secret and a NetworkPolicy labelled as ours and owned by the ModelDeployment", async () => {
     await runtime.apply(rollout());
     await eventually(() => runtime.status(SCORER)?.complete === true, 60_000);
-    for (const kind of ["deployment", "service"]) {
-      const object = getJson(kind, "scorer");
+    for (const [kind, name] of [
+      ["deployment", "scorer"],
+      ["service", "scorer"],
+      ["secret", "modelship-replica-scorer"],
+      ["networkpolicy", "scorer"],
+    ] as const) {
+      const object = getJson(kind, name);
       expect(object.metadata.labels).toMatchObject({
         "app.kubernetes.io/managed-by": "modelship",
         "modelship.dev/deployment": "scorer",
@@ -187,7 +196,41 @@ describe("KubeRuntime on a real API server", () => {
     }
     expect(runtime.status(SCORER)).toEqual({ readyReplicas: 2, replicas: 2, complete: true });
     expect(woken).toContain("scorer");
+    const secret = getJson("secret", "modelship-replica-scorer");
+    expect(Buffer.from(secret.data["gateway-secret"], "base64").toString()).toBe(
+      replicaSecretOf(REPLICA_KEY, SCORER),
+    );
   }, 90_000);
+
+  it.each([
+    ["deleted", ["delete", "secret", "modelship-replica-scorer"]],
+    [
+      "edited",
+      [
+        "patch",
+        "secret",
+        "modelship-replica-scorer",
+        "--type=merge",
+        `-p={"data":{"gateway-secret":"${Buffer.from("guessable").toString("base64")}"}}`,
+      ],
+    ],
+  ])(
+    "reports the replicas' Secret %s by hand as drift, and the next apply puts it back",
+    async (_, edit) => {
+      cluster.kubectlOk([...edit, "-n", NAMESPACE]);
+      await eventually(() => runtime.status(SCORER)?.drifted !== undefined, 10_000);
+      expect(runtime.status(SCORER)?.drifted).toMatch(
+        /^Secret modelship-replica-scorer (is missing|holds another gateway secret)$/,
+      );
+      await runtime.apply(rollout());
+      expect(runtime.status(SCORER)?.drifted).toBeUndefined();
+      const secret = getJson("secret", "modelship-replica-scorer");
+      expect(Buffer.from(secret.data["gateway-secret"], "base64").toString()).toBe(
+        replicaSecretOf(REPLICA_KEY, SCORER),
+      );
+    },
+    30_000,
+  );
 
   it("finds the replicas in EndpointSlices, which carry the Service's labels; pod IPs are kwok's", async () => {
     await eventually(() => runtime.replicas(SCORER).filter((r) => r.ready).length === 2, 30_000);
@@ -363,10 +406,12 @@ describe("KubeRuntime on a real API server", () => {
     30_000,
   );
 
-  it("stop() deletes its own Deployment and Service", async () => {
+  it("stop() deletes its own Deployment, Service, Secret and NetworkPolicy", async () => {
     await runtime.stop(SCORER);
     expect(exists("deployment", "scorer")).toBe(false);
     expect(exists("service", "scorer")).toBe(false);
+    expect(exists("secret", "modelship-replica-scorer")).toBe(false);
+    expect(exists("networkpolicy", "scorer")).toBe(false);
     expect(runtime.status(SCORER)).toBeUndefined();
     expect(exists("deployment", INSTALLATION.name)).toBe(true);
   });

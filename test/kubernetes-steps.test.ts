@@ -299,7 +299,7 @@ describe("workloadObjects", () => {
     resources: { cpu: "500m", memory: "2Gi", gpu: 1 },
     ownerUid: "uid-9",
   };
-  const [deployment, service] = workloadObjects(spec) as any[];
+  const { deployment, service, secret, networkPolicy } = workloadObjects(spec, "s3cret") as any;
   const container = deployment.spec.template.spec.containers[0];
 
   it("rolls out without lowering capacity, and marks the rollout in the template", () => {
@@ -323,7 +323,12 @@ describe("workloadObjects", () => {
       requests: { cpu: "500m", memory: "2Gi" },
       limits: { memory: "2Gi", "nvidia.com/gpu": "1" },
     });
-    expect(container.env.map((variable: any) => variable.name)).toEqual(["POD_NAME", "A", "B"]);
+    expect(container.env.map((variable: any) => variable.name)).toEqual([
+      "POD_NAME",
+      "MODELSHIP_GATEWAY_SECRET",
+      "A",
+      "B",
+    ]);
     expect(container.args).toEqual(["--replica-id", "$(POD_NAME)", "--timeout-seconds", "30"]);
   });
 
@@ -332,9 +337,36 @@ describe("workloadObjects", () => {
     expect(service.spec.ports).toEqual([{ name: "http", port: 80, targetPort: "http" }]);
   });
 
+  it("gives the agent the deployment's gateway secret from a Secret, never in the pod spec", () => {
+    expect(secret.metadata.name).toBe("modelship-replica-iris");
+    expect(Buffer.from(secret.data["gateway-secret"], "base64").toString()).toBe("s3cret");
+    expect(container.env[1]).toEqual({
+      name: "MODELSHIP_GATEWAY_SECRET",
+      valueFrom: { secretKeyRef: { name: "modelship-replica-iris", key: "gateway-secret" } },
+    });
+    expect(JSON.stringify(deployment)).not.toContain("s3cret");
+  });
+
+  it("lets only the gateway's pods reach the replicas' port", () => {
+    expect(networkPolicy.spec).toEqual({
+      podSelector: { matchLabels: { "modelship.dev/deployment": "iris" } },
+      policyTypes: ["Ingress"],
+      ingress: [
+        {
+          from: [
+            { podSelector: { matchLabels: { "app.kubernetes.io/name": "modelship-gateway" } } },
+          ],
+          ports: [{ protocol: "TCP", port: 8080 }],
+        },
+      ],
+    });
+  });
+
   it.each([
     ["the Deployment", deployment],
     ["the Service", service],
+    ["the Secret", secret],
+    ["the NetworkPolicy", networkPolicy],
     ["the pod template", deployment.spec.template],
   ])("labels %s as ours, for its ModelDeployment and Model", (_, object) => {
     expect(object.metadata.labels).toMatchObject({
@@ -345,10 +377,12 @@ describe("workloadObjects", () => {
   });
 
   it.each([
-    ["the Deployment", deployment],
-    ["the Service", service],
-  ])("makes the ModelDeployment the controller of %s", (_, object) => {
-    expect(object.metadata).toMatchObject({ name: "iris", namespace: "models" });
+    ["the Deployment", deployment, "iris"],
+    ["the Service", service, "iris"],
+    ["the Secret", secret, "modelship-replica-iris"],
+    ["the NetworkPolicy", networkPolicy, "iris"],
+  ])("makes the ModelDeployment the controller of %s", (_, object, name) => {
+    expect(object.metadata).toMatchObject({ name, namespace: "models" });
     expect(object.metadata.ownerReferences).toEqual([
       {
         apiVersion: "modelship.dev/v1alpha1",
@@ -363,8 +397,9 @@ describe("workloadObjects", () => {
 
   it("names no owner without the ModelDeployment's uid", () => {
     const { ownerUid: _, ...unowned } = spec;
-    const [alone] = workloadObjects(unowned) as any[];
-    expect(alone.metadata.ownerReferences).toBeUndefined();
+    const alone = workloadObjects(unowned, "s3cret") as any;
+    expect(alone.deployment.metadata.ownerReferences).toBeUndefined();
+    expect(alone.secret.metadata.ownerReferences).toBeUndefined();
   });
 });
 
@@ -398,16 +433,20 @@ describe("isOurs (what stop() may delete)", () => {
 describe("driftOf (the live workload against the last apply)", () => {
   const built = build();
   built.status = { phase: "Succeeded", image: "registry/iris@sha256:1" };
-  const [deployment, service] = workloadObjects({
-    deployment: { namespace: "models", name: "iris" },
-    model: "iris",
-    deploymentId: 7,
-    build: built,
-    replicas: 3,
-    env: {},
-    timeoutSeconds: 30,
-  });
-  const wanted = { deployment, service };
+  const wanted = workloadObjects(
+    {
+      deployment: { namespace: "models", name: "iris" },
+      model: "iris",
+      deploymentId: 7,
+      build: built,
+      replicas: 3,
+      env: {},
+      timeoutSeconds: 30,
+    },
+    "s3cret",
+  );
+  const { deployment, service, secret, networkPolicy } = wanted;
+  const guarded = { service, secret, networkPolicy };
   /** The wanted Deployment as the API server returns it, changed by `edit`. */
   const live = (edit: (object: any) => void = () => {}): DeploymentObject => {
     const object = structuredClone(deployment) as any;
@@ -420,13 +459,41 @@ describe("driftOf (the live workload against the last apply)", () => {
     edit(object);
     return object;
   };
-  it.each<[string, { deployment?: DeploymentObject; service?: object }, string | undefined]>([
-    ["as applied, with server defaults", { deployment: live(), service }, undefined],
-    ["the Deployment deleted", { service }, "Deployment iris is missing"],
-    ["the Service deleted", { deployment: live() }, "Service iris is missing"],
+  it.each<[string, Record<string, object | undefined>, string | undefined]>([
+    ["as applied, with server defaults", { deployment: live(), ...guarded }, undefined],
+    ["the Deployment deleted", { ...guarded }, "Deployment iris is missing"],
+    [
+      "the Service deleted",
+      { deployment: live(), ...guarded, service: undefined },
+      "Service iris is missing",
+    ],
+    [
+      "the Secret deleted",
+      { deployment: live(), ...guarded, secret: undefined },
+      "Secret modelship-replica-iris is missing",
+    ],
+    [
+      "the Secret edited",
+      { deployment: live(), ...guarded, secret: { ...secret, data: { "gateway-secret": "eA==" } } },
+      "Secret modelship-replica-iris holds another gateway secret",
+    ],
+    [
+      "the NetworkPolicy deleted",
+      { deployment: live(), ...guarded, networkPolicy: undefined },
+      "NetworkPolicy iris is missing",
+    ],
+    [
+      "the NetworkPolicy opened to every pod",
+      {
+        deployment: live(),
+        ...guarded,
+        networkPolicy: { ...networkPolicy, spec: { ...networkPolicy.spec, ingress: [{}] } },
+      },
+      "NetworkPolicy iris lets in other callers than the gateway",
+    ],
     [
       "scaled by hand",
-      { deployment: live((object) => (object.spec.replicas = 1)), service },
+      { deployment: live((object) => (object.spec.replicas = 1)), ...guarded },
       "Deployment iris has 1 replicas, not 3",
     ],
     [
@@ -436,7 +503,7 @@ describe("driftOf (the live workload against the last apply)", () => {
           (object) =>
             (object.spec.template.metadata.annotations["modelship.dev/deployment-id"] = "6"),
         ),
-        service,
+        ...guarded,
       },
       "Deployment iris runs deployment id 6, not 7",
     ],
@@ -444,7 +511,7 @@ describe("driftOf (the live workload against the last apply)", () => {
       "another image",
       {
         deployment: live((object) => (object.spec.template.spec.containers[0].image = "x:1")),
-        service,
+        ...guarded,
       },
       "Deployment iris runs image x:1, not registry/iris@sha256:1",
     ],

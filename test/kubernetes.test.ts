@@ -277,6 +277,32 @@ spec:
       const accessKey = Buffer.from(secret.data["access.scorer"], "base64").toString("utf8");
       expect(accessKey).toMatch(/^[a-z2-7]{32}$/);
       expect(route?.accessKeySha256).toBe(hashKey(accessKey));
+      // No way around the gateway: each replica gets the deployment's secret, which its pods
+      // read from a Secret of their own, and only the gateway's pods may reach them.
+      const shared = Buffer.from(
+        (await getJson("secret", "modelship-replica-scorer")).data["gateway-secret"],
+        "base64",
+      ).toString("utf8");
+      expect(shared).toMatch(/^[0-9a-f]{64}$/);
+      expect(route?.replicas.map((replica) => replica.secret)).toEqual([shared, shared, shared]);
+      const container = (await getJson("deployment", "scorer")).spec.template.spec.containers[0];
+      expect(container.env).toContainEqual({
+        name: "MODELSHIP_GATEWAY_SECRET",
+        valueFrom: { secretKeyRef: { name: "modelship-replica-scorer", key: "gateway-secret" } },
+      });
+      expect(JSON.stringify(container)).not.toContain(shared);
+      const policy = await getJson("networkpolicy", "scorer");
+      expect(policy.spec.podSelector).toEqual({
+        matchLabels: { "modelship.dev/deployment": "scorer" },
+      });
+      expect(policy.spec.ingress).toEqual([
+        {
+          from: [
+            { podSelector: { matchLabels: { "app.kubernetes.io/name": "modelship-gateway" } } },
+          ],
+          ports: [{ protocol: "TCP", port: 8080 }],
+        },
+      ]);
     } finally {
       await feed.stop();
       await gateway.close();
@@ -307,7 +333,9 @@ spec:
     );
     const controllerClient = await clientAs("modelship-controller");
     const store = new KubeStore(controllerClient, NAMESPACE);
-    const runtime = new KubeRuntime(controllerClient, NAMESPACE, () => {});
+    const runtime = new KubeRuntime(controllerClient, NAMESPACE, () => {}, {
+      replicaKey: async () => "a key",
+    });
     try {
       await within(feed.start(), "the gateway feed");
       expect(feed.config().models.map((model) => model.name)).toContain("scorer");
@@ -342,6 +370,10 @@ spec:
       ["update", "leases.coordination.k8s.io"],
       ["update", "configmaps/modelship-state"],
       ["patch", "secrets/modelship-keys"],
+      ["watch", "secrets"],
+      ["delete", "secrets"],
+      ["create", "networkpolicies.networking.k8s.io"],
+      ["delete", "networkpolicies.networking.k8s.io"],
     ] as const) {
       expect(`${verb} ${resource}: ${await can("modelship-controller", verb, resource)}`).toBe(
         `${verb} ${resource}: yes`,
@@ -350,6 +382,7 @@ spec:
     // The gateway only reads, and no Secret but the keys.
     expect(await can("modelship-gateway", "patch", "deployments.apps")).toBe("no");
     expect(await can("modelship-gateway", "get", "secrets/other")).toBe("no");
+    expect(await can("modelship-gateway", "list", "secrets")).toBe("no");
   }, 90_000);
 
   it("rolls a code change out as build 2 in a new ReplicaSet, and git revert back to build 1 with no new Job", async () => {

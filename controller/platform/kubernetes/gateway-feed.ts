@@ -1,6 +1,7 @@
 // The gateway's registry port on Kubernetes: models and deployments from their informers,
 // replicas from EndpointSlices, keys from the Secret `modelship-keys` (`access.<model>` holds a
-// model's access key, `apikeys.json` the hashed API key records). Every change feeds the gateway.
+// model's access key, `apikeys.json` the hashed API key records, `replicas.key` the key each
+// deployment's gateway secret derives from). Every change feeds the gateway.
 // stop() ends the watches and any key read in flight: nothing is left running or connected.
 import type { GatewayConfig } from "../../gateway/config.ts";
 import type { Gateway } from "../../gateway/gateway.ts";
@@ -8,6 +9,7 @@ import { type ApiKeyRecord, hashKey } from "../../gateway/keys.ts";
 import { gatewayConfigFrom } from "../routes.ts";
 import { isNotFound, type KubeClient } from "./client.ts";
 import type { InformerTimings } from "./informer.ts";
+import { REPLICA_KEY_FIELD, replicaSecretOf } from "./replica-secret.ts";
 import { KubeRuntime } from "./runtime.ts";
 import { KubeStore } from "./store.ts";
 
@@ -20,10 +22,11 @@ export class KubeGatewayFeed {
   private readonly client: KubeClient;
   private readonly namespace: string;
   private readonly gateway: Gateway;
-  private keys: { access: Map<string, string>; apiKeys: ApiKeyRecord[] } = {
-    access: new Map(),
-    apiKeys: [],
-  };
+  private keys: {
+    access: Map<string, string>;
+    apiKeys: ApiKeyRecord[];
+    replicaKey: string | undefined;
+  } = { access: new Map(), apiKeys: [], replicaKey: undefined };
   private scheduled = false;
   private keyTimer: NodeJS.Timeout | undefined;
   /** Aborts a key read in flight when the feed stops. */
@@ -87,6 +90,7 @@ export class KubeGatewayFeed {
         apiKeys: JSON.parse(
           decoded.find(([key]) => key === "apikeys.json")?.[1] ?? "[]",
         ) as ApiKeyRecord[],
+        replicaKey: decoded.find(([key]) => key === REPLICA_KEY_FIELD)?.[1],
       };
     } catch (error) {
       if (!isNotFound(error) && !this.stopping.signal.aborted)
@@ -108,11 +112,16 @@ export class KubeGatewayFeed {
     return gatewayConfigFrom({
       store: this.store,
       namespace: this.namespace,
-      readyReplicas: (deployment) =>
-        this.runtime
+      readyReplicas: (deployment) => {
+        const { replicaKey } = this.keys;
+        // Without the key yet (a first start), no secret: the replicas refuse, and are
+        // ejected until the next key read brings it.
+        const secret = replicaKey ? { secret: replicaSecretOf(replicaKey, deployment) } : {};
+        return this.runtime
           .replicas(deployment)
           .filter((replica) => replica.ready)
-          .map(({ id, url }) => ({ id, url })),
+          .map(({ id, url }) => ({ id, url, ...secret }));
+      },
       // The installation's one namespace: the Secret holds `access.<model>`.
       accessKeyHash: (model) => {
         const key = this.keys.access.get(model.name);

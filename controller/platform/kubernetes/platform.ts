@@ -13,6 +13,7 @@ import { KanikoBuilder } from "./builder.ts";
 import { isNotFound, type KubeClient } from "./client.ts";
 import { KubeEventRecorder } from "./events.ts";
 import { KEYS_SECRET } from "./gateway-feed.ts";
+import { newReplicaKey, REPLICA_KEY_FIELD } from "./replica-secret.ts";
 import { KubeRuntime } from "./runtime.ts";
 import type { KubernetesSettings } from "./settings.ts";
 import { KubeStore } from "./store.ts";
@@ -44,6 +45,7 @@ export class KubernetesPlatform {
   private stopWatching: (() => void) | undefined;
   /** Access keys are written one at a time: two Models must not race on one Secret. */
   private keyWrites: Promise<void> = Promise.resolve();
+  private replicaKeyValue: Promise<string> | undefined;
   /** Aborts the platform's own requests (credentials, keys) when it stops. */
   private readonly stopping = new AbortController();
 
@@ -64,7 +66,7 @@ export class KubernetesPlatform {
       client,
       namespace,
       (deployment) => this.controller.add({ kind: "ModelDeployment", ...deployment }),
-      { log, timings: settings.informers },
+      { log, timings: settings.informers, replicaKey: () => this.replicaKey() },
     );
     this.builder = new KanikoBuilder(client, settings, (build) => this.repositoryOfBuild(build));
     this.events = new KubeEventRecorder(client, log, { namespace });
@@ -153,60 +155,97 @@ export class KubernetesPlatform {
    * one; the gateway reads them from there. Existing keys are never replaced here.
    */
   private ensureAccessKey(model: string): void {
-    const { client, settings, log } = this.options;
+    const { log } = this.options;
+    this.keysField(`access.${model}`, generateAccessKey).then(
+      ({ created }) => {
+        if (created) log(`model ${model}: access key created in Secret ${KEYS_SECRET}`);
+      },
+      (error: Error) => {
+        if (!this.stopping.signal.aborted) {
+          log(`model ${model}: cannot write its access key: ${error.message}`);
+        }
+      },
+    );
+  }
+
+  /**
+   * The installation's replica key (`replicas.key` in modelship-keys), made on first use and
+   * then kept in memory: every deployment's gateway secret derives from it (replica-secret.ts).
+   */
+  private replicaKey(): Promise<string> {
+    this.replicaKeyValue ??= this.keysField(REPLICA_KEY_FIELD, newReplicaKey).then(
+      ({ value }) => value,
+    );
+    // A failure (the API server away) is not kept: the next rollout asks again.
+    this.replicaKeyValue.catch(() => {
+      this.replicaKeyValue = undefined;
+    });
+    return this.replicaKeyValue;
+  }
+
+  /**
+   * The value of `field` in the Secret modelship-keys; when it has none, `make()`'s, written
+   * there first. One at a time: two writers must not race on one Secret.
+   */
+  private keysField(
+    field: string,
+    make: () => string,
+  ): Promise<{ value: string; created: boolean }> {
+    const { client, settings } = this.options;
     const path = `/api/v1/namespaces/${settings.namespace}/secrets`;
     const options = { signal: this.stopping.signal };
-    this.keyWrites = this.keyWrites.then(async () => {
-      const field = `access.${model}`;
+    const work = async () => {
+      let secret: { data?: Record<string, string> } | undefined;
       try {
-        let secret: { data?: Record<string, string> } | undefined;
-        try {
-          secret = await client.request(
-            "GET",
-            `${path}/${KEYS_SECRET}`,
-            undefined,
-            undefined,
-            options,
-          );
-        } catch (error) {
-          if (!isNotFound(error)) throw error;
-        }
-        if (secret?.data?.[field]) return;
-        const data = { [field]: Buffer.from(generateAccessKey()).toString("base64") };
-        if (secret) {
-          await client.request(
-            "PATCH",
-            `${path}/${KEYS_SECRET}`,
-            { data },
-            "application/merge-patch+json",
-            options,
-          );
-        } else {
-          await client.request(
-            "POST",
-            path,
-            {
-              apiVersion: "v1",
-              kind: "Secret",
-              metadata: {
-                name: KEYS_SECRET,
-                namespace: settings.namespace,
-                labels: { [LABEL_MANAGED_BY]: MANAGED_BY },
-              },
-              type: "Opaque",
-              data,
-            },
-            undefined,
-            options,
-          );
-        }
-        log(`model ${model}: access key created in Secret ${KEYS_SECRET}`);
+        secret = await client.request(
+          "GET",
+          `${path}/${KEYS_SECRET}`,
+          undefined,
+          undefined,
+          options,
+        );
       } catch (error) {
-        if (!this.stopping.signal.aborted) {
-          log(`model ${model}: cannot write its access key: ${(error as Error).message}`);
-        }
+        if (!isNotFound(error)) throw error;
       }
-    });
+      const stored = secret?.data?.[field];
+      if (stored) return { value: Buffer.from(stored, "base64").toString("utf8"), created: false };
+      const value = make();
+      const data = { [field]: Buffer.from(value).toString("base64") };
+      if (secret) {
+        await client.request(
+          "PATCH",
+          `${path}/${KEYS_SECRET}`,
+          { data },
+          "application/merge-patch+json",
+          options,
+        );
+      } else {
+        await client.request(
+          "POST",
+          path,
+          {
+            apiVersion: "v1",
+            kind: "Secret",
+            metadata: {
+              name: KEYS_SECRET,
+              namespace: settings.namespace,
+              labels: { [LABEL_MANAGED_BY]: MANAGED_BY },
+            },
+            type: "Opaque",
+            data,
+          },
+          undefined,
+          options,
+        );
+      }
+      return { value, created: true };
+    };
+    const result = this.keyWrites.then(work);
+    this.keyWrites = result.then(
+      () => {},
+      () => {},
+    );
+    return result;
   }
 
   /** Fetches every repository now (the webhook). */

@@ -1,6 +1,8 @@
 // The Kubernetes platform's Runtime: a Deployment (rolling, maxUnavailable 0, readiness on the
-// agent's /readyz) and a Service per ModelDeployment. Health comes from the Deployment's own
-// status, as `kubectl rollout status` reads it; replicas come from the Service's EndpointSlices.
+// agent's /readyz) and a Service per ModelDeployment, with a Secret holding the replicas' gateway
+// secret and a NetworkPolicy that lets only the gateway's pods in (docs/security.md). Health
+// comes from the Deployment's own status, as `kubectl rollout status` reads it; replicas come
+// from the Service's EndpointSlices.
 //
 // Ownership: the informers list and watch only objects labelled managed-by modelship; an event
 // reaches a ModelDeployment only through the `modelship.dev/deployment` label, never a name;
@@ -27,9 +29,11 @@ import type {
   RolloutStatus,
   Runtime,
 } from "../../core/ports.ts";
+import { holds } from "../../source/desired.ts";
 import { REPLICA_PORT } from "./build-context.ts";
 import { API_VERSION, isConflict, isNotFound, type KubeClient } from "./client.ts";
 import { Informer, type InformerTimings, type KubeObject, versionOf } from "./informer.ts";
+import { REPLICA_SECRET_FIELD, replicaSecretName, replicaSecretOf } from "./replica-secret.ts";
 
 const ANNOTATION_DEPLOYMENT_ID = "modelship.dev/deployment-id";
 /** How long apply() and stop() wait for their own change to reach the cache. */
@@ -57,6 +61,20 @@ export interface DeploymentObject extends KubeObject {
 
 export type ServiceObject = KubeObject;
 
+export interface SecretObject extends KubeObject {
+  type?: string;
+  data?: Record<string, string>;
+}
+
+export interface NetworkPolicyObject extends KubeObject {
+  spec?: Record<string, unknown>;
+}
+
+/** The gateway's pods: the only ones a replica lets in (kustomize/base/gateway.yaml). */
+export const GATEWAY_POD_LABELS = { "app.kubernetes.io/name": "modelship-gateway" };
+/** Where the agent reads the gateway secret (modelship replica). */
+const GATEWAY_SECRET_ENV = "MODELSHIP_GATEWAY_SECRET";
+
 interface EndpointSlice extends KubeObject {
   endpoints?: {
     addresses: string[];
@@ -69,12 +87,16 @@ interface EndpointSlice extends KubeObject {
 export interface LiveWorkload {
   deployment?: DeploymentObject;
   service?: ServiceObject;
+  secret?: SecretObject;
+  networkPolicy?: NetworkPolicyObject;
 }
 
 /** What apply() asks for. */
 export interface WantedWorkload {
   deployment: DeploymentObject;
   service: ServiceObject;
+  secret: SecretObject;
+  networkPolicy: NetworkPolicyObject;
 }
 
 /** `kubectl rollout status`'s reading of a Deployment, for one rollout (deploymentId). */
@@ -132,6 +154,17 @@ export function driftOf(live: LiveWorkload, wanted: WantedWorkload): string | un
   if (image !== imageOf(wanted.deployment)) {
     return `Deployment ${name} runs image ${image}, not ${imageOf(wanted.deployment)}`;
   }
+  const secretName = wanted.secret.metadata.name;
+  if (!live.secret) return `Secret ${secretName} is missing`;
+  if (live.secret.data?.[REPLICA_SECRET_FIELD] !== wanted.secret.data?.[REPLICA_SECRET_FIELD]) {
+    // Never the values themselves: they are secrets.
+    return `Secret ${secretName} holds another gateway secret`;
+  }
+  if (!live.networkPolicy) return `NetworkPolicy ${name} is missing`;
+  // The API server writes fields in its own order, and may add defaults: holds() sees past both.
+  if (!holds(live.networkPolicy.spec, wanted.networkPolicy.spec)) {
+    return `NetworkPolicy ${name} lets in other callers than the gateway`;
+  }
   return undefined;
 }
 
@@ -146,8 +179,11 @@ function quantity(value: string | number | undefined): string | undefined {
   return value === undefined ? undefined : String(value);
 }
 
-/** The Deployment and Service for a rollout, in the ModelDeployment's namespace. */
-export function workloadObjects(spec: RolloutSpec): [DeploymentObject, ServiceObject] {
+/**
+ * The Deployment, Service, Secret and NetworkPolicy for a rollout, in the ModelDeployment's
+ * namespace. `replicaSecret` is the deployment's gateway secret (replicaSecretOf).
+ */
+export function workloadObjects(spec: RolloutSpec, replicaSecret: string): WantedWorkload {
   const { namespace, name } = spec.deployment;
   const labels = ownedLabels({
     "app.kubernetes.io/name": "modelship-replica",
@@ -209,6 +245,13 @@ export function workloadObjects(spec: RolloutSpec): [DeploymentObject, ServiceOb
               ],
               env: [
                 { name: "POD_NAME", valueFrom: { fieldRef: { fieldPath: "metadata.name" } } },
+                // The agent's, not the model's: `modelship replica` keeps MODELSHIP_* to itself.
+                {
+                  name: GATEWAY_SECRET_ENV,
+                  valueFrom: {
+                    secretKeyRef: { name: replicaSecretName(name), key: REPLICA_SECRET_FIELD },
+                  },
+                },
                 ...Object.entries(spec.env)
                   .sort(([a], [b]) => a.localeCompare(b))
                   .map(([key, value]) => ({ name: key, value })),
@@ -232,7 +275,31 @@ export function workloadObjects(spec: RolloutSpec): [DeploymentObject, ServiceOb
       ports: [{ name: "http", port: 80, targetPort: "http" }],
     },
   };
-  return [deployment, service];
+  const secret: SecretObject = {
+    apiVersion: "v1",
+    kind: "Secret",
+    metadata: { name: replicaSecretName(name), namespace, labels, ...owner },
+    type: "Opaque",
+    data: { [REPLICA_SECRET_FIELD]: Buffer.from(replicaSecret).toString("base64") },
+  };
+  // No way around the gateway: only its pods may reach the replicas' port. (The kubelet's
+  // probes come from the node, which network policies do not govern.)
+  const networkPolicy: NetworkPolicyObject = {
+    apiVersion: "networking.k8s.io/v1",
+    kind: "NetworkPolicy",
+    metadata: { name, namespace, labels, ...owner },
+    spec: {
+      podSelector: { matchLabels: { [LABEL_DEPLOYMENT]: name } },
+      policyTypes: ["Ingress"],
+      ingress: [
+        {
+          from: [{ podSelector: { matchLabels: GATEWAY_POD_LABELS } }],
+          ports: [{ protocol: "TCP", port: REPLICA_PORT }],
+        },
+      ],
+    },
+  };
+  return { deployment, service, secret, networkPolicy } as WantedWorkload;
 }
 
 function deploymentPath({ namespace, name }: NamespacedName): string {
@@ -243,15 +310,30 @@ function servicePath({ namespace, name }: NamespacedName): string {
   return `/api/v1/namespaces/${namespace}/services/${encodeURIComponent(name)}`;
 }
 
+function secretPath({ namespace, name }: NamespacedName): string {
+  return `/api/v1/namespaces/${namespace}/secrets/${encodeURIComponent(replicaSecretName(name))}`;
+}
+
+function networkPolicyPath({ namespace, name }: NamespacedName): string {
+  return `/apis/networking.k8s.io/v1/namespaces/${namespace}/networkpolicies/${encodeURIComponent(name)}`;
+}
+
 function fingerprintOf(wanted: WantedWorkload): string {
   return createHash("sha256")
-    .update(JSON.stringify([wanted.deployment, wanted.service]))
+    .update(
+      JSON.stringify([wanted.deployment, wanted.service, wanted.secret, wanted.networkPolicy]),
+    )
     .digest("hex");
 }
 
 export interface KubeRuntimeOptions {
   log?: (line: string) => void;
   timings?: Partial<InformerTimings>;
+  /**
+   * The installation's replica key (replica-secret.ts), from which each deployment's gateway
+   * secret is derived; apply() fails with its error while it cannot be had.
+   */
+  replicaKey?: () => Promise<string>;
 }
 
 export class KubeRuntime implements Runtime {
@@ -259,7 +341,11 @@ export class KubeRuntime implements Runtime {
   private readonly namespace: string;
   private readonly deployments: Informer<DeploymentObject>;
   private readonly services: Informer<ServiceObject>;
+  /** Only a runtime that applies (with a replica key) watches these: the gateway's need not. */
+  private readonly secrets: Informer<SecretObject> | undefined;
+  private readonly networkPolicies: Informer<NetworkPolicyObject> | undefined;
   private readonly slices: Informer<EndpointSlice>;
+  private readonly replicaKey: (() => Promise<string>) | undefined;
   /** What the last apply() asked for, per deployment: what drift is measured against. */
   private readonly applied = new Map<string, WantedWorkload & { fingerprint: string }>();
 
@@ -272,6 +358,7 @@ export class KubeRuntime implements Runtime {
   ) {
     this.client = client;
     this.namespace = namespace;
+    this.replicaKey = options.replicaKey;
     const follow = <T extends KubeObject>(path: string, resource: string): Informer<T> => {
       const informer = new Informer<T>({
         client,
@@ -291,12 +378,22 @@ export class KubeRuntime implements Runtime {
     };
     this.deployments = follow("/apis/apps/v1", "deployments");
     this.services = follow("/api/v1", "services");
+    if (this.replicaKey) {
+      this.secrets = follow("/api/v1", "secrets");
+      this.networkPolicies = follow("/apis/networking.k8s.io/v1", "networkpolicies");
+    }
     // The EndpointSlice controller copies the Service's labels onto its slices.
     this.slices = follow("/apis/discovery.k8s.io/v1", "endpointslices");
   }
 
   private get informers() {
-    return [this.deployments, this.services, this.slices];
+    return [
+      this.deployments,
+      this.services,
+      this.slices,
+      ...(this.secrets ? [this.secrets] : []),
+      ...(this.networkPolicies ? [this.networkPolicies] : []),
+    ];
   }
 
   async start(): Promise<void> {
@@ -308,25 +405,37 @@ export class KubeRuntime implements Runtime {
   }
 
   /** What the caches hold (tests: nothing without our label ever does). */
-  cached(): { deployments: DeploymentObject[]; services: ServiceObject[]; slices: KubeObject[] } {
+  cached(): {
+    deployments: DeploymentObject[];
+    services: ServiceObject[];
+    slices: KubeObject[];
+    secrets: SecretObject[];
+    networkPolicies: NetworkPolicyObject[];
+  } {
     return {
       deployments: this.deployments.list(),
       services: this.services.list(),
       slices: this.slices.list(),
+      secrets: this.secrets?.list() ?? [],
+      networkPolicies: this.networkPolicies?.list() ?? [],
     };
   }
 
   private live(deployment: NamespacedName): LiveWorkload {
     const { namespace, name } = deployment;
-    const found = <T extends KubeObject>(informer: Informer<T>) => {
-      const object = informer.get(namespace, name);
+    const found = <T extends KubeObject>(informer: Informer<T> | undefined, objectName = name) => {
+      const object = informer?.get(namespace, objectName);
       return object && isOurs(object, name) ? object : undefined;
     };
     const live: LiveWorkload = {};
     const liveDeployment = found(this.deployments);
     const liveService = found(this.services);
+    const liveSecret = found(this.secrets, replicaSecretName(name));
+    const liveNetworkPolicy = found(this.networkPolicies);
     if (liveDeployment) live.deployment = liveDeployment;
     if (liveService) live.service = liveService;
+    if (liveSecret) live.secret = liveSecret;
+    if (liveNetworkPolicy) live.networkPolicy = liveNetworkPolicy;
     return live;
   }
 
@@ -336,41 +445,49 @@ export class KubeRuntime implements Runtime {
         `the runtime follows namespace ${this.namespace}, not ${formatName(spec.deployment)}`,
       );
     }
-    const [deployment, service] = workloadObjects(spec);
-    const wanted = { deployment, service, fingerprint: fingerprintOf({ deployment, service }) };
+    if (!this.replicaKey || !this.secrets || !this.networkPolicies) {
+      throw new Error("this runtime only watches: it was made without a replica key");
+    }
+    const secret = replicaSecretOf(await this.replicaKey(), spec.deployment);
+    const objects = workloadObjects(spec, secret);
+    const wanted = { ...objects, fingerprint: fingerprintOf(objects) };
     const key = formatName(spec.deployment);
     const live = this.live(spec.deployment);
     // Nothing new asked and nothing changed by hand: nothing to send.
     if (this.applied.get(key)?.fingerprint === wanted.fingerprint && !driftOf(live, wanted)) {
       return;
     }
-    if (!live.deployment) {
-      await this.refuseNamesake("Deployment", deploymentPath(spec.deployment), options);
+    // The Secret before the pods that read it, the NetworkPolicy before they can be reached.
+    const parts = [
+      [this.secrets, secretPath(spec.deployment), objects.secret, live.secret],
+      [
+        this.networkPolicies,
+        networkPolicyPath(spec.deployment),
+        objects.networkPolicy,
+        live.networkPolicy,
+      ],
+      [this.deployments, deploymentPath(spec.deployment), objects.deployment, live.deployment],
+      [this.services, servicePath(spec.deployment), objects.service, live.service],
+    ] as const;
+    const settled: Promise<void>[] = [];
+    for (const [informer, path, object, existing] of parts) {
+      if (!existing) {
+        await this.refuseNamesake(object.kind ?? "object", path, spec.deployment.name, options);
+      }
+      const applied = await this.client.apply<KubeObject>(path, object, options);
+      // Read your writes: status() right after must not see the old object and call it drift.
+      settled.push(
+        this.settle(
+          informer as Informer<KubeObject>,
+          spec.deployment,
+          (cached) => versionOf(cached) >= versionOf(applied),
+          options,
+          object.metadata.name,
+        ),
+      );
     }
-    if (!live.service) await this.refuseNamesake("Service", servicePath(spec.deployment), options);
-    const appliedDeployment = await this.client.apply<KubeObject>(
-      deploymentPath(spec.deployment),
-      deployment,
-      options,
-    );
-    const appliedService = await this.client.apply<KubeObject>(
-      servicePath(spec.deployment),
-      service,
-      options,
-    );
     this.applied.set(key, wanted);
-    // Read your writes: status() right after must not see the old object and call it drift.
-    const reached = (version: number) => (cached: KubeObject | undefined) =>
-      versionOf(cached) >= version;
-    await Promise.all([
-      this.settle(
-        this.deployments,
-        spec.deployment,
-        reached(versionOf(appliedDeployment)),
-        options,
-      ),
-      this.settle(this.services, spec.deployment, reached(versionOf(appliedService)), options),
-    ]);
+    await Promise.all(settled);
   }
 
   /** Waits (bounded, abortable) until the cache shows `done` for the deployment's object. */
@@ -379,8 +496,9 @@ export class KubeRuntime implements Runtime {
     { namespace, name }: NamespacedName,
     done: (cached: T | undefined) => boolean,
     options: CallOptions,
+    objectName: string = name,
   ): Promise<void> {
-    await informer.waitFor(namespace, name, done, {
+    await informer.waitFor(namespace, objectName, done, {
       timeoutMs: CACHE_WAIT_MS,
       ...(options.signal ? { signal: options.signal } : {}),
     });
@@ -390,7 +508,12 @@ export class KubeRuntime implements Runtime {
    * Throws when an object of that name exists without our labels for this deployment: a
    * server-side apply would silently take it over (another tool's, or the installation's own).
    */
-  private async refuseNamesake(kind: string, path: string, options: CallOptions): Promise<void> {
+  private async refuseNamesake(
+    kind: string,
+    path: string,
+    deployment: string,
+    options: CallOptions,
+  ): Promise<void> {
     let existing: KubeObject;
     try {
       existing = await this.client.request<KubeObject>("GET", path, undefined, undefined, options);
@@ -398,9 +521,9 @@ export class KubeRuntime implements Runtime {
       if (isNotFound(error)) return;
       throw error;
     }
-    if (!isOurs(existing, existing.metadata.name)) {
+    if (!isOurs(existing, deployment)) {
       throw new Error(
-        `${kind} ${existing.metadata.namespace}/${existing.metadata.name} exists and was not made by modelship (it lacks ${LABEL_MANAGED_BY}=${MANAGED_BY} and ${LABEL_DEPLOYMENT}=${existing.metadata.name}): not taking it over`,
+        `${kind} ${existing.metadata.namespace}/${existing.metadata.name} exists and was not made by modelship (it lacks ${LABEL_MANAGED_BY}=${MANAGED_BY} and ${LABEL_DEPLOYMENT}=${deployment}): not taking it over`,
       );
     }
   }
@@ -421,20 +544,18 @@ export class KubeRuntime implements Runtime {
   async stop(deployment: NamespacedName, options: CallOptions = {}): Promise<void> {
     this.applied.delete(formatName(deployment));
     const live = this.live(deployment);
-    await this.deleteOurs(
-      this.deployments,
-      deploymentPath(deployment),
-      deployment,
-      live.deployment,
-      options,
-    );
-    await this.deleteOurs(
-      this.services,
-      servicePath(deployment),
-      deployment,
-      live.service,
-      options,
-    );
+    // The pods first; the Secret they read and the policy that guards them after.
+    const parts = [
+      [this.deployments, deploymentPath(deployment), live.deployment],
+      [this.services, servicePath(deployment), live.service],
+      [this.secrets, secretPath(deployment), live.secret],
+      [this.networkPolicies, networkPolicyPath(deployment), live.networkPolicy],
+    ] as const;
+    for (const [informer, path, object] of parts) {
+      if (informer) {
+        await this.deleteOurs(informer as Informer<KubeObject>, path, deployment, object, options);
+      }
+    }
   }
 
   /**
@@ -449,8 +570,14 @@ export class KubeRuntime implements Runtime {
     options: CallOptions,
   ): Promise<void> {
     const uid = object?.metadata.uid;
-    if (!uid || !(await this.deleteExactly(path, uid, options))) return;
-    await this.settle(informer, deployment, (cached) => cached?.metadata.uid !== uid, options);
+    if (!object || !uid || !(await this.deleteExactly(path, uid, options))) return;
+    await this.settle(
+      informer,
+      deployment,
+      (cached) => cached?.metadata.uid !== uid,
+      options,
+      object.metadata.name,
+    );
   }
 
   /** Deletes the object with this uid; false when it is gone or has been replaced. */
