@@ -153,7 +153,10 @@ describe("the git webhook", () => {
     flooder.kill("SIGTERM");
     await exited;
     const calls = Number(output.trim());
-    expect(calls, "the flood's calls").toBeGreaterThan(1000);
+    // A flood: ten times what the rate limit lets through (10 a second), at the least. How many
+    // more the flooder manages depends on what else the two cores run; what is measured is the
+    // models' throughput beside it.
+    expect(calls, "the flood's calls").toBeGreaterThan(300);
     expect(underFlood / normal, `${underFlood} vs ${normal} calls/s`).toBeGreaterThan(0.8);
     // Three seconds of flood made a sync a second or so, not one per call.
     expect(during - before).toBeLessThanOrEqual(5);
