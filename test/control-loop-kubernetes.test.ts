@@ -29,6 +29,8 @@ beforeAll(async () => {
   kubectl("apply", "-f", join(PROJECT_ROOT, "crds"));
   kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s");
   kubectl("create", "namespace", NAMESPACE);
+  // Where build Jobs run (the installation makes it: kustomize/base/namespace.yaml).
+  kubectl("create", "namespace", DEFAULT_SETTINGS.buildNamespace);
 }, 180_000);
 
 afterAll(async () => {

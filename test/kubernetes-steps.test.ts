@@ -8,6 +8,8 @@ import type { RolloutSpec } from "../controller/core/ports.ts";
 import { dockerfile } from "../controller/platform/kubernetes/build-context.ts";
 import {
   buildJob,
+  buildOfJob,
+  gitSecret,
   imageTag,
   isOwnJob,
   jobName,
@@ -59,18 +61,20 @@ const repository: ModelRepository = {
 };
 
 describe("the build Job", () => {
-  const job = buildJob(build(), repository, {
+  const settings = {
     ...DEFAULT_SETTINGS,
     insecureRegistry: true,
     pushSecret: "push",
-  }) as any;
+  };
+  const job = buildJob(build(), repository, settings, true) as any;
   const pod = job.spec.template.spec;
 
-  it("labels the Job and its pods as ours, for their Model and build", () => {
+  it("labels the Job and its pods as ours, for their Model, build and build's namespace", () => {
     const labels = {
       "app.kubernetes.io/managed-by": "modelship",
       "modelship.dev/model": "iris",
       "modelship.dev/build": "iris-3",
+      "modelship.dev/build-namespace": "models",
     };
     expect(job.metadata.labels).toStrictEqual(labels);
     expect(job.spec.template.metadata.labels).toStrictEqual(labels);
@@ -79,6 +83,11 @@ describe("the build Job", () => {
   it.each<[string, Record<string, string> | undefined, boolean]>([
     ["ours, for this build", job.metadata.labels, true],
     ["ours, for another build", { ...job.metadata.labels, "modelship.dev/build": "iris-4" }, false],
+    [
+      "ours, for a namesake build of another namespace",
+      { ...job.metadata.labels, "modelship.dev/build-namespace": "team-b" },
+      false,
+    ],
     ["someone else's, with our build label", { "modelship.dev/build": "iris-3" }, false],
     ["no labels", undefined, false],
   ])("isOwnJob: %s → %s", (_, labels, expected) => {
@@ -87,14 +96,14 @@ describe("the build Job", () => {
     ).toBe(expected);
   });
 
-  it("is named after the build, owned by it, and bounded in time", () => {
-    expect(job.metadata).toMatchObject({ name: "build-iris-3", namespace: "models" });
-    expect(job.metadata.ownerReferences[0]).toMatchObject({
-      kind: "ModelBuild",
-      name: "iris-3",
-      uid: "uid-1",
-      controller: true,
+  it("is named after the build and its namespace, runs in the build namespace, and is bounded in time", () => {
+    expect(job.metadata).toMatchObject({
+      name: "build-models-iris-3",
+      namespace: DEFAULT_SETTINGS.buildNamespace,
     });
+    // An owner reference cannot point to another namespace: labels tie it to its build.
+    expect(job.metadata.ownerReferences).toBeUndefined();
+    expect(buildOfJob(job)).toStrictEqual({ namespace: "models", name: "iris-3" });
     expect(job.spec).toMatchObject({
       backoffLimit: 1,
       activeDeadlineSeconds: 3600,
@@ -102,7 +111,7 @@ describe("the build Job", () => {
     });
   });
 
-  it("makes the context in an init container, with the token from the repository's Secret", () => {
+  it("makes the context in an init container, with the token from the build's own Secret", () => {
     const [init] = pod.initContainers;
     expect(init.image).toBe(DEFAULT_SETTINGS.modelshipImage);
     expect(init.args.slice(0, 7)).toEqual([
@@ -118,10 +127,48 @@ describe("the build Job", () => {
     expect(
       init.env.map((variable: any) => [variable.name, variable.valueFrom.secretKeyRef.name]),
     ).toEqual([
-      ["MODELSHIP_GIT_TOKEN", "git-token"],
-      ["MODELSHIP_GIT_USERNAME", "git-token"],
-      ["MODELSHIP_GIT_PASSWORD", "git-token"],
+      ["MODELSHIP_GIT_TOKEN", "build-models-iris-3-git"],
+      ["MODELSHIP_GIT_USERNAME", "build-models-iris-3-git"],
     ]);
+    // Without credentials, no Secret is read at all.
+    const open = buildJob(build(), repository, settings, false) as any;
+    expect(open.spec.template.spec.initContainers[0].env).toBeUndefined();
+  });
+
+  it("copies the credentials into a Secret of the build's, in the build namespace", () => {
+    const secret = gitSecret(build(), { token: "t0ken", username: "bot" }, settings) as any;
+    expect(secret.metadata).toStrictEqual({
+      name: "build-models-iris-3-git",
+      namespace: DEFAULT_SETTINGS.buildNamespace,
+      labels: job.metadata.labels,
+    });
+    expect(secret.data).toStrictEqual({
+      token: Buffer.from("t0ken").toString("base64"),
+      username: Buffer.from("bot").toString("base64"),
+    });
+  });
+
+  it("passes Pod Security: no service-account token, restricted init container, baseline executor, resources", () => {
+    expect(pod.automountServiceAccountToken).toBe(false);
+    expect(pod.securityContext.seccompProfile).toStrictEqual({ type: "RuntimeDefault" });
+    const [init] = pod.initContainers;
+    expect(init.securityContext).toMatchObject({
+      runAsNonRoot: true,
+      allowPrivilegeEscalation: false,
+      capabilities: { drop: ["ALL"] },
+    });
+    const [kaniko] = pod.containers;
+    expect(kaniko.securityContext.allowPrivilegeEscalation).toBe(false);
+    expect(kaniko.securityContext.capabilities.drop).toStrictEqual(["ALL"]);
+    // Within what `baseline` allows: no NET_RAW, no SYS_ADMIN, nothing privileged.
+    expect(kaniko.securityContext.capabilities.add).not.toContain("NET_RAW");
+    expect(kaniko.securityContext.privileged).toBeUndefined();
+    for (const container of [init, kaniko]) {
+      expect(container.resources).toStrictEqual({
+        requests: { cpu: "1", memory: "2Gi" },
+        limits: { memory: "2Gi" },
+      });
+    }
   });
 
   it("runs Kaniko with the destination, the digest file and the push secret", () => {
@@ -140,16 +187,38 @@ describe("the build Job", () => {
       name: "push-secret",
       mountPath: "/kaniko/.docker",
     });
+    const cached = buildJob(
+      build(),
+      repository,
+      { ...settings, buildCacheRepo: "registry.example.com/cache" },
+      false,
+    ) as any;
+    expect(cached.spec.template.spec.containers[0].args).toEqual(
+      expect.arrayContaining(["--cache=true", "--cache-repo=registry.example.com/cache"]),
+    );
   });
 
   it.each([
-    ["a short name", "iris-3", "build-iris-3"],
-    ["a name too long for a label", `${"m".repeat(70)}-12`, `build-${"m".repeat(57)}`],
+    ["a short name", "iris-3", "build-models-iris-3"],
+    [
+      "a name too long for a label",
+      `${"m".repeat(70)}-12`,
+      expect.stringMatching(new RegExp(`^build-models-${"m".repeat(41)}-[0-9a-f]{8}$`)),
+    ],
   ])("%s → %s", (_, name, expected) => {
     const named = build();
     named.metadata.name = name;
-    expect(jobName(named)).toBe(expected);
+    expect(jobName(named)).toEqual(expected);
     expect(jobName(named).length).toBeLessThanOrEqual(63);
+  });
+
+  it("never gives two long names one Job", () => {
+    const [a, b] = ["-12", "-13"].map((suffix) => {
+      const named = build();
+      named.metadata.name = `${"m".repeat(70)}${suffix}`;
+      return jobName(named);
+    });
+    expect(a).not.toBe(b);
   });
 });
 
@@ -330,6 +399,29 @@ describe("workloadObjects", () => {
       "B",
     ]);
     expect(container.args).toEqual(["--replica-id", "$(POD_NAME)", "--timeout-seconds", "30"]);
+  });
+
+  it("passes Pod Security `restricted`: a non-root user, no privileges, no token, a read-only root", () => {
+    const pod = deployment.spec.template.spec;
+    expect(pod.automountServiceAccountToken).toBe(false);
+    expect(pod.securityContext).toMatchObject({
+      runAsNonRoot: true,
+      runAsUser: 10001,
+      seccompProfile: { type: "RuntimeDefault" },
+    });
+    expect(container.securityContext).toMatchObject({
+      runAsNonRoot: true,
+      allowPrivilegeEscalation: false,
+      capabilities: { drop: ["ALL"] },
+      readOnlyRootFilesystem: true,
+    });
+    expect(container.volumeMounts).toEqual([{ name: "tmp", mountPath: "/tmp" }]);
+    expect(pod.imagePullSecrets).toBeUndefined();
+    const pulled = workloadObjects(spec, "s3cret", ["registry-a", "registry-b"]) as any;
+    expect(pulled.deployment.spec.template.spec.imagePullSecrets).toEqual([
+      { name: "registry-a" },
+      { name: "registry-b" },
+    ]);
   });
 
   it("puts a Service in front of the replicas", () => {
@@ -647,14 +739,21 @@ describe("dockerfile", () => {
     ["a named script", "scripts/train.sh", 'RUN bash "scripts/train.sh"'],
   ])("builds on the runtime's base image with %s", (_, buildScript, run) => {
     const text = dockerfile(build(buildScript ? { buildScript } : {}), "base:1");
-    expect(text.split("\n")).toEqual(
+    const lines = text.split("\n");
+    expect(lines).toEqual(
       expect.arrayContaining([
         "FROM base:1",
-        "COPY src /model/src",
+        "COPY --chown=10001:10001 src /model/src",
         run,
         'ENTRYPOINT ["modelship", "replica", "--dir", "/model/src", "--file", "predict.py", "--function", "predict", "--runtime", "python3", "--port", "8080", "--host", "0.0.0.0"]',
       ]),
     );
+    // The script runs as the model's user in a copy it owns; then the code is root's and
+    // read-only, and the image runs as the model's user.
+    const at = (line: string) => lines.indexOf(line);
+    expect(at("USER 10001")).toBeLessThan(at(run));
+    expect(at(run)).toBeLessThan(at("RUN chown -R 0:0 /model && chmod -R go-w /model"));
+    expect(lines.filter((line) => line.startsWith("USER ")).at(-1)).toBe("USER 10001");
   });
 });
 

@@ -1,7 +1,10 @@
 # The modelship image: the controller, the gateway, and the build's init container
 # (`modelship build-context`). Build from the repository root:
 #   docker build -f kustomize/images/modelship.Dockerfile -t ghcr.io/modelship/modelship:0.1.0 .
-FROM node:24-bookworm-slim
+# The base is a build argument, for a mirror or an air-gapped registry (the tests build it on a
+# local Debian: test/images/build-bases.sh).
+ARG NODE_IMAGE=node:24-bookworm-slim
+FROM ${NODE_IMAGE}
 WORKDIR /opt/modelship
 COPY package.json package-lock.json .npmrc ./
 # Production dependencies only; the image's own Node 24 runs the TypeScript directly.

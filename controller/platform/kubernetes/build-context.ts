@@ -5,6 +5,8 @@ import type { ModelBuild } from "../../api/types.generated.ts";
 
 /** Where the code lives in a model's image. */
 export const MODEL_DIR = "/model/src";
+/** The model's user in the runtime images (kustomize/images/), and in its pods. */
+export const MODEL_UID = 10001;
 /** The port the replica agent listens on in a pod. */
 export const REPLICA_PORT = 8080;
 
@@ -20,9 +22,16 @@ export function dockerfile(build: ModelBuild, baseImage: string): string {
   return [
     `# modelship build ${build.metadata.name}: commit ${build.spec.commit}, key ${build.spec.buildKey}`,
     `FROM ${baseImage}`,
-    `COPY src ${MODEL_DIR}`,
+    // The build script runs as the model's user, in a copy of the source it may write to (a
+    // model file trained beside the code, the packages it installs into /model's environment).
+    `USER ${MODEL_UID}`,
+    `COPY --chown=${MODEL_UID}:${MODEL_UID} src ${MODEL_DIR}`,
     `WORKDIR ${MODEL_DIR}`,
     `RUN ${script}`,
+    // Then it is root's, read-only to the model: what runs is what was built, and nothing else.
+    "USER 0",
+    "RUN chown -R 0:0 /model && chmod -R go-w /model",
+    `USER ${MODEL_UID}`,
     `LABEL dev.modelship.build=${word(build.metadata.name)} dev.modelship.commit=${word(build.spec.commit)}`,
     `EXPOSE ${REPLICA_PORT}`,
     `ENTRYPOINT ["modelship", "replica", "--dir", ${word(MODEL_DIR)}, "--file", ${word(file)}, "--function", ${word(functionName)}, "--runtime", ${word(runtime)}, "--port", "${REPLICA_PORT}", "--host", "0.0.0.0"]`,

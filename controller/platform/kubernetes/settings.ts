@@ -3,16 +3,36 @@
 import { parseDurationMs } from "../../api/duration.ts";
 import type { InformerTimings } from "./informer.ts";
 
+/** Requests and limits in Kubernetes quantities ("500m", "2Gi"). */
+export interface ResourceSettings {
+  cpu?: string;
+  memory?: string;
+}
+
 export interface KubernetesSettings {
   /** The namespace modelship watches and deploys into. */
   namespace: string;
+  /**
+   * Where build Jobs run: a namespace of their own, at the Pod Security `baseline` level (the
+   * Kaniko executor runs as root in its container), holding none of the installation's Secrets.
+   */
+  buildNamespace: string;
+  /** What a build pod requests (memory is also its limit; CPU is not throttled). */
+  buildResources: ResourceSettings;
+  /** A repository for Kaniko's layer cache (`--cache-repo`); no cache when unset. */
+  buildCacheRepo?: string;
+  /** Secrets (in the models' namespace) the model pods pull their images with. */
+  imagePullSecrets: string[];
   /** Where builds push: `<registry>/<namespace>-<model>:build-<n>`. */
   registry: string;
   /** A Secret of type dockerconfigjson that may push to the registry (mounted into Kaniko). */
   pushSecret?: string;
   /** Push over plain HTTP (the dev overlay's in-cluster registry). */
   insecureRegistry: boolean;
-  /** Kaniko's executor. Upstream is archived; this is a maintained fork, pinned. */
+  /**
+   * Kaniko's executor. Upstream is archived; this is the maintained fork that publishes images
+   * (github.com/osscontainertools/kaniko), pinned by version; pin it by digest in your overlay.
+   */
   executorImage: string;
   /** The modelship image: the build's init container exports the source with it. */
   modelshipImage: string;
@@ -36,7 +56,10 @@ export const DEFAULT_SETTINGS: KubernetesSettings = {
   namespace: "modelship",
   registry: "registry.modelship.svc.cluster.local:5000",
   insecureRegistry: false,
-  executorImage: "martizih/kaniko:v1.25.1",
+  buildNamespace: "modelship-builds",
+  buildResources: { cpu: "1", memory: "2Gi" },
+  imagePullSecrets: [],
+  executorImage: "ghcr.io/osscontainertools/kaniko:v1.28.0",
   modelshipImage: "ghcr.io/modelship/modelship:0.1.0",
   baseImages: {
     python3: "ghcr.io/modelship/runtime-python:0.1.0",
@@ -74,11 +97,26 @@ function informerTimings(env: NodeJS.ProcessEnv): Partial<InformerTimings> {
   };
 }
 
+/** A comma-separated list setting; empty entries are dropped. */
+function list(text: string | undefined): string[] {
+  return (text ?? "")
+    .split(",")
+    .map((item) => item.trim())
+    .filter(Boolean);
+}
+
 /** Settings from MODELSHIP_* environment variables, over the defaults. */
 export function settingsFromEnv(env: NodeJS.ProcessEnv): KubernetesSettings {
   return {
     namespace: env.MODELSHIP_NAMESPACE ?? DEFAULT_SETTINGS.namespace,
     registry: env.MODELSHIP_REGISTRY ?? DEFAULT_SETTINGS.registry,
+    buildNamespace: env.MODELSHIP_BUILD_NAMESPACE || DEFAULT_SETTINGS.buildNamespace,
+    buildResources: {
+      cpu: env.MODELSHIP_BUILD_CPU || DEFAULT_SETTINGS.buildResources.cpu,
+      memory: env.MODELSHIP_BUILD_MEMORY || DEFAULT_SETTINGS.buildResources.memory,
+    },
+    ...(env.MODELSHIP_BUILD_CACHE_REPO ? { buildCacheRepo: env.MODELSHIP_BUILD_CACHE_REPO } : {}),
+    imagePullSecrets: list(env.MODELSHIP_IMAGE_PULL_SECRETS),
     ...(env.MODELSHIP_PUSH_SECRET ? { pushSecret: env.MODELSHIP_PUSH_SECRET } : {}),
     insecureRegistry: env.MODELSHIP_INSECURE_REGISTRY === "true",
     executorImage: env.MODELSHIP_EXECUTOR_IMAGE ?? DEFAULT_SETTINGS.executorImage,
