@@ -298,6 +298,12 @@ describe("KubeRuntime on a real API server", () => {
     expect(runtime.replicas(INSTALLATION)).toEqual([]);
   }, 90_000);
 
+  it("pause() of a name it did not create scales nothing", async () => {
+    const before = getJson("deployment", INSTALLATION.name).spec.replicas;
+    expect(await runtime.pause(INSTALLATION)).toBe(false);
+    expect(getJson("deployment", INSTALLATION.name).spec.replicas).toBe(before);
+  });
+
   it("stop() of a name it did not create deletes nothing", async () => {
     await runtime.stop(INSTALLATION);
     expect(exists("deployment", INSTALLATION.name)).toBe(true);
@@ -405,6 +411,24 @@ describe("KubeRuntime on a real API server", () => {
     },
     30_000,
   );
+
+  it("pause() scales its own Deployment to zero and keeps it, its history and what guards it; apply() brings the replicas back", async () => {
+    expect(await runtime.pause(SCORER)).toBe(true);
+    expect(getJson("deployment", "scorer").spec.replicas).toBe(0);
+    for (const kind of ["service", "networkpolicy"]) expect(exists(kind, "scorer")).toBe(true);
+    expect(exists("secret", "modelship-replica-scorer")).toBe(true);
+    const replicaSets = JSON.parse(
+      cluster.kubectlOk([
+        ...["get", "replicasets", "-n", NAMESPACE],
+        ...["-l", "modelship.dev/deployment=scorer", "-o", "json"],
+      ]),
+    );
+    expect(replicaSets.items.length).toBeGreaterThan(0);
+    // A second pause has nothing to do; its answer says so.
+    expect(await runtime.pause(SCORER)).toBe(false);
+    await runtime.apply(rollout());
+    expect(getJson("deployment", "scorer").spec.replicas).toBe(rollout().replicas);
+  });
 
   it("stop() deletes its own Deployment, Service, Secret and NetworkPolicy", async () => {
     await runtime.stop(SCORER);

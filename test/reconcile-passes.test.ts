@@ -77,6 +77,10 @@ function world(): World {
     stop: async (deployment) => {
       calls.push(`stop ${deployment.name}`);
     },
+    pause: async (deployment) => {
+      calls.push(`pause ${deployment.name}`);
+      return true;
+    },
     replicas: () => [],
   };
   state.context = {
@@ -537,13 +541,13 @@ describe("a ModelDeployment pass", () => {
       },
     ],
     [
-      "stopped: every replica stops",
+      "stopped: every replica is taken away, the workload kept, and drift checked again later",
       { build: { phase: "Succeeded" }, spec: { stopped: true } },
       {
-        result: "done",
+        result: "requeue 60000",
         phase: "Stopped",
         conditions: ["Ready=False:Stopped"],
-        calls: ["stop iris"],
+        calls: ["pause iris"],
       },
     ],
   ])("%s", async (_, options, want) => {

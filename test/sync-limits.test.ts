@@ -62,6 +62,7 @@ describe("the sync of a commit past the limits", () => {
       apply: async () => {},
       status: () => undefined,
       stop: async () => {},
+      pause: async () => false,
       replicas: () => [],
     },
     sources: { treeId: async () => "t".repeat(40), contentId: async () => "content" },

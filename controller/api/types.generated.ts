@@ -236,7 +236,7 @@ export interface ModelDeploymentSpec {
   model: string;
   /** Which build to run: `latest` follows the Model's newest successful build; a number pins that build (a rollback without git revert). */
   build?: number | "latest";
-  /** How many replicas serve the model; each answers one request at a time. At most 9 unless the installation raises the limit. */
+  /** How many replicas serve the model; each answers one request at a time. At most 9 unless the installation raises the limit. Set in git, git wins: a `kubectl scale` is put back at the next sync. Left out of git, the scale subresource owns it: `kubectl scale md` or a HorizontalPodAutoscaler sets it, and the sync leaves it alone. */
   replicas?: number;
   /** What each replica may use. */
   resources?: {
@@ -277,6 +277,8 @@ export interface ModelDeploymentStatus {
   readyReplicas?: number;
   /** readyReplicas/spec.replicas, as `kubectl get` shows it (`3/3`). */
   ready?: string;
+  /** The label selector of the replicas' pods, for the scale subresource (a HorizontalPodAutoscaler finds the pods by it). */
+  selector?: string;
   /** Where to call the model (`POST`). */
   url?: string;
   /** Rollouts of this deployment, oldest first; the newest 20 are kept (the one serving always). */

@@ -162,6 +162,13 @@ export interface Runtime {
   status(deployment: NamespacedName): RolloutStatus | undefined;
   /** Stops every replica of the deployment (calls in flight finish first). */
   stop(deployment: NamespacedName, options?: CallOptions): Promise<void>;
+  /**
+   * Takes every replica away but keeps what serves them, for `spec.stopped`: the Kubernetes
+   * runtime scales the Deployment to zero and keeps it and its ReplicaSets (the rollout
+   * history); the local one has nothing to keep and stops. True when it changed anything (a
+   * second call, or one after a hand edit put right, says whether there was drift).
+   */
+  pause(deployment: NamespacedName, options?: CallOptions): Promise<boolean>;
   replicas(deployment: NamespacedName): ReplicaInfo[];
 }
 

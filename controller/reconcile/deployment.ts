@@ -10,7 +10,12 @@ import type {
   ModelDeploymentStatus,
 } from "../api/types.generated.ts";
 import { namespacedName } from "../core/keys.ts";
-import { ANNOTATION_AUTHOR, ANNOTATION_COMMIT, ANNOTATION_RESTARTED_AT } from "../core/labels.ts";
+import {
+  ANNOTATION_AUTHOR,
+  ANNOTATION_COMMIT,
+  ANNOTATION_RESTARTED_AT,
+  LABEL_DEPLOYMENT,
+} from "../core/labels.ts";
 import { type RolloutStatus, storedMetadata } from "../core/ports.ts";
 import type { ReconcileContext } from "./context.ts";
 import { buildName } from "./model.ts";
@@ -214,14 +219,18 @@ export function deploymentSteps(context: ReconcileContext): DeploymentStep[] {
     pass.status.readyReplicas = ready;
     pass.status.ready = `${ready}/${wantedReplicas(pass)}`;
     pass.status.url = `${context.gatewayUrl()}/models/${pass.object.spec.model}/predict`;
+    pass.status.selector = `${LABEL_DEPLOYMENT}=${pass.key.name}`;
   };
 
   const stopWhenStopped: DeploymentStep = async (pass) => {
     if (!pass.object.spec.stopped) return undefined;
+    // Every pass, not only the first: a replica started by hand since is taken away again.
+    const changed = await runtime.pause(namespacedName(pass.key), { signal: pass.signal });
     if (pass.status.phase !== "Stopped") {
-      await runtime.stop(namespacedName(pass.key), { signal: pass.signal });
       pass.status.history = closeRecords(pass.status.history, undefined, pass.now);
       pass.event("Normal", "Stopped", "spec.stopped is true: every replica was stopped");
+    } else if (changed) {
+      pass.event("Normal", "DriftCorrected", "spec.stopped is true: took the replicas away again");
     }
     pass.status.phase = "Stopped";
     pass.status.replicas = 0;
@@ -377,9 +386,9 @@ export function deploymentReconciler(context: ReconcileContext) {
     kind: "ModelDeployment",
     newData: () => ({}),
     steps: deploymentSteps(context),
-    // A deployed workload is checked for drift now and then, even when no event says so.
-    resyncAfterMs: (deployment) =>
-      deployment.spec.stopped ? undefined : context.settings.deploymentResyncMs,
+    // A workload is checked for drift now and then, even when no event says so; a stopped one
+    // too, so that it stays at no replicas.
+    resyncAfterMs: () => context.settings.deploymentResyncMs,
     // Deleted or pruned: its replicas go too.
     whenMissing: (key, signal) => context.runtime.stop(namespacedName(key), { signal }),
   };

@@ -70,11 +70,26 @@ export function desiredObjects(
           },
           annotations,
         },
-        // With the schema's defaults, as the API server will store it: a field git leaves at its
-        // default is then one the sync sets, and a hand edit of it is drift to put back.
-        spec: withDefaults(item.kind, item.object).spec,
+        spec: desiredSpec(item),
       } as Resource;
     });
+}
+
+/**
+ * A declared object's spec with the schema's defaults, as the API server will store it: a field
+ * git leaves at its default is then one the sync sets, and a hand edit of it is drift to put
+ * back. All but a ModelDeployment's `replicas` left out of git: that one belongs to the scale
+ * subresource (`kubectl scale`, a HorizontalPodAutoscaler), and the sync neither sets nor
+ * corrects it — the API server's default applies when the object is made.
+ */
+export function desiredSpec(item: Pick<DeclaredObject, "kind" | "object">): unknown {
+  const spec = withDefaults(item.kind, item.object).spec as Record<string, unknown>;
+  const declared = (item.object as { spec?: Record<string, unknown> }).spec;
+  if (item.kind === "ModelDeployment" && declared?.replicas === undefined) {
+    const { replicas: _scaledElsewhere, ...rest } = spec;
+    return rest;
+  }
+  return spec;
 }
 
 function entryOf(object: Resource): InventoryEntry {

@@ -7,6 +7,8 @@ export interface KindMetadata {
   singular: string;
   shortNames: string[];
   printerColumns: { name: string; type: string; jsonPath: string; description?: string }[];
+  /** The scale subresource (`kubectl scale`, a HorizontalPodAutoscaler), where the kind has one. */
+  scale?: { specReplicasPath: string; statusReplicasPath: string; labelSelectorPath?: string };
 }
 
 export function kindMetadata(schema: JsonSchema): KindMetadata {
@@ -121,7 +123,7 @@ export function crdOf(kind: Kind, kindSchema: JsonSchema): JsonSchema {
           name: API_VERSION,
           served: true,
           storage: true,
-          subresources: { status: {} },
+          subresources: { status: {}, ...(metadata.scale ? { scale: metadata.scale } : {}) },
           additionalPrinterColumns: metadata.printerColumns,
           schema: { openAPIV3Schema: openApiSchemaOf(kindSchema) },
         },

@@ -30,9 +30,17 @@ import type {
   Runtime,
 } from "../../core/ports.ts";
 import { holds } from "../../source/desired.ts";
-import { REPLICA_PORT } from "./build-context.ts";
-import { API_VERSION, isConflict, isNotFound, type KubeClient } from "./client.ts";
+import { MODEL_UID, REPLICA_PORT } from "./build-context.ts";
+import {
+  API_VERSION,
+  FIELD_MANAGER,
+  isConflict,
+  isInvalid,
+  isNotFound,
+  type KubeClient,
+} from "./client.ts";
 import { Informer, type InformerTimings, type KubeObject, versionOf } from "./informer.ts";
+import { podSecurity } from "./pod-security.ts";
 import { REPLICA_SECRET_FIELD, replicaSecretName, replicaSecretOf } from "./replica-secret.ts";
 
 const ANNOTATION_DEPLOYMENT_ID = "modelship.dev/deployment-id";
@@ -183,7 +191,11 @@ function quantity(value: string | number | undefined): string | undefined {
  * The Deployment, Service, Secret and NetworkPolicy for a rollout, in the ModelDeployment's
  * namespace. `replicaSecret` is the deployment's gateway secret (replicaSecretOf).
  */
-export function workloadObjects(spec: RolloutSpec, replicaSecret: string): WantedWorkload {
+export function workloadObjects(
+  spec: RolloutSpec,
+  replicaSecret: string,
+  imagePullSecrets: readonly string[] = [],
+): WantedWorkload {
   const { namespace, name } = spec.deployment;
   const labels = ownedLabels({
     "app.kubernetes.io/name": "modelship-replica",
@@ -233,10 +245,22 @@ export function workloadObjects(spec: RolloutSpec, replicaSecret: string): Wante
         },
         spec: {
           terminationGracePeriodSeconds: spec.timeoutSeconds + 5,
+          // A model has no business with the API server, nor with other Services' addresses.
+          automountServiceAccountToken: false,
+          enableServiceLinks: false,
+          // What the Pod Security `restricted` level asks, as the image's user (build-context.ts).
+          securityContext: podSecurity.restrictedPod(MODEL_UID),
+          ...(imagePullSecrets.length > 0
+            ? { imagePullSecrets: imagePullSecrets.map((name) => ({ name })) }
+            : {}),
+          // The image is read-only at run time; a model may still write scratch files here.
+          volumes: [{ name: "tmp", emptyDir: {} }],
           containers: [
             {
               name: REPLICA_CONTAINER,
               image: spec.build.status?.image,
+              securityContext: podSecurity.restrictedContainer(MODEL_UID),
+              volumeMounts: [{ name: "tmp", mountPath: "/tmp" }],
               args: [
                 "--replica-id",
                 "$(POD_NAME)",
@@ -334,6 +358,8 @@ export interface KubeRuntimeOptions {
    * secret is derived; apply() fails with its error while it cannot be had.
    */
   replicaKey?: () => Promise<string>;
+  /** Secrets the model pods pull their images with (a private registry). */
+  imagePullSecrets?: readonly string[];
 }
 
 export class KubeRuntime implements Runtime {
@@ -346,6 +372,7 @@ export class KubeRuntime implements Runtime {
   private readonly networkPolicies: Informer<NetworkPolicyObject> | undefined;
   private readonly slices: Informer<EndpointSlice>;
   private readonly replicaKey: (() => Promise<string>) | undefined;
+  private readonly imagePullSecrets: readonly string[];
   /** What the last apply() asked for, per deployment: what drift is measured against. */
   private readonly applied = new Map<string, WantedWorkload & { fingerprint: string }>();
 
@@ -359,6 +386,7 @@ export class KubeRuntime implements Runtime {
     this.client = client;
     this.namespace = namespace;
     this.replicaKey = options.replicaKey;
+    this.imagePullSecrets = options.imagePullSecrets ?? [];
     const follow = <T extends KubeObject>(path: string, resource: string): Informer<T> => {
       const informer = new Informer<T>({
         client,
@@ -449,7 +477,7 @@ export class KubeRuntime implements Runtime {
       throw new Error("this runtime only watches: it was made without a replica key");
     }
     const secret = replicaSecretOf(await this.replicaKey(), spec.deployment);
-    const objects = workloadObjects(spec, secret);
+    const objects = workloadObjects(spec, secret, this.imagePullSecrets);
     const wanted = { ...objects, fingerprint: fingerprintOf(objects) };
     const key = formatName(spec.deployment);
     const live = this.live(spec.deployment);
@@ -556,6 +584,43 @@ export class KubeRuntime implements Runtime {
         await this.deleteOurs(informer as Informer<KubeObject>, path, deployment, object, options);
       }
     }
+  }
+
+  /**
+   * Scales the deployment's Deployment to zero and keeps it, its ReplicaSets (the rollout
+   * history, for `kubectl rollout undo`), its Service, Secret and NetworkPolicy. Only the
+   * Deployment we made, by its uid; true when it had replicas.
+   */
+  async pause(deployment: NamespacedName, options: CallOptions = {}): Promise<boolean> {
+    // What was applied is forgotten: resuming sends it all again, with its replicas.
+    this.applied.delete(formatName(deployment));
+    const live = this.live(deployment).deployment;
+    const uid = live?.metadata.uid;
+    if (!live || !uid || live.spec.replicas === 0) return false;
+    try {
+      await this.client.request(
+        "PATCH",
+        `${deploymentPath(deployment)}?fieldManager=${FIELD_MANAGER}`,
+        [
+          // That very object: a namesake made since is left alone.
+          { op: "test", path: "/metadata/uid", value: uid },
+          { op: "replace", path: "/spec/replicas", value: 0 },
+        ],
+        "application/json-patch+json",
+        options,
+      );
+    } catch (error) {
+      // Deleted, or replaced (a failed test is 422): nothing of ours to scale.
+      if (isNotFound(error) || isInvalid(error)) return false;
+      throw error;
+    }
+    await this.settle(
+      this.deployments,
+      deployment,
+      (cached) => cached?.metadata.uid !== uid || cached.spec.replicas === 0,
+      options,
+    );
+    return true;
   }
 
   /**

@@ -186,6 +186,13 @@ export class LocalRuntime implements Runtime {
     await Promise.all(state.replicas.map((replica) => this.stopReplica(replica, state)));
   }
 
+  /** Locally there is no history to keep: stopped is stopped. */
+  async pause(deployment: NamespacedName, options?: CallOptions): Promise<boolean> {
+    const running = this.deployments.has(formatName(deployment));
+    await this.stop(deployment, options);
+    return running;
+  }
+
   async stopAll(): Promise<void> {
     await Promise.all(
       [...this.deployments.values()].map((state) => this.stop(state.spec.deployment)),
