@@ -1,6 +1,6 @@
 // The git source on real repositories made with the git CLI: local working clones, a bare
 // repository, and a repository served over git's smart HTTP protocol by `git http-backend`.
-import { execFileSync, spawn } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import {
   chmodSync,
   existsSync,
@@ -15,8 +15,6 @@ import {
   symlinkSync,
   writeFileSync,
 } from "node:fs";
-import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { deflateSync } from "node:zlib";
@@ -32,6 +30,7 @@ import {
 import { blobSize } from "../controller/source/git-objects.ts";
 import { formatProblem } from "../controller/source/validate.ts";
 import { commitAll, gitEnv, runGit, writeFiles } from "./helpers/git.ts";
+import { type GitServer, serveGit } from "./helpers/git-http.ts";
 
 const root = mkdtempSync(join(tmpdir(), "modelship-git-source-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -564,101 +563,6 @@ describe("GitSource on a bare repository", () => {
   });
 });
 
-// --- git's smart HTTP protocol, served by `git http-backend` as a CGI program ---
-
-interface GitServer {
-  url: string;
-  /** The Authorization header of every request (undefined when absent). */
-  authorizations: (string | undefined)[];
-  /** When set, requests without exactly this Authorization header get a 401. */
-  requireAuthorization: string | undefined;
-  close(): Promise<void>;
-}
-
-function cgiHeaders(headers: import("node:http").IncomingHttpHeaders): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const [name, value] of Object.entries(headers)) {
-    if (value === undefined) continue;
-    env[`HTTP_${name.toUpperCase().replace(/-/g, "_")}`] = Array.isArray(value)
-      ? value.join(", ")
-      : value;
-  }
-  return env;
-}
-
-async function serveGit(projectRoot: string): Promise<GitServer> {
-  const state: GitServer = {
-    url: "",
-    authorizations: [],
-    requireAuthorization: undefined,
-    close: async () => {},
-  };
-  const server: Server = createServer((request, response) => {
-    const authorization = request.headers.authorization;
-    state.authorizations.push(authorization);
-    if (state.requireAuthorization !== undefined && authorization !== state.requireAuthorization) {
-      // Echo what came, as a careless server might: the source must not repeat it.
-      const decoded = authorization?.startsWith("Basic ")
-        ? Buffer.from(authorization.slice(6), "base64").toString()
-        : "";
-      response.writeHead(401, { "WWW-Authenticate": 'Basic realm="git"' });
-      response.end(`bad credentials: ${authorization ?? "none"} (${decoded})\n`);
-      return;
-    }
-    const url = new URL(request.url ?? "/", "http://localhost");
-    const child = spawn("git", ["http-backend"], {
-      env: {
-        ...GIT_ENV,
-        ...cgiHeaders(request.headers),
-        GIT_PROJECT_ROOT: projectRoot,
-        GIT_HTTP_EXPORT_ALL: "1",
-        GATEWAY_INTERFACE: "CGI/1.1",
-        PATH_INFO: decodeURIComponent(url.pathname),
-        QUERY_STRING: url.search.slice(1),
-        REQUEST_METHOD: request.method ?? "GET",
-        CONTENT_TYPE: request.headers["content-type"] ?? "",
-        CONTENT_LENGTH: request.headers["content-length"] ?? "",
-        GIT_PROTOCOL: String(request.headers["git-protocol"] ?? ""),
-        REMOTE_ADDR: "127.0.0.1",
-      },
-    });
-    request.pipe(child.stdin);
-    const chunks: Buffer[] = [];
-    child.stdout.on("data", (chunk: Buffer) => chunks.push(chunk));
-    child.stderr.resume();
-    child.on("close", () => {
-      const output = Buffer.concat(chunks);
-      let end = output.indexOf("\r\n\r\n");
-      let separator = 4;
-      if (end < 0) {
-        end = output.indexOf("\n\n");
-        separator = 2;
-      }
-      if (end < 0) {
-        response.writeHead(502);
-        response.end("http-backend wrote no headers\n");
-        return;
-      }
-      let status = 200;
-      const headers: Record<string, string> = {};
-      for (const line of output.subarray(0, end).toString("latin1").split(/\r?\n/)) {
-        const colon = line.indexOf(":");
-        if (colon < 0) continue;
-        const name = line.slice(0, colon).trim();
-        const value = line.slice(colon + 1).trim();
-        if (name.toLowerCase() === "status") status = Number.parseInt(value, 10);
-        else headers[name] = value;
-      }
-      response.writeHead(status, headers);
-      response.end(output.subarray(end + separator));
-    });
-  });
-  await new Promise<void>((done) => server.listen(0, "127.0.0.1", done));
-  state.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  state.close = () => new Promise<void>((done) => server.close(() => done()));
-  return state;
-}
-
 describe("GitSource over smart HTTP (git http-backend)", () => {
   let server: GitServer;
   let projectRoot: string;
@@ -760,6 +664,39 @@ describe("GitSource over smart HTTP (git http-backend)", () => {
 
       const anonymous = new GitSource({ url, branch: "main", cacheDir: freshDir("cache") });
       expect((await failure(anonymous.fetch())).reason).toBe("FetchFailed");
+    } finally {
+      server.requireAuthorization = undefined;
+    }
+  });
+
+  it("asks for its credentials before each fetch: a rotated token is used at once, and redacted", async () => {
+    const basic = (token: string) =>
+      `Basic ${Buffer.from(`x-access-token:${token}`).toString("base64")}`;
+    let current = "ghs_firstT0ken";
+    let asked = 0;
+    const source = new GitSource({
+      url,
+      branch: "main",
+      cacheDir: freshDir("cache"),
+      credentials: async () => {
+        asked++;
+        return { token: current };
+      },
+    });
+    try {
+      server.requireAuthorization = basic("ghs_firstT0ken");
+      await source.fetch();
+      // The server rotates: the old token is refused, and the source has not heard yet.
+      server.requireAuthorization = basic("ghs_secondT0ken");
+      const error = await failure(source.fetch());
+      expect(error.message).toContain("401");
+      expect(error.message).not.toContain("ghs_firstT0ken");
+      // The new token is in place (a Secret edited): the next fetch uses it, no new source.
+      current = "ghs_secondT0ken";
+      server.authorizations.length = 0;
+      expect((await source.fetch()).commit).toBe(git(served, "rev-parse", "main"));
+      expect(server.authorizations).toContain(basic("ghs_secondT0ken"));
+      expect(asked).toBe(3);
     } finally {
       server.requireAuthorization = undefined;
     }

@@ -6,11 +6,11 @@ import { createServer } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { collectDefaultMetrics, Registry } from "prom-client";
+import { collectDefaultMetrics, Gauge, Registry } from "prom-client";
 import { closeServer, listen, SERVER_OPTIONS } from "../api/http.ts";
 import { KubeClient, loadKubeConfig } from "../platform/kubernetes/client.ts";
 import { LeaderElector } from "../platform/kubernetes/leader.ts";
-import { KubernetesPlatform } from "../platform/kubernetes/platform.ts";
+import { KubernetesPlatform, requestSync } from "../platform/kubernetes/platform.ts";
 import { settingsFromEnv } from "../platform/kubernetes/settings.ts";
 import { ControllerMetrics } from "../reconcile/metrics.ts";
 import type { CommandResult, Output } from "./output.ts";
@@ -19,12 +19,16 @@ import { parsePort, untilStopSignal } from "./serve.ts";
 export const CONTROLLER_HELP = `Usage: modelship controller [--kubeconfig FILE] [--namespace NS] [--port 8081] [--no-leader-elect]
 
 Runs the reconcilers against a Kubernetes API server: syncs ModelRepositories, builds with Kaniko
-Jobs, rolls out Deployments and writes status. /healthz, /readyz and /metrics on --port;
-POST /hooks/git fetches every repository at once.
+Jobs, rolls out Deployments and writes status. Of several replicas, the Lease holder reconciles.
+On --port: /healthz; /readyz (200 while the API server answers this replica, leader or
+standby); /leaderz (200 only on the leader); /metrics (modelship_controller_leader is 1 on the
+leader); POST /hooks/git fetches every repository now, on whichever replica it reaches.
 
 Settings come from the environment (kustomize/base/config.yaml): MODELSHIP_NAMESPACE,
+MODELSHIP_BUILD_NAMESPACE, MODELSHIP_BUILD_CPU, MODELSHIP_BUILD_MEMORY, MODELSHIP_BUILD_CACHE_REPO,
 MODELSHIP_REGISTRY, MODELSHIP_PUSH_SECRET, MODELSHIP_INSECURE_REGISTRY, MODELSHIP_EXECUTOR_IMAGE,
-MODELSHIP_IMAGE, MODELSHIP_PYTHON_BASE_IMAGE, MODELSHIP_R_BASE_IMAGE, MODELSHIP_GATEWAY_URL.
+MODELSHIP_IMAGE, MODELSHIP_PYTHON_BASE_IMAGE, MODELSHIP_R_BASE_IMAGE, MODELSHIP_IMAGE_PULL_SECRETS,
+MODELSHIP_GATEWAY_URL (docs/kubernetes.md).
 `;
 
 export async function runController(args: string[], output: Output): Promise<CommandResult> {
@@ -54,6 +58,11 @@ export async function runController(args: string[], output: Output): Promise<Com
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const metrics = new ControllerMetrics(registry);
+  const leaderGauge = new Gauge({
+    name: "modelship_controller_leader",
+    help: "1 while this replica holds the Lease and reconciles, 0 while it stands by",
+    registers: [registry],
+  });
   const newPlatform = () =>
     new KubernetesPlatform({
       client,
@@ -65,18 +74,38 @@ export async function runController(args: string[], output: Output): Promise<Com
 
   /** The platform reconciling now: only while this process leads and its caches are filled. */
   let current: KubernetesPlatform | undefined;
-  let ready = false;
+  let leading = false;
+  const elector = values["no-leader-elect"]
+    ? undefined
+    : new LeaderElector(client, { namespace: settings.namespace });
   const server = createServer(SERVER_OPTIONS, (request, response) => {
     const path = request.url ?? "/";
     if (request.method === "POST" && path === "/hooks/git") {
-      current?.syncNow();
-      response.writeHead(202).end();
+      if (current && leading) {
+        current.syncNow();
+        response.writeHead(202).end("fetching");
+        return;
+      }
+      // A standby asks the leader, through the API server: the Service reaches either.
+      requestSync(client, settings.namespace, new Date()).then(
+        (count) => response.writeHead(202).end(`asked the leader to fetch ${count} repositories`),
+        (error: Error) => response.writeHead(503).end(`cannot ask the leader: ${error.message}`),
+      );
     } else if (path === "/healthz") {
       response.writeHead(200).end("ok");
     } else if (path === "/readyz") {
+      // Healthy is ready, leader or standby: otherwise a Deployment of two never becomes
+      // Available, and a rollout that keeps capacity (maxUnavailable 0) never completes.
+      const healthy = elector ? elector.inContact : leading;
       response
-        .writeHead(ready ? 200 : 503)
-        .end(ready ? "ok" : "waiting for the lease or the caches");
+        .writeHead(healthy ? 200 : 503)
+        .end(healthy ? "ok" : "the API server has not answered within a lease duration");
+    } else if (path === "/leaderz") {
+      response
+        .writeHead(leading ? 200 : 503)
+        .end(
+          leading ? "leading" : `standing by${elector?.holder ? `: ${elector.holder} leads` : ""}`,
+        );
     } else if (path === "/metrics") {
       registry
         .metrics()
@@ -90,10 +119,6 @@ export async function runController(args: string[], output: Output): Promise<Com
   const url = await listen(server, values.host, parsePort(values.port, "--port", 8081));
   output.out(`controller listening on ${url} (namespace ${settings.namespace})\n`);
 
-  const elector = values["no-leader-elect"]
-    ? undefined
-    : new LeaderElector(client, { namespace: settings.namespace });
-
   /** Reconciles while this process leads; a fresh platform each time, so no stale cache. */
   const lead = async (): Promise<"lost" | "stopped"> => {
     const platform = newPlatform();
@@ -102,7 +127,8 @@ export async function runController(args: string[], output: Output): Promise<Com
     let stopped = false;
     const started = platform.start().then(
       () => {
-        ready = true;
+        leading = true;
+        leaderGauge.set(1);
         log("caches filled; reconciling");
       },
       (error: Error) => {
@@ -115,7 +141,8 @@ export async function runController(args: string[], output: Output): Promise<Com
       : await new Promise<"stopped">((resolve) =>
           stopping.signal.addEventListener("abort", () => resolve("stopped"), { once: true }),
         );
-    ready = false;
+    leading = false;
+    leaderGauge.set(0);
     current = undefined;
     stopped = true;
     await platform.stop();

@@ -25,6 +25,12 @@ export const ANNOTATION_AUTHOR = "modelship.dev/commit-author";
 export const ANNOTATION_RESTARTED_AT = "modelship.dev/restartedAt";
 /** On a Model: a new value makes a new build of the same code (CDSW's "Rebuild"). */
 export const ANNOTATION_REBUILD = "modelship.dev/rebuild";
+/**
+ * On a ModelRepository: a new value asks for a fetch now (Flux's `reconcile.fluxcd.io/requestedAt`).
+ * A controller replica that does not lead answers the git webhook by setting it, and the leader
+ * fetches.
+ */
+export const ANNOTATION_REQUESTED_AT = "modelship.dev/requestedAt";
 /** Set to "true" on a ModelRepository to follow a branch whose history was rewritten. */
 export const ANNOTATION_ALLOW_REWRITE = "modelship.dev/allow-rewrite";
 

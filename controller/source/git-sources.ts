@@ -5,24 +5,23 @@ import { join } from "node:path";
 import type { ModelRepository } from "../api/types.generated.ts";
 import type { NamespacedName } from "../core/keys.ts";
 import type { SourceReader, Store } from "../core/ports.ts";
-import { GitSource } from "./git.ts";
+import { type GitCredentialValues, GitSource } from "./git.ts";
 
-export interface GitCredentials {
-  token?: string;
-  username?: string;
-}
+export type GitCredentials = GitCredentialValues;
+
+/** A repository's credentials, read when asked (each fetch): a rotated token takes at once. */
+export type CredentialsOf = (
+  repository: ModelRepository,
+  options: { signal?: AbortSignal },
+) => GitCredentials | Promise<GitCredentials>;
 
 export class GitSources {
   private readonly store: Store;
   private readonly cacheDir: string;
-  private readonly credentialsOf: (repository: ModelRepository) => GitCredentials;
+  private readonly credentialsOf: CredentialsOf;
   private readonly sources = new Map<string, GitSource>();
 
-  constructor(
-    store: Store,
-    cacheDir: string,
-    credentialsOf: (repository: ModelRepository) => GitCredentials = () => ({}),
-  ) {
+  constructor(store: Store, cacheDir: string, credentialsOf: CredentialsOf = () => ({})) {
     this.store = store;
     this.cacheDir = cacheDir;
     this.credentialsOf = credentialsOf;
@@ -34,11 +33,17 @@ export class GitSources {
     const key = `${repository.metadata.namespace ?? "default"}/${repository.metadata.name} ${repository.spec.url} ${branch}`;
     let source = this.sources.get(key);
     if (!source) {
+      const { namespace, name } = repository.metadata;
       source = new GitSource({
         url: repository.spec.url,
         branch,
         cacheDir: join(this.cacheDir, "git"),
-        ...this.credentialsOf(repository),
+        // The repository as it is now: its secretRef may have changed since.
+        credentials: async (options) =>
+          this.credentialsOf(
+            this.store.get("ModelRepository", namespace ?? "default", name) ?? repository,
+            options,
+          ),
       });
       this.sources.set(key, source);
     }

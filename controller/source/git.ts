@@ -38,6 +38,17 @@ export interface GitSourceOptions {
   token?: string;
   /** The basic auth username sent with `token` (default "x-access-token"). */
   username?: string;
+  /**
+   * Where the token and username come from instead, asked before each fetch from a URL: a
+   * rotated credential is used on the next fetch, with no restart.
+   */
+  credentials?: (options: { signal?: AbortSignal }) => Promise<GitCredentialValues>;
+}
+
+/** A token and the basic auth username sent with it. */
+export interface GitCredentialValues {
+  token?: string;
+  username?: string;
 }
 
 export interface Revision {
@@ -207,9 +218,15 @@ export class GitSource {
   private gitCache: object = {};
   private readonly trees = new Map<string, ParsedTree>();
   private readonly rootTrees = new Map<string, string>();
+  /** The credentials of the fetch in progress (or the last one). */
+  private credentials: GitCredentialValues;
 
   constructor(options: GitSourceOptions) {
     this.options = options;
+    this.credentials = {
+      ...(options.token !== undefined ? { token: options.token } : {}),
+      ...(options.username !== undefined ? { username: options.username } : {}),
+    };
     this.url = options.url;
     this.branch = options.branch;
     this.remote = isRemoteUrl(options.url);
@@ -225,6 +242,9 @@ export class GitSource {
       throw new GitSourceError("MissingBranch", `"${this.branch}" is not a valid branch name`);
     }
     this.gitCache = {};
+    if (this.remote && this.options.credentials) {
+      this.credentials = await this.options.credentials(options);
+    }
     const commit = this.remote ? await this.fetchRemote(options.signal) : await this.resolveLocal();
     const { commit: parsed } = await git.readCommit({
       fs,
@@ -526,9 +546,9 @@ export class GitSource {
    * redirect to another host (simple-get), so the token goes only to the configured server.
    */
   private auth(): { headers?: Record<string, string> } {
-    const token = this.options.token;
+    const { token } = this.credentials;
     if (token === undefined || token === "") return {};
-    const username = this.options.username ?? DEFAULT_USERNAME;
+    const username = this.credentials.username ?? DEFAULT_USERNAME;
     const credentials = Buffer.from(`${username}:${token}`).toString("base64");
     return { headers: { Authorization: `Basic ${credentials}` } };
   }
@@ -537,9 +557,9 @@ export class GitSource {
   private redact(text: string): string {
     // Credentials written into a URL (https://user:password@host) go too.
     const message = text.replace(/(https?:\/\/)[^/@\s]*@/gi, "$1");
-    const token = this.options.token;
+    const { token } = this.credentials;
     if (token === undefined || token === "") return message;
-    const username = this.options.username ?? DEFAULT_USERNAME;
+    const username = this.credentials.username ?? DEFAULT_USERNAME;
     const forms = [
       token,
       encodeURIComponent(token),

@@ -40,8 +40,12 @@ export class LeaderElector {
   readonly identity: string;
   private readonly options: Required<Omit<LeaderOptions, "identity">>;
   private lastRenewal = 0;
+  /** When the API server last answered an attempt, whoever held the lease (0: never). */
+  private lastContact = 0;
   /** This process holds the lease (as of its last attempt). */
   private holding = false;
+  /** Who held the lease at the last attempt ("" when nobody did). */
+  private lastHolder = "";
 
   constructor(client: KubeClient, options: LeaderOptions) {
     this.client = client;
@@ -79,6 +83,8 @@ export class LeaderElector {
     } catch (error) {
       if (!isNotFound(error)) throw error;
     }
+    this.lastContact = this.options.now().getTime();
+    this.lastHolder = lease?.spec.holderIdentity ?? "";
     if (lease && !mayAcquire(lease.spec, this.identity, now)) return false;
     const changedHands = lease?.spec.holderIdentity !== this.identity;
     const spec: Lease["spec"] = {
@@ -124,7 +130,21 @@ export class LeaderElector {
     }
     this.lastRenewal = now.getTime();
     this.holding = true;
+    this.lastHolder = this.identity;
     return true;
+  }
+
+  /**
+   * Whether this process is healthy as a member of the election: the API server answered it
+   * within the last lease duration (as leader or as standby alike).
+   */
+  get inContact(): boolean {
+    return this.options.now().getTime() - this.lastContact < this.options.leaseSeconds * 1000;
+  }
+
+  /** Who held the lease when this process last looked ("" for nobody). */
+  get holder(): string {
+    return this.lastHolder;
   }
 
   /** Campaigns until this process holds the lease (true) or `signal` aborts (false). */

@@ -2,8 +2,8 @@
 // up`, over the API server. The git source runs in the controller, from each ModelRepository's
 // URL and token Secret.
 import type { ModelBuild, ModelRepository } from "../../api/types.generated.ts";
-import { LABEL_MANAGED_BY, MANAGED_BY } from "../../core/labels.ts";
-import type { WatchEvent } from "../../core/ports.ts";
+import { ANNOTATION_REQUESTED_AT, LABEL_MANAGED_BY, MANAGED_BY } from "../../core/labels.ts";
+import type { CallOptions, WatchEvent } from "../../core/ports.ts";
 import { generateAccessKey } from "../../gateway/keys.ts";
 import { DEFAULT_RECONCILE_SETTINGS, type ReconcileContext } from "../../reconcile/context.ts";
 import { Controller } from "../../reconcile/controller.ts";
@@ -33,6 +33,37 @@ export interface KubernetesPlatformOptions {
   reconcile?: Partial<ReconcileContext["settings"]>;
 }
 
+/**
+ * Asks the leader to fetch every ModelRepository in `namespace` now, through the API server: a
+ * new `modelship.dev/requestedAt` on each wakes its reconciler wherever the leader runs. What a
+ * standby replica does with the git webhook. Resolves to how many repositories it asked for.
+ */
+export async function requestSync(
+  client: KubeClient,
+  namespace: string,
+  now: Date,
+  options: CallOptions = {},
+): Promise<number> {
+  const path = `/apis/modelship.dev/v1alpha1/namespaces/${namespace}/modelrepositories`;
+  const list = await client.request<{ items: ModelRepository[] }>(
+    "GET",
+    path,
+    undefined,
+    undefined,
+    options,
+  );
+  for (const repository of list.items) {
+    await client.request(
+      "PATCH",
+      `${path}/${encodeURIComponent(repository.metadata.name)}`,
+      { metadata: { annotations: { [ANNOTATION_REQUESTED_AT]: now.toISOString() } } },
+      "application/merge-patch+json",
+      options,
+    );
+  }
+  return list.items.length;
+}
+
 export class KubernetesPlatform {
   readonly store: KubeStore;
   readonly runtime: KubeRuntime;
@@ -41,7 +72,6 @@ export class KubernetesPlatform {
   private readonly options: KubernetesPlatformOptions;
   private readonly sources: GitSources;
   private readonly events: KubeEventRecorder;
-  private readonly tokens = new Map<string, GitCredentials>();
   private stopWatching: (() => void) | undefined;
   /** Access keys are written one at a time: two Models must not race on one Secret. */
   private keyWrites: Promise<void> = Promise.resolve();
@@ -54,21 +84,29 @@ export class KubernetesPlatform {
     const { client, settings, log } = options;
     const namespace = settings.namespace;
     this.store = new KubeStore(client, namespace, log, settings.informers);
-    // Credentials come from the Secret a repository names, read by loadCredentials().
-    this.sources = new GitSources(
-      this.store,
-      options.cacheDir,
-      (repository) =>
-        this.tokens.get(`${repository.metadata.namespace}/${repository.spec.secretRef?.name}`) ??
-        {},
+    // Credentials come from the Secret a repository names, read at each fetch.
+    this.sources = new GitSources(this.store, options.cacheDir, (repository, callOptions) =>
+      this.readCredentials(repository, callOptions),
     );
     this.runtime = new KubeRuntime(
       client,
       namespace,
       (deployment) => this.controller.add({ kind: "ModelDeployment", ...deployment }),
-      { log, timings: settings.informers, replicaKey: () => this.replicaKey() },
+      {
+        log,
+        timings: settings.informers,
+        replicaKey: () => this.replicaKey(),
+        imagePullSecrets: settings.imagePullSecrets,
+      },
     );
-    this.builder = new KanikoBuilder(client, settings, (build) => this.repositoryOfBuild(build));
+    this.builder = new KanikoBuilder(client, settings, {
+      repositoryOf: (build) => this.repositoryOfBuild(build),
+      credentialsOf: (repository, callOptions) => this.readCredentials(repository, callOptions),
+      // A change to a build's Job runs its reconciler: builds are watched, not polled.
+      onChange: (build) => this.controller.add({ kind: "ModelBuild", ...build }),
+      log,
+      timings: settings.informers,
+    });
     this.events = new KubeEventRecorder(client, log, { namespace });
     const context: ReconcileContext = {
       store: this.store,
@@ -82,7 +120,12 @@ export class KubernetesPlatform {
       baseImage: (runtime) => settings.baseImages[runtime],
       log,
       metrics: options.metrics,
-      settings: { ...DEFAULT_RECONCILE_SETTINGS, ...options.reconcile },
+      settings: {
+        ...DEFAULT_RECONCILE_SETTINGS,
+        // The Job watch wakes a build's reconciler; this is the net under it (a missed event).
+        buildPollMs: 10_000,
+        ...options.reconcile,
+      },
     };
     this.controller = new Controller(context, namespace);
   }
@@ -96,47 +139,47 @@ export class KubernetesPlatform {
   }
 
   /**
-   * Reads the token Secrets the repositories name (before their first sync). A Secret that
-   * cannot be read is logged: its repository's fetch then fails and says so in its status.
+   * The credentials in the Secret a repository names (`token`, or `username` and `password`),
+   * read at each use: a rotated token is used on the next fetch, with no restart. A Secret that
+   * cannot be read fails the fetch, and the repository's status says why.
    */
-  private async loadCredentials(): Promise<void> {
-    const namespace = this.options.settings.namespace;
-    for (const repository of this.store.list("ModelRepository", namespace)) {
-      const name = repository.spec.secretRef?.name;
-      if (!name || this.tokens.has(`${namespace}/${name}`)) continue;
-      try {
-        const secret = await this.options.client.request<{ data?: Record<string, string> }>(
-          "GET",
-          `/api/v1/namespaces/${namespace}/secrets/${name}`,
-          undefined,
-          undefined,
-          { signal: this.stopping.signal },
-        );
-        const decode = (key: string) =>
-          secret.data?.[key] ? Buffer.from(secret.data[key], "base64").toString("utf8") : undefined;
-        const token = decode("token") ?? decode("password");
-        const username = decode("username");
-        this.tokens.set(`${namespace}/${name}`, {
-          ...(token ? { token } : {}),
-          ...(username ? { username } : {}),
-        });
-      } catch (error) {
-        if (this.stopping.signal.aborted) return;
-        this.options.log(
-          `ModelRepository ${repository.metadata.name}: ${
-            isNotFound(error)
-              ? `Secret ${name} does not exist`
-              : `cannot read Secret ${name}: ${(error as Error).message}`
-          }`,
-        );
-      }
+  private async readCredentials(
+    repository: ModelRepository,
+    options: CallOptions = {},
+  ): Promise<GitCredentials> {
+    const name = repository.spec.secretRef?.name;
+    if (!name) return {};
+    const namespace = repository.metadata.namespace ?? this.options.settings.namespace;
+    const signal = options.signal
+      ? AbortSignal.any([options.signal, this.stopping.signal])
+      : this.stopping.signal;
+    let secret: { data?: Record<string, string> };
+    try {
+      secret = await this.options.client.request(
+        "GET",
+        `/api/v1/namespaces/${namespace}/secrets/${encodeURIComponent(name)}`,
+        undefined,
+        undefined,
+        { signal },
+      );
+    } catch (error) {
+      throw new Error(
+        isNotFound(error)
+          ? `the Secret ${name} (spec.secretRef) does not exist in namespace ${namespace}`
+          : `cannot read the Secret ${name} (spec.secretRef): ${(error as Error).message}`,
+      );
     }
+    const decode = (key: string) =>
+      secret.data?.[key] ? Buffer.from(secret.data[key], "base64").toString("utf8") : undefined;
+    const token = decode("token") ?? decode("password");
+    const username = decode("username");
+    return { ...(token ? { token } : {}), ...(username ? { username } : {}) };
   }
 
   async start(): Promise<void> {
     await this.store.start();
     await this.runtime.start();
-    await this.loadCredentials();
+    await this.builder.startWatching();
     this.stopWatching = this.store.watch((event) => this.onEvent(event));
     this.controller.enqueueAll();
     this.controller.start();
@@ -145,7 +188,6 @@ export class KubernetesPlatform {
   private onEvent(event: WatchEvent): void {
     this.controller.onEvent(event);
     const object = event.object;
-    if (object.kind === "ModelRepository") void this.loadCredentials().catch(() => {});
     if (object.kind === "Model" && event.type !== "DELETED")
       this.ensureAccessKey(object.metadata.name);
   }
@@ -265,6 +307,7 @@ export class KubernetesPlatform {
     await this.controller.stop();
     await this.keyWrites;
     await this.runtime.stopWatching();
+    await this.builder.stopWatching();
     await this.store.stop();
     await this.events.stop();
   }
