@@ -1,0 +1,214 @@
+// The installation's kustomize tree, rendered by the real `kubectl kustomize`: the images are set
+// in one place per overlay, the namespaces carry their Pod Security levels, and every pod the
+// installation runs in the models' namespace is one `restricted` admits. (That the API server
+// admits them is shown on the test control plane, in kubernetes.test.ts.)
+// biome-ignore-all lint/suspicious/noExplicitAny: rendered objects are read field by field
+import { execFileSync } from "node:child_process";
+import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { parse, parseAllDocuments } from "yaml";
+import { PROJECT_ROOT } from "./helpers/cli.ts";
+
+const OVERLAYS = ["dev", "production"];
+const root = mkdtempSync(join(tmpdir(), "modelship-kustomize-"));
+
+afterAll(() => {
+  rmSync(root, { recursive: true, force: true });
+});
+
+/** The objects an overlay renders to (`kubectl kustomize`). */
+function render(kustomizeDir: string, overlay: string): any[] {
+  const text = execFileSync("kubectl", ["kustomize", join(kustomizeDir, "overlays", overlay)], {
+    encoding: "utf8",
+  });
+  return parseAllDocuments(text).map((document) => document.toJS());
+}
+
+/** A copy of the kustomize tree whose overlay changes one line of its `images:`. */
+function withImageLine(overlay: string, from: string, to: string): string {
+  const copy = mkdtempSync(join(root, `${overlay}-`));
+  cpSync(join(PROJECT_ROOT, "kustomize"), copy, { recursive: true });
+  const file = join(copy, "overlays", overlay, "kustomization.yaml");
+  const text = readFileSync(file, "utf8");
+  expect(text).toContain(from);
+  writeFileSync(file, text.replace(from, to));
+  return copy;
+}
+
+const deployments = (objects: any[]) => objects.filter((object) => object.kind === "Deployment");
+const containersOf = (deployment: any): any[] => [
+  ...(deployment.spec.template.spec.initContainers ?? []),
+  ...deployment.spec.template.spec.containers,
+];
+const settings = (objects: any[]) =>
+  objects.find(
+    (object) => object.kind === "ConfigMap" && object.metadata.name === "modelship-config",
+  ).data;
+
+describe.each(OVERLAYS)("the %s overlay", (overlay) => {
+  const objects = render(join(PROJECT_ROOT, "kustomize"), overlay);
+
+  it("sets the modelship image in one place: every Deployment and the build setting follow", () => {
+    const changed = render(
+      withImageLine(
+        overlay,
+        "  - name: ghcr.io/modelship/modelship\n    newTag: 0.1.0",
+        "  - name: ghcr.io/modelship/modelship\n    newName: registry.example.com/ms\n    newTag: 9.9.9",
+      ),
+      overlay,
+    );
+    const ours = deployments(changed).filter((deployment) =>
+      deployment.metadata.name.startsWith("modelship-"),
+    );
+    expect(ours.map((deployment) => deployment.metadata.name).sort()).toEqual([
+      "modelship-controller",
+      "modelship-gateway",
+    ]);
+    for (const deployment of ours) {
+      expect(containersOf(deployment).map((container) => container.image)).toEqual(
+        containersOf(deployment).map(() => "registry.example.com/ms:9.9.9"),
+      );
+    }
+    // What the controller gives build Jobs follows too: one image, one line.
+    expect(settings(changed).MODELSHIP_IMAGE).toBe("registry.example.com/ms:9.9.9");
+    expect(JSON.stringify(changed)).not.toContain("ghcr.io/modelship/modelship:");
+  });
+
+  it.each([
+    ["ghcr.io/modelship/runtime-python", "0.1.0", "MODELSHIP_PYTHON_BASE_IMAGE"],
+    ["ghcr.io/modelship/runtime-r", "0.1.0", "MODELSHIP_R_BASE_IMAGE"],
+    ["ghcr.io/osscontainertools/kaniko", "v1.28.0", "MODELSHIP_EXECUTOR_IMAGE"],
+  ])("pins %s by digest in one line, and the setting %s follows", (image, tag, setting) => {
+    const digest = `sha256:${"e".repeat(64)}`;
+    const changed = render(
+      withImageLine(
+        overlay,
+        `  - name: ${image}\n    newTag: ${tag}`,
+        `  - name: ${image}\n    digest: ${digest}`,
+      ),
+      overlay,
+    );
+    expect(settings(changed)[setting]).toBe(`${image}@${digest}`);
+  });
+
+  it("puts the models at Pod Security `restricted` and the builds, alone, at `baseline`", () => {
+    const namespaces = Object.fromEntries(
+      objects
+        .filter((object) => object.kind === "Namespace")
+        .map((object) => [
+          object.metadata.name,
+          object.metadata.labels["pod-security.kubernetes.io/enforce"],
+        ]),
+    );
+    expect(namespaces).toStrictEqual({ modelship: "restricted", "modelship-builds": "baseline" });
+    expect(settings(objects).MODELSHIP_BUILD_NAMESPACE).toBe("modelship-builds");
+    // No Secret of the installation is declared where builds run.
+    expect(
+      objects.filter(
+        (object) => object.kind === "Secret" && object.metadata.namespace === "modelship-builds",
+      ),
+    ).toEqual([]);
+  });
+
+  it("puts every namespaced object in one of its two namespaces", () => {
+    const clusterScoped = new Set(["Namespace", "CustomResourceDefinition"]);
+    for (const object of objects.filter((item) => !clusterScoped.has(item.kind))) {
+      expect(["modelship", "modelship-builds"], `${object.kind} ${object.metadata.name}`).toContain(
+        object.metadata.namespace,
+      );
+    }
+  });
+
+  it("runs every pod of the models' namespace as `restricted` asks", () => {
+    const inModelship = deployments(objects).filter(
+      (deployment) => deployment.metadata.namespace === "modelship",
+    );
+    expect(inModelship.length).toBeGreaterThan(1);
+    for (const deployment of inModelship) {
+      const pod = deployment.spec.template.spec;
+      expect(pod.securityContext, deployment.metadata.name).toMatchObject({
+        runAsNonRoot: true,
+        seccompProfile: { type: "RuntimeDefault" },
+      });
+      for (const container of containersOf(deployment)) {
+        expect(container.securityContext, deployment.metadata.name).toMatchObject({
+          allowPrivilegeEscalation: false,
+          capabilities: { drop: ["ALL"] },
+        });
+      }
+    }
+  });
+
+  it("names the controller's Lease in its RBAC, and gives the builds' namespace only what builds need", () => {
+    const role = (namespace: string, name: string) =>
+      objects.find(
+        (object) =>
+          object.kind === "Role" &&
+          object.metadata.namespace === namespace &&
+          object.metadata.name === name,
+      );
+    const leaseRules = role("modelship", "modelship-controller").rules.filter((rule: any) =>
+      rule.resources.includes("leases"),
+    );
+    expect(leaseRules).toEqual([
+      {
+        apiGroups: ["coordination.k8s.io"],
+        resources: ["leases"],
+        resourceNames: ["modelship-controller"],
+        verbs: ["get", "update"],
+      },
+      // Create cannot name its object: it does not exist yet.
+      { apiGroups: ["coordination.k8s.io"], resources: ["leases"], verbs: ["create"] },
+    ]);
+    const builds = role("modelship-builds", "modelship-controller-builds");
+    expect(builds.rules.flatMap((rule: any) => rule.resources).sort()).toEqual([
+      "jobs",
+      "pods",
+      "pods/log",
+      "secrets",
+    ]);
+    const binding = objects.find(
+      (object) =>
+        object.kind === "RoleBinding" && object.metadata.name === "modelship-controller-builds",
+    );
+    expect(binding.subjects).toEqual([
+      { kind: "ServiceAccount", name: "modelship-controller", namespace: "modelship" },
+    ]);
+  });
+});
+
+describe("the release workflow", () => {
+  it("builds and pushes every image of kustomize/images for amd64 and arm64, with an SBOM and provenance", () => {
+    const workflow = parse(
+      readFileSync(join(PROJECT_ROOT, ".github/workflows/release.yaml"), "utf8"),
+    );
+    expect(workflow.on.push.tags).toEqual(["v*"]);
+    const job = workflow.jobs.images;
+    const dockerfiles = readdirSync(join(PROJECT_ROOT, "kustomize/images"))
+      .filter((file) => file.endsWith(".Dockerfile"))
+      .map((file) => file.replace(/\.Dockerfile$/, ""))
+      .sort();
+    expect([...job.strategy.matrix.image].sort()).toEqual(dockerfiles);
+    const build = job.steps.find((step: any) => step.id === "build");
+    expect(build.with).toMatchObject({
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: a GitHub Actions expression, as written
+      file: "kustomize/images/${{ matrix.image }}.Dockerfile",
+      platforms: "linux/amd64,linux/arm64",
+      push: true,
+      sbom: true,
+      provenance: "mode=max",
+    });
+    // The images the overlays name are the ones it pushes.
+    for (const overlay of OVERLAYS) {
+      const names = parse(
+        readFileSync(
+          join(PROJECT_ROOT, "kustomize/overlays", overlay, "kustomization.yaml"),
+          "utf8",
+        ),
+      ).images.map((image: any) => image.name);
+      for (const image of dockerfiles) expect(names).toContain(`ghcr.io/modelship/${image}`);
+    }
+  });
+});
