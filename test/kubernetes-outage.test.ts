@@ -57,6 +57,8 @@ beforeAll(async () => {
   expect(crds.status, crds.stderr).toBe(0);
   await cluster.kubectlAsync(["wait", "--for=condition=Established", "crd", "--all"]);
   await cluster.kubectlAsync(["create", "namespace", NAMESPACE]);
+  // Where build Jobs run (the installation makes it: kustomize/base/namespace.yaml).
+  await cluster.kubectlAsync(["create", "namespace", "modelship-builds"]);
   execFileSync("git", ["init", "-q", "-b", "main", repo], { env: GIT_ENV });
   commitAll(repo, GIT_ENV, "scorer, version 1", { "score.py": score(1), "model.yaml": manifest });
   const repository = await cluster.kubectlAsync(
