@@ -16,6 +16,17 @@ import { KubeStore } from "./store.ts";
 export const KEYS_SECRET = "modelship-keys";
 const KEY_REFRESH_MS = 5000;
 
+export interface GatewayFeedOptions {
+  timings?: Partial<InformerTimings>;
+  /**
+   * Where the gateway reaches a replica, from the address its EndpointSlice gives (the pod's
+   * IP). The identity on a cluster. The test control plane's pods have addresses no TCP
+   * connection can reach; its harness runs each pod's agent on a loopback address instead and
+   * maps it here (test/k8s/pod-agents.ts).
+   */
+  replicaUrl?: (podUrl: string) => string;
+}
+
 export class KubeGatewayFeed {
   private readonly store: KubeStore;
   private readonly runtime: KubeRuntime;
@@ -29,21 +40,26 @@ export class KubeGatewayFeed {
   } = { access: new Map(), apiKeys: [], replicaKey: undefined };
   private scheduled = false;
   private keyTimer: NodeJS.Timeout | undefined;
+  /** A key read asked for out of turn (see refresh()), while it runs. */
+  private keysLoading: Promise<void> | undefined;
   /** Aborts a key read in flight when the feed stops. */
   private readonly stopping = new AbortController();
   private readonly log: (line: string) => void;
+  private readonly replicaUrl: (podUrl: string) => string;
 
   constructor(
     client: KubeClient,
     namespace: string,
     gateway: Gateway,
     log: (line: string) => void,
-    timings: Partial<InformerTimings> = {},
+    options: GatewayFeedOptions = {},
   ) {
+    const timings = options.timings ?? {};
     this.client = client;
     this.namespace = namespace;
     this.gateway = gateway;
     this.log = log;
+    this.replicaUrl = options.replicaUrl ?? ((podUrl) => podUrl);
     this.store = new KubeStore(client, namespace, log, timings);
     this.runtime = new KubeRuntime(client, namespace, () => this.schedule(), { log, timings });
   }
@@ -120,7 +136,7 @@ export class KubeGatewayFeed {
         return this.runtime
           .replicas(deployment)
           .filter((replica) => replica.ready)
-          .map(({ id, url }) => ({ id, url, ...secret }));
+          .map(({ id, url }) => ({ id, url: this.replicaUrl(url), ...secret }));
       },
       // The installation's one namespace: the Secret holds `access.<model>`.
       accessKeyHash: (model) => {
@@ -132,10 +148,25 @@ export class KubeGatewayFeed {
   }
 
   refresh(): void {
+    let config: GatewayConfig;
     try {
-      this.gateway.apply(this.config());
+      config = this.config();
+      this.gateway.apply(config);
     } catch (error) {
       this.log(`gateway: kept the previous configuration: ${(error as Error).message}`);
+      return;
+    }
+    // Replicas, and no replica key to reach them with: on a new installation the controller
+    // makes the key just before the first rollout, after this feed's last read. Reading it now,
+    // rather than at the next refresh, spares the first calls a 503.
+    const unreachable = config.models.some((model) =>
+      model.replicas.some((replica) => replica.secret === undefined),
+    );
+    if (unreachable && !this.keysLoading && !this.stopping.signal.aborted) {
+      this.keysLoading = this.loadKeys().finally(() => {
+        this.keysLoading = undefined;
+        if (this.keys.replicaKey) this.schedule();
+      });
     }
   }
 }
