@@ -13,6 +13,7 @@ import { DEFAULT_SETTINGS } from "../controller/platform/kubernetes/settings.ts"
 import { ControllerMetrics } from "../controller/reconcile/metrics.ts";
 import { PROJECT_ROOT } from "./helpers/cli.ts";
 import { controlLoopSuite, type EventSeen } from "./helpers/control-loop.ts";
+import { modelRepositoryJson } from "./helpers/manifests.ts";
 import { startCluster, type TestCluster } from "./k8s/cluster.ts";
 
 const NAMESPACE = "loop";
@@ -46,12 +47,7 @@ controlLoopSuite("kubernetes", {
   async start(repo, interval) {
     const created = cluster.kubectl(
       ["apply", "-f", "-"],
-      JSON.stringify({
-        apiVersion: "modelship.dev/v1alpha1",
-        kind: "ModelRepository",
-        metadata: { name: "loop", namespace: NAMESPACE },
-        spec: { url: repo, branch: "main", interval },
-      }),
+      modelRepositoryJson({ name: "loop", namespace: NAMESPACE, url: repo, interval }),
     );
     if (created.status !== 0) throw new Error(`kubectl apply: ${created.stderr}`);
     platform = new KubernetesPlatform({

@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type CliProcess, PROJECT_ROOT, startCli } from "./helpers/cli.ts";
 import { commitAll, gitEnv } from "./helpers/git.ts";
+import { modelRepositoryJson } from "./helpers/manifests.ts";
 import { eventually } from "./helpers/replica.ts";
 import { startCluster, type TestCluster } from "./k8s/cluster.ts";
 
@@ -63,12 +64,7 @@ beforeAll(async () => {
   commitAll(repo, GIT_ENV, "scorer, version 1", { "score.py": score(1), "model.yaml": manifest });
   const repository = await cluster.kubectlAsync(
     ["apply", "-f", "-"],
-    JSON.stringify({
-      apiVersion: "modelship.dev/v1alpha1",
-      kind: "ModelRepository",
-      metadata: { name: "models", namespace: NAMESPACE },
-      spec: { url: repo, branch: "main", interval: "1s" },
-    }),
+    modelRepositoryJson({ name: "models", namespace: NAMESPACE, url: repo, interval: "1s" }),
   );
   expect(repository.status, repository.stderr).toBe(0);
   controller = await startCli(

@@ -45,3 +45,18 @@ export function openModelManifest(model: OpenModel): string {
     "",
   ].join("\n");
 }
+
+/** A ModelRepository following `url`'s main branch, as JSON for `kubectl apply -f -`. */
+export function modelRepositoryJson(repository: {
+  name: string;
+  namespace: string;
+  url: string;
+  interval: string;
+}): string {
+  return JSON.stringify({
+    apiVersion: "modelship.dev/v1alpha1",
+    kind: "ModelRepository",
+    metadata: { name: repository.name, namespace: repository.namespace },
+    spec: { url: repository.url, branch: "main", interval: repository.interval },
+  });
+}

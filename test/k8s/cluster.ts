@@ -31,6 +31,20 @@ export const BUILD_COMMAND = "bash test/k8s/build-binaries.sh";
 
 /** Directory of kwok's stage files (copied from sigs.k8s.io/kwok, see its README header). */
 export const STAGES_DIR = join(HERE, "stages");
+/** The stages that replace or join STAGES_DIR's when replicas are real (StartOptions). */
+const REAL_REPLICA_STAGES_DIR = join(HERE, "stages-real-replicas");
+
+/** kwok's stage files: STAGES_DIR's, with real replicas' own in place of those they replace. */
+function stagesFor(realReplicas: boolean): string[] {
+  const yaml = (dir: string) => readdirSync(dir).filter((file) => file.endsWith(".yaml"));
+  const replaced = new Set(realReplicas ? yaml(REAL_REPLICA_STAGES_DIR) : []);
+  return [
+    ...yaml(STAGES_DIR)
+      .filter((file) => !replaced.has(file))
+      .map((file) => join(STAGES_DIR, file)),
+    ...[...replaced].map((file) => join(REAL_REPLICA_STAGES_DIR, file)),
+  ].sort();
+}
 
 /** The annotation that makes kwok manage a Node. */
 export const KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node";
@@ -134,6 +148,11 @@ export interface StartOptions {
   nodes?: number;
   /** Keep the temp dir (logs) after stop() or a failed start; also MODELSHIP_K8S_KEEP=1. */
   keepDir?: boolean;
+  /**
+   * Model replicas' pods start Running but not Ready, for a harness that runs a real agent for
+   * each and marks it Ready once the agent answers (pod-agents.ts); other pods as usual.
+   */
+  realReplicas?: boolean;
 }
 
 /**
@@ -365,10 +384,7 @@ async function startOnce(options: StartOptions): Promise<TestCluster> {
       "--bind-address=127.0.0.1",
       `--secure-port=${schedPort}`,
     ]);
-    const stageFiles = readdirSync(STAGES_DIR)
-      .filter((file) => file.endsWith(".yaml"))
-      .sort()
-      .map((file) => `--config=${join(STAGES_DIR, file)}`);
+    const stageFiles = stagesFor(options.realReplicas ?? false).map((file) => `--config=${file}`);
     const kwok = launch(
       "kwok",
       [
