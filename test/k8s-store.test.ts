@@ -218,6 +218,56 @@ describe("KubeStore on a real API server", () => {
     expect(configMap.data.lastDeploymentId).toBe("3");
   });
 
+  it.each<[string, "list" | "all"]>([
+    ["a list of namespaces (an informer each)", "list"],
+    ["every namespace (one cluster-wide informer)", "all"],
+  ])("follows %s, and nothing else", async (_, mode) => {
+    for (const namespace of [`${mode}-a`, `${mode}-b`, `${mode}-unfollowed`]) {
+      cluster.kubectlOk(["create", "namespace", namespace]);
+    }
+    const followed = new KubeStore(
+      client,
+      NAMESPACE,
+      () => {},
+      {},
+      mode === "all" ? "all" : [`${mode}-a`, `${mode}-b`],
+    );
+    await followed.start();
+    try {
+      const inNamespace = (namespace: string) => ({
+        ...repository(`in-${namespace}`),
+        metadata: { name: `in-${namespace}`, namespace },
+      });
+      // The unfollowed one first: by the time the others are in the cache, a watch of its
+      // namespace would have brought it too.
+      cluster.kubectlOk(["apply", "-f", "-"], JSON.stringify(inNamespace(`${mode}-unfollowed`)));
+      await followed.apply(inNamespace(`${mode}-a`));
+      await followed.apply(inNamespace(`${mode}-b`));
+      const names = followed
+        .list("ModelRepository")
+        .map((item) => `${item.metadata.namespace}/${item.metadata.name}`)
+        .filter((name) => name.startsWith(mode));
+      if (mode === "all") {
+        await eventually(
+          () =>
+            followed.get("ModelRepository", `${mode}-unfollowed`, `in-${mode}-unfollowed`) !==
+            undefined,
+          10_000,
+        );
+        expect(
+          followed.list("ModelRepository", `${mode}-b`).map((item) => item.metadata.name),
+        ).toEqual([`in-${mode}-b`]);
+      } else {
+        expect(names.sort()).toEqual([`${mode}-a/in-${mode}-a`, `${mode}-b/in-${mode}-b`]);
+        expect(
+          followed.get("ModelRepository", `${mode}-unfollowed`, `in-${mode}-unfollowed`),
+        ).toBeUndefined();
+      }
+    } finally {
+      await followed.stop();
+    }
+  });
+
   it("an aborted call rejects at once", async () => {
     const controller = new AbortController();
     const call = store.apply(repository("aborted"), { signal: controller.signal });

@@ -24,7 +24,10 @@ import {
   rolloutStatusOf,
   workloadObjects,
 } from "../controller/platform/kubernetes/runtime.ts";
-import { DEFAULT_SETTINGS } from "../controller/platform/kubernetes/settings.ts";
+import {
+  DEFAULT_SETTINGS,
+  watchedNamespacesFromEnv,
+} from "../controller/platform/kubernetes/settings.ts";
 import { appliedFields, finalizerPatch } from "../controller/platform/kubernetes/store.ts";
 
 const COMMIT = "a".repeat(40);
@@ -778,5 +781,24 @@ describe("mayAcquire (the Lease rule)", () => {
     ],
   ])("%s → %s", (_, lease, expected) => {
     expect(mayAcquire(lease, "me", now)).toBe(expected);
+  });
+});
+
+describe("watchedNamespacesFromEnv (MODELSHIP_WATCH_NAMESPACES)", () => {
+  it.each<[string, string | undefined, unknown]>([
+    ["unset: the installation's own (undefined)", undefined, undefined],
+    ["empty: the same", " ", undefined],
+    ["a list", "team-a, team-b,", ["team-a", "team-b"]],
+    ["every namespace", "*", "all"],
+  ])("%s", (_, text, expected) => {
+    expect(
+      watchedNamespacesFromEnv(text === undefined ? {} : { MODELSHIP_WATCH_NAMESPACES: text }),
+    ).toEqual(expected);
+  });
+
+  it("names a value that is not a namespace", () => {
+    expect(() => watchedNamespacesFromEnv({ MODELSHIP_WATCH_NAMESPACES: "team-a,Team_B" })).toThrow(
+      'MODELSHIP_WATCH_NAMESPACES: "Team_B" is not a namespace name',
+    );
   });
 });

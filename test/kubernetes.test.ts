@@ -26,6 +26,8 @@ import { startCluster, type TestCluster } from "./k8s/cluster.ts";
 const NAMESPACE = "modelship";
 /** Where build Jobs run (kustomize/base/namespace.yaml: Pod Security `baseline`). */
 const BUILDS = "modelship-builds";
+/** A second namespace the controller follows (MODELSHIP_WATCH_NAMESPACES). */
+const TEAM = "team-b";
 const root = mkdtempSync(join(tmpdir(), "modelship-k8s-"));
 const repo = join(root, "repo");
 let cluster: TestCluster;
@@ -84,6 +86,7 @@ async function startController(): Promise<void> {
       namespace: NAMESPACE,
       registry: "registry.test:5000/models",
       insecureRegistry: true,
+      watchNamespaces: [NAMESPACE, TEAM],
     },
     cacheDir: join(root, "cache"),
     metrics: new ControllerMetrics(new Registry()),
@@ -769,6 +772,63 @@ spec:
     const controller = await getJson("deployment", "modelship-controller");
     expect(controller.status).toMatchObject({ replicas: 2, updatedReplicas: 2, readyReplicas: 2 });
     expect(await eventsWithReason(NAMESPACE, "FailedCreate")).toEqual([]);
+  }, 180_000);
+
+  it("follows a ModelRepository in a second watched namespace, with the rights one RoleBinding there gives", async () => {
+    await kubectl("create", "namespace", TEAM);
+    // What docs/kubernetes.md says to apply for each namespace to follow.
+    const binding = {
+      apiVersion: "rbac.authorization.k8s.io/v1",
+      kind: "RoleBinding",
+      metadata: { name: "modelship-controller-models", namespace: TEAM },
+      roleRef: {
+        apiGroup: "rbac.authorization.k8s.io",
+        kind: "ClusterRole",
+        name: "modelship-controller-models",
+      },
+      subjects: [{ kind: "ServiceAccount", name: "modelship-controller", namespace: NAMESPACE }],
+    };
+    expect(cluster.kubectl(["apply", "-f", "-"], JSON.stringify(binding)).status).toBe(0);
+    const can = async (namespace: string, verb: string, resource: string) =>
+      (
+        await cluster.kubectlAsync([
+          ...["auth", "can-i", verb, resource, "-n", namespace],
+          `--as=system:serviceaccount:${NAMESPACE}:modelship-controller`,
+        ])
+      ).stdout.trim();
+    expect(await can(TEAM, "create", "deployments.apps")).toBe("yes");
+    expect(await can(TEAM, "patch", "modeldeployments.modelship.dev/status")).toBe("yes");
+    expect(await can("default", "create", "deployments.apps")).toBe("no");
+
+    const teamRepo = join(root, "team-repo");
+    execFileSync("git", ["init", "-q", "-b", "main", teamRepo], { env: GIT_ENV });
+    commitAll(teamRepo, GIT_ENV, "team scorer", {
+      "score.py": score(7),
+      "model.yaml": MANIFEST.replaceAll("scorer", "teamscore").replace("REPLICAS", "1"),
+    });
+    const repository = {
+      apiVersion: "modelship.dev/v1alpha1",
+      kind: "ModelRepository",
+      metadata: { name: "team", namespace: TEAM },
+      spec: { url: teamRepo, branch: "main", interval: "2s" },
+    };
+    expect(cluster.kubectl(["apply", "-f", "-"], JSON.stringify(repository)).status).toBe(0);
+    const teamDeployment = async () =>
+      (await cluster.kubectlAsync(["get", "md", "teamscore", "-n", TEAM, "-o", "json"])).stdout;
+    await eventually(async () => {
+      const text = await teamDeployment();
+      return text !== "" && JSON.parse(text).status?.phase === "Deployed";
+    }, 90_000);
+    // Its workload is in its own namespace; its build ran where builds run, named for both.
+    const workload = JSON.parse(
+      await kubectl("get", "deployment", "teamscore", "-n", TEAM, "-o", "json"),
+    );
+    expect(workload.metadata.labels["app.kubernetes.io/managed-by"]).toBe("modelship");
+    expect(await exists("deployment", "teamscore")).toBe(false);
+    const job = JSON.parse(
+      await kubectl("get", "job", "build-team-b-teamscore-1", "-n", BUILDS, "-o", "json"),
+    );
+    expect(job.metadata.labels["modelship.dev/build-namespace"]).toBe(TEAM);
   }, 180_000);
 
   it("restarted in the middle of a build, makes no second Job and skips no build number", async () => {

@@ -4,7 +4,15 @@
 // admits them is shown on the test control plane, in kubernetes.test.ts.)
 // biome-ignore-all lint/suspicious/noExplicitAny: rendered objects are read field by field
 import { execFileSync } from "node:child_process";
-import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  cpSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -113,7 +121,12 @@ describe.each(OVERLAYS)("the %s overlay", (overlay) => {
   });
 
   it("puts every namespaced object in one of its two namespaces", () => {
-    const clusterScoped = new Set(["Namespace", "CustomResourceDefinition"]);
+    const clusterScoped = new Set([
+      "Namespace",
+      "CustomResourceDefinition",
+      "ClusterRole",
+      "ClusterRoleBinding",
+    ]);
     for (const object of objects.filter((item) => !clusterScoped.has(item.kind))) {
       expect(["modelship", "modelship-builds"], `${object.kind} ${object.metadata.name}`).toContain(
         object.metadata.namespace,
@@ -176,6 +189,31 @@ describe.each(OVERLAYS)("the %s overlay", (overlay) => {
     expect(binding.subjects).toEqual([
       { kind: "ServiceAccount", name: "modelship-controller", namespace: "modelship" },
     ]);
+  });
+});
+
+describe("components/watch-all-namespaces", () => {
+  it("binds the per-namespace rights cluster-wide and follows every namespace; the base binds them in modelship alone", () => {
+    const copy = mkdtempSync(join(root, "all-"));
+    cpSync(join(PROJECT_ROOT, "kustomize"), copy, { recursive: true });
+    const overlay = join(copy, "overlays", "all");
+    mkdirSync(overlay);
+    writeFileSync(
+      join(overlay, "kustomization.yaml"),
+      "resources: [../dev]\ncomponents: [../../components/watch-all-namespaces]\n",
+    );
+    const objects = render(copy, "all");
+    const clusterBindings = objects
+      .filter((object) => object.kind === "ClusterRoleBinding")
+      .map((binding) => [binding.roleRef.name, binding.subjects[0].name]);
+    expect(clusterBindings.sort()).toEqual([
+      ["modelship-controller-models", "modelship-controller"],
+      ["modelship-gateway-models", "modelship-gateway"],
+    ]);
+    expect(settings(objects).MODELSHIP_WATCH_NAMESPACES).toBe("*");
+    const base = render(join(PROJECT_ROOT, "kustomize"), "dev");
+    expect(base.filter((object) => object.kind === "ClusterRoleBinding")).toEqual([]);
+    expect(settings(base).MODELSHIP_WATCH_NAMESPACES).toBeUndefined();
   });
 });
 

@@ -11,7 +11,7 @@ import { closeServer, listen, SERVER_OPTIONS } from "../api/http.ts";
 import { KubeClient, loadKubeConfig } from "../platform/kubernetes/client.ts";
 import { LeaderElector } from "../platform/kubernetes/leader.ts";
 import { KubernetesPlatform, requestSync } from "../platform/kubernetes/platform.ts";
-import { settingsFromEnv } from "../platform/kubernetes/settings.ts";
+import { settingsFromEnv, watchedNamespaces } from "../platform/kubernetes/settings.ts";
 import { ControllerMetrics } from "../reconcile/metrics.ts";
 import type { CommandResult, Output } from "./output.ts";
 import { parsePort, untilStopSignal } from "./serve.ts";
@@ -28,7 +28,8 @@ Settings come from the environment (kustomize/base/config.yaml): MODELSHIP_NAMES
 MODELSHIP_BUILD_NAMESPACE, MODELSHIP_BUILD_CPU, MODELSHIP_BUILD_MEMORY, MODELSHIP_BUILD_CACHE_REPO,
 MODELSHIP_REGISTRY, MODELSHIP_PUSH_SECRET, MODELSHIP_INSECURE_REGISTRY, MODELSHIP_EXECUTOR_IMAGE,
 MODELSHIP_IMAGE, MODELSHIP_PYTHON_BASE_IMAGE, MODELSHIP_R_BASE_IMAGE, MODELSHIP_IMAGE_PULL_SECRETS,
-MODELSHIP_GATEWAY_URL (docs/kubernetes.md).
+MODELSHIP_GATEWAY_URL, MODELSHIP_WATCH_NAMESPACES (a list, or *; the installation's namespace
+when unset) (docs/kubernetes.md).
 `;
 
 export async function runController(args: string[], output: Output): Promise<CommandResult> {
@@ -87,7 +88,7 @@ export async function runController(args: string[], output: Output): Promise<Com
         return;
       }
       // A standby asks the leader, through the API server: the Service reaches either.
-      requestSync(client, settings.namespace, new Date()).then(
+      requestSync(client, watchedNamespaces(settings), new Date()).then(
         (count) => response.writeHead(202).end(`asked the leader to fetch ${count} repositories`),
         (error: Error) => response.writeHead(503).end(`cannot ask the leader: ${error.message}`),
       );

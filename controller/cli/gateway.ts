@@ -8,6 +8,7 @@ import { parseGatewayConfig } from "../gateway/config.ts";
 import { Gateway } from "../gateway/gateway.ts";
 import { KubeClient, loadKubeConfig } from "../platform/kubernetes/client.ts";
 import { KubeGatewayFeed } from "../platform/kubernetes/gateway-feed.ts";
+import { watchedNamespacesFromEnv } from "../platform/kubernetes/settings.ts";
 import type { CommandResult, Output } from "./output.ts";
 import { parsePort, parsePositive, untilStopSignal } from "./serve.ts";
 
@@ -73,11 +74,13 @@ export async function runGateway(args: string[], output: Output): Promise<Comman
   const stopSignal = untilStopSignal();
   if (file === undefined) {
     const namespace = values.namespace ?? process.env.MODELSHIP_NAMESPACE ?? "modelship";
+    const watched = watchedNamespacesFromEnv(process.env);
     const feed = new KubeGatewayFeed(
       new KubeClient(loadKubeConfig(values.kubeconfig)),
       namespace,
       gateway,
       (line) => output.err(`${line}\n`),
+      watched ? { watched } : {},
     );
     await feed.start();
     const url = await listen(gateway.server, values.host, port);

@@ -291,6 +291,13 @@ export const PLURALS: Record<string, string> = {
   ModelDeployment: "modeldeployments",
 };
 
+/** A kind's collection in one namespace, or in all of them (`namespace` undefined). */
+export function customCollectionPath(kind: string, namespace: string | undefined): string {
+  return namespace === undefined
+    ? `/apis/${GROUP}/${VERSION}/${PLURALS[kind]}`
+    : customPath(kind, namespace);
+}
+
 export function customPath(kind: string, namespace: string, name?: string): string {
   const base = `/apis/${GROUP}/${VERSION}/namespaces/${namespace}/${PLURALS[kind]}`;
   return name ? `${base}/${encodeURIComponent(name)}` : base;

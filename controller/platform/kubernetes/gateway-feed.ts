@@ -8,7 +8,7 @@ import type { Gateway } from "../../gateway/gateway.ts";
 import { type ApiKeyRecord, hashKey } from "../../gateway/keys.ts";
 import { gatewayConfigFrom } from "../routes.ts";
 import { isNotFound, type KubeClient } from "./client.ts";
-import type { InformerTimings } from "./informer.ts";
+import type { InformerTimings, WatchedNamespaces } from "./informer.ts";
 import { REPLICA_KEY_FIELD, replicaSecretOf } from "./replica-secret.ts";
 import { KubeRuntime } from "./runtime.ts";
 import { KubeStore } from "./store.ts";
@@ -18,6 +18,8 @@ const KEY_REFRESH_MS = 5000;
 
 export interface GatewayFeedOptions {
   timings?: Partial<InformerTimings>;
+  /** Where models are followed (the controller's MODELSHIP_WATCH_NAMESPACES); `namespace` alone by default. */
+  watched?: WatchedNamespaces;
   /**
    * Where the gateway reaches a replica, from the address its EndpointSlice gives (the pod's
    * IP). The identity on a cluster. The test control plane's pods have addresses no TCP
@@ -60,8 +62,13 @@ export class KubeGatewayFeed {
     this.gateway = gateway;
     this.log = log;
     this.replicaUrl = options.replicaUrl ?? ((podUrl) => podUrl);
-    this.store = new KubeStore(client, namespace, log, timings);
-    this.runtime = new KubeRuntime(client, namespace, () => this.schedule(), { log, timings });
+    const watched = options.watched ?? [namespace];
+    this.store = new KubeStore(client, namespace, log, timings, watched);
+    this.runtime = new KubeRuntime(client, namespace, () => this.schedule(), {
+      log,
+      timings,
+      watched,
+    });
   }
 
   async start(): Promise<void> {
@@ -125,9 +132,9 @@ export class KubeGatewayFeed {
   }
 
   config(): GatewayConfig {
+    // Every namespace the caches follow (the store holds no other).
     return gatewayConfigFrom({
       store: this.store,
-      namespace: this.namespace,
       readyReplicas: (deployment) => {
         const { replicaKey } = this.keys;
         // Without the key yet (a first start), no secret: the replicas refuse, and are
@@ -138,7 +145,7 @@ export class KubeGatewayFeed {
           .filter((replica) => replica.ready)
           .map(({ id, url }) => ({ id, url: this.replicaUrl(url), ...secret }));
       },
-      // The installation's one namespace: the Secret holds `access.<model>`.
+      // The Secret holds `access.<model>`: a model's name is one namespace's (rule `route`).
       accessKeyHash: (model) => {
         const key = this.keys.access.get(model.name);
         return key ? hashKey(key) : undefined;

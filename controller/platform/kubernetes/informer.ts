@@ -461,3 +461,87 @@ export class Informer<T extends KubeObject> {
     for (const check of this.waiters) check();
   }
 }
+
+/** Which namespaces are followed: a list, or every namespace (one cluster-wide watch). */
+export type WatchedNamespaces = readonly string[] | "all";
+
+/**
+ * One resource followed in several namespaces: an informer per namespace, or one cluster-wide
+ * informer for "all" — read through one cache interface either way.
+ */
+export class InformerSet<T extends KubeObject> {
+  private readonly byNamespace = new Map<string, Informer<T>>();
+  private readonly clusterWide: Informer<T> | undefined;
+  readonly watched: WatchedNamespaces;
+
+  /** `pathOf(namespace)`: the collection in one namespace; `pathOf(undefined)`: in all. */
+  constructor(
+    watched: WatchedNamespaces,
+    pathOf: (namespace: string | undefined) => string,
+    options: Omit<InformerOptions, "path" | "resource"> & { resource: string },
+  ) {
+    this.watched = watched;
+    if (watched === "all") {
+      this.clusterWide = new Informer<T>({
+        ...options,
+        path: pathOf(undefined),
+        resource: `${options.resource} in all namespaces`,
+      });
+    } else {
+      for (const namespace of new Set(watched)) {
+        this.byNamespace.set(
+          namespace,
+          new Informer<T>({
+            ...options,
+            path: pathOf(namespace),
+            resource: `${options.resource} in ${namespace}`,
+          }),
+        );
+      }
+    }
+  }
+
+  private get informers(): Informer<T>[] {
+    return this.clusterWide ? [this.clusterWide] : [...this.byNamespace.values()];
+  }
+
+  /** Whether objects of `namespace` are followed. */
+  follows(namespace: string): boolean {
+    return this.watched === "all" || this.byNamespace.has(namespace);
+  }
+
+  private of(namespace: string): Informer<T> | undefined {
+    return this.clusterWide ?? this.byNamespace.get(namespace);
+  }
+
+  onChange(listener: (change: Change<T>) => void): void {
+    for (const informer of this.informers) informer.onChange(listener);
+  }
+
+  async start(): Promise<void> {
+    await Promise.all(this.informers.map((informer) => informer.start()));
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.informers.map((informer) => informer.stop()));
+  }
+
+  get(namespace: string, name: string): T | undefined {
+    return this.of(namespace)?.get(namespace, name);
+  }
+
+  list(namespace?: string): T[] {
+    if (namespace !== undefined) return this.of(namespace)?.list(namespace) ?? [];
+    return this.informers.flatMap((informer) => informer.list());
+  }
+
+  waitFor(
+    namespace: string,
+    name: string,
+    done: (object: T | undefined) => boolean,
+    options: { timeoutMs: number; signal?: AbortSignal },
+  ): Promise<boolean> {
+    const informer = this.of(namespace);
+    return informer ? informer.waitFor(namespace, name, done, options) : Promise.resolve(false);
+  }
+}

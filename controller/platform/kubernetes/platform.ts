@@ -10,12 +10,13 @@ import { Controller } from "../../reconcile/controller.ts";
 import type { ControllerMetrics } from "../../reconcile/metrics.ts";
 import { type GitCredentials, GitSources } from "../../source/git-sources.ts";
 import { KanikoBuilder } from "./builder.ts";
-import { isNotFound, type KubeClient } from "./client.ts";
+import { customCollectionPath, customPath, isNotFound, type KubeClient } from "./client.ts";
 import { KubeEventRecorder } from "./events.ts";
 import { KEYS_SECRET } from "./gateway-feed.ts";
+import type { WatchedNamespaces } from "./informer.ts";
 import { newReplicaKey, REPLICA_KEY_FIELD } from "./replica-secret.ts";
 import { KubeRuntime } from "./runtime.ts";
-import type { KubernetesSettings } from "./settings.ts";
+import { type KubernetesSettings, watchedNamespaces } from "./settings.ts";
 import { KubeStore } from "./store.ts";
 
 export interface KubernetesPlatformOptions {
@@ -34,34 +35,45 @@ export interface KubernetesPlatformOptions {
 }
 
 /**
- * Asks the leader to fetch every ModelRepository in `namespace` now, through the API server: a
+ * Asks the leader to fetch every ModelRepository it follows now, through the API server: a
  * new `modelship.dev/requestedAt` on each wakes its reconciler wherever the leader runs. What a
  * standby replica does with the git webhook. Resolves to how many repositories it asked for.
  */
 export async function requestSync(
   client: KubeClient,
-  namespace: string,
+  watched: WatchedNamespaces,
   now: Date,
   options: CallOptions = {},
 ): Promise<number> {
-  const path = `/apis/modelship.dev/v1alpha1/namespaces/${namespace}/modelrepositories`;
-  const list = await client.request<{ items: ModelRepository[] }>(
-    "GET",
-    path,
-    undefined,
-    undefined,
-    options,
-  );
-  for (const repository of list.items) {
+  const collections =
+    watched === "all"
+      ? [customCollectionPath("ModelRepository", undefined)]
+      : watched.map((namespace) => customCollectionPath("ModelRepository", namespace));
+  const repositories: ModelRepository[] = [];
+  for (const collection of collections) {
+    const list = await client.request<{ items: ModelRepository[] }>(
+      "GET",
+      collection,
+      undefined,
+      undefined,
+      options,
+    );
+    repositories.push(...list.items);
+  }
+  for (const repository of repositories) {
     await client.request(
       "PATCH",
-      `${path}/${encodeURIComponent(repository.metadata.name)}`,
+      customPath(
+        "ModelRepository",
+        repository.metadata.namespace ?? "default",
+        repository.metadata.name,
+      ),
       { metadata: { annotations: { [ANNOTATION_REQUESTED_AT]: now.toISOString() } } },
       "application/merge-patch+json",
       options,
     );
   }
-  return list.items.length;
+  return repositories.length;
 }
 
 export class KubernetesPlatform {
@@ -83,7 +95,8 @@ export class KubernetesPlatform {
     this.options = options;
     const { client, settings, log } = options;
     const namespace = settings.namespace;
-    this.store = new KubeStore(client, namespace, log, settings.informers);
+    const watched = watchedNamespaces(settings);
+    this.store = new KubeStore(client, namespace, log, settings.informers, watched);
     // Credentials come from the Secret a repository names, read at each fetch.
     this.sources = new GitSources(this.store, options.cacheDir, (repository, callOptions) =>
       this.readCredentials(repository, callOptions),
@@ -97,6 +110,7 @@ export class KubernetesPlatform {
         timings: settings.informers,
         replicaKey: () => this.replicaKey(),
         imagePullSecrets: settings.imagePullSecrets,
+        watched,
       },
     );
     this.builder = new KanikoBuilder(client, settings, {

@@ -39,7 +39,13 @@ import {
   isNotFound,
   type KubeClient,
 } from "./client.ts";
-import { Informer, type InformerTimings, type KubeObject, versionOf } from "./informer.ts";
+import {
+  InformerSet,
+  type InformerTimings,
+  type KubeObject,
+  versionOf,
+  type WatchedNamespaces,
+} from "./informer.ts";
 import { podSecurity } from "./pod-security.ts";
 import { REPLICA_SECRET_FIELD, replicaSecretName, replicaSecretOf } from "./replica-secret.ts";
 
@@ -360,17 +366,18 @@ export interface KubeRuntimeOptions {
   replicaKey?: () => Promise<string>;
   /** Secrets the model pods pull their images with (a private registry). */
   imagePullSecrets?: readonly string[];
+  /** The namespaces whose deployments it runs: its own, by default. */
+  watched?: WatchedNamespaces;
 }
 
 export class KubeRuntime implements Runtime {
   private readonly client: KubeClient;
-  private readonly namespace: string;
-  private readonly deployments: Informer<DeploymentObject>;
-  private readonly services: Informer<ServiceObject>;
+  private readonly deployments: InformerSet<DeploymentObject>;
+  private readonly services: InformerSet<ServiceObject>;
   /** Only a runtime that applies (with a replica key) watches these: the gateway's need not. */
-  private readonly secrets: Informer<SecretObject> | undefined;
-  private readonly networkPolicies: Informer<NetworkPolicyObject> | undefined;
-  private readonly slices: Informer<EndpointSlice>;
+  private readonly secrets: InformerSet<SecretObject> | undefined;
+  private readonly networkPolicies: InformerSet<NetworkPolicyObject> | undefined;
+  private readonly slices: InformerSet<EndpointSlice>;
   private readonly replicaKey: (() => Promise<string>) | undefined;
   private readonly imagePullSecrets: readonly string[];
   /** What the last apply() asked for, per deployment: what drift is measured against. */
@@ -384,20 +391,26 @@ export class KubeRuntime implements Runtime {
     options: KubeRuntimeOptions = {},
   ) {
     this.client = client;
-    this.namespace = namespace;
     this.replicaKey = options.replicaKey;
     this.imagePullSecrets = options.imagePullSecrets ?? [];
-    const follow = <T extends KubeObject>(path: string, resource: string): Informer<T> => {
-      const informer = new Informer<T>({
-        client,
-        path: `${path}/namespaces/${namespace}/${resource}`,
-        resource: `${resource} in ${namespace}`,
-        // Only what modelship made: the installation's own Deployments and Services (and
-        // anyone else's) are never cached, never mapped to a ModelDeployment, never deleted.
-        labelSelector: MANAGED_SELECTOR,
-        ...(options.log ? { log: options.log } : {}),
-        ...(options.timings ? { timings: options.timings } : {}),
-      });
+    const watched = options.watched ?? [namespace];
+    const follow = <T extends KubeObject>(path: string, resource: string): InformerSet<T> => {
+      const informer = new InformerSet<T>(
+        watched,
+        (followed) =>
+          followed === undefined
+            ? `${path}/${resource}`
+            : `${path}/namespaces/${followed}/${resource}`,
+        {
+          client,
+          resource,
+          // Only what modelship made: the installation's own Deployments and Services (and
+          // anyone else's) are never cached, never mapped to a ModelDeployment, never deleted.
+          labelSelector: MANAGED_SELECTOR,
+          ...(options.log ? { log: options.log } : {}),
+          ...(options.timings ? { timings: options.timings } : {}),
+        },
+      );
       informer.onChange(({ object }) => {
         const name = object.metadata.labels?.[LABEL_DEPLOYMENT];
         if (name) onChange({ namespace: object.metadata.namespace ?? namespace, name });
@@ -451,7 +464,10 @@ export class KubeRuntime implements Runtime {
 
   private live(deployment: NamespacedName): LiveWorkload {
     const { namespace, name } = deployment;
-    const found = <T extends KubeObject>(informer: Informer<T> | undefined, objectName = name) => {
+    const found = <T extends KubeObject>(
+      informer: InformerSet<T> | undefined,
+      objectName = name,
+    ) => {
       const object = informer?.get(namespace, objectName);
       return object && isOurs(object, name) ? object : undefined;
     };
@@ -468,9 +484,9 @@ export class KubeRuntime implements Runtime {
   }
 
   async apply(spec: RolloutSpec, options: CallOptions = {}): Promise<void> {
-    if (spec.deployment.namespace !== this.namespace) {
+    if (!this.deployments.follows(spec.deployment.namespace)) {
       throw new Error(
-        `the runtime follows namespace ${this.namespace}, not ${formatName(spec.deployment)}`,
+        `the runtime does not follow the namespace of ${formatName(spec.deployment)}`,
       );
     }
     if (!this.replicaKey || !this.secrets || !this.networkPolicies) {
@@ -506,7 +522,7 @@ export class KubeRuntime implements Runtime {
       // Read your writes: status() right after must not see the old object and call it drift.
       settled.push(
         this.settle(
-          informer as Informer<KubeObject>,
+          informer as InformerSet<KubeObject>,
           spec.deployment,
           (cached) => versionOf(cached) >= versionOf(applied),
           options,
@@ -520,7 +536,7 @@ export class KubeRuntime implements Runtime {
 
   /** Waits (bounded, abortable) until the cache shows `done` for the deployment's object. */
   private async settle<T extends KubeObject>(
-    informer: Informer<T>,
+    informer: InformerSet<T>,
     { namespace, name }: NamespacedName,
     done: (cached: T | undefined) => boolean,
     options: CallOptions,
@@ -581,7 +597,13 @@ export class KubeRuntime implements Runtime {
     ] as const;
     for (const [informer, path, object] of parts) {
       if (informer) {
-        await this.deleteOurs(informer as Informer<KubeObject>, path, deployment, object, options);
+        await this.deleteOurs(
+          informer as InformerSet<KubeObject>,
+          path,
+          deployment,
+          object,
+          options,
+        );
       }
     }
   }
@@ -628,7 +650,7 @@ export class KubeRuntime implements Runtime {
    * with a uid precondition so that a namesake created since is left alone.
    */
   private async deleteOurs<T extends KubeObject>(
-    informer: Informer<T>,
+    informer: InformerSet<T>,
     path: string,
     deployment: NamespacedName,
     object: T | undefined,

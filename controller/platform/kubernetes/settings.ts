@@ -1,7 +1,7 @@
 // The installation's settings for the Kubernetes platform (kustomize/base/config.yaml holds them
 // as a ConfigMap; `modelship controller` reads them from the environment).
 import { parseDurationMs } from "../../api/duration.ts";
-import type { InformerTimings } from "./informer.ts";
+import type { InformerTimings, WatchedNamespaces } from "./informer.ts";
 
 /** Requests and limits in Kubernetes quantities ("500m", "2Gi"). */
 export interface ResourceSettings {
@@ -10,8 +10,13 @@ export interface ResourceSettings {
 }
 
 export interface KubernetesSettings {
-  /** The namespace modelship watches and deploys into. */
+  /** The installation's namespace: its Lease, its keys, its state. */
   namespace: string;
+  /**
+   * Where ModelRepositories (and so their models) are followed: a list of namespaces, or
+   * "all"; the installation's own namespace when unset. RBAC must match (docs/kubernetes.md).
+   */
+  watchNamespaces?: WatchedNamespaces;
   /**
    * Where build Jobs run: a namespace of their own, at the Pod Security `baseline` level (the
    * Kaniko executor runs as root in its container), holding none of the installation's Secrets.
@@ -105,10 +110,35 @@ function list(text: string | undefined): string[] {
     .filter(Boolean);
 }
 
+/**
+ * MODELSHIP_WATCH_NAMESPACES: a comma-separated list, or `*` for every namespace; the
+ * installation's namespace when unset.
+ */
+export function watchedNamespacesFromEnv(env: NodeJS.ProcessEnv): WatchedNamespaces | undefined {
+  const text = env.MODELSHIP_WATCH_NAMESPACES?.trim();
+  if (!text) return undefined;
+  if (text === "*") return "all";
+  const namespaces = list(text);
+  const invalid = namespaces.find((name) => !/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(name));
+  if (invalid !== undefined) {
+    throw new Error(
+      `MODELSHIP_WATCH_NAMESPACES: "${invalid}" is not a namespace name (a comma-separated list, or *)`,
+    );
+  }
+  return namespaces;
+}
+
+/** The namespaces followed: the setting, or the installation's own. */
+export function watchedNamespaces(settings: KubernetesSettings): WatchedNamespaces {
+  return settings.watchNamespaces ?? [settings.namespace];
+}
+
 /** Settings from MODELSHIP_* environment variables, over the defaults. */
 export function settingsFromEnv(env: NodeJS.ProcessEnv): KubernetesSettings {
+  const watched = watchedNamespacesFromEnv(env);
   return {
     namespace: env.MODELSHIP_NAMESPACE ?? DEFAULT_SETTINGS.namespace,
+    ...(watched ? { watchNamespaces: watched } : {}),
     registry: env.MODELSHIP_REGISTRY ?? DEFAULT_SETTINGS.registry,
     buildNamespace: env.MODELSHIP_BUILD_NAMESPACE || DEFAULT_SETTINGS.buildNamespace,
     buildResources: {

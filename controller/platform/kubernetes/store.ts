@@ -7,6 +7,7 @@ import { KINDS, type Kind } from "../../api/schemas.ts";
 import { LABEL_MANAGED_BY, MANAGED_BY } from "../../core/labels.ts";
 import type { CallOptions, Resource, ResourceOf, Store, WatchEvent } from "../../core/ports.ts";
 import {
+  customCollectionPath,
   customPath,
   isConflict,
   isInvalid,
@@ -16,10 +17,11 @@ import {
 } from "./client.ts";
 import {
   type Change,
-  Informer,
+  InformerSet,
   type InformerTimings,
   type KubeObject,
   versionOf,
+  type WatchedNamespaces,
 } from "./informer.ts";
 
 /** How long a write waits for its own change to reach the cache (read your writes). */
@@ -121,7 +123,9 @@ interface IdConfigMap {
 export class KubeStore implements Store {
   private readonly client: KubeClient;
   readonly namespace: string;
-  private readonly informers = new Map<Kind, Informer<KubeObject>>();
+  private readonly informers = new Map<Kind, InformerSet<KubeObject>>();
+  /** The namespaces whose objects it follows: its own, by default. */
+  readonly watched: WatchedNamespaces;
   private readonly listeners = new Set<(event: WatchEvent) => void>();
   private readonly log: (line: string) => void;
   private readonly timings: Partial<InformerTimings>;
@@ -131,23 +135,28 @@ export class KubeStore implements Store {
     namespace: string,
     log: (line: string) => void = () => {},
     timings: Partial<InformerTimings> = {},
+    watched: WatchedNamespaces = [namespace],
   ) {
     this.client = client;
     this.namespace = namespace;
     this.log = log;
     this.timings = timings;
+    this.watched = watched;
   }
 
   /** Lists every kind and starts watching; resolves once the caches are filled. */
   async start(): Promise<void> {
     for (const kind of KINDS) {
-      const informer = new Informer<KubeObject>({
-        client: this.client,
-        path: customPath(kind, this.namespace),
-        resource: `${PLURALS[kind]} in ${this.namespace}`,
-        log: this.log,
-        timings: this.timings,
-      });
+      const informer = new InformerSet<KubeObject>(
+        this.watched,
+        (namespace) => customCollectionPath(kind, namespace),
+        {
+          client: this.client,
+          resource: PLURALS[kind] ?? kind,
+          log: this.log,
+          timings: this.timings,
+        },
+      );
       informer.onChange((change) => this.emit(change));
       this.informers.set(kind, informer);
     }
@@ -167,7 +176,7 @@ export class KubeStore implements Store {
     for (const listener of this.listeners) listener(event);
   }
 
-  private informer(kind: Kind): Informer<KubeObject> {
+  private informer(kind: Kind): InformerSet<KubeObject> {
     const informer = this.informers.get(kind);
     if (!informer) throw new Error("the store has not been started");
     return informer;
