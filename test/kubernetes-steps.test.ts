@@ -101,7 +101,7 @@ describe("the build Job", () => {
 
   it("is named after the build and its namespace, runs in the build namespace, and is bounded in time", () => {
     expect(job.metadata).toMatchObject({
-      name: "build-models-iris-3",
+      name: jobName(build()),
       namespace: DEFAULT_SETTINGS.buildNamespace,
     });
     // An owner reference cannot point to another namespace: labels tie it to its build.
@@ -130,8 +130,8 @@ describe("the build Job", () => {
     expect(
       init.env.map((variable: any) => [variable.name, variable.valueFrom.secretKeyRef.name]),
     ).toEqual([
-      ["MODELSHIP_GIT_TOKEN", "build-models-iris-3-git"],
-      ["MODELSHIP_GIT_USERNAME", "build-models-iris-3-git"],
+      ["MODELSHIP_GIT_TOKEN", `${jobName(build())}-git`],
+      ["MODELSHIP_GIT_USERNAME", `${jobName(build())}-git`],
     ]);
     // Without credentials, no Secret is read at all.
     const open = buildJob(build(), repository, settings, false) as any;
@@ -141,7 +141,7 @@ describe("the build Job", () => {
   it("copies the credentials into a Secret of the build's, in the build namespace", () => {
     const secret = gitSecret(build(), { token: "t0ken", username: "bot" }, settings) as any;
     expect(secret.metadata).toStrictEqual({
-      name: "build-models-iris-3-git",
+      name: `${jobName(build())}-git`,
       namespace: DEFAULT_SETTINGS.buildNamespace,
       labels: job.metadata.labels,
     });
@@ -180,7 +180,7 @@ describe("the build Job", () => {
     expect(kaniko.args).toEqual([
       "--context=dir:///workspace",
       "--dockerfile=/workspace/Dockerfile",
-      `--destination=${DEFAULT_SETTINGS.registry}/models-iris:build-3`,
+      `--destination=${DEFAULT_SETTINGS.registry}/models/iris:build-3`,
       "--digest-file=/dev/termination-log",
       "--snapshot-mode=redo",
       "--insecure",
@@ -202,7 +202,7 @@ describe("the build Job", () => {
   });
 
   it.each([
-    ["a short name", "iris-3", "build-models-iris-3"],
+    ["a short name", "iris-3", expect.stringMatching(/^build-models-iris-3-[0-9a-f]{8}$/)],
     [
       "a name too long for a label",
       `${"m".repeat(70)}-12`,
@@ -215,13 +215,12 @@ describe("the build Job", () => {
     expect(jobName(named).length).toBeLessThanOrEqual(63);
   });
 
-  it("never gives two long names one Job", () => {
-    const [a, b] = ["-12", "-13"].map((suffix) => {
-      const named = build();
-      named.metadata.name = `${"m".repeat(70)}${suffix}`;
-      return jobName(named);
-    });
-    expect(a).not.toBe(b);
+  it.each([
+    ["two long names", ["models", `${"m".repeat(70)}-12`], ["models", `${"m".repeat(70)}-13`]],
+    ["names that read the same across namespaces", ["a-b", "c-1"], ["a", "b-c-1"]],
+  ])("never gives %s one Job", (_, [namespaceA, nameA], [namespaceB, nameB]) => {
+    const named = (namespace = "", name = "") => jobName({ metadata: { namespace, name } });
+    expect(named(namespaceA, nameA)).not.toBe(named(namespaceB, nameB));
   });
 });
 
@@ -245,7 +244,7 @@ describe("jobProgress", () => {
         phase: "Succeeded",
         startedAt: "T1",
         completedAt: "T2",
-        image: `${DEFAULT_SETTINGS.registry}/models-iris@${DIGEST}`,
+        image: `${DEFAULT_SETTINGS.registry}/models/iris@${DIGEST}`,
       },
     ],
     [
@@ -371,7 +370,9 @@ describe("workloadObjects", () => {
     resources: { cpu: "500m", memory: "2Gi", gpu: 1 },
     ownerUid: "uid-9",
   };
-  const { deployment, service, secret, networkPolicy } = workloadObjects(spec, "s3cret") as any;
+  const { deployment, service, secret, networkPolicy } = workloadObjects(spec, "s3cret", {
+    gatewayNamespace: "modelship",
+  }) as any;
   const container = deployment.spec.template.spec.containers[0];
 
   it("rolls out without lowering capacity, and marks the rollout in the template", () => {
@@ -420,7 +421,10 @@ describe("workloadObjects", () => {
     });
     expect(container.volumeMounts).toEqual([{ name: "tmp", mountPath: "/tmp" }]);
     expect(pod.imagePullSecrets).toBeUndefined();
-    const pulled = workloadObjects(spec, "s3cret", ["registry-a", "registry-b"]) as any;
+    const pulled = workloadObjects(spec, "s3cret", {
+      gatewayNamespace: "modelship",
+      imagePullSecrets: ["registry-a", "registry-b"],
+    }) as any;
     expect(pulled.deployment.spec.template.spec.imagePullSecrets).toEqual([
       { name: "registry-a" },
       { name: "registry-b" },
@@ -442,14 +446,18 @@ describe("workloadObjects", () => {
     expect(JSON.stringify(deployment)).not.toContain("s3cret");
   });
 
-  it("lets only the gateway's pods reach the replicas' port", () => {
+  it("lets only the gateway's pods, in the installation's namespace, reach the replicas' port", () => {
     expect(networkPolicy.spec).toEqual({
       podSelector: { matchLabels: { "modelship.dev/deployment": "iris" } },
       policyTypes: ["Ingress"],
       ingress: [
         {
+          // Both in one peer: the gateway's pods there, not every pod there nor lookalikes here.
           from: [
-            { podSelector: { matchLabels: { "app.kubernetes.io/name": "modelship-gateway" } } },
+            {
+              namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "modelship" } },
+              podSelector: { matchLabels: { "app.kubernetes.io/name": "modelship-gateway" } },
+            },
           ],
           ports: [{ protocol: "TCP", port: 8080 }],
         },
@@ -492,7 +500,7 @@ describe("workloadObjects", () => {
 
   it("names no owner without the ModelDeployment's uid", () => {
     const { ownerUid: _, ...unowned } = spec;
-    const alone = workloadObjects(unowned, "s3cret") as any;
+    const alone = workloadObjects(unowned, "s3cret", { gatewayNamespace: "modelship" }) as any;
     expect(alone.deployment.metadata.ownerReferences).toBeUndefined();
     expect(alone.secret.metadata.ownerReferences).toBeUndefined();
   });
@@ -539,6 +547,7 @@ describe("driftOf (the live workload against the last apply)", () => {
       timeoutSeconds: 30,
     },
     "s3cret",
+    { gatewayNamespace: "modelship" },
   );
   const { deployment, service, secret, networkPolicy } = wanted;
   const guarded = { service, secret, networkPolicy };
@@ -755,7 +764,7 @@ describe("dockerfile", () => {
     // read-only, and the image runs as the model's user.
     const at = (line: string) => lines.indexOf(line);
     expect(at("USER 10001")).toBeLessThan(at(run));
-    expect(at(run)).toBeLessThan(at("RUN chown -R 0:0 /model && chmod -R go-w /model"));
+    expect(at(run)).toBeLessThan(at("RUN chown -R 0:0 /model && chmod -R a+rX,go-w /model"));
     expect(lines.filter((line) => line.startsWith("USER ")).at(-1)).toBe("USER 10001");
   });
 });

@@ -9,6 +9,7 @@ import { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Gateway } from "../controller/gateway/gateway.ts";
 import { hashKey } from "../controller/gateway/keys.ts";
+import { jobName } from "../controller/platform/kubernetes/builder.ts";
 import { KubeClient, loadKubeConfig } from "../controller/platform/kubernetes/client.ts";
 import { KubeGatewayFeed } from "../controller/platform/kubernetes/gateway-feed.ts";
 import { LeaderElector } from "../controller/platform/kubernetes/leader.ts";
@@ -113,6 +114,10 @@ async function deployedBuild(build: number): Promise<void> {
   }, 120_000);
 }
 
+/** The name of a model's build Job (builder.ts: readable, and unique by a hash). */
+const jobOf = (model: string, number: number, namespace = NAMESPACE) =>
+  jobName({ metadata: { namespace, name: `${model}-${number}` } });
+
 /** The build Jobs of the scorer, in the build namespace. */
 const jobNames = async () =>
   (
@@ -183,6 +188,18 @@ describe("the Kubernetes platform", () => {
     const level = async (namespace: string) =>
       (await getJson("namespace", namespace)).metadata.labels["pod-security.kubernetes.io/enforce"];
     expect([await level(NAMESPACE), await level(BUILDS)]).toEqual(["restricted", "baseline"]);
+    // And admission is on: a pod that `restricted` forbids is refused, naming the level.
+    const bare = cluster.kubectl(
+      ["apply", "-n", NAMESPACE, "-f", "-"],
+      JSON.stringify({
+        apiVersion: "v1",
+        kind: "Pod",
+        metadata: { name: "as-root" },
+        spec: { containers: [{ name: "c", image: "registry.invalid/x:1" }] },
+      }),
+    );
+    expect(bare.status).not.toBe(0);
+    expect(bare.stderr).toContain('violates PodSecurity "restricted:latest"');
   }, 120_000);
 
   it("refuses replicas: 12 applied by hand, with the schema's limit", () => {
@@ -234,12 +251,12 @@ spec:
     expect(cluster.kubectl(["apply", "-f", "-"], repository).status).toBe(0);
     await startController();
 
-    await eventually(async () => (await jobNames()).includes("build-modelship-scorer-1"), 60_000);
-    const job = await getJson("job", "-n", BUILDS, "build-modelship-scorer-1");
+    await eventually(async () => (await jobNames()).includes(jobOf("scorer", 1)), 60_000);
+    const job = await getJson("job", "-n", BUILDS, jobOf("scorer", 1));
     expect(job.spec.template.spec.automountServiceAccountToken).toBe(false);
     const kaniko = job.spec.template.spec.containers[0];
     expect(kaniko.args).toContain(
-      "--destination=registry.test:5000/models/modelship-scorer:build-1",
+      "--destination=registry.test:5000/models/modelship/scorer:build-1",
     );
     expect(kaniko.args).toContain("--digest-file=/dev/termination-log");
     expect(job.spec.template.spec.initContainers[0].args).toContain(git("rev-parse", "HEAD"));
@@ -324,7 +341,10 @@ spec:
       expect(policy.spec.ingress).toEqual([
         {
           from: [
-            { podSelector: { matchLabels: { "app.kubernetes.io/name": "modelship-gateway" } } },
+            {
+              namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": NAMESPACE } },
+              podSelector: { matchLabels: { "app.kubernetes.io/name": "modelship-gateway" } },
+            },
           ],
           ports: [{ protocol: "TCP", port: 8080 }],
         },
@@ -430,7 +450,7 @@ spec:
   it("rolls a code change out as build 2 in a new ReplicaSet, and git revert back to build 1 with no new Job", async () => {
     commit({ "score.py": score(2) }, "scorer, version 2");
     await deployedBuild(2);
-    expect(await jobNames()).toEqual(["build-modelship-scorer-1", "build-modelship-scorer-2"]);
+    expect(await jobNames()).toEqual([jobOf("scorer", 1), jobOf("scorer", 2)]);
     const replicaSets = async () =>
       (await getJson("replicasets", "-l", "modelship.dev/deployment=scorer")).items.length;
     expect(await replicaSets()).toBe(2);
@@ -443,7 +463,7 @@ spec:
     git("revert", "--no-edit", "HEAD");
     await deployedBuild(1);
     expect(await running()).toBe(await image(1));
-    expect(await jobNames()).toEqual(["build-modelship-scorer-1", "build-modelship-scorer-2"]);
+    expect(await jobNames()).toEqual([jobOf("scorer", 1), jobOf("scorer", 2)]);
     expect((await getJson("modelbuilds", "-l", "modelship.dev/model=scorer")).items).toHaveLength(
       2,
     );
@@ -508,7 +528,7 @@ spec:
     expect(condition("Stalled")).toMatchObject({
       status: "True",
       reason: "BuildFailed",
-      message: expect.stringContaining("build 1 failed: build Job build-modelship-broken-1 failed"),
+      message: expect.stringContaining(`build 1 failed: build Job ${jobOf("broken", 1)} failed`),
     });
     expect(condition("Reconciling")).toBeUndefined();
     expect((await getJson("modeldeployment", "scorer")).status.phase).toBe("Deployed");
@@ -641,13 +661,13 @@ spec:
           (await getJson("modelbuild", "fetched-1")).status?.phase === "Succeeded",
         60_000,
       );
-      const job = await getJson("job", "-n", BUILDS, "build-modelship-fetched-1");
+      const job = await getJson("job", "-n", BUILDS, jobOf("fetched", 1));
       expect(
         job.spec.template.spec.initContainers[0].env.map(
           (variable: { valueFrom: { secretKeyRef: { name: string } } }) =>
             variable.valueFrom.secretKeyRef.name,
         ),
-      ).toEqual(["build-modelship-fetched-1-git", "build-modelship-fetched-1-git"]);
+      ).toEqual([`${jobOf("fetched", 1)}-git`, `${jobOf("fetched", 1)}-git`]);
       await eventually(
         async () =>
           !(
@@ -656,7 +676,7 @@ spec:
               "secret",
               "-n",
               BUILDS,
-              "build-modelship-fetched-1-git",
+              `${jobOf("fetched", 1)}-git`,
             ])
           ).stdout,
         30_000,
@@ -826,22 +846,28 @@ spec:
     expect(workload.metadata.labels["app.kubernetes.io/managed-by"]).toBe("modelship");
     expect(await exists("deployment", "teamscore")).toBe(false);
     const job = JSON.parse(
-      await kubectl("get", "job", "build-team-b-teamscore-1", "-n", BUILDS, "-o", "json"),
+      await kubectl("get", "job", jobOf("teamscore", 1, TEAM), "-n", BUILDS, "-o", "json"),
     );
     expect(job.metadata.labels["modelship.dev/build-namespace"]).toBe(TEAM);
+    // Only the gateway reaches it, from the installation's namespace.
+    const policy = JSON.parse(
+      await kubectl("get", "networkpolicy", "teamscore", "-n", TEAM, "-o", "json"),
+    );
+    expect(policy.spec.ingress[0].from).toEqual([
+      {
+        namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": NAMESPACE } },
+        podSelector: { matchLabels: { "app.kubernetes.io/name": "modelship-gateway" } },
+      },
+    ]);
   }, 180_000);
 
   it("restarted in the middle of a build, makes no second Job and skips no build number", async () => {
     commit({ "score.py": score(3) }, "scorer, version 3");
-    await eventually(async () => (await jobNames()).includes("build-modelship-scorer-3"), 60_000);
+    await eventually(async () => (await jobNames()).includes(jobOf("scorer", 3)), 60_000);
     await stopController();
     await startController();
     await deployedBuild(3);
-    expect(await jobNames()).toEqual([
-      "build-modelship-scorer-1",
-      "build-modelship-scorer-2",
-      "build-modelship-scorer-3",
-    ]);
+    expect(await jobNames()).toEqual([jobOf("scorer", 1), jobOf("scorer", 2), jobOf("scorer", 3)]);
     const builds = (await getJson("modelbuilds", "-l", "modelship.dev/model=scorer")).items.map(
       (build: { spec: { number: number } }) => build.spec.number,
     );

@@ -30,7 +30,8 @@ export function dockerfile(build: ModelBuild, baseImage: string): string {
     `RUN ${script}`,
     // Then it is root's, read-only to the model: what runs is what was built, and nothing else.
     "USER 0",
-    "RUN chown -R 0:0 /model && chmod -R go-w /model",
+    // Readable by all (a file the build wrote 0600 too), writable by none but root.
+    "RUN chown -R 0:0 /model && chmod -R a+rX,go-w /model",
     `USER ${MODEL_UID}`,
     `LABEL dev.modelship.build=${word(build.metadata.name)} dev.modelship.commit=${word(build.spec.commit)}`,
     `EXPOSE ${REPLICA_PORT}`,

@@ -85,19 +85,23 @@ interface Pod {
 }
 
 /**
- * The build's Job: `build-<namespace>-<name>`, as builds of every namespace share one build
- * namespace. Job names become pod label values, at most 63 characters: a longer one is cut and
- * ends in a hash of the whole, so that two builds never share a Job.
+ * The build's Job: `build-<namespace>-<name>-<hash>`, as builds of every namespace share one
+ * build namespace. The hash (of namespace/name) keeps two builds apart whose names would read
+ * the same (namespace `a-b`, build `c-1`; namespace `a`, build `b-c-1`). Job names become pod
+ * label values, at most 63 characters: a longer readable part is cut.
  */
-export function jobName(build: ModelBuild): string {
-  const whole = `build-${build.metadata.namespace ?? "default"}-${build.metadata.name}`;
-  if (whole.length <= 63) return whole;
-  const hash = createHash("sha256").update(whole).digest("hex").slice(0, 8);
-  return `${whole.slice(0, 54).replace(/-+$/, "")}-${hash}`;
+export function jobName(build: Pick<ModelBuild, "metadata">): string {
+  const namespace = build.metadata.namespace ?? "default";
+  const hash = createHash("sha256")
+    .update(`${namespace}/${build.metadata.name}`)
+    .digest("hex")
+    .slice(0, 8);
+  const readable = `build-${namespace}-${build.metadata.name}`.slice(0, 63 - 9).replace(/-+$/, "");
+  return `${readable}-${hash}`;
 }
 
 /** The Secret that carries a build's git credentials to its init container. */
-export function gitSecretName(build: ModelBuild): string {
+export function gitSecretName(build: Pick<ModelBuild, "metadata">): string {
   return `${jobName(build)}-git`;
 }
 
@@ -132,10 +136,14 @@ export function gitSecret(
   };
 }
 
-/** Where a build's image goes, by tag; the digest pins it once Kaniko reports one. */
+/**
+ * Where a build's image goes, by tag (`<registry>/<namespace>/<model>:build-<n>`: a path
+ * segment per name, so no two namespaces' models share a repository); the digest pins it
+ * once Kaniko reports one.
+ */
 export function imageTag(build: ModelBuild, settings: KubernetesSettings): string {
   const namespace = build.metadata.namespace ?? settings.namespace;
-  return `${settings.registry}/${namespace}-${build.spec.model}:build-${build.spec.number}`;
+  return `${settings.registry}/${namespace}/${build.spec.model}:build-${build.spec.number}`;
 }
 
 /**
@@ -392,9 +400,18 @@ export class KanikoBuilder implements Builder {
       );
     } catch (error) {
       // Already there: a restarted controller, or a second pass. One Job per build, never two.
-      if (!isConflict(error)) throw error;
+      if (!isConflict(error)) {
+        // No Job will read the credentials written for it: they go again, best effort (the
+        // next attempt writes them anew).
+        if (withGitSecret) await this.removeGitSecret(build, options).catch(() => {});
+        throw error;
+      }
       job = await this.getJob(build, options);
-      if (!isOwnJob(job, build)) return;
+      if (!isOwnJob(job, build)) {
+        // Not this build's Job (status() says so): the credentials written for it go again.
+        if (withGitSecret) await this.removeGitSecret(build, options);
+        return;
+      }
     }
     // Owned by its Job, the Secret goes with it (its TTL, or a removal) at the latest.
     if (withGitSecret && job.metadata.uid) {

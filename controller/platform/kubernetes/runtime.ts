@@ -197,11 +197,20 @@ function quantity(value: string | number | undefined): string | undefined {
  * The Deployment, Service, Secret and NetworkPolicy for a rollout, in the ModelDeployment's
  * namespace. `replicaSecret` is the deployment's gateway secret (replicaSecretOf).
  */
+/** How an installation runs its workloads. */
+export interface WorkloadOptions {
+  /** The installation's namespace, where the gateway's pods are. */
+  gatewayNamespace: string;
+  /** Secrets the model pods pull their images with (a private registry). */
+  imagePullSecrets?: readonly string[];
+}
+
 export function workloadObjects(
   spec: RolloutSpec,
   replicaSecret: string,
-  imagePullSecrets: readonly string[] = [],
+  options: WorkloadOptions,
 ): WantedWorkload {
+  const imagePullSecrets = options.imagePullSecrets ?? [];
   const { namespace, name } = spec.deployment;
   const labels = ownedLabels({
     "app.kubernetes.io/name": "modelship-replica",
@@ -313,7 +322,8 @@ export function workloadObjects(
     data: { [REPLICA_SECRET_FIELD]: Buffer.from(replicaSecret).toString("base64") },
   };
   // No way around the gateway: only its pods may reach the replicas' port. (The kubelet's
-  // probes come from the node, which network policies do not govern.)
+  // probes come from the node, which network policies do not govern.) A pod selector alone
+  // means this namespace's pods: the gateway's namespace is named, as the model may be elsewhere.
   const networkPolicy: NetworkPolicyObject = {
     apiVersion: "networking.k8s.io/v1",
     kind: "NetworkPolicy",
@@ -323,7 +333,14 @@ export function workloadObjects(
       policyTypes: ["Ingress"],
       ingress: [
         {
-          from: [{ podSelector: { matchLabels: GATEWAY_POD_LABELS } }],
+          from: [
+            {
+              namespaceSelector: {
+                matchLabels: { "kubernetes.io/metadata.name": options.gatewayNamespace },
+              },
+              podSelector: { matchLabels: GATEWAY_POD_LABELS },
+            },
+          ],
           ports: [{ protocol: "TCP", port: REPLICA_PORT }],
         },
       ],
@@ -380,6 +397,8 @@ export class KubeRuntime implements Runtime {
   private readonly slices: InformerSet<EndpointSlice>;
   private readonly replicaKey: (() => Promise<string>) | undefined;
   private readonly imagePullSecrets: readonly string[];
+  /** The installation's namespace: where the gateway is. */
+  private readonly installationNamespace: string;
   /** What the last apply() asked for, per deployment: what drift is measured against. */
   private readonly applied = new Map<string, WantedWorkload & { fingerprint: string }>();
 
@@ -393,6 +412,7 @@ export class KubeRuntime implements Runtime {
     this.client = client;
     this.replicaKey = options.replicaKey;
     this.imagePullSecrets = options.imagePullSecrets ?? [];
+    this.installationNamespace = namespace;
     const watched = options.watched ?? [namespace];
     const follow = <T extends KubeObject>(path: string, resource: string): InformerSet<T> => {
       const informer = new InformerSet<T>(
@@ -493,7 +513,10 @@ export class KubeRuntime implements Runtime {
       throw new Error("this runtime only watches: it was made without a replica key");
     }
     const secret = replicaSecretOf(await this.replicaKey(), spec.deployment);
-    const objects = workloadObjects(spec, secret, this.imagePullSecrets);
+    const objects = workloadObjects(spec, secret, {
+      gatewayNamespace: this.installationNamespace,
+      imagePullSecrets: this.imagePullSecrets,
+    });
     const wanted = { ...objects, fingerprint: fingerprintOf(objects) };
     const key = formatName(spec.deployment);
     const live = this.live(spec.deployment);
