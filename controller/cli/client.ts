@@ -16,6 +16,70 @@ interface PrinterColumn {
 
 const STATE_DIR_OPTION = { "state-dir": { type: "string" } } as const;
 
+/** Where every client command finds `modelship up` (docs/cli.md). */
+const STATE_DIR_LINE =
+  "  --state-dir DIR   the state directory of the `modelship up` to talk to (also MODELSHIP_STATE_DIR)";
+
+export const GET_HELP = `Usage: modelship get KIND [NAME] [-o table|json]
+
+Lists the objects of a kind, or shows one: KIND is modelrepositories (mrepo), models (mdl),
+modelbuilds (mb) or modeldeployments (md), singular or plural.
+
+Options:
+  -o, --output FMT  table (the printer columns) or json
+${STATE_DIR_LINE}
+`;
+
+export const DESCRIBE_HELP = `Usage: modelship describe KIND NAME
+
+Shows one object: its spec, conditions, history, replicas with their counters, and its events.
+
+Options:
+${STATE_DIR_LINE}
+`;
+
+export const LOGS_HELP = `Usage: modelship logs MODEL [--replica ID] [--follow]
+
+Prints the logs of a model's replicas: what the function printed, and the agent's own lines.
+
+Options:
+  --replica ID      one replica only (see describe)
+  -f, --follow      keep printing new lines
+${STATE_DIR_LINE}
+`;
+
+export const CALL_HELP = `Usage: modelship call MODEL 'JSON' [--api-key KEY]
+
+Calls a model through the gateway (POST /models/MODEL/predict) and prints the answer; exits 1
+when the gateway answers with an error.
+
+Options:
+  --api-key KEY     an API key, for a model with authentication (also MODELSHIP_API_KEY)
+${STATE_DIR_LINE}
+`;
+
+export const KEYS_HELP = `Usage: modelship keys show|rotate MODEL
+
+Shows a model's access key, or replaces it with a new one (the old one stops working at once).
+
+Options:
+${STATE_DIR_LINE}
+`;
+
+export const APIKEYS_HELP = `Usage: modelship apikeys create --user USER [--expires 30d]
+       modelship apikeys list [-o json]
+       modelship apikeys delete ID
+
+Creates (and prints once), lists or deletes the API keys that callers send as
+\`Authorization: Bearer KEY\`. Keys expire after a year unless --expires says otherwise.
+
+Options:
+  --user USER       whom the key is for (create)
+  --expires DUR     how long it is valid: 30d, 12h, 1y (create)
+  -o, --output FMT  table or json (list)
+${STATE_DIR_LINE}
+`;
+
 async function admin(stateDirFlag: string | undefined, path: string, init: RequestInit = {}) {
   const { url, token } = adminOf(stateDirOf(stateDirFlag));
   let response: Response;

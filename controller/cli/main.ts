@@ -5,56 +5,70 @@ import { type CommandResult, type Output, processOutput } from "./output.ts";
 
 interface Command {
   summary: string;
+  /** Its usage and options, for `modelship <command> --help`. */
+  help(): Promise<string>;
   run(args: string[], output: Output): Promise<CommandResult>;
 }
 
 const COMMANDS: Record<string, Command> = {
   up: {
     summary: "build and serve what a git repository declares, and follow its branch",
+    help: async () => (await import("./up.ts")).UP_HELP,
     run: async (args, output) => (await import("./up.ts")).runUp(args, output),
   },
   get: {
     summary: "list modelrepositories, models, modelbuilds or modeldeployments [-o json]",
+    help: async () => (await import("./client.ts")).GET_HELP,
     run: async (args, output) => (await import("./client.ts")).runGet(args, output),
   },
   describe: {
     summary: "show one object: conditions, history, replicas and their counters",
+    help: async () => (await import("./client.ts")).DESCRIBE_HELP,
     run: async (args, output) => (await import("./client.ts")).runDescribe(args, output),
   },
   logs: {
     summary: "print a model's replica logs [--replica ID] [--follow]",
+    help: async () => (await import("./client.ts")).LOGS_HELP,
     run: async (args, output) => (await import("./client.ts")).runLogs(args, output),
   },
   call: {
     summary: "call a model through the gateway: modelship call MODEL 'JSON'",
+    help: async () => (await import("./client.ts")).CALL_HELP,
     run: async (args, output) => (await import("./client.ts")).runCall(args, output),
   },
   keys: {
     summary: "show or rotate a model's access key",
+    help: async () => (await import("./client.ts")).KEYS_HELP,
     run: async (args, output) => (await import("./client.ts")).runKeys(args, output),
   },
   apikeys: {
     summary: "create, list or delete model API keys",
+    help: async () => (await import("./client.ts")).APIKEYS_HELP,
     run: async (args, output) => (await import("./client.ts")).runApiKeys(args, output),
   },
   validate: {
     summary: "check manifests: schema, names, references, model files and functions",
+    help: async () => (await import("./validate.ts")).VALIDATE_HELP,
     run: async (args, output) => (await import("./validate.ts")).runValidate(args, output),
   },
   replica: {
     summary: "run one replica of a model: a worker behind HTTP, one request at a time",
+    help: async () => (await import("./replica.ts")).REPLICA_HELP,
     run: async (args, output) => (await import("./replica.ts")).runReplica(args, output),
   },
   controller: {
     summary: "run the reconcilers on a Kubernetes cluster (Kaniko builds, Deployments)",
+    help: async () => (await import("./controller.ts")).CONTROLLER_HELP,
     run: async (args, output) => (await import("./controller.ts")).runController(args, output),
   },
   "build-context": {
     summary: "write a build's source and Dockerfile (a build Job's init container runs it)",
+    help: async () => (await import("./build-context.ts")).BUILD_CONTEXT_HELP,
     run: async (args, output) => (await import("./build-context.ts")).runBuildContext(args, output),
   },
   gateway: {
     summary: "answer calls to models: queue, keys, one call per replica at a time",
+    help: async () => (await import("./gateway.ts")).GATEWAY_HELP,
     run: async (args, output) => (await import("./gateway.ts")).runGateway(args, output),
   },
 };
@@ -75,16 +89,32 @@ Run \`modelship <command> --help\` for a command's options.
 `;
 }
 
+/** The version in package.json, read when asked. */
+async function version(): Promise<string> {
+  const { readFile } = await import("node:fs/promises");
+  const file = new URL("../../package.json", import.meta.url);
+  return (JSON.parse(await readFile(file, "utf8")) as { version: string }).version;
+}
+
 export async function main(args: string[], output: Output = processOutput): Promise<number> {
   const [name, ...rest] = args;
   if (name === undefined || name === "--help" || name === "-h" || name === "help") {
     output.out(helpText());
     return name === undefined ? 2 : 0;
   }
+  if (name === "--version" || name === "-v" || name === "version") {
+    output.out(`modelship ${await version()}\n`);
+    return 0;
+  }
   const command = COMMANDS[name];
   if (!command) {
     output.err(`modelship: unknown command "${name}"\n\n${helpText()}`);
     return 2;
+  }
+  // Asked anywhere among a command's arguments, help is answered before they are parsed.
+  if (rest.includes("--help") || rest.includes("-h")) {
+    output.out(await command.help());
+    return 0;
   }
   try {
     return (await command.run(rest, output)).exitCode;
