@@ -85,6 +85,32 @@ describe("the replica agent", () => {
     expect(agent.stats).toMatchObject({ failure: 1, restarts: 0 });
   });
 
+  it.each([
+    ["python3", "behaviours.py", "fails", /^Traceback|ValueError: bad input/],
+    ["r", "behaviours.R", "fails", /^Error \(simpleError\): bad input/],
+  ])(
+    "writes a %s function's exception to the replica's log, the caller getting none of it",
+    async (runtime, file, functionName, logged) => {
+      const { url } = await readyReplica({
+        runtime: runtime as "python3" | "r",
+        file,
+        functionName,
+      });
+      const answer = await postJson(`${url}/predict`, { a: 1 });
+      expect(answer.status).toBe(500);
+      expect(answer.body.exception.traceback).toBeUndefined();
+      await eventually(async () => {
+        const logs = await fetch(`${url}/logs`).then((response) => response.text());
+        return logs
+          .trim()
+          .split("\n")
+          .filter(Boolean)
+          .map((line) => JSON.parse(line) as { stream: string; line: string })
+          .some((line) => line.stream === "stderr" && logged.test(line.line));
+      }, 10_000);
+    },
+  );
+
   it("sends the traceback only when asked to", async () => {
     const { url } = await readyReplica({ functionName: "fails", tracebacks: true });
     const answer = await postJson(`${url}/predict`, { a: 1 });

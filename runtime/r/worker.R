@@ -77,7 +77,11 @@ main <- function() {
       response <- loaded(message$request)
       encode(list(id = message$id, ok = TRUE, response = response))
     }, error = function(condition) {
-      encode(list(id = message$id, ok = FALSE, error = error_of(condition)))
+      # The error goes to the replica's log too (CDSW's Monitoring pane shows it); the caller
+      # gets its class and message only.
+      error <- error_of(condition)
+      writeLines(sprintf("Error (%s): %s", error$type, error$message), stderr())
+      encode(list(id = message$id, ok = FALSE, error = error))
     })
     writeLines(answer, answers)
     flush(answers)

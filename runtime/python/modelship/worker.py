@@ -184,6 +184,10 @@ def serve(function, requests, answers, with_traceback=False):
             text = _encode(answer)
         except Exception as exc:  # the user's function raised, or returned something not JSON
             text = _encode({"id": request_id, "ok": False, "error": _error(exc, with_traceback)})
+            # The traceback goes to the replica's log too (CDSW's Monitoring pane shows it);
+            # the caller gets the type and message only.
+            traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+            sys.stderr.flush()
         # Counted before it is sent: the agent may send the next request as soon as it reads this.
         reader.answered()
         answers.write(text + "\n")
