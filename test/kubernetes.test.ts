@@ -128,6 +128,15 @@ const jobNames = async () =>
     .map((job) => job.metadata.name)
     .sort();
 
+/** `kubectl auth can-i` as one of the installation's service accounts: "yes" or "no". */
+const canI = async (account: string, namespace: string, verb: string, resource: string) =>
+  (
+    await cluster.kubectlAsync([
+      ...["auth", "can-i", verb, resource, "-n", namespace],
+      `--as=system:serviceaccount:${NAMESPACE}:${account}`,
+    ])
+  ).stdout.trim();
+
 /** The events of a namespace with this reason. */
 const eventsWithReason = async (namespace: string, reason: string) =>
   ((await getJson("events", "-n", namespace)).items as { reason: string; message: string }[])
@@ -396,14 +405,8 @@ spec:
       gatewayClient.close();
       controllerClient.close();
     }
-    const can = async (account: string, ...args: string[]) =>
-      (
-        await cluster.kubectlAsync([
-          ...["auth", "can-i", ...args],
-          ...(args.includes("-n") ? [] : ["-n", NAMESPACE]),
-          `--as=system:serviceaccount:${NAMESPACE}:${account}`,
-        ])
-      ).stdout.trim();
+    const can = (account: string, verb: string, resource: string, namespace = NAMESPACE) =>
+      canI(account, namespace, verb, resource);
     // Builds happen in their own namespace, and only there.
     for (const [verb, resource] of [
       ["create", "jobs.batch"],
@@ -413,11 +416,11 @@ spec:
       ["delete", "secrets"],
     ] as const) {
       expect(
-        `${verb} ${resource}: ${await can("modelship-controller", verb, resource, "-n", BUILDS)}`,
+        `${verb} ${resource}: ${await can("modelship-controller", verb, resource, BUILDS)}`,
       ).toBe(`${verb} ${resource}: yes`);
     }
     expect(await can("modelship-controller", "create", "jobs.batch")).toBe("no");
-    expect(await can("modelship-controller", "list", "secrets", "-n", BUILDS)).toBe("no");
+    expect(await can("modelship-controller", "list", "secrets", BUILDS)).toBe("no");
     expect(await can("modelship-controller", "update", "leases.coordination.k8s.io/other")).toBe(
       "no",
     );
@@ -809,13 +812,8 @@ spec:
       subjects: [{ kind: "ServiceAccount", name: "modelship-controller", namespace: NAMESPACE }],
     };
     expect(cluster.kubectl(["apply", "-f", "-"], JSON.stringify(binding)).status).toBe(0);
-    const can = async (namespace: string, verb: string, resource: string) =>
-      (
-        await cluster.kubectlAsync([
-          ...["auth", "can-i", verb, resource, "-n", namespace],
-          `--as=system:serviceaccount:${NAMESPACE}:modelship-controller`,
-        ])
-      ).stdout.trim();
+    const can = (namespace: string, verb: string, resource: string) =>
+      canI("modelship-controller", namespace, verb, resource);
     expect(await can(TEAM, "create", "deployments.apps")).toBe("yes");
     expect(await can(TEAM, "patch", "modeldeployments.modelship.dev/status")).toBe("yes");
     expect(await can("default", "create", "deployments.apps")).toBe("no");

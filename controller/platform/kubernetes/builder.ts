@@ -24,7 +24,7 @@ import {
 } from "../../core/labels.ts";
 import type { Builder, BuildProgress, CallOptions } from "../../core/ports.ts";
 import type { GitCredentials } from "../../source/git-sources.ts";
-import { isConflict, isNotFound, type KubeClient } from "./client.ts";
+import { deleteExactly, isConflict, isNotFound, type KubeClient } from "./client.ts";
 import { Informer, type InformerTimings } from "./informer.ts";
 import { podSecurity, resourcesOf } from "./pod-security.ts";
 import type { KubernetesSettings } from "./settings.ts";
@@ -481,34 +481,9 @@ export class KanikoBuilder implements Builder {
     try {
       const secret = await this.client.request<Job>("GET", path, undefined, undefined, options);
       if (!isOwnJob(secret, build)) return;
-      await this.deleteExactly(path, secret.metadata.uid, options);
+      await deleteExactly(this.client, path, secret.metadata.uid, options);
     } catch (error) {
       if (!isNotFound(error)) throw error;
-    }
-  }
-
-  /** Deletes the object with this uid (a namesake made since is left alone). */
-  private async deleteExactly(
-    path: string,
-    uid: string | undefined,
-    options: CallOptions,
-  ): Promise<void> {
-    try {
-      await this.client.request(
-        "DELETE",
-        path,
-        {
-          kind: "DeleteOptions",
-          apiVersion: "v1",
-          propagationPolicy: "Background",
-          ...(uid ? { preconditions: { uid } } : {}),
-        },
-        undefined,
-        options,
-      );
-    } catch (error) {
-      // Gone already (its TTL, its owner), or replaced since: nothing of this build's to remove.
-      if (!isNotFound(error) && !isConflict(error)) throw error;
     }
   }
 
@@ -580,7 +555,7 @@ export class KanikoBuilder implements Builder {
     try {
       const job = await this.client.request<Job>("GET", path, undefined, undefined, options);
       // Only the Job this build made: ours, for this build, and that very object.
-      if (isOwnJob(job, build)) await this.deleteExactly(path, job.metadata.uid, options);
+      if (isOwnJob(job, build)) await deleteExactly(this.client, path, job.metadata.uid, options);
     } catch (error) {
       if (!isNotFound(error)) throw error;
     }

@@ -45,6 +45,38 @@ export function isInvalid(error: unknown): boolean {
   return error instanceof KubeError && error.status === 422;
 }
 
+/**
+ * A DELETE's options: Background (the garbage collector removes the dependents after the
+ * object), and with `uid` that very object only — a namesake made since is left alone.
+ */
+export function deleteOptions(uid: string | undefined): Record<string, unknown> {
+  return {
+    apiVersion: "v1",
+    kind: "DeleteOptions",
+    propagationPolicy: "Background",
+    ...(uid ? { preconditions: { uid } } : {}),
+  };
+}
+
+/**
+ * Deletes the object at `path` with this uid; false when it is gone already or has been
+ * replaced by a namesake (the precondition failed).
+ */
+export async function deleteExactly(
+  client: Pick<KubeClient, "request">,
+  path: string,
+  uid: string | undefined,
+  options: RequestOptions = {},
+): Promise<boolean> {
+  try {
+    await client.request("DELETE", path, deleteOptions(uid), undefined, options);
+    return true;
+  } catch (error) {
+    if (isNotFound(error) || isConflict(error)) return false;
+    throw error;
+  }
+}
+
 /** `410 Gone`: a watch's resourceVersion is older than the server keeps. */
 export function isGone(error: unknown): boolean {
   return error instanceof KubeError && error.status === 410;

@@ -33,8 +33,8 @@ import { holds } from "../../source/desired.ts";
 import { MODEL_UID, REPLICA_PORT } from "./build-context.ts";
 import {
   API_VERSION,
+  deleteExactly,
   FIELD_MANAGER,
-  isConflict,
   isInvalid,
   isNotFound,
   type KubeClient,
@@ -680,7 +680,7 @@ export class KubeRuntime implements Runtime {
     options: CallOptions,
   ): Promise<void> {
     const uid = object?.metadata.uid;
-    if (!object || !uid || !(await this.deleteExactly(path, uid, options))) return;
+    if (!object || !uid || !(await deleteExactly(this.client, path, uid, options))) return;
     await this.settle(
       informer,
       deployment,
@@ -688,28 +688,6 @@ export class KubeRuntime implements Runtime {
       options,
       object.metadata.name,
     );
-  }
-
-  /** Deletes the object with this uid; false when it is gone or has been replaced. */
-  private async deleteExactly(path: string, uid: string, options: CallOptions): Promise<boolean> {
-    try {
-      await this.client.request(
-        "DELETE",
-        path,
-        {
-          apiVersion: "v1",
-          kind: "DeleteOptions",
-          propagationPolicy: "Background",
-          preconditions: { uid },
-        },
-        undefined,
-        options,
-      );
-      return true;
-    } catch (error) {
-      if (isNotFound(error) || isConflict(error)) return false;
-      throw error;
-    }
   }
 
   replicas(deployment: NamespacedName): ReplicaInfo[] {

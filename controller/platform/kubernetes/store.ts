@@ -9,6 +9,7 @@ import type { CallOptions, Resource, ResourceOf, Store, WatchEvent } from "../..
 import {
   customCollectionPath,
   customPath,
+  deleteOptions,
   isConflict,
   isInvalid,
   isNotFound,
@@ -97,16 +98,6 @@ function showsFinalizerPatch(patched: KubeObject): (cached: KubeObject | undefin
     !cached ||
     cached.metadata.uid !== patched.metadata.uid ||
     (!released && versionOf(cached) >= versionOf(patched));
-}
-
-/** Background: the garbage collector removes the dependents after the object. */
-function deleteOptions(uid: string | undefined): Record<string, unknown> {
-  return {
-    apiVersion: "v1",
-    kind: "DeleteOptions",
-    propagationPolicy: "Background",
-    ...(uid ? { preconditions: { uid } } : {}),
-  };
 }
 
 /** A DELETE answers with the object (held by finalizers) or a Status naming it. */
