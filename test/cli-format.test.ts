@@ -134,7 +134,14 @@ describe("resourceTable", () => {
         kind: "ModelDeployment",
         metadata: metadata("iris", 3 * 3600 + 5),
         spec: { model: "iris" },
-        status: { build: 3, ready: "2/2", phase: "Deployed", url: "http://gw/m/iris" },
+        // Build 4's rollout failed; build 3 still answers: BUILD is what serves.
+        status: {
+          build: 4,
+          servingBuild: 3,
+          ready: "2/2",
+          phase: "Degraded",
+          url: "http://gw/m/iris",
+        },
       },
       {
         apiVersion: "modelship.dev/v1alpha1",
@@ -146,7 +153,7 @@ describe("resourceTable", () => {
     expect(resourceTable("ModelDeployment", deployments, NOW)).toBe(
       [
         "NAME      MODEL   BUILD    READY    PHASE      URL                AGE",
-        "iris      iris    3        2/2      Deployed   http://gw/m/iris   3h",
+        "iris      iris    3        2/2      Degraded   http://gw/m/iris   3h",
         "new-one   wine    <none>   <none>   <none>     <none>             45s",
       ].join("\n"),
     );

@@ -214,6 +214,36 @@ describe("the gateway", () => {
   });
 });
 
+describe("a deployment's maxRequestBytes", () => {
+  it("lowers or raises the body limit for its model alone, on both paths", async () => {
+    const accessKey = generateAccessKey();
+    const list = await replicas(1, { functionName: "add" });
+    const { url } = await gateway(
+      {
+        models: [
+          route("small", list, { maxRequestBytes: 128, accessKeySha256: hashKey(accessKey) }),
+          route("large", list, { maxRequestBytes: 2048 }),
+          route("default", list),
+        ],
+      },
+      { bodyLimitBytes: 1024 },
+    );
+    const padded = (bytes: number) => ({ a: 1, b: 2, pad: "x".repeat(bytes) });
+    expect((await predict(url, "small", padded(10))).body.response).toBe(3);
+    const tooLarge = await predict(url, "small", padded(200));
+    expect([tooLarge.status, tooLarge.code]).toEqual([413, "request.too_large"]);
+    expect(tooLarge.body.message).toContain("larger than 128 bytes");
+    // Above the gateway's own 1024 bytes, within this model's 2048.
+    expect((await predict(url, "large", padded(1500))).body.response).toBe(3);
+    expect((await predict(url, "default", padded(1500))).code).toBe("request.too_large");
+    // POST /model reads up to the largest limit, then holds the body to the model's own.
+    const viaKey = await postJson(`${url}/model`, { accessKey, request: padded(100) });
+    expect([viaKey.status, viaKey.code]).toEqual([413, "request.too_large"]);
+    const small = await postJson(`${url}/model`, { accessKey, request: padded(1) });
+    expect(small.body).toMatchObject({ response: 3 });
+  });
+});
+
 describe("keys", () => {
   it("revokes a rotated access key on the very next call", async () => {
     const list = await replicas(1, { functionName: "add" });

@@ -194,7 +194,12 @@ describe("KubeRuntime on a real API server", () => {
         },
       ]);
     }
-    expect(runtime.status(SCORER)).toEqual({ readyReplicas: 2, replicas: 2, complete: true });
+    expect(runtime.status(SCORER)).toEqual({
+      readyReplicas: 2,
+      servingReplicas: 2,
+      replicas: 2,
+      complete: true,
+    });
     expect(woken).toContain("scorer");
     const secret = getJson("secret", "modelship-replica-scorer");
     expect(Buffer.from(secret.data["gateway-secret"], "base64").toString()).toBe(

@@ -475,7 +475,12 @@ describe("a ModelDeployment pass", () => {
     return Object.assign(state, { pass, read });
   }
 
-  const complete: RolloutStatus = { readyReplicas: 2, replicas: 2, complete: true };
+  const complete: RolloutStatus = {
+    readyReplicas: 2,
+    servingReplicas: 2,
+    replicas: 2,
+    complete: true,
+  };
   it.each<[string, Parameters<typeof deploymentWorld>[0], Record<string, unknown>]>([
     [
       "its Model does not exist: Stalled",
@@ -521,7 +526,13 @@ describe("a ModelDeployment pass", () => {
       "the runtime cannot load it: Stalled",
       {
         build: { phase: "Succeeded" },
-        rollout: { readyReplicas: 0, replicas: 1, complete: false, failure: "no such function" },
+        rollout: {
+          readyReplicas: 0,
+          servingReplicas: 0,
+          replicas: 1,
+          complete: false,
+          failure: "no such function",
+        },
       },
       {
         result: "terminal",
@@ -585,7 +596,7 @@ describe("a ModelDeployment pass", () => {
     // A pass with nothing new makes no second rollout and no event; nor does a scale of the
     // same rollout (in progress, then complete again).
     await pass();
-    state.rollout = { readyReplicas: 2, replicas: 3, complete: false };
+    state.rollout = { readyReplicas: 2, servingReplicas: 2, replicas: 3, complete: false };
     await pass();
     state.rollout = complete;
     await pass();

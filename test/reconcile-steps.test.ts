@@ -23,6 +23,7 @@ import {
   rolloutHash,
   rolloutPhase,
   servingBefore,
+  servingBuildOf,
   trimHistory,
 } from "../controller/reconcile/deployment.ts";
 import {
@@ -31,8 +32,8 @@ import {
   buildsToCollect,
   chooseBuild,
   computeBuildKey,
-  manifestFilesOf,
   newModelBuild,
+  pathListOf,
 } from "../controller/reconcile/model.ts";
 
 const T0 = new Date("2026-03-01T12:00:00.000Z");
@@ -83,6 +84,11 @@ function model(overrides: { labels?: Record<string, string>; namespace?: string 
   };
 }
 
+/** A runtime's status with nothing ready unless told: each case names what matters to it. */
+function rollout(fields: Partial<RolloutStatus>): RolloutStatus {
+  return { readyReplicas: 0, servingReplicas: 0, replicas: 3, complete: false, ...fields };
+}
+
 describe("computeBuildKey", () => {
   const base: BuildKeyInputs = {
     content: "c0ffee",
@@ -122,7 +128,7 @@ describe("computeBuildKey", () => {
   });
 });
 
-describe("manifestFilesOf", () => {
+describe("pathListOf", () => {
   it.each<[string | undefined, string[]]>([
     [undefined, []],
     ["", []],
@@ -132,7 +138,7 @@ describe("manifestFilesOf", () => {
     ['["iris/model.yaml","deploy/iris.yaml"]', ["iris/model.yaml", "deploy/iris.yaml"]],
     ['["a.yaml",3,null,"b.yaml"]', ["a.yaml", "b.yaml"]],
   ])("%j → %j", (annotation, files) => {
-    expect(manifestFilesOf(annotation)).toStrictEqual(files);
+    expect(pathListOf(annotation)).toStrictEqual(files);
   });
 });
 
@@ -358,6 +364,8 @@ describe("rolloutHash", () => {
     ["no env", { env: {} }],
     ["the timeout", { timeoutSeconds: 60 }],
     ["a restart", { restartedAt: T1.toISOString() }],
+    ["the memory per replica", { resources: { memory: "4Gi" } }],
+    ["the CPU per replica", { resources: { cpu: "500m" } }],
   ])("changes with %s", (_, change) => {
     expect(rolloutHash({ ...base, ...change })).not.toBe(rolloutHash(base));
   });
@@ -365,6 +373,7 @@ describe("rolloutHash", () => {
   it.each<[string, object]>([
     ["env in another key order", { env: { B: "2", A: "1" } }],
     ["replicas (not an input)", { replicas: 5 }],
+    ["no resources and empty resources", { resources: {} }],
   ])("does not change with %s", (_, change) => {
     const other = { ...base, ...change };
     expect(rolloutHash(other)).toBe(rolloutHash(base));
@@ -499,22 +508,57 @@ describe("what a deployment waits for, and its phase", () => {
     [false, false, "Building"],
     [true, false, "Failed"],
     [false, true, "Deployed"],
-    [true, true, "Deployed"],
+    [true, true, "Degraded"],
   ])("blockedPhase: terminal %s, serving %s → %s", (terminal, serving, expected) => {
     expect(blockedPhase({ terminal, reason: "R", message: "m" }, serving)).toBe(expected);
   });
 
   it.each<[string, RolloutStatus | undefined, DeploymentPhase]>([
     ["nothing yet", undefined, "Deploying"],
-    ["progressing", { readyReplicas: 1, replicas: 3, complete: false }, "Deploying"],
-    ["complete", { readyReplicas: 3, replicas: 3, complete: true }, "Deployed"],
+    ["progressing", rollout({ readyReplicas: 1, servingReplicas: 3, replicas: 4 }), "Deploying"],
+    ["complete", rollout({ readyReplicas: 3, servingReplicas: 3, complete: true }), "Deployed"],
+    ["failing, nothing else serving", rollout({ replicas: 1, failure: "cannot load" }), "Failed"],
     [
-      "failing",
-      { readyReplicas: 0, replicas: 1, complete: false, failure: "cannot load" },
-      "Failed",
+      "failing while the earlier rollout serves",
+      rollout({ servingReplicas: 3, replicas: 4, failure: "cannot load" }),
+      "Degraded",
     ],
   ])("rolloutPhase: %s → %s", (_, rollout, expected) => {
     expect(rolloutPhase(rollout)).toBe(expected);
+  });
+
+  const history = [
+    { deploymentId: 4, build: 2, deployedAt: "2026-01-01T00:00:00Z" },
+    { deploymentId: 5, build: 3, deployedAt: "2026-01-02T00:00:00Z" },
+  ];
+  it.each<[string, RolloutStatus | undefined, number | undefined]>([
+    ["no runtime status", undefined, undefined],
+    ["nothing ready", rollout({ replicas: 3 }), undefined],
+    ["only the earlier rollout ready", rollout({ servingReplicas: 3, replicas: 4 }), 2],
+    ["both ready, mid-rollout", rollout({ readyReplicas: 1, servingReplicas: 3, replicas: 4 }), 2],
+    ["the current one has replaced it", rollout({ readyReplicas: 3, servingReplicas: 3 }), 3],
+    [
+      "the current rollout failed, the earlier serves",
+      rollout({ servingReplicas: 3, failure: "x" }),
+      2,
+    ],
+  ])("servingBuildOf: %s → build %s", (_, rollout, expected) => {
+    expect(servingBuildOf({ build: 3, deploymentId: 5, history }, rollout)).toBe(expected);
+  });
+
+  it("servingBuildOf: an earlier rollout closed already is not what serves", () => {
+    const closed: DeploymentRecord[] = [
+      {
+        deploymentId: 4,
+        build: 2,
+        deployedAt: "2026-01-01T00:00:00Z",
+        stoppedAt: "2026-01-02T00:01:00Z",
+      },
+      { deploymentId: 5, build: 3, deployedAt: "2026-01-02T00:00:00Z" },
+    ];
+    // Counted as serving by a stale runtime status, yet closed: the current build is reported.
+    const status = rollout({ readyReplicas: 1, servingReplicas: 3 });
+    expect(servingBuildOf({ build: 3, deploymentId: 5, history: closed }, status)).toBe(3);
   });
 });
 

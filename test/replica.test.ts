@@ -257,6 +257,26 @@ describe("the replica agent", () => {
   });
 });
 
+describe("a memory limit", () => {
+  it("holds the worker to it: a larger allocation fails in the function, and the worker serves on", async () => {
+    const limited = await readyReplica({
+      functionName: "allocates",
+      memoryLimitBytes: 256 * 1024 * 1024,
+    });
+    const small = await postJson(`${limited.url}/predict`, { megabytes: 16 });
+    expect(small.body.response).toBe(16);
+    const large = await postJson(`${limited.url}/predict`, { megabytes: 512 });
+    expect([large.status, large.code]).toEqual([500, "model.error"]);
+    expect(large.body.exception.type).toBe("MemoryError");
+    expect((await postJson(`${limited.url}/predict`, { megabytes: 16 })).body.response).toBe(16);
+    // Without a limit, the same allocation succeeds: the limit is what refused it.
+    const unlimited = await readyReplica({ functionName: "allocates" });
+    expect((await postJson(`${unlimited.url}/predict`, { megabytes: 512 })).body.response).toBe(
+      512,
+    );
+  });
+});
+
 describe("restartDelayMs", () => {
   it.each([
     [0, 100, 10_000, 100],

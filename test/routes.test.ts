@@ -86,4 +86,13 @@ describe("gatewayConfigFrom", () => {
     });
     expect(served[0]?.replicas.map((replica) => replica.id)).toStrictEqual(["team-a/web"]);
   });
+
+  it("carries a deployment's maxRequestBytes to its model's route, and none when unset", async () => {
+    const limited = { ...deployment("team-a", "web") };
+    limited.spec = { ...limited.spec, maxRequestBytes: 20 * 1024 * 1024 };
+    const [route] = await routes([model("team-a", true), limited]);
+    expect(route?.maxRequestBytes).toBe(20 * 1024 * 1024);
+    const [plain] = await routes([model("team-a", true), deployment("team-a", "web")]);
+    expect(plain).not.toHaveProperty("maxRequestBytes");
+  });
 });

@@ -222,8 +222,9 @@ describe("modelship up", () => {
     expect((await call()).body.response.version).toBe(1);
     const status = (await deployment()).status;
     // The old build keeps serving, and the status says both: the wanted build failed for
-    // good (Stalled, Ready=False, as kstatus has it), and which build serves.
-    expect(status?.phase).toBe("Deployed");
+    // good (Stalled, Ready=False, as kstatus has it; Degraded), and which build serves.
+    expect(status?.phase).toBe("Degraded");
+    expect(status?.servingBuild).toBe(1);
     expect(status?.ready).toBe("3/3");
     const condition = (type: string) => status?.conditions?.find((item) => item.type === type);
     expect(condition("Stalled")).toMatchObject({ status: "True", reason: "BuildFailed" });
@@ -306,8 +307,9 @@ describe("modelship up", () => {
     write("score.py", `import no_such_module\n\n${scoreFile(5)}`);
     commit("an import that fails");
     await hook();
-    await eventually(async () => (await deployment()).status?.phase === "Failed", 120_000);
+    await eventually(async () => (await deployment()).status?.phase === "Degraded", 120_000);
     const failed = await deployment();
+    expect(failed.status).toMatchObject({ servingBuild: 1, ready: "3/3" });
     expect(
       failed.status?.conditions?.find((condition) => condition.type === "Ready")?.message,
     ).toContain("no_such_module");

@@ -123,6 +123,8 @@ export interface ModelSpec {
   source?: {
     /** Directory of the model's code, relative to the repository root. Only this directory goes into a build, and only a change under it (or to the settings here) makes a new build. Defaults to the directory of the manifest. */
     path?: string;
+    /** Paths under source.path to leave out of the build, in gitignore syntax (`data/`, `*.csv`, `!keep.csv`), added to what the directory's `.modelshipignore` lists. Directories of other Models inside source.path are left out already. A change to a file left out makes no new build. */
+    exclude?: string[];
   };
   /** Script run once at build time in source.path, after the runtime's dependencies are installed (e.g. `pip3 install -r requirements.txt`). Defaults to `build.sh`, or to `cdsw-build.sh` when only that one exists; no script is run when neither exists. */
   buildScript?: string;
@@ -188,6 +190,8 @@ export interface ModelBuildSpec {
   repository?: string;
   /** The Model's source.path at that commit, relative to the repository root. */
   sourcePath: string;
+  /** What the build leaves out of sourcePath, in gitignore syntax relative to it: the directories of other Models inside it, then the Model's source.exclude; the source's `.modelshipignore` is read from the commit besides. */
+  exclude?: string[];
   /** The Model's runtime at that commit. */
   runtime: "python3" | "r";
   /** The Model's file at that commit, relative to sourcePath. */
@@ -253,6 +257,8 @@ export interface ModelDeploymentSpec {
   };
   /** How long one call may run before its worker is killed and restarted and the caller gets `504 model.timeout`. */
   timeoutSeconds?: number;
+  /** The largest request body the gateway takes for this model, in bytes; a larger one gets `413 request.too_large`. Absent: the gateway's own limit (5 MiB unless set with `--body-limit-mb`). */
+  maxRequestBytes?: number;
   /** How long a call waits for a free replica before the caller gets `429 model.busy`; 0 answers at once. */
   queueTimeoutSeconds?: number;
   /** Stop every replica and keep the deployment (calls get `503 model.stopped`); set back to false to start again. */
@@ -261,10 +267,12 @@ export interface ModelDeploymentSpec {
 
 /** What runs now, and what ran before. Written by the controller. */
 export interface ModelDeploymentStatus {
-  /** Where the deployment is. */
-  phase?: "Pending" | "Building" | "Deploying" | "Deployed" | "Stopping" | "Stopped" | "Failed";
-  /** Number of the build being served (or rolled out). */
+  /** Where the deployment is. Degraded: an earlier build still serves but the newest build or rollout failed (the Stalled condition says why). */
+  phase?: "Pending" | "Building" | "Deploying" | "Deployed" | "Degraded" | "Stopping" | "Stopped" | "Failed";
+  /** Number of the build the current rollout runs (or rolls out). */
   build?: number;
+  /** Number of the build that answers calls now: the current rollout's once it has a ready replica and no earlier rollout's replicas are ready, else the earlier one still serving. Absent when nothing serves. */
+  servingBuild?: number;
   /** Image (or local build directory) of that build. */
   image?: string;
   /** Id of the current rollout: numeric, unique across the installation, new for every rollout. */
@@ -273,7 +281,7 @@ export interface ModelDeploymentStatus {
   rolloutHash?: string;
   /** Replicas that exist now. */
   replicas?: number;
-  /** Replicas that answer calls now. */
+  /** Replicas that answer calls now, of any rollout. */
   readyReplicas?: number;
   /** readyReplicas/spec.replicas, as `kubectl get` shows it (`3/3`). */
   ready?: string;
@@ -295,14 +303,16 @@ export interface DeploymentRecord {
   deploymentId: number;
   /** Build number that was rolled out. */
   build: number;
-  /** The commit that asked for the rollout. */
+  /** The commit that asked for the rollout: the one synced when it started (a revert's own commit, say). */
   commit?: string;
+  /** The commit the rolled-out build was made from (older than `commit` when a build is reused). */
+  buildCommit?: string;
   /** When the rollout started. */
   deployedAt: string;
   /** When every replica of this rollout was ready and every earlier rollout's replicas were gone; absent until then. */
   completedAt?: string;
   /** When it was replaced or stopped; absent while it runs. */
   stoppedAt?: string;
-  /** Author of that commit (`Name <email>`). */
+  /** Author of the commit that asked for the rollout (`Name <email>`). */
   deployedBy?: string;
 }

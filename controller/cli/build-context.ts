@@ -54,6 +54,7 @@ export async function runBuildContext(args: string[], output: Output): Promise<C
     values.commit as string,
     values.path,
     join(out, "src"),
+    build.spec.exclude ?? [],
   );
   for (const file of skipped) output.err(`skipped ${file}: larger than 50 MB\n`);
   writeFileSync(join(out, "Dockerfile"), dockerfile(build, values["base-image"] as string));

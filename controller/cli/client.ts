@@ -3,10 +3,16 @@
 // `modelship get` and `kubectl get` show the same thing.
 import { parseArgs } from "node:util";
 import { KIND_NAMES, type Kind, loadKindSchema } from "../api/schemas.ts";
-import type { Condition, DeploymentRecord } from "../api/types.generated.ts";
+import type {
+  Condition,
+  DeploymentRecord,
+  Model,
+  ModelDeploymentStatus,
+} from "../api/types.generated.ts";
 import type { EventRecord, ReplicaInfo, Resource } from "../core/ports.ts";
 import type { CommandResult, Output } from "./output.ts";
-import { adminOf, stateDirOf } from "./state-dir.ts";
+import { deploymentSummary, sampleCalls } from "./samples.ts";
+import { findAdmin } from "./state-dir.ts";
 
 interface PrinterColumn {
   name: string;
@@ -14,11 +20,12 @@ interface PrinterColumn {
   type: string;
 }
 
-const STATE_DIR_OPTION = { "state-dir": { type: "string" } } as const;
+export const STATE_DIR_OPTION = { "state-dir": { type: "string" } } as const;
 
 /** Where every client command finds `modelship up` (docs/cli.md). */
-const STATE_DIR_LINE =
-  "  --state-dir DIR   the state directory of the `modelship up` to talk to (also MODELSHIP_STATE_DIR)";
+export const STATE_DIR_LINE =
+  "  --state-dir DIR   the state directory of the `modelship up` to talk to (also MODELSHIP_STATE_DIR;\n" +
+  "                    default: the one following this directory's repository, or the only one running)";
 
 export const GET_HELP = `Usage: modelship get KIND [NAME] [-o table|json]
 
@@ -30,28 +37,33 @@ Options:
 ${STATE_DIR_LINE}
 `;
 
-export const DESCRIBE_HELP = `Usage: modelship describe KIND NAME
+export const DESCRIBE_HELP = `Usage: modelship describe KIND NAME [--show-key]
 
 Shows one object: its spec, conditions, history, replicas with their counters, and its events.
+A Model's shows sample calls (curl, Python, R) with its example input; a ModelDeployment's says
+what serves and what is failing.
 
 Options:
+  --show-key        print the model's access key in the sample calls (masked by default)
 ${STATE_DIR_LINE}
 `;
 
-export const LOGS_HELP = `Usage: modelship logs MODEL [--replica ID] [--follow]
+export const LOGS_HELP = `Usage: modelship logs MODEL [--replica ID | --build N] [--follow]
 
-Prints the logs of a model's replicas: what the function printed, and the agent's own lines.
+Prints the logs of a model's replicas: what the function printed, and the agent's own lines;
+with --build, the output of build N (its build script's lines, as the console showed them).
 
 Options:
   --replica ID      one replica only (see describe)
+  --build N         the output of the model's build N instead
   -f, --follow      keep printing new lines
 ${STATE_DIR_LINE}
 `;
 
-export const CALL_HELP = `Usage: modelship call MODEL 'JSON' [--api-key KEY]
+export const CALL_HELP = `Usage: modelship call MODEL ['JSON'] [--api-key KEY]
 
 Calls a model through the gateway (POST /models/MODEL/predict) and prints the answer; exits 1
-when the gateway answers with an error.
+when the gateway answers with an error. With no JSON, sends the model's spec.example.input.
 
 Options:
   --api-key KEY     an API key, for a model with authentication (also MODELSHIP_API_KEY)
@@ -80,8 +92,12 @@ Options:
 ${STATE_DIR_LINE}
 `;
 
-async function admin(stateDirFlag: string | undefined, path: string, init: RequestInit = {}) {
-  const { url, token } = adminOf(stateDirOf(stateDirFlag));
+export async function admin(
+  stateDirFlag: string | undefined,
+  path: string,
+  init: RequestInit = {},
+) {
+  const { url, token } = findAdmin(stateDirFlag);
   let response: Response;
   try {
     response = await fetch(`${url}${path}`, {
@@ -98,7 +114,7 @@ async function admin(stateDirFlag: string | undefined, path: string, init: Reque
   return response;
 }
 
-async function adminJson<T>(
+export async function adminJson<T>(
   stateDirFlag: string | undefined,
   path: string,
   init: RequestInit = {},
@@ -243,13 +259,14 @@ function describeHistory(history: DeploymentRecord[] | undefined): string[] {
   return [
     "History:",
     formatTable([
-      ["  DEPLOYMENT", "BUILD", "COMMIT", "DEPLOYED", "STOPPED", "BY"],
+      ["  DEPLOYMENT", "BUILD", "COMMIT", "BUILT FROM", "DEPLOYED", "STOPPED", "BY"],
       ...[...history]
         .reverse()
         .map((record) => [
           `  ${record.deploymentId}`,
           String(record.build),
           record.commit?.slice(0, 7) ?? "",
+          record.buildCommit?.slice(0, 7) ?? "",
           record.deployedAt,
           record.stoppedAt ?? "-",
           record.deployedBy ?? "",
@@ -307,11 +324,11 @@ export async function runDescribe(args: string[], output: Output): Promise<Comma
   const { values, positionals } = parseArgs({
     args,
     allowPositionals: true,
-    options: STATE_DIR_OPTION,
+    options: { "show-key": { type: "boolean", default: false }, ...STATE_DIR_OPTION },
   });
   const kind = kindOf(positionals[0]);
   const name = positionals[1];
-  if (!name) throw new Error("usage: modelship describe KIND NAME");
+  if (!name) throw new Error("usage: modelship describe KIND NAME [--show-key]");
   const plural = `${kind.toLowerCase()}s`.replace("repositorys", "repositories");
   const object = await adminJson<Resource>(
     values["state-dir"],
@@ -325,9 +342,12 @@ export async function runDescribe(args: string[], output: Output): Promise<Comma
     ...Object.entries(object.metadata.annotations ?? {}).map(
       ([key, value]) => `Annotation:   ${key}=${value}`,
     ),
-    "Spec:",
-    ...JSON.stringify(object.spec, null, 2).split("\n").slice(1, -1),
   ];
+  if (kind === "ModelDeployment") {
+    const spec = object.spec as { replicas?: number };
+    lines.push(...deploymentSummary(object.status as ModelDeploymentStatus, spec.replicas ?? 1));
+  }
+  lines.push("Spec:", ...JSON.stringify(object.spec, null, 2).split("\n").slice(1, -1));
   const status = (object.status ?? {}) as Record<string, unknown>;
   const { conditions, history, ...rest } = status as {
     conditions?: Condition[];
@@ -350,6 +370,26 @@ export async function runDescribe(args: string[], output: Output): Promise<Comma
       `/api/v1/modeldeployments/${encodeURIComponent(name)}/replicas`,
     );
     lines.push(...describeReplicas(items));
+  }
+  if (kind === "Model") {
+    const spec = object.spec as Model["spec"];
+    // The key leaves the admin API only when asked for: a describe pasted into a ticket is safe.
+    const accessKey = values["show-key"]
+      ? (
+          await adminJson<{ accessKey: string }>(
+            values["state-dir"],
+            `/api/v1/keys/${encodeURIComponent(name)}`,
+          )
+        ).accessKey
+      : undefined;
+    lines.push(
+      ...sampleCalls({
+        gatewayUrl: findAdmin(values["state-dir"]).gatewayUrl,
+        accessKey,
+        input: spec.example?.input ?? {},
+        authenticated: spec.authentication?.enabled ?? true,
+      }),
+    );
   }
   if (kind === "ModelBuild" && (status.phase === "Failed" || status.phase === "Building")) {
     const { logs } = await adminJson<{ logs: string }>(
@@ -376,12 +416,16 @@ export async function runLogs(args: string[], output: Output): Promise<CommandRe
     allowPositionals: true,
     options: {
       replica: { type: "string" },
+      build: { type: "string" },
       follow: { type: "boolean", short: "f", default: false },
       ...STATE_DIR_OPTION,
     },
   });
   const model = positionals[0];
-  if (!model) throw new Error("usage: modelship logs MODEL [--replica ID] [--follow]");
+  if (!model) throw new Error("usage: modelship logs MODEL [--replica ID | --build N] [--follow]");
+  if (values.build !== undefined) {
+    return printBuildLog(values["state-dir"], model, values.build, values.follow, output);
+  }
   const query = new URLSearchParams();
   if (values.replica) query.set("replica", values.replica);
   if (values.follow) query.set("follow", "1");
@@ -411,20 +455,68 @@ export async function runLogs(args: string[], output: Output): Promise<CommandRe
   return { exitCode: 0 };
 }
 
+/** The model's spec.example.input as JSON text, for a call with no request of its own. */
+async function exampleInput(stateDirFlag: string | undefined, model: string): Promise<string> {
+  const object = await adminJson<Model>(
+    stateDirFlag,
+    `/api/v1/models/${encodeURIComponent(model)}`,
+  );
+  const example = object.spec.example;
+  if (!example || example.input === undefined) {
+    throw new Error(
+      `no request given, and Model ${model} has no spec.example.input to send: pass one, as in modelship call ${model} '{"a": 1}'`,
+    );
+  }
+  return JSON.stringify(example.input);
+}
+
+/** How often `logs --build N --follow` asks for more while the build runs. */
+const BUILD_LOG_POLL_MS = 1000;
+
+/** A build's output, as the console showed it while it ran; with follow, until it ends. */
+async function printBuildLog(
+  stateDirFlag: string | undefined,
+  model: string,
+  number: string,
+  follow: boolean,
+  output: Output,
+): Promise<CommandResult> {
+  if (!/^[1-9][0-9]*$/.test(number)) {
+    throw new Error(`--build must be a build number such as 3, not "${number}"`);
+  }
+  const name = encodeURIComponent(`${model}-${number}`);
+  let printed = 0;
+  for (;;) {
+    const build = await adminJson<Resource>(stateDirFlag, `/api/v1/modelbuilds/${name}`);
+    const { logs } = await adminJson<{ logs: string }>(
+      stateDirFlag,
+      `/api/v1/modelbuilds/${name}/logs`,
+    );
+    const lines = logs.split("\n").filter((line) => line !== "");
+    for (const line of lines.slice(printed)) output.out(`${line}\n`);
+    printed = Math.max(printed, lines.length);
+    const phase = (build.status as { phase?: string } | undefined)?.phase;
+    if (!follow || (phase !== "Building" && phase !== "Pending" && phase !== undefined)) break;
+    await new Promise((resolve) => setTimeout(resolve, BUILD_LOG_POLL_MS));
+  }
+  return { exitCode: 0 };
+}
+
 export async function runCall(args: string[], output: Output): Promise<CommandResult> {
   const { values, positionals } = parseArgs({
     args,
     allowPositionals: true,
     options: { "api-key": { type: "string" }, ...STATE_DIR_OPTION },
   });
-  const [model, request] = positionals;
-  if (!model || request === undefined) throw new Error(`usage: modelship call MODEL 'JSON'`);
+  const [model, given] = positionals;
+  if (!model) throw new Error(`usage: modelship call MODEL ['JSON']`);
+  const request = given ?? (await exampleInput(values["state-dir"], model));
   try {
     JSON.parse(request);
   } catch (error) {
     throw new Error(`the request is not JSON: ${(error as Error).message}`);
   }
-  const { gatewayUrl } = adminOf(stateDirOf(values["state-dir"]));
+  const { gatewayUrl } = findAdmin(values["state-dir"]);
   const apiKey = values["api-key"] ?? process.env.MODELSHIP_API_KEY;
   const response = await fetch(`${gatewayUrl}/models/${encodeURIComponent(model)}/predict`, {
     method: "POST",

@@ -46,6 +46,16 @@ const COMMANDS: Record<string, Command> = {
     help: async () => (await import("./client.ts")).APIKEYS_HELP,
     run: async (args, output) => (await import("./client.ts")).runApiKeys(args, output),
   },
+  rollout: {
+    summary: "restart every replica of a deployment, with no downtime and no commit",
+    help: async () => (await import("./operations.ts")).ROLLOUT_HELP,
+    run: async (args, output) => (await import("./operations.ts")).runRollout(args, output),
+  },
+  top: {
+    summary: "the admin overview: active models, replicas, requested CPU and memory",
+    help: async () => (await import("./operations.ts")).TOP_HELP,
+    run: async (args, output) => (await import("./operations.ts")).runTop(args, output),
+  },
   validate: {
     summary: "check manifests: schema, names, references, model files and functions",
     help: async () => (await import("./validate.ts")).VALIDATE_HELP,

@@ -1,7 +1,7 @@
 // `modelship up`: the product's main job on one machine — build and serve what a git
 // repository declares, and follow its branch (docs/getting-started.md).
 import { chmodSync, rmSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { closeServer, listen } from "../api/http.ts";
 import { type AdminFile, createAdminServer, newAdminToken } from "../platform/local/admin.ts";
@@ -10,7 +10,7 @@ import { lockStateDir, writeFileAtomic } from "../platform/local/state-files.ts"
 import { isRemoteUrl } from "../source/git.ts";
 import type { CommandResult, Output } from "./output.ts";
 import { parseDuration, parsePort, parsePositive, untilStopSignal } from "./serve.ts";
-import { stateDirOf } from "./state-dir.ts";
+import { chosenStateDir, defaultStateDir, repositoryUrl, stateDirRefusal } from "./state-dir.ts";
 
 export const UP_HELP = `Usage: modelship up [--repo PATH|URL] [--branch B] [--path P] [--port 8080] [--state-dir DIR]
 
@@ -24,7 +24,11 @@ Options:
   --interval D         how often to look for new commits (default 5s for a path, 30s for a URL)
   --port PORT          the gateway's port (default 8080)
   --host HOST          default 127.0.0.1
-  --state-dir DIR      builds, deployments and keys (default .modelship, or MODELSHIP_STATE_DIR)
+  --admin-port PORT    the admin API's port, and so the webhook URL's (default: --port + 1, so
+                       8081; with --port 0, any free port)
+  --state-dir DIR      builds, deployments and keys (default: a directory of its own under
+                       $XDG_STATE_HOME/modelship or ~/.local/state/modelship, or MODELSHIP_STATE_DIR);
+                       inside the repository's work tree only where git ignores it
   --allow-rewrite      follow the branch even when its history was rewritten (force push)
   --build-deadline D   a build still running after this long fails (default 30m)
   --max-builds N       how many builds run at once; the others wait (default 2)
@@ -42,6 +46,7 @@ interface UpValues {
   path: string;
   interval?: string | undefined;
   port?: string | undefined;
+  "admin-port"?: string | undefined;
   host: string;
   "allow-rewrite": boolean;
   "build-deadline": string;
@@ -57,6 +62,7 @@ export async function runUp(args: string[], output: Output): Promise<CommandResu
       path: { type: "string", default: "." },
       interval: { type: "string" },
       port: { type: "string" },
+      "admin-port": { type: "string" },
       host: { type: "string", default: "127.0.0.1" },
       "state-dir": { type: "string" },
       "allow-rewrite": { type: "boolean", default: false },
@@ -69,14 +75,25 @@ export async function runUp(args: string[], output: Output): Promise<CommandResu
     output.out(UP_HELP);
     return { exitCode: 0 };
   }
-  const stateDir = stateDirOf(values["state-dir"]);
+  if (isRemoteUrl(values.repo) && new URL(values.repo).password) {
+    // It would be printed, stored and listed: a token goes in the environment instead.
+    throw new Error(
+      "--repo must not carry a password or token; put the token in MODELSHIP_GIT_TOKEN",
+    );
+  }
+  const url = repositoryUrl(values.repo);
+  const stateDir =
+    chosenStateDir(values["state-dir"]) ??
+    defaultStateDir({ url, branch: values.branch, path: values.path });
+  const refusal = await stateDirRefusal(stateDir, url);
+  if (refusal) throw new Error(refusal);
   // Listening from the start: a stop asked for while starting (or while the first build runs)
   // is a clean stop once started, never a kill.
   const stopSignal = untilStopSignal();
   // One owner per state directory, before anything in it is read.
   const unlock = lockStateDir(stateDir);
   try {
-    return await serve(values, stateDir, output, stopSignal);
+    return await serve(values, url, stateDir, output, stopSignal);
   } finally {
     unlock();
   }
@@ -84,6 +101,7 @@ export async function runUp(args: string[], output: Output): Promise<CommandResu
 
 async function serve(
   values: UpValues,
+  url: string,
   stateDir: string,
   output: Output,
   stopSignal: Promise<NodeJS.Signals>,
@@ -91,13 +109,13 @@ async function serve(
   // Only this user may look inside: the store holds every spec.env, secrets/ the keys.
   chmodSync(stateDir, 0o700);
   const adminFile = join(stateDir, "admin.json");
-  const url = isRemoteUrl(values.repo) ? values.repo : resolve(values.repo);
-  if (isRemoteUrl(url) && new URL(url).password) {
-    // It would be printed, stored and listed: a token goes in the environment instead.
-    throw new Error(
-      "--repo must not carry a password or token; put the token in MODELSHIP_GIT_TOKEN",
-    );
-  }
+  const gatewayPort = parsePort(values.port, "--port", 8080);
+  // A stable default, so a webhook URL written into a forge survives restarts.
+  const adminPort = parsePort(
+    values["admin-port"],
+    "--admin-port",
+    gatewayPort === 0 ? 0 : gatewayPort + 1,
+  );
   const log = (line: string) => output.out(`${new Date().toISOString().slice(11, 19)} ${line}\n`);
   const platform = new LocalPlatform({
     stateDir,
@@ -110,21 +128,29 @@ async function serve(
       ...(process.env.MODELSHIP_GIT_TOKEN ? { token: process.env.MODELSHIP_GIT_TOKEN } : {}),
     },
     host: values.host,
-    gatewayPort: parsePort(values.port, "--port", 8080),
+    gatewayPort,
     log,
     buildDeadlineMs: parseDuration(values["build-deadline"], "--build-deadline"),
     settings: { maxConcurrentBuilds: parsePositive(values["max-builds"], "--max-builds", 2) },
   });
-  await platform.start();
   const token = newAdminToken();
   const webhookSecret = process.env.MODELSHIP_WEBHOOK_SECRET;
   const admin = createAdminServer(platform, { token, ...(webhookSecret ? { webhookSecret } : {}) });
-  const adminUrl = await listen(admin, "127.0.0.1", 0);
+  // Before anything starts: a taken admin port fails the start with nothing left running.
+  // Nobody calls it before admin.json (its token) is written below.
+  const adminUrl = await listen(admin, "127.0.0.1", adminPort);
+  try {
+    await platform.start();
+  } catch (error) {
+    await closeServer(admin);
+    throw error;
+  }
   const file: AdminFile = {
     url: adminUrl,
     token,
     gatewayUrl: platform.gatewayUrl,
     pid: process.pid,
+    repository: { url, branch: values.branch, path: values.path },
   };
   writeFileAtomic(adminFile, JSON.stringify(file, null, 2), 0o600);
   output.out(

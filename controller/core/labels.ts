@@ -21,7 +21,17 @@ export const ANNOTATION_COMMIT = "modelship.dev/commit";
 export const ANNOTATION_SOURCE_PATH = "modelship.dev/source-path";
 /** On Models: the files (repo-relative, a JSON list) that hold the commit's manifests. */
 export const ANNOTATION_MANIFEST_FILES = "modelship.dev/manifest-files";
+/**
+ * On Models: the directories (repo-relative, a JSON list) of the commit's other Models that lie
+ * inside this one's source path, which its build leaves out (source-filter.ts).
+ */
+export const ANNOTATION_NESTED_SOURCES = "modelship.dev/nested-sources";
 export const ANNOTATION_AUTHOR = "modelship.dev/commit-author";
+/**
+ * On a ModelDeployment: a new value restarts every replica (a new rollout of the same build).
+ * Committed to git, or set by `modelship rollout restart`, as `kubectl rollout restart` sets
+ * its Deployment's.
+ */
 export const ANNOTATION_RESTARTED_AT = "modelship.dev/restartedAt";
 /** On a Model: a new value makes a new build of the same code (CDSW's "Rebuild"). */
 export const ANNOTATION_REBUILD = "modelship.dev/rebuild";
@@ -33,6 +43,16 @@ export const ANNOTATION_REBUILD = "modelship.dev/rebuild";
 export const ANNOTATION_REQUESTED_AT = "modelship.dev/requestedAt";
 /** Set to "true" on a ModelRepository to follow a branch whose history was rewritten. */
 export const ANNOTATION_ALLOW_REWRITE = "modelship.dev/allow-rewrite";
+
+/**
+ * Annotations that operations set besides git (a restart, a request to fetch): a sync that does
+ * not declare one keeps it, as server-side apply keeps the fields another manager set. A sync
+ * that declares one sets it.
+ */
+export const OPERATION_ANNOTATIONS: readonly string[] = [
+  ANNOTATION_RESTARTED_AT,
+  ANNOTATION_REQUESTED_AT,
+];
 
 /** The finalizer that makes deleting a ModelRepository remove (or orphan) what it applied. */
 export const REPOSITORY_FINALIZER = "modelship.dev/finalizer";

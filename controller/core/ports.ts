@@ -143,6 +143,8 @@ export interface ReplicaInfo {
 export interface RolloutStatus {
   /** Replicas of the current rollout that are ready. */
   readyReplicas: number;
+  /** Ready replicas of any rollout, the current one's and earlier ones': what answers calls. */
+  servingReplicas: number;
   /** All replicas running, old rollouts' included. */
   replicas: number;
   /** Every replica runs the current rollout and is ready. */
@@ -180,12 +182,16 @@ export interface SourceReader {
     path: string,
     options?: CallOptions,
   ): Promise<string>;
-  /** An id of the files below `path` other than `exclude` (see GitSource.contentId). */
+  /**
+   * An id of the files below `path` that make up a build: other than `exclude` (repo-relative)
+   * and than what `patterns` and the .modelshipignore leave out (see GitSource.contentId).
+   */
   contentId(
     repository: NamespacedName,
     commit: string,
     path: string,
     exclude: ReadonlySet<string>,
+    patterns: readonly string[],
     options?: CallOptions,
   ): Promise<string>;
 }

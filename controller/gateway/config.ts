@@ -25,6 +25,8 @@ export interface ModelRoute {
   accessKeySha256?: string;
   authentication: { enabled: boolean; users?: string[] };
   inputSchema?: Record<string, unknown>;
+  /** The largest request body for this model; undefined: the gateway's own limit. */
+  maxRequestBytes?: number;
   queueTimeoutSeconds: number;
   timeoutSeconds: number;
   stopped: boolean;

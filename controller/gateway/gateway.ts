@@ -148,6 +148,8 @@ function gatewayMetrics(gateway: Gateway, processMetrics: boolean) {
 export class Gateway {
   readonly server: Server;
   private readonly bodyLimit: number;
+  /** The largest body any model takes: what POST /model reads before it knows the model. */
+  private largestBodyLimit: number;
   private readonly responseLimit: number;
   private readonly now: () => number;
   private readonly metrics: ReturnType<typeof gatewayMetrics>;
@@ -164,6 +166,7 @@ export class Gateway {
 
   constructor(options: GatewayOptions = {}) {
     this.bodyLimit = options.bodyLimitBytes ?? DEFAULT_BODY_LIMIT_BYTES;
+    this.largestBodyLimit = this.bodyLimit;
     this.responseLimit = options.responseLimitBytes ?? DEFAULT_RESPONSE_LIMIT_BYTES;
     this.now = options.now ?? Date.now;
     this.metrics = gatewayMetrics(this, options.processMetrics ?? false);
@@ -219,7 +222,15 @@ export class Gateway {
         .map((entry) => [entry.route.accessKeySha256 as string, entry]),
     );
     this.apiKeys = new Map(config.apiKeys.map((record) => [record.id, record]));
+    this.largestBodyLimit = Math.max(
+      this.bodyLimit,
+      ...[...next.values()].map((entry) => this.bodyLimitOf(entry)),
+    );
     this.configured = true;
+  }
+
+  private bodyLimitOf(entry: ModelEntry): number {
+    return entry.route.maxRequestBytes ?? this.bodyLimit;
   }
 
   private metersOf(model: string): ModelMeters {
@@ -327,9 +338,14 @@ export class Gateway {
     let code: string;
     this.callsInFlight += 1;
     try {
-      const text = await readBody(request, this.bodyLimit);
+      // The model's own limit when the path names it; for POST /model, the largest any model
+      // has until the access key in the body says which model's applies.
+      const named = name === undefined ? undefined : this.models.get(name);
+      const text = await readBody(request, named ? this.bodyLimitOf(named) : this.largestBodyLimit);
       const target = this.identify(text, name);
       entry = target.entry;
+      const limit = this.bodyLimitOf(entry);
+      if (name === undefined && Buffer.byteLength(text) > limit) throw new BodyTooLarge(limit);
       this.authorize(entry, request.headers.authorization);
       if (entry.route.stopped) {
         throw new CallError(

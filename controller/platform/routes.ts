@@ -68,6 +68,9 @@ function routeOf(
       ...(model.spec.authentication?.users ? { users: model.spec.authentication.users } : {}),
     },
     ...(model.spec.inputSchema ? { inputSchema: model.spec.inputSchema } : {}),
+    ...(deployment.spec.maxRequestBytes === undefined
+      ? {}
+      : { maxRequestBytes: deployment.spec.maxRequestBytes }),
     queueTimeoutSeconds: deployment.spec.queueTimeoutSeconds ?? 30,
     timeoutSeconds: deployment.spec.timeoutSeconds ?? 30,
     stopped: deployment.spec.stopped ?? false,

@@ -3,6 +3,7 @@
 // one and is re-applied when its workload drifted), and reports the phase. What runs keeps
 // running while a new build builds or fails.
 import { createHash } from "node:crypto";
+import { canonicalJson } from "../api/canonical-json.ts";
 import type {
   DeploymentRecord,
   Model,
@@ -16,7 +17,7 @@ import {
   ANNOTATION_RESTARTED_AT,
   LABEL_DEPLOYMENT,
 } from "../core/labels.ts";
-import { type RolloutStatus, storedMetadata } from "../core/ports.ts";
+import { type RolloutSpec, type RolloutStatus, storedMetadata } from "../core/ports.ts";
 import type { ReconcileContext } from "./context.ts";
 import { buildName } from "./model.ts";
 import { type Because, finished, StallingError, waitFor } from "./outcome.ts";
@@ -40,6 +41,8 @@ export interface RolloutInputs {
   env: Record<string, string>;
   timeoutSeconds: number;
   restartedAt: string | undefined;
+  /** What each replica may use: a change replaces the replicas (as a pod template's does). */
+  resources?: RolloutSpec["resources"];
 }
 
 /** What makes a new rollout (a new deploymentId); scaling replicas does not. */
@@ -54,6 +57,7 @@ export function rolloutHash(inputs: RolloutInputs): string {
         env,
         inputs.timeoutSeconds,
         inputs.restartedAt ?? "",
+        canonicalJson(inputs.resources ?? {}),
       ]),
     )
     .digest("hex");
@@ -149,17 +153,40 @@ export function buildBlocker(
   return undefined;
 }
 
-/** The phase while the wanted build cannot roll out: what runs, if anything, keeps running. */
+/**
+ * The phase while the wanted build cannot roll out: what runs, if anything, keeps running, and
+ * a wanted build that failed for good makes it Degraded, not Deployed.
+ */
 export function blockedPhase(blocker: Blocker, serving: boolean): DeploymentPhase {
-  if (serving) return "Deployed";
+  if (serving) return blocker.terminal ? "Degraded" : "Deployed";
   return blocker.terminal ? "Failed" : "Building";
 }
 
-/** The phase of a rollout the runtime is carrying out. */
+/** The phase of a rollout the runtime is carrying out; a failed one is Degraded while an earlier one serves. */
 export function rolloutPhase(rollout: RolloutStatus | undefined): DeploymentPhase {
   if (!rollout) return "Deploying";
-  if (rollout.failure) return "Failed";
+  if (rollout.failure) return earlierReplicasServing(rollout) ? "Degraded" : "Failed";
   return rollout.complete ? "Deployed" : "Deploying";
+}
+
+function earlierReplicasServing(rollout: RolloutStatus): boolean {
+  return rollout.servingReplicas > rollout.readyReplicas;
+}
+
+/**
+ * The build that answers calls now: an earlier rollout's while any of its replicas is ready
+ * (the current one has not replaced it), else the current one's once it has a ready replica.
+ */
+export function servingBuildOf(
+  status: ModelDeploymentStatus,
+  rollout: RolloutStatus | undefined,
+): number | undefined {
+  if (!rollout || rollout.servingReplicas === 0 || status.deploymentId === undefined) {
+    return undefined;
+  }
+  const before = servingBefore(status.history, status.deploymentId);
+  if (before && earlierReplicasServing(rollout)) return before.build;
+  return rollout.readyReplicas > 0 ? status.build : undefined;
 }
 
 interface DeploymentData {
@@ -214,10 +241,15 @@ export function deploymentSteps(context: ReconcileContext): DeploymentStep[] {
 
   /** The counts and URL of what the runtime runs now. */
   const reportCounts = (pass: DeploymentPass, rollout: RolloutStatus | undefined) => {
-    const ready = rollout?.readyReplicas ?? 0;
+    // What answers calls, of whichever rollout: an old build serving while a new one fails to
+    // start is 3/3, not 0/3.
+    const serving = rollout?.servingReplicas ?? 0;
     pass.status.replicas = rollout?.replicas ?? 0;
-    pass.status.readyReplicas = ready;
-    pass.status.ready = `${ready}/${wantedReplicas(pass)}`;
+    pass.status.readyReplicas = serving;
+    pass.status.ready = `${serving}/${wantedReplicas(pass)}`;
+    const servingBuild = servingBuildOf(pass.status, rollout);
+    if (servingBuild === undefined) delete pass.status.servingBuild;
+    else pass.status.servingBuild = servingBuild;
     pass.status.url = `${context.gatewayUrl()}/models/${pass.object.spec.model}/predict`;
     pass.status.selector = `${LABEL_DEPLOYMENT}=${pass.key.name}`;
   };
@@ -233,6 +265,7 @@ export function deploymentSteps(context: ReconcileContext): DeploymentStep[] {
       pass.event("Normal", "DriftCorrected", "spec.stopped is true: took the replicas away again");
     }
     pass.status.phase = "Stopped";
+    delete pass.status.servingBuild;
     pass.status.replicas = 0;
     pass.status.readyReplicas = 0;
     pass.status.ready = `0/${wantedReplicas(pass)}`;
@@ -277,13 +310,13 @@ export function deploymentSteps(context: ReconcileContext): DeploymentStep[] {
     const running = isRunning(pass.status);
     if (running) await ensureRuntime(pass);
     const rollout = running ? runtime.status(namespacedName(pass.key)) : undefined;
-    const serving = (rollout?.readyReplicas ?? 0) > 0;
+    const serving = (rollout?.servingReplicas ?? 0) > 0;
     if (running) reportCounts(pass, rollout);
     pass.status.phase = blockedPhase(blocker, serving);
     // What serves comes first: the reason may run to many lines (a build's last output). No
     // counts in it: a message that changed with each replica would be a new Warning each time.
     const message = serving
-      ? `build ${pass.status.build} keeps serving; ${blocker.message}`
+      ? `build ${pass.status.servingBuild ?? pass.status.build} keeps serving; ${blocker.message}`
       : blocker.message;
     if (serving && !blocker.terminal) pass.markReady("True", "ServingPreviousBuild", message);
     if (blocker.terminal) throw new StallingError(blocker.reason, message);
@@ -301,16 +334,20 @@ export function deploymentSteps(context: ReconcileContext): DeploymentStep[] {
       env: spec.env ?? {},
       timeoutSeconds: spec.timeoutSeconds ?? DEFAULT_TIMEOUT_SECONDS,
       restartedAt: pass.object.metadata.annotations?.[ANNOTATION_RESTARTED_AT],
+      ...(spec.resources ? { resources: spec.resources } : {}),
     });
     const status = pass.status;
     if (status.rolloutHash === hash && isRunning(status)) return undefined;
     // Recorded before the runtime acts, so that a crash here never allocates a second id.
     const deploymentId = await store.allocateDeploymentId({ signal: pass.signal });
     const author = pass.data.model?.metadata.annotations?.[ANNOTATION_AUTHOR];
+    // What asked for it is the commit synced now; a build reused by a revert is older.
+    const cause = pass.object.metadata.annotations?.[ANNOTATION_COMMIT] ?? build.spec.commit;
     const record: DeploymentRecord = {
       deploymentId,
       build: number,
-      commit: build.spec.commit,
+      commit: cause,
+      buildCommit: build.spec.commit,
       deployedAt: pass.now.toISOString(),
       ...(author ? { deployedBy: author } : {}),
     };
@@ -342,9 +379,18 @@ export function deploymentSteps(context: ReconcileContext): DeploymentStep[] {
     const number = pass.status.build;
     reportCounts(pass, rollout);
     pass.status.phase = phase;
+    // The current rollout's own replicas: what its progress is counted in.
     const ready = rollout?.readyReplicas ?? 0;
-    if (phase === "Failed") {
-      throw new StallingError("RolloutFailed", rollout?.failure ?? "the rollout failed");
+    if (phase === "Failed" || phase === "Degraded") {
+      // The failed build's number, and what serves instead if anything; no counts (see above).
+      const failed = `the rollout of build ${number} failed: ${rollout?.failure ?? "unknown"}`;
+      const serving = pass.status.servingBuild;
+      throw new StallingError(
+        "RolloutFailed",
+        phase === "Degraded" && serving !== undefined
+          ? `build ${serving} keeps serving; ${failed}`
+          : failed,
+      );
     }
     if (phase === "Deploying") {
       pass.markReady(

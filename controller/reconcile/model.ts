@@ -7,6 +7,7 @@ import type { Model, ModelBuild, ModelDeployment } from "../api/types.generated.
 import {
   ANNOTATION_COMMIT,
   ANNOTATION_MANIFEST_FILES,
+  ANNOTATION_NESTED_SOURCES,
   ANNOTATION_REBUILD,
   ANNOTATION_SOURCE_PATH,
   isManaged,
@@ -15,6 +16,7 @@ import {
   ownedLabels,
 } from "../core/labels.ts";
 import { storedMetadata } from "../core/ports.ts";
+import { excludePatterns } from "../source/source-filter.ts";
 import type { ReconcileContext } from "./context.ts";
 import { StallingError, waitFor } from "./outcome.ts";
 import { type Pass, type ReconcilerSpec, reconcileWith, type Step } from "./skeleton.ts";
@@ -50,8 +52,8 @@ export function computeBuildKey(inputs: BuildKeyInputs): string {
   return createHash("sha256").update(JSON.stringify(parts)).digest("hex");
 }
 
-/** The manifest files annotation, or none when it is missing or not a JSON list. */
-export function manifestFilesOf(annotation: string | undefined): string[] {
+/** A JSON list of paths in an annotation (manifest files, nested sources), or none when it is missing or not one. */
+export function pathListOf(annotation: string | undefined): string[] {
   try {
     const files = JSON.parse(annotation ?? "[]") as unknown;
     return Array.isArray(files) ? files.filter((file) => typeof file === "string") : [];
@@ -86,6 +88,7 @@ export function newModelBuild(
   tree: string,
   commit: string,
   sourcePath: string,
+  exclude: string[] = [],
 ): ModelBuild {
   const labels = model.metadata.labels ?? {};
   const repository = labels[LABEL_REPOSITORY];
@@ -111,6 +114,7 @@ export function newModelBuild(
       buildKey,
       ...(repository ? { repository } : {}),
       sourcePath,
+      ...(exclude.length > 0 ? { exclude } : {}),
       runtime: model.spec.runtime,
       file: model.spec.file,
       function: model.spec.function,
@@ -151,6 +155,8 @@ interface ModelData {
   source?: { repository: string; commit: string; sourcePath: string };
   buildKey?: string;
   tree?: string;
+  /** What its build leaves out of the source path (source-filter.ts). */
+  exclude?: string[];
   build?: ModelBuild;
 }
 
@@ -191,14 +197,20 @@ export function modelSteps(context: ReconcileContext): ModelStep[] {
     const source = { namespace: pass.key.namespace, name: repository };
     const options = { signal: pass.signal };
     pass.data.tree = await context.sources.treeId(source, commit, sourcePath, options);
+    const spec = pass.object.spec;
+    pass.data.exclude = excludePatterns(
+      sourcePath,
+      pathListOf(annotations[ANNOTATION_NESTED_SOURCES]),
+      spec.source?.exclude,
+    );
     const content = await context.sources.contentId(
       source,
       commit,
       sourcePath,
-      new Set(manifestFilesOf(annotations[ANNOTATION_MANIFEST_FILES])),
+      new Set(pathListOf(annotations[ANNOTATION_MANIFEST_FILES])),
+      pass.data.exclude,
       options,
     );
-    const spec = pass.object.spec;
     pass.data.buildKey = computeBuildKey({
       content,
       runtime: spec.runtime,
@@ -234,6 +246,7 @@ export function modelSteps(context: ReconcileContext): ModelStep[] {
         pass.data.tree as string,
         commit,
         sourcePath,
+        pass.data.exclude as string[],
       ),
       { signal: pass.signal },
     );

@@ -46,6 +46,8 @@ export interface ReplicaOptions {
   killGraceMs?: number;
   /** Send exception tracebacks to callers (`MODELSHIP_TRACEBACKS=1` in the worker). */
   tracebacks?: boolean;
+  /** The most memory the worker may allocate (a data-size rlimit); none when undefined. */
+  memoryLimitBytes?: number;
   /** Told of every state change: a supervisor updates the gateway when readiness changes. */
   onStateChange?: (state: ReplicaState) => void;
 }
@@ -185,6 +187,7 @@ export class ReplicaAgent {
       maxLineBytes: options.logLineBytes,
       maxResponseBytes: this.responseLimitBytes,
       killGraceMs: options.killGraceMs,
+      memoryLimitBytes: options.memoryLimitBytes,
     });
     this.worker = worker;
     this.setState(generation === 1 ? "starting" : "restarting");

@@ -75,6 +75,12 @@ export interface WorkerOptions {
   maxResponseBytes?: number;
   /** How long the worker's process group has after SIGTERM (or after the worker's exit). */
   killGraceMs?: number;
+  /**
+   * The most the worker may allocate: RLIMIT_DATA, which counts the heap and private mappings
+   * (numpy's arrays, R's vectors) but not the shared libraries an import maps. An allocation
+   * past it fails inside the worker (Python's MemoryError, R's "cannot allocate vector").
+   */
+  memoryLimitBytes?: number | undefined;
 }
 
 export const DEFAULT_KILL_GRACE_MS = 2000;
@@ -99,11 +105,29 @@ export function inheritedEnvironment(from: NodeJS.ProcessEnv): Record<string, st
 const PYTHON_PACKAGE_DIR = fileURLToPath(new URL("../../runtime/python/", import.meta.url));
 const R_WORKER = fileURLToPath(new URL("../../runtime/r/worker.R", import.meta.url));
 
+/** The shell's exit code when it cannot set the limit: the worker never starts unlimited. */
+const LIMIT_FAILED_EXIT = 111;
+
 function commandOf(options: WorkerOptions): [string, string[]] {
   const target = ["--file", options.file, "--function", options.functionName];
-  return options.runtime === "python3"
-    ? ["python3", ["-m", "modelship.worker", ...target]]
-    : ["Rscript", ["--vanilla", R_WORKER, ...target]];
+  const [command, args]: [string, string[]] =
+    options.runtime === "python3"
+      ? ["python3", ["-m", "modelship.worker", ...target]]
+      : ["Rscript", ["--vanilla", R_WORKER, ...target]];
+  if (options.memoryLimitBytes === undefined) return [command, args];
+  // Node cannot set a child's rlimits; a POSIX shell can, and then becomes the worker (exec).
+  const kilobytes = Math.max(1, Math.ceil(options.memoryLimitBytes / 1024));
+  return [
+    "/bin/sh",
+    [
+      "-c",
+      `ulimit -d "$1" || exit ${LIMIT_FAILED_EXIT}; shift; exec "$@"`,
+      "modelship-worker",
+      String(kilobytes),
+      command,
+      ...args,
+    ],
+  ];
 }
 
 function environmentOf(options: WorkerOptions): NodeJS.ProcessEnv {

@@ -10,6 +10,7 @@ import {
   ANNOTATION_AUTHOR,
   ANNOTATION_COMMIT,
   ANNOTATION_MANIFEST_FILES,
+  ANNOTATION_NESTED_SOURCES,
   ANNOTATION_SOURCE_PATH,
   isManaged,
   LABEL_MANAGED_BY,
@@ -18,6 +19,7 @@ import {
 } from "../core/labels.ts";
 import type { Resource } from "../core/ports.ts";
 import type { Revision } from "./git.ts";
+import { nestedSourcesOf } from "./source-filter.ts";
 import { type DeclaredObject, modelSourcePath } from "./validate.ts";
 
 /** The kinds a sync applies and prunes (ModelBuilds belong to the controller). */
@@ -37,6 +39,12 @@ export function desiredObjects(
 ): Resource[] {
   // Manifests often live beside the code; a Model's build must not change when only they do.
   const manifestFiles = JSON.stringify([...new Set(declared.map((item) => item.repoPath))].sort());
+  // Another Model's directory inside a Model's source is that model's, not part of this build.
+  const models = declared.filter((item) => item.kind === "Model");
+  const nested = nestedSourcesOf(
+    models.map((item) => ({ repoPath: item.repoPath, sourcePath: modelSourcePath(item) })),
+  );
+  const nestedOf = new Map(models.map((item, index) => [item, nested[index] ?? []]));
   return declared
     .filter((item) => SYNCED_KINDS.includes(item.kind))
     .map((item) => {
@@ -55,6 +63,8 @@ export function desiredObjects(
           repoPath: item.repoPath,
         });
         annotations[ANNOTATION_MANIFEST_FILES] = manifestFiles;
+        const inside = nestedOf.get(item) ?? [];
+        if (inside.length > 0) annotations[ANNOTATION_NESTED_SOURCES] = JSON.stringify(inside);
       }
       return {
         apiVersion: "modelship.dev/v1alpha1",

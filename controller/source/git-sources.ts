@@ -63,9 +63,9 @@ export class GitSources {
       options?.signal?.throwIfAborted();
       return this.named(repository).treeId(commit, path);
     },
-    contentId: (repository, commit, path, exclude, options) => {
+    contentId: (repository, commit, path, exclude, patterns, options) => {
       options?.signal?.throwIfAborted();
-      return this.named(repository).contentId(commit, path, exclude);
+      return this.named(repository).contentId(commit, path, exclude, patterns);
     },
   };
 }

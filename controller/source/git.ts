@@ -22,6 +22,13 @@ import http from "isomorphic-git/http/node";
 import { blobSize } from "./git-objects.ts";
 import { type ManifestLimits, manifestLimits } from "./limits.ts";
 import { type ManifestFile, readManifestFiles } from "./manifest-files.ts";
+import {
+  MAX_MODELSHIPIGNORE_BYTES,
+  MODELSHIPIGNORE,
+  modelshipignorePatterns,
+  type SourceFilter,
+  sourceFilter,
+} from "./source-filter.ts";
 import type { SourceTree } from "./tree.ts";
 import type { ManifestSource } from "./validate.ts";
 
@@ -65,7 +72,8 @@ export type GitSourceErrorReason =
   | "MissingBranch"
   | "NotARepository"
   | "FetchFailed"
-  | "MissingPath";
+  | "MissingPath"
+  | "InvalidSource";
 
 export class GitSourceError extends Error {
   readonly reason: GitSourceErrorReason;
@@ -292,20 +300,29 @@ export class GitSource {
   }
 
   /**
-   * An id of the files below directory `path` at `commit` other than `exclude` (repo-relative
-   * paths): sha256 over each file's path below `path`, mode and blob id. Unlike the tree id, it
-   * does not change when only an excluded file does — the manifests that live beside the code.
+   * An id of the files below directory `path` at `commit` that make up a build: other than
+   * `exclude` (repo-relative paths) and than what `patterns` and the directory's own
+   * .modelshipignore leave out (source-filter.ts). sha256 over each file's path below `path`,
+   * mode and blob id. Unlike the tree id, it does not change when only a file left out does —
+   * the manifests that live beside the code, another model's directory.
    */
-  async contentId(commit: string, path: string, exclude: ReadonlySet<string>): Promise<string> {
+  async contentId(
+    commit: string,
+    path: string,
+    exclude: ReadonlySet<string>,
+    patterns: readonly string[] = [],
+  ): Promise<string> {
     const directory = await this.directory(commit, path);
+    const leftOut = await this.sourceFilterAt(commit, directory.path, patterns);
     const hash = createHash("sha256");
     const prefix = directory.path === "." ? "" : `${directory.path}/`;
     await this.walk(
       directory.oid,
       directory.path === "." ? "" : directory.path,
       async (entry, entryPath) => {
-        if (entry.type === "tree") return true;
-        if (exclude.has(entryPath)) return false;
+        const relative = entryPath.slice(prefix.length);
+        if (entry.type === "tree") return !leftOut(`${relative}/`);
+        if (exclude.has(entryPath) || leftOut(relative)) return false;
         hash.update(`${entryPath.slice(prefix.length)}\0${entry.mode}\0${entry.oid}\n`);
         return false;
       },
@@ -354,8 +371,8 @@ export class GitSource {
   }
 
   /**
-   * Writes the files under `path` at `commit` into `targetDir` (created), keeping the executable
-   * bit. Skips files over 50 MB (`skipped`; the size is read from the object header, so such a
+   * Writes the files under `path` at `commit` that make up a build (see contentId) into
+   * `targetDir` (created), keeping the executable bit. Skips files over 50 MB (`skipped`; the size is read from the object header, so such a
    * blob is not inflated), symlinks whose resolution leaves `path` by any chain of links, loops,
    * or names an unreadable target (`skippedSymlinks`), and submodules; paths are relative to the
    * repository root.
@@ -364,8 +381,10 @@ export class GitSource {
     commit: string,
     path: string,
     targetDir: string,
+    patterns: readonly string[] = [],
   ): Promise<{ skipped: string[]; skippedSymlinks: string[] }> {
     const top = await this.directory(commit, path);
+    const leftOut = await this.sourceFilterAt(commit, top.path, patterns);
     const topEntry: TreeEntry = { mode: MODE_TREE, path: "", oid: top.oid, type: "tree" };
     const skipped: string[] = [];
     const skippedSymlinks: string[] = [];
@@ -375,6 +394,7 @@ export class GitSource {
       for (const entry of entries) {
         if (!isSafeName(entry.path)) continue;
         const entryRelative = joinPath(relative, entry.path);
+        if (leftOut(entry.type === "tree" ? `${entryRelative}/` : entryRelative)) continue;
         const entryRepoPath = joinPath(repoPath, entry.path);
         const target = join(targetDir, ...entryRelative.split("/"));
         // What an earlier export left at this place is replaced, never written through.
@@ -414,6 +434,25 @@ export class GitSource {
     };
     await exportDirectory(top.oid, "", top.path === "." ? "" : top.path);
     return { skipped, skippedSymlinks };
+  }
+
+  /** What a build of directory `path` leaves out: `patterns`, then its .modelshipignore's. */
+  private async sourceFilterAt(
+    commit: string,
+    path: string,
+    patterns: readonly string[],
+  ): Promise<SourceFilter> {
+    const file = await this.resolvePath(commit, joinPath(path, MODELSHIPIGNORE));
+    if (file?.entry.type !== "blob") return sourceFilter(patterns);
+    const size = (await this.blobSize(file.entry.oid)) ?? 0;
+    if (size > MAX_MODELSHIPIGNORE_BYTES) {
+      throw new GitSourceError(
+        "InvalidSource",
+        `${file.path} is ${size} bytes; a ${MODELSHIPIGNORE} may have at most ${MAX_MODELSHIPIGNORE_BYTES}`,
+      );
+    }
+    const text = new TextDecoder().decode(await this.readBlob(file.entry.oid));
+    return sourceFilter([...patterns, ...modelshipignorePatterns(text)]);
   }
 
   // --- fetching ---

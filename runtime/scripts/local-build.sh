@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds a model for the local platform (docs/builds.md): copies the model's source into
 # OUTPUT/src, creates a Python virtualenv (OUTPUT/venv) or an R library (OUTPUT/rlib), runs the
-# model's build script in OUTPUT/src, writes OUTPUT/build.json and makes OUTPUT read-only.
+# model's build script in OUTPUT/src (with the interpreter its #! line names, else bash), writes
+# OUTPUT/build.json and makes OUTPUT read-only. First it checks that what the runtime and the
+# build script need is installed.
 #
 #   local-build.sh --runtime python3|r --source DIR --output DIR [--build-script NAME]
 #
@@ -64,6 +66,48 @@ if ((explicit_script)); then
   [[ -f $source_dir/$build_script ]] || fail "build script $build_script not found in the model's source"
 fi
 
+# Preflight: what the runtime and the build script need must be on this machine, or the build
+# fails now, naming it and how to get it, rather than a replica failing to start later.
+python_interpreter=${MODELSHIP_PYTHON:-python3}
+case $runtime in
+  python3)
+    command -v -- "$python_interpreter" >/dev/null ||
+      fail "$python_interpreter is not on PATH: install Python 3 with venv (Debian/Ubuntu: apt-get install python3 python3-venv; or set MODELSHIP_PYTHON)"
+    "$python_interpreter" -c 'import venv, ensurepip' 2>/dev/null ||
+      fail "$python_interpreter cannot make a virtualenv (no venv or ensurepip module): install it (Debian/Ubuntu: apt-get install python3-venv)"
+    ;;
+  r)
+    command -v Rscript >/dev/null ||
+      fail "Rscript is not on PATH: install R (Debian/Ubuntu: apt-get install r-base-core r-cran-jsonlite; macOS: brew install r)"
+    Rscript -e 'quit(status = if (requireNamespace("jsonlite", quietly = TRUE)) 0 else 3)' >/dev/null 2>&1 ||
+      fail "the R package jsonlite is not installed: Rscript -e 'install.packages(\"jsonlite\")' (Debian/Ubuntu: apt-get install r-cran-jsonlite)"
+    ;;
+esac
+
+# The build script's interpreter: its #! line (bash when it has none).
+script_interpreter=(bash)
+if [[ -n $build_script || -f $source_dir/build.sh || -f $source_dir/cdsw-build.sh ]]; then
+  script_file=$source_dir/${build_script:-build.sh}
+  [[ -f $script_file ]] || script_file=$source_dir/cdsw-build.sh
+  first_line=""
+  IFS= read -r first_line <"$script_file" || true
+  if [[ $first_line == '#!'* ]]; then
+    read -r -a script_interpreter <<<"${first_line#'#!'}"
+    if [[ ${script_interpreter[0]-} == */env ]]; then
+      # `#!/usr/bin/env python3`: the program env would look up on PATH.
+      wanted=${script_interpreter[1]-}
+      [[ $wanted == -* ]] && wanted=${script_interpreter[2]-}
+      [[ -n $wanted ]] && command -v -- "$wanted" >/dev/null ||
+        fail "the build script's interpreter ${wanted:-(none)} (from its line $first_line) is not on PATH: install it, or change the line"
+    elif ((${#script_interpreter[@]} == 0)); then
+      script_interpreter=(bash)
+    else
+      [[ -x ${script_interpreter[0]} ]] ||
+        fail "the build script's interpreter ${script_interpreter[0]} (from its line $first_line) does not exist: install it, or change the line"
+    fi
+  fi
+fi
+
 [[ ! -e $output && ! -L $output ]] || fail "output directory $output already exists"
 mkdir -p -- "$(dirname -- "$output")"
 mkdir -- "$output" || fail "cannot create the output directory $output"
@@ -85,7 +129,7 @@ fi
 python="" rlib=""
 case $runtime in
   python3)
-    interpreter=${MODELSHIP_PYTHON:-python3}
+    interpreter=$python_interpreter
     echo "==> creating the virtualenv $output/venv ($interpreter -m venv --system-site-packages)"
     "$interpreter" -m venv --system-site-packages "$output/venv" ||
       fail "could not create the virtualenv with $interpreter"
@@ -105,7 +149,7 @@ esac
 if [[ -n $build_script ]]; then
   echo "==> running build script $build_script"
   code=0
-  (cd -- "$output/src" && exec bash "./$build_script" </dev/null) || code=$?
+  (cd -- "$output/src" && exec "${script_interpreter[@]}" "./$build_script" </dev/null) || code=$?
   ((code == 0)) || FAIL_CODE=$code fail "build script $build_script exited with code $code"
 else
   echo "==> no build script"

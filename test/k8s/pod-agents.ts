@@ -159,7 +159,14 @@ export class PodAgents {
       mkdirSync(target, { recursive: true });
       dir = this.git
         .fetch()
-        .then(() => this.git.exportTree(build.spec.commit, build.spec.sourcePath, target))
+        .then(() =>
+          this.git.exportTree(
+            build.spec.commit,
+            build.spec.sourcePath,
+            target,
+            build.spec.exclude ?? [],
+          ),
+        )
         .then(() => target);
       this.sources.set(name, dir);
     }

@@ -128,6 +128,8 @@ export function rolloutStatusOf(deployment: DeploymentObject, deploymentId: numb
   );
   return {
     readyReplicas: observed && current ? Math.min(updated, available) : 0,
+    // Pods of every ReplicaSet: the old ones keep serving while a new template cannot.
+    servingReplicas: status.readyReplicas ?? 0,
     replicas,
     complete:
       observed && current && updated === wanted && replicas === updated && available === updated,
@@ -600,7 +602,9 @@ export class KubeRuntime implements Runtime {
     const wanted = this.applied.get(formatName(deployment));
     const drifted = wanted ? driftOf(live, wanted) : undefined;
     if (!live.deployment) {
-      return drifted ? { readyReplicas: 0, replicas: 0, complete: false, drifted } : undefined;
+      return drifted
+        ? { readyReplicas: 0, servingReplicas: 0, replicas: 0, complete: false, drifted }
+        : undefined;
     }
     // The rollout asked for, when known: a Deployment still on an older template is not done.
     const id = deploymentIdOf(wanted?.deployment ?? live.deployment);

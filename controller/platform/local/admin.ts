@@ -9,11 +9,14 @@ import { parseLifetime } from "../../gateway/keys.ts";
 import type { LogLine } from "../../replica/log-ring.ts";
 import type { LocalPlatform } from "./platform.ts";
 
+/** STATE/admin.json: how the CLI's client commands reach a running `modelship up`. */
 export interface AdminFile {
   url: string;
   token: string;
   gatewayUrl: string;
   pid: number;
+  /** What it follows, so a client in that repository's work tree finds it. */
+  repository?: { url: string; branch: string; path: string };
 }
 
 export function newAdminToken(): string {
@@ -183,6 +186,15 @@ export function createAdminServer(platform: LocalPlatform, options: AdminOptions
     }
     if (kind && name && sub === "events") {
       send(response, 200, { items: platform.store.listEvents({ kind, namespace, name }) });
+      return;
+    }
+    if (kind === "ModelDeployment" && name && sub === "restart" && method === "POST") {
+      const restartedAt = await platform.restart({ namespace, name });
+      if (restartedAt) send(response, 200, { restartedAt });
+      else
+        send(response, 404, {
+          error: `ModelDeployment "${name}" not found in namespace ${namespace}`,
+        });
       return;
     }
     if (kind === "ModelDeployment" && name && sub === "replicas") {

@@ -21,6 +21,8 @@ export interface LocalBuildRequest {
   env?: Record<string, string>;
   /** Run the build as this user (see docs/security.md); undefined: as this process. */
   user?: { uid: number; gid: number };
+  /** Called with each line of output as it comes, for a console to follow the build. */
+  onLine?: (line: string, stream: "out" | "err") => void;
 }
 
 export type LocalBuildPhase = "Building" | "Succeeded" | "Failed";
@@ -173,10 +175,12 @@ export class LocalBuilder {
     if (request.buildScript !== undefined) args.push("--build-script", request.buildScript);
     const maxLogLines = this.maxLogLines;
     // An execa transform: called with each line (without its newline), yields nothing.
-    const record = (prefix: string) =>
+    const onLine = request.onLine;
+    const record = (stream: "out" | "err") =>
       // biome-ignore lint/correctness/useYield: the line is kept here, not passed on.
       function* (line: string) {
-        build.lines.push(`${prefix}${line}`);
+        onLine?.(line, stream);
+        build.lines.push(`${stream} | ${line}`);
         if (build.lines.length > maxLogLines) {
           build.lines.shift();
           build.dropped++;
@@ -193,8 +197,8 @@ export class LocalBuilder {
         ...(request.user ? { uid: request.user.uid, gid: request.user.gid } : {}),
         stdin: "ignore",
         // Each line goes to `record`, which yields nothing: execa keeps no copy of the output.
-        stdout: record("out | "),
-        stderr: record("err | "),
+        stdout: record("out"),
+        stderr: record("err"),
         reject: false,
         // Its own process group: a kill reaches pip, R and whatever else the build script started.
         killDescendants: true,

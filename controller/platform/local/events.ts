@@ -29,6 +29,12 @@ export class LocalEventRecorder implements EventRecorder {
       object: { kind: key.kind, namespace: key.namespace, name: key.name, ...(uid ? { uid } : {}) },
     });
     // A repeat only counts up: the console says it once.
-    if (record.count === 1) this.log(eventLine(record));
+    if (record.count !== 1) return;
+    this.log(eventLine(record));
+    // A failed build's last lines are what its author needs to fix it: printed whole, once, on
+    // the build's own event (its Model's and deployments' carry the same message).
+    if (type === "Warning" && key.kind === "ModelBuild") {
+      for (const line of message.split("\n").slice(1)) this.log(`  ${line}`);
+    }
   }
 }

@@ -10,8 +10,8 @@ import { fileURLToPath } from "node:url";
 import { Registry } from "prom-client";
 import { listen } from "../../api/http.ts";
 import type { ModelBuild, ModelRepository } from "../../api/types.generated.ts";
-import { formatName } from "../../core/keys.ts";
-import { ANNOTATION_ALLOW_REWRITE } from "../../core/labels.ts";
+import { formatName, type NamespacedName } from "../../core/keys.ts";
+import { ANNOTATION_ALLOW_REWRITE, ANNOTATION_RESTARTED_AT } from "../../core/labels.ts";
 import type { Builder, BuildProgress, CallOptions } from "../../core/ports.ts";
 import type { GatewayConfig } from "../../gateway/config.ts";
 import { Gateway } from "../../gateway/gateway.ts";
@@ -109,13 +109,16 @@ class LocalBuilderPort implements Builder {
   private readonly buildsDir: string;
   private readonly user: ModelUser | undefined;
   private readonly sourceOf: (build: ModelBuild) => GitSource;
+  private readonly log: (line: string) => void;
 
   constructor(options: {
     buildsDir: string;
     user: ModelUser | undefined;
     deadlineMs: number | undefined;
     sourceOf: (build: ModelBuild) => GitSource;
+    log: (line: string) => void;
   }) {
+    this.log = options.log;
     this.buildsDir = options.buildsDir;
     this.user = options.user;
     this.sourceOf = options.sourceOf;
@@ -144,7 +147,12 @@ class LocalBuilderPort implements Builder {
       `${build.metadata.namespace ?? NAMESPACE}-${build.metadata.name}`,
     );
     await removeTree(sourceDir);
-    await this.sourceOf(build).exportTree(build.spec.commit, build.spec.sourcePath, sourceDir);
+    await this.sourceOf(build).exportTree(
+      build.spec.commit,
+      build.spec.sourcePath,
+      sourceDir,
+      build.spec.exclude ?? [],
+    );
     // The build runs as the model user: it reads its source and makes its output directory.
     await mkdir(dirname(outputDir), { recursive: true });
     if (this.user) {
@@ -158,6 +166,8 @@ class LocalBuilderPort implements Builder {
       outputDir,
       ...(build.spec.buildScript ? { buildScript: build.spec.buildScript } : {}),
       ...(this.user ? { user: this.user } : {}),
+      // The console follows the build as it goes, each line marked with its model and build.
+      onLine: (line) => this.log(`${build.spec.model} build ${build.spec.number} | ${line}`),
     });
   }
 
@@ -261,6 +271,7 @@ export class LocalPlatform {
       buildsDir: this.buildsDir,
       user: this.modelUser,
       deadlineMs: options.buildDeadlineMs,
+      log,
       sourceOf: (build) =>
         this.sources.named({
           namespace: build.metadata.namespace ?? NAMESPACE,
@@ -316,6 +327,19 @@ export class LocalPlatform {
   }
 
   /** Fetches the repositories now (the webhook, `POST /hooks/git`). */
+  /**
+   * `modelship rollout restart`: a new restartedAt on the deployment, so a new rollout of the
+   * same build replaces every replica one by one. Undefined when there is no such deployment.
+   */
+  async restart(deployment: NamespacedName): Promise<string | undefined> {
+    if (!this.store.get("ModelDeployment", deployment.namespace, deployment.name)) return undefined;
+    const restartedAt = new Date().toISOString();
+    await this.store.annotate("ModelDeployment", deployment.namespace, deployment.name, {
+      [ANNOTATION_RESTARTED_AT]: restartedAt,
+    });
+    return restartedAt;
+  }
+
   syncNow(): void {
     for (const repository of this.store.list("ModelRepository")) {
       this.controller.add({

@@ -17,6 +17,7 @@ import type {
   RolloutStatus,
   Runtime,
 } from "../../core/ports.ts";
+import { parseQuantity } from "../../core/quantity.ts";
 import { ReplicaAgent } from "../../replica/agent.ts";
 import { createReplicaServer } from "../../replica/agent-server.ts";
 import { type ModelUser, modelEnvironment } from "./sandbox.ts";
@@ -85,6 +86,8 @@ export function replicaId(spec: RolloutSpec): string {
 
 export class LocalRuntime implements Runtime {
   private readonly deployments = new Map<string, DeploymentState>();
+  /** The resources line each deployment was last told of (resourcesNote). */
+  private readonly resourcesSaid = new Map<string, string>();
   private readonly onChange: (deployment: NamespacedName) => void;
   private readonly log: (line: string) => void;
 
@@ -118,6 +121,12 @@ export class LocalRuntime implements Runtime {
     ) {
       return;
     }
+    const said = resourcesNote(spec.resources);
+    if (said && this.resourcesSaid.get(key) !== said) {
+      // Once per deployment and setting, never silently: what the spec asks and up cannot do.
+      this.resourcesSaid.set(key, said);
+      this.log(`deployment ${key}: ${said}`);
+    }
     if (!state) {
       state = {
         spec,
@@ -146,6 +155,7 @@ export class LocalRuntime implements Runtime {
     const readyReplicas = current.filter((replica) => replica.agent.ready).length;
     return {
       readyReplicas,
+      servingReplicas: live.filter((replica) => replica.agent.ready).length,
       replicas: live.length,
       complete:
         live.length === current.length &&
@@ -232,6 +242,10 @@ export class LocalRuntime implements Runtime {
           return;
         }
         this.onChange(spec.deployment);
+        const ready = state.replicas.filter((each) => isCurrent(each) && each.agent.ready).length;
+        this.log(
+          `deployment ${key}: rollout ${spec.deploymentId} of build ${spec.build.spec.number}: ${ready}/${spec.replicas} ready`,
+        );
         const retired = old[0];
         if (retired) await this.stopReplica(retired, state);
         continue;
@@ -273,6 +287,9 @@ export class LocalRuntime implements Runtime {
       env: replicaEnvironment(spec, directory),
       ...(this.user ? { uid: this.user.uid, gid: this.user.gid } : {}),
       timeoutSeconds: spec.timeoutSeconds,
+      ...(spec.resources?.memory === undefined
+        ? {}
+        : { memoryLimitBytes: parseQuantity(spec.resources.memory) }),
       onStateChange: () => this.onChange(spec.deployment),
     });
     const server = createReplicaServer(agent);
@@ -322,4 +339,24 @@ function readyWithin(agent: ReplicaAgent, ms: number, signal: AbortSignal): Prom
     clearTimeout(timer);
     if (onAbort) signal.removeEventListener("abort", onAbort);
   });
+}
+
+/**
+ * What `modelship up` makes of a deployment's resources, in a line for the console: memory is
+ * enforced per replica (a data-size rlimit: cgroups are not ours to write here), CPU is not,
+ * and there are no GPUs. Undefined when nothing is asked for.
+ */
+export function resourcesNote(resources: RolloutSpec["resources"]): string | undefined {
+  if (!resources) return undefined;
+  const parts: string[] = [];
+  if (resources.memory !== undefined) {
+    parts.push(`memory ${resources.memory} is enforced per replica (as an allocation limit)`);
+  }
+  if (resources.cpu !== undefined) {
+    parts.push(`cpu ${resources.cpu} is not enforced (replicas share this machine's CPUs)`);
+  }
+  if (resources.gpu) {
+    parts.push(`gpu ${resources.gpu} is not available (no GPUs are given to local replicas)`);
+  }
+  return parts.length > 0 ? `under modelship up, ${parts.join("; ")}` : undefined;
 }

@@ -77,7 +77,7 @@ export function isRecord(value: unknown): value is Record<string, unknown> {
 export const LOCK_FILE = "up.lock";
 
 /** Whether a process with this pid is alive (a signal 0 reaches it, or it is someone else's). */
-function alive(pid: number): boolean {
+export function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

@@ -9,6 +9,7 @@ import { existsSync } from "node:fs";
 import { canonicalJson } from "../../api/canonical-json.ts";
 import type { Kind } from "../../api/schemas.ts";
 import { NotFoundError } from "../../core/errors.ts";
+import { OPERATION_ANNOTATIONS } from "../../core/labels.ts";
 import type {
   CallOptions,
   EventRecord,
@@ -131,8 +132,9 @@ export class LocalStore implements Store {
     const key = keyOf(object.kind, namespace, object.metadata.name);
     const existing = this.objects.get(key);
     const labels = object.metadata.labels;
-    const annotations = object.metadata.annotations;
+    const declaredAnnotations = object.metadata.annotations;
     if (!existing) {
+      const annotations = declaredAnnotations;
       const created = {
         apiVersion: object.apiVersion,
         kind: object.kind,
@@ -154,6 +156,10 @@ export class LocalStore implements Store {
       this.emit({ type: "ADDED", object: structuredClone(created) });
       return structuredClone(created) as unknown as R;
     }
+    const annotations = keptOperationAnnotations(
+      existing.metadata.annotations,
+      declaredAnnotations,
+    );
     const specChanged = canonicalJson(existing.spec) !== canonicalJson(object.spec);
     const metadataChanged =
       canonicalJson(existing.metadata.labels ?? {}) !== canonicalJson(labels ?? {}) ||
@@ -175,6 +181,29 @@ export class LocalStore implements Store {
     }
     this.replace(key, updated);
     return structuredClone(updated) as unknown as R;
+  }
+
+  /**
+   * Sets annotations on an object without touching the rest: an operation (`modelship rollout
+   * restart`), not a sync. The next sync keeps them unless git declares them (labels.ts).
+   */
+  async annotate(
+    kind: Kind,
+    namespace: string,
+    name: string,
+    annotations: Record<string, string>,
+  ): Promise<Resource> {
+    const existing = this.existing(kind, namespace, name);
+    const updated = {
+      ...existing,
+      metadata: {
+        ...existing.metadata,
+        annotations: { ...existing.metadata.annotations, ...annotations },
+        resourceVersion: this.nextVersion(),
+      },
+    } as StoredResource;
+    this.replace(keyOf(kind, namespace, name), updated);
+    return structuredClone(updated) as unknown as Resource;
   }
 
   /** Stores a changed object and tells the watchers. */
@@ -327,4 +356,16 @@ export class LocalStore implements Store {
       )
       .map((record) => ({ ...record }));
   }
+}
+
+/** The annotations a sync stores: what it declares, plus the operations' it does not declare. */
+function keptOperationAnnotations(
+  live: Record<string, string> | undefined,
+  declared: Record<string, string> | undefined,
+): Record<string, string> | undefined {
+  const kept = OPERATION_ANNOTATIONS.filter(
+    (key) => live?.[key] !== undefined && declared?.[key] === undefined,
+  );
+  if (kept.length === 0) return declared;
+  return { ...declared, ...Object.fromEntries(kept.map((key) => [key, live?.[key] as string])) };
 }

@@ -1,0 +1,86 @@
+// What `modelship describe` says in plain words on top of the object: for a Model, sample
+// calls in curl, Python and R, filled in as CDSW's model overview fills them in; for a
+// ModelDeployment, what serves and what is failing.
+import type { Condition, ModelDeploymentStatus } from "../api/types.generated.ts";
+
+export interface SampleCallInputs {
+  gatewayUrl: string;
+  /** The model's access key, or undefined to print it masked. */
+  accessKey: string | undefined;
+  /** The example request: spec.example.input, else {}. */
+  input: unknown;
+  /** authentication.enabled: the call needs a model API key too. */
+  authenticated: boolean;
+}
+
+const MASKED_KEY = "********************************";
+
+/** Single quotes for a POSIX shell: 'it'\''s'. */
+function shellQuoted(text: string): string {
+  return `'${text.replaceAll("'", `'\\''`)}'`;
+}
+
+/** A string literal for Python and for R: JSON's escapes are valid in both. */
+function literal(text: string): string {
+  return JSON.stringify(text);
+}
+
+/** The lines of the sample calls, each language under its own heading. */
+export function sampleCalls(inputs: SampleCallInputs): string[] {
+  const url = `${inputs.gatewayUrl}/model`;
+  const key = inputs.accessKey ?? MASKED_KEY;
+  const body = JSON.stringify({ accessKey: key, request: inputs.input });
+  const bearer = "f\"Bearer {os.environ['MODELSHIP_API_KEY']}\"";
+  const lines = ["Sample calls:"];
+  if (inputs.authenticated) {
+    lines.push(
+      "  # authentication is on: create an API key once (modelship apikeys create --user YOU)",
+      "  # and export MODELSHIP_API_KEY=<it> before calling",
+    );
+  }
+  if (inputs.accessKey === undefined) {
+    lines.push("  # the access key is masked: describe --show-key prints it");
+  }
+  lines.push(
+    "  curl:",
+    `    curl -s -H 'Content-Type: application/json'${inputs.authenticated ? ' -H "Authorization: Bearer $MODELSHIP_API_KEY"' : ""} -d ${shellQuoted(body)} ${url}`,
+    "  Python:",
+    "    import json, os, requests",
+    `    answer = requests.post(${literal(url)}, data=${literal(body)},`,
+    `        headers={"Content-Type": "application/json"${inputs.authenticated ? `, "Authorization": ${bearer}` : ""}})`,
+    "    print(answer.json())",
+    "  R:",
+    "    library(httr)",
+    `    answer <- POST(${literal(url)}, body = ${literal(body)},`,
+    `        add_headers("Content-Type" = "application/json"${inputs.authenticated ? ', "Authorization" = paste("Bearer", Sys.getenv("MODELSHIP_API_KEY"))' : ""}))`,
+    "    print(content(answer))",
+  );
+  return lines;
+}
+
+function condition(status: ModelDeploymentStatus, type: string): Condition | undefined {
+  return status.conditions?.find((item) => item.type === type && item.status === "True");
+}
+
+/** "Serving:" and, when something is wrong or under way, what: the first lines of describe. */
+export function deploymentSummary(
+  status: ModelDeploymentStatus | undefined,
+  wantedReplicas: number,
+): string[] {
+  const serving =
+    status?.servingBuild === undefined
+      ? "nothing (no replica is ready)"
+      : `build ${status.servingBuild} on ${status.readyReplicas ?? 0}/${wantedReplicas} replicas`;
+  const lines = [`Serving:      ${serving}`];
+  const stalled = status && condition(status, "Stalled");
+  const reconciling = status && condition(status, "Reconciling");
+  if (stalled) lines.push(`Failing:      ${stalled.reason}: ${firstLine(stalled.message)}`);
+  else if (reconciling) {
+    lines.push(`In progress:  ${reconciling.reason}: ${firstLine(reconciling.message)}`);
+  }
+  return lines;
+}
+
+function firstLine(text: string): string {
+  return text.split("\n")[0] ?? "";
+}

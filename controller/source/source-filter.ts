@@ -1,0 +1,80 @@
+// Which files below a Model's source path make up its build (docs/builds.md): all of them but
+// the directories of other Models nested inside it, what `spec.source.exclude` names, and what
+// the source's own `.modelshipignore` names (both gitignore syntax, relative to the source
+// path). The build key is computed over these files and the build gets exactly these, on both
+// platforms, so a change to any other file never makes a new build.
+import { posix } from "node:path";
+import ignore from "ignore";
+
+/** The file in a model's source directory that lists more paths to leave out of its build. */
+export const MODELSHIPIGNORE = ".modelshipignore";
+
+/** How many bytes of a .modelshipignore are read; past this, the build refuses it. */
+export const MAX_MODELSHIPIGNORE_BYTES = 64 * 1024;
+
+/** True for a path (relative to the source path; a directory's with a trailing "/") the build leaves out. */
+export type SourceFilter = (relativePath: string) => boolean;
+
+/** The filter of gitignore-syntax `patterns`; blank lines and # comments are ignored, as git does. */
+export function sourceFilter(patterns: readonly string[]): SourceFilter {
+  if (patterns.length === 0) return () => false;
+  // A CommonJS package: Node hands its module.exports as the default import, which carries the
+  // factory as `default` too, the one name TypeScript's types give it.
+  const matcher = ignore.default().add([...patterns]);
+  return (relativePath) => matcher.ignores(relativePath);
+}
+
+/**
+ * The patterns a build of a Model leaves out, besides its .modelshipignore: the directories of
+ * other Models strictly inside `sourcePath` (anchored, so only that directory), then its own
+ * `source.exclude`.
+ */
+export function excludePatterns(
+  sourcePath: string,
+  nestedSources: readonly string[],
+  declared: readonly string[] = [],
+): string[] {
+  const prefix = sourcePath === "." ? "" : `${sourcePath}/`;
+  const nested = nestedSources
+    .filter((path) => path !== sourcePath && path.startsWith(prefix))
+    .map((path) => `/${path.slice(prefix.length)}/`);
+  return [...new Set(nested)].sort().concat(declared);
+}
+
+/** True when directory `inner` is `outer` or below it (repo-relative, "." the root). */
+function within(inner: string, outer: string): boolean {
+  return outer === "." || inner === outer || inner.startsWith(`${outer}/`);
+}
+
+interface DeclaredModel {
+  /** The manifest's path in the repository. */
+  repoPath: string;
+  /** Its source path (modelSourcePath). */
+  sourcePath: string;
+}
+
+/**
+ * For each Model (by index), the directories of the other Models that lie strictly inside its
+ * source path: their manifests' directories and their source paths. A directory that holds this
+ * Model's own manifest too is not another model's, and stays.
+ */
+export function nestedSourcesOf(models: readonly DeclaredModel[]): string[][] {
+  return models.map((model, index) => {
+    const ownManifestDir = posix.dirname(model.repoPath);
+    const found = new Set<string>();
+    models.forEach((other, otherIndex) => {
+      if (otherIndex === index) return;
+      for (const directory of [posix.dirname(other.repoPath), other.sourcePath]) {
+        const strictlyInside =
+          directory !== model.sourcePath && within(directory, model.sourcePath);
+        if (strictlyInside && !within(ownManifestDir, directory)) found.add(directory);
+      }
+    });
+    return [...found].sort();
+  });
+}
+
+/** The patterns of a .modelshipignore's text. */
+export function modelshipignorePatterns(text: string): string[] {
+  return text.split(/\r?\n/);
+}
