@@ -1,10 +1,11 @@
 // The Kubernetes platform against a real control plane (etcd, kube-apiserver, controller
 // manager, scheduler; kwok plays the nodes) with the real kubectl. The controller runs in this
 // process, as `modelship controller --kubeconfig` would, following a real git repository.
-import { execFileSync } from "node:child_process";
+import { execFile, execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { promisify } from "node:util";
 import { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Gateway } from "../controller/gateway/gateway.ts";
@@ -27,6 +28,7 @@ import { startCluster, type TestCluster } from "./k8s/cluster.ts";
 const NAMESPACE = "modelship";
 /** Where build Jobs run (kustomize/base/namespace.yaml: Pod Security `baseline`). */
 const BUILDS = "modelship-builds";
+const execFileAsync = promisify(execFile);
 /** A second namespace the controller follows (MODELSHIP_WATCH_NAMESPACES). */
 const TEAM = "team-b";
 const root = mkdtempSync(join(tmpdir(), "modelship-k8s-"));
@@ -470,6 +472,50 @@ spec:
     expect((await getJson("modelbuilds", "-l", "modelship.dev/model=scorer")).items).toHaveLength(
       2,
     );
+  }, 240_000);
+
+  it("restarts every replica with `modelship rollout restart --kubernetes`, and a sync keeps the restart", async () => {
+    const before = await getJson("modeldeployment", "scorer");
+    const replicaSets = async () =>
+      (await getJson("replicasets", "-l", "modelship.dev/deployment=scorer")).items.length;
+    const setsBefore = await replicaSets();
+    // Run as a user runs it, without blocking the controller that runs in this process.
+    const restarted = await execFileAsync(
+      process.execPath,
+      [
+        join(PROJECT_ROOT, "bin", "modelship.js"),
+        ...["rollout", "restart", "scorer", "--kubernetes"],
+        ...["--kubeconfig", cluster.kubeconfigPath, "-n", NAMESPACE],
+      ],
+      { encoding: "utf8" },
+    );
+    expect(restarted.stdout).toContain("modeldeployment.modelship.dev/scorer restarted");
+    await eventually(async () => {
+      const status = await deployment();
+      const id = (await getJson("modeldeployment", "scorer")).status?.deploymentId;
+      return status.phase === "Deployed" && id !== before.status.deploymentId;
+    }, 120_000);
+    const after = await getJson("modeldeployment", "scorer");
+    expect(after.status.build).toBe(before.status.build);
+    expect(after.metadata.annotations["modelship.dev/restartedAt"]).toMatch(/^\d{4}-/);
+    // A new template, so a new ReplicaSet: every pod replaced, by the Deployment's own rollout.
+    expect(await replicaSets()).toBe(setsBefore + 1);
+
+    // A commit that does not declare the annotation leaves it, and the rollout, as they are.
+    const head = commit({}, "an empty commit: a sync with nothing new");
+    await eventually(
+      async () =>
+        (await getJson("modelrepository", "models")).status?.lastSyncedCommit === head &&
+        (await getJson("modeldeployment", "scorer")).metadata.annotations?.[
+          "modelship.dev/commit"
+        ] === head,
+      60_000,
+    );
+    const synced = await getJson("modeldeployment", "scorer");
+    expect(synced.metadata.annotations["modelship.dev/restartedAt"]).toBe(
+      after.metadata.annotations["modelship.dev/restartedAt"],
+    );
+    expect(synced.status.deploymentId).toBe(after.status.deploymentId);
   }, 240_000);
 
   it("applies nothing from a malformed manifest, and says why on the ModelRepository", async () => {

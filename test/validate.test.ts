@@ -277,9 +277,26 @@ describe("validateManifests", () => {
       { "models/score.py": "class M:\n    def predict(self, args):\n        pass\n" },
       "the file defines no function",
     ],
+    [
+      "model file left out by source.exclude",
+      '  source: { exclude: ["*.py"] }\n',
+      FILES,
+      'file "score.py" is left out of the build by source.exclude or .modelshipignore',
+    ],
+    [
+      "model file left out by .modelshipignore",
+      "",
+      { ...FILES, "models/.modelshipignore": "# generated\nscore.py\n" },
+      'file "score.py" is left out of the build by source.exclude or .modelshipignore',
+    ],
   ])("checks the Model's source: %s", async (_case, specLines, files, expected) => {
     const problems = await problemsOf(modelWith(specLines), files);
     expect(problems.join("\n")).toContain(expected);
+  });
+
+  it("accepts a model file that its exclusions keep", async () => {
+    const kept = modelWith('  source: { exclude: ["*.csv", "notebooks/"] }\n');
+    expect(await problemsOf(kept, { ...FILES, "models/.modelshipignore": "data/\n" })).toEqual([]);
   });
 
   it("takes source.path from the repository root and defaults it to the manifest's directory", async () => {

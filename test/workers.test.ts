@@ -55,7 +55,7 @@ describe.each(RUNTIMES)("the %s worker", (runtime) => {
     expect(message).toContain("predcit");
     expect(message).toContain(
       runtime === "python3"
-        ? "functions found: add, exits, fails, in_flight, prints, returns_numpy, returns_object, sleeps"
+        ? "functions found: add, allocates, exits, fails, in_flight, prints, returns_numpy, returns_object, sleeps"
         : "functions found: add, exits, fails, prints",
     );
     await once(worker);

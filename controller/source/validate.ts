@@ -2,6 +2,7 @@
 // (apiVersion, kind, schema) and all of them together (duplicates, references, model files).
 // Every problem names its file, line, column, object and field, so that a person — or a pull
 // request check — can go straight to it.
+
 import { posix } from "node:path";
 import type { ErrorObject, ValidateFunction } from "ajv";
 import {
@@ -17,6 +18,12 @@ import { RUNTIME_EXTENSIONS, topLevelNames } from "./functions.ts";
 import { type ManifestLimits, manifestLimits } from "./limits.ts";
 import { admitManifests } from "./manifest-files.ts";
 import { type ManifestDocument, type Position, parseManifestFile, pointerOf } from "./manifests.ts";
+import {
+  MODELSHIPIGNORE,
+  modelshipignorePatterns,
+  type SourceFilter,
+  sourceFilter,
+} from "./source-filter.ts";
 import { didYouMean } from "./suggest.ts";
 import type { SourceTree } from "./tree.ts";
 
@@ -395,6 +402,18 @@ export async function modelSourceProblems(
     );
     return problems;
   }
+  // The build gets only what its filter keeps: a model file it leaves out could never load.
+  const leftOut = await buildFilterOf(spec, sourcePath, tree);
+  if (leftOut(posix.normalize(file))) {
+    problems.push(
+      at(
+        "/spec/file",
+        "model-file",
+        `file "${file}" is left out of the build by source.exclude or ${MODELSHIPIGNORE}`,
+      ),
+    );
+    return problems;
+  }
   if (typeof functionName !== "string") return problems;
   const names = topLevelNames(runtime, text);
   if (names.functions.includes(functionName) || names.otherNames.includes(functionName))
@@ -412,6 +431,20 @@ export async function modelSourceProblems(
     ),
   );
   return problems;
+}
+
+/** What the build leaves out by the Model's own rules (source.exclude, .modelshipignore). */
+async function buildFilterOf(
+  spec: Record<string, unknown>,
+  sourcePath: string,
+  tree: SourceTree,
+): Promise<SourceFilter> {
+  const source = isRecord(spec.source) ? spec.source : {};
+  const declared = Array.isArray(source.exclude)
+    ? source.exclude.filter((pattern): pattern is string => typeof pattern === "string")
+    : [];
+  const ignoreFile = await tree.readText(posix.join(sourcePath, MODELSHIPIGNORE));
+  return sourceFilter([...declared, ...modelshipignorePatterns(ignoreFile ?? "")]);
 }
 
 /** spec.inputSchema must be a JSON Schema, and spec.example.input must pass it. */

@@ -189,6 +189,8 @@ export class LocalRuntime implements Runtime {
   async stop(deployment: NamespacedName, _options?: CallOptions): Promise<void> {
     const key = formatName(deployment);
     const state = this.deployments.get(key);
+    // Started again later, it is told of its resources again.
+    this.resourcesSaid.delete(key);
     if (!state) return;
     this.deployments.delete(key);
     state.abort.abort();
