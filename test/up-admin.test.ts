@@ -12,6 +12,7 @@ import { type CliProcess, startCli } from "./helpers/cli.ts";
 import { commitAll, gitEnv, runGit } from "./helpers/git.ts";
 import { openModelManifest } from "./helpers/manifests.ts";
 import { eventually, postJson } from "./helpers/replica.ts";
+import { removeUpTestRoot } from "./helpers/up-state.ts";
 
 const root = mkdtempSync(join(tmpdir(), "modelship-admin-"));
 const repo = join(root, "repo");
@@ -90,7 +91,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   expect(await up?.stop()).toBe(0);
-  rmSync(root, { recursive: true, force: true });
+  removeUpTestRoot(root);
 }, 30_000);
 
 describe("the git webhook", () => {

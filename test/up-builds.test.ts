@@ -13,6 +13,7 @@ import { type CliProcess, startCli } from "./helpers/cli.ts";
 import { commitAll, gitEnv } from "./helpers/git.ts";
 import { openModelManifest } from "./helpers/manifests.ts";
 import { eventually, postJson } from "./helpers/replica.ts";
+import { removeUpTestRoot } from "./helpers/up-state.ts";
 
 const root = mkdtempSync(join(tmpdir(), "modelship-builds-"));
 const GIT_ENV = gitEnv({ name: "Christine Darden", email: "christine@example.com" });
@@ -78,7 +79,7 @@ beforeAll(() => {
 });
 
 afterAll(() => {
-  rmSync(root, { recursive: true, force: true });
+  removeUpTestRoot(root);
   rmSync(join(journal, ".."), { recursive: true, force: true });
 });
 

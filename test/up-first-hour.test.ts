@@ -24,6 +24,7 @@ import { type CliProcess, runCli, startCli } from "./helpers/cli.ts";
 import { commitAll, gitEnv, runGit } from "./helpers/git.ts";
 import { openModelManifest } from "./helpers/manifests.ts";
 import { eventually, postJson } from "./helpers/replica.ts";
+import { removeUpTestRoot } from "./helpers/up-state.ts";
 
 const root = mkdtempSync(join(tmpdir(), "modelship-first-hour-"));
 // The model user (nobody, under root) finds its programs through the PATH made below.
@@ -198,7 +199,7 @@ afterAll(async () => {
   const code = await up?.stop();
   if (code !== 0) console.log(`modelship up exited ${code}:\n${up?.stdout()}\n${up?.stderr()}`);
   expect(code).toBe(0);
-  rmSync(root, { recursive: true, force: true });
+  removeUpTestRoot(root);
 }, 30_000);
 
 describe("the first hour", () => {

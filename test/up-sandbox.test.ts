@@ -14,6 +14,7 @@ import { type CliProcess, startCli } from "./helpers/cli.ts";
 import { commitAll, gitEnv } from "./helpers/git.ts";
 import { openModelManifest } from "./helpers/manifests.ts";
 import { eventually, postJson } from "./helpers/replica.ts";
+import { removeUpTestRoot } from "./helpers/up-state.ts";
 
 const root = mkdtempSync(join(tmpdir(), "modelship-sandbox-"));
 const repo = join(root, "repo");
@@ -122,7 +123,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await up?.stop();
-  rmSync(root, { recursive: true, force: true });
+  removeUpTestRoot(root);
 });
 
 describe("model code under modelship up", () => {

@@ -10,6 +10,7 @@ import type { AdminFile } from "../controller/platform/local/admin.ts";
 import { type CliProcess, runCli, startCli } from "./helpers/cli.ts";
 import { commitAll, gitEnv, runGit, writeFiles } from "./helpers/git.ts";
 import { eventually, postJson } from "./helpers/replica.ts";
+import { removeUpTestRoot } from "./helpers/up-state.ts";
 
 const root = mkdtempSync(join(tmpdir(), "modelship-up-"));
 const repo = join(root, "repo");
@@ -107,7 +108,7 @@ afterAll(async () => {
   const code = await up?.stop();
   if (code !== 0) console.log(`modelship up exited ${code}:\n${up?.stdout()}\n${up?.stderr()}`);
   expect(code).toBe(0);
-  rmSync(root, { recursive: true, force: true });
+  removeUpTestRoot(root);
 }, 30_000);
 
 describe("modelship up", () => {
