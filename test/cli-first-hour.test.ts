@@ -2,11 +2,12 @@
 // words, the admin overview's sums, quantities, and what `up` says of resources it cannot
 // enforce. The end-to-end story is in up-first-hour.test.ts.
 import { execFileSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, realpathSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import type { ModelDeployment, ModelDeploymentStatus } from "../controller/api/types.generated.ts";
+import { keptBuildLines } from "../controller/cli/client.ts";
 import { topRows, topTable, topTotals } from "../controller/cli/operations.ts";
 import { deploymentSummary, sampleCalls } from "../controller/cli/samples.ts";
 import {
@@ -83,6 +84,12 @@ describe("the state directory", () => {
     expect(await stateDirRefusal(join(repo, ".modelship"), repo)).toBeUndefined();
     expect(await stateDirRefusal(join(repo, "sub", "state"), repo)).toBeUndefined();
     expect(await stateDirRefusal(join(repo, "sub", "other"), repo)).toBeDefined();
+    // Through a link to the repository, the same tree: refused by its real path too.
+    const link = join(root, "linked-repo");
+    symlinkSync(repo, link);
+    expect(await stateDirRefusal(join(repo, "sub", "other"), link)).toBeDefined();
+    expect(await stateDirRefusal(join(link, "sub", "other"), repo)).toBeDefined();
+    expect(repositoryUrl(join(link, "sub"))).toBe(realpathSync(repo));
     // A URL has no work tree here to protect.
     expect(await stateDirRefusal(join(repo, "x"), "https://h/r.git")).toBeUndefined();
   });
@@ -251,5 +258,20 @@ describe("modelship top", () => {
     const table = topTable(rows, totals);
     expect(table).toMatch(/^iris\s+iris\s+2\s+3\/3\s+1500m\s+3Gi\s+Deployed$/m);
     expect(table).toContain("Total: 1 active model, 4 replicas, CPU 2500m, memory 5Gi requested");
+  });
+});
+
+describe("keptBuildLines", () => {
+  it.each<[string, string, number, string[]]>([
+    ["nothing yet", "", 0, []],
+    ["every line kept", "out | a\nerr | b\n", 0, ["out | a", "err | b"]],
+    [
+      "the oldest dropped past the bound",
+      "... 12000 earlier lines dropped\nout | z\n",
+      12000,
+      ["out | z"],
+    ],
+  ])("%s", (_, logs, dropped, lines) => {
+    expect(keptBuildLines(logs)).toStrictEqual({ dropped, lines });
   });
 });

@@ -405,6 +405,16 @@ describe("workloadObjects", () => {
     expect(container.args).toEqual(["--replica-id", "$(POD_NAME)", "--timeout-seconds", "30"]);
   });
 
+  it("gives the replica the deployment's maxRequestBytes as its body limit, when it sets one", () => {
+    const limited = workloadObjects({ ...spec, maxRequestBytes: 20_971_520 }, "s3cret", {
+      gatewayNamespace: "modelship",
+    }) as any;
+    expect(limited.deployment.spec.template.spec.containers[0].args).toEqual([
+      ...["--replica-id", "$(POD_NAME)", "--timeout-seconds", "30"],
+      ...["--body-limit-bytes", "20971520"],
+    ]);
+  });
+
   it("passes Pod Security `restricted`: a non-root user, no privileges, no token, a read-only root", () => {
     const pod = deployment.spec.template.spec;
     expect(pod.automountServiceAccountToken).toBe(false);

@@ -195,6 +195,52 @@ describe("LocalBuilder", { timeout: 120_000 }, () => {
     expect(existsSync(join(out, "src/cdsw"))).toBe(false);
   });
 
+  it.each<[string, string, string]>([
+    ["env and a program", "#!/usr/bin/env python3\n", "python"],
+    ["env -S with a setting and an option", "#!/usr/bin/env -S LC_ALL=C python3 -u\n", "python"],
+    ["a path and an option, saved with Windows line ends", "#!/bin/sh -e\r\n", "sh"],
+    ["no #! line: bash", "", "bash"],
+  ])(
+    "runs the build script with the interpreter its #! line names: %s",
+    async (_, line, expected) => {
+      const body =
+        expected === "python"
+          ? 'open("ran-under", "w").write("python")\n'
+          : 'if [ -n "$BASH_VERSION" ]; then echo bash > ran-under; else echo sh > ran-under; fi\n';
+      const { status, out } = await build({
+        runtime: "python3",
+        sourceDir: source({ "build.sh": `${line}${body}` }, `shebang-${expected}-${line.length}`),
+        outputDir: join(root, `out-shebang-${expected}-${line.length}`),
+      });
+      expect(status.phase, status.message).toBe("Succeeded");
+      expect(readFileSync(join(out, "src/ran-under"), "utf8").trim()).toBe(expected);
+    },
+  );
+
+  it.each<[string, string, RegExp]>([
+    [
+      "a program env cannot find",
+      "#!/usr/bin/env no-such-interpreter\n",
+      /interpreter no-such-interpreter \(from its line #!\/usr\/bin\/env no-such-interpreter\) is not on PATH/,
+    ],
+    [
+      "a path that does not exist",
+      "#!/opt/none/python -u\n",
+      /interpreter \/opt\/none\/python \(from its line #!\/opt\/none\/python -u\) does not exist/,
+    ],
+  ])(
+    "fails at once, naming the build script's missing interpreter: %s",
+    async (_, line, expected) => {
+      const { status } = await build({
+        runtime: "python3",
+        sourceDir: source({ "build.sh": `${line}echo never\n` }, `missing-${line.length}`),
+        outputDir: join(root, `out-missing-${line.length}`),
+      });
+      expect(status.phase).toBe("Failed");
+      expect(status.message).toMatch(expected);
+    },
+  );
+
   it("gives an R build its own library in R_LIBS_USER", async () => {
     const { status, out } = await build({
       runtime: "r",

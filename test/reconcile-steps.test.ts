@@ -1,4 +1,5 @@
 // Table tests of the reconcilers' pure steps (model, build, deployment) and kstatus conditions.
+import { createHash } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { conditionOf, removeCondition, setCondition } from "../controller/api/conditions.ts";
 import type {
@@ -366,6 +367,7 @@ describe("rolloutHash", () => {
     ["a restart", { restartedAt: T1.toISOString() }],
     ["the memory per replica", { resources: { memory: "4Gi" } }],
     ["the CPU per replica", { resources: { cpu: "500m" } }],
+    ["a body limit", { maxRequestBytes: 20_000_000 }],
   ])("changes with %s", (_, change) => {
     expect(rolloutHash({ ...base, ...change })).not.toBe(rolloutHash(base));
   });
@@ -377,6 +379,26 @@ describe("rolloutHash", () => {
   ])("does not change with %s", (_, change) => {
     const other = { ...base, ...change };
     expect(rolloutHash(other)).toBe(rolloutHash(base));
+  });
+
+  it("stays what it was before resources and body limits counted, for a deployment without them", () => {
+    // The hash of a stored rollout: were it to change, an upgrade would restart every replica.
+    const earlier = createHash("sha256")
+      .update(
+        JSON.stringify([
+          "iris",
+          "key-3",
+          3,
+          [
+            ["A", "1"],
+            ["B", "2"],
+          ],
+          30,
+          "",
+        ]),
+      )
+      .digest("hex");
+    expect(rolloutHash(base)).toBe(earlier);
   });
 
   it("tells a second restart from the first", () => {
@@ -430,6 +452,12 @@ describe("deployment history", () => {
     ["the latest of several open", [record(1), record(2), record(3)], 3, 2],
     ["skips a closed one", [record(1), record(2, earlier), record(3)], 3, 1],
     ["all before are closed", [record(1, earlier), record(2, earlier), record(3)], 3, undefined],
+    [
+      "the completed one over a later rollout that failed before completing",
+      [{ ...record(1), completedAt: earlier }, record(2), record(3)],
+      3,
+      1,
+    ],
     ["a current not yet recorded", [record(1, earlier), record(2)], 9, 2],
   ])("servingBefore: %s", (_, history, current, expected) => {
     expect(servingBefore(history, current)?.deploymentId).toBe(expected);

@@ -25,12 +25,12 @@ describe("nestedSourcesOf", () => {
       [["r"], []],
     ],
     [
-      "a model whose source is elsewhere: both its manifest's directory and its source",
+      "a model whose source is elsewhere: its manifest's directory, not its shared source",
       [
         { repoPath: "model.yaml", sourcePath: "." },
-        { repoPath: "deploy/b.yaml", sourcePath: "models/b" },
+        { repoPath: "deploy/b.yaml", sourcePath: "lib" },
       ],
-      [["deploy", "models/b"], []],
+      [["deploy"], []],
     ],
     [
       "a directory with this model's manifest too stays",
@@ -38,7 +38,7 @@ describe("nestedSourcesOf", () => {
         { repoPath: "manifests/a.yaml", sourcePath: "." },
         { repoPath: "manifests/b.yaml", sourcePath: "models/b" },
       ],
-      [["models/b"], []],
+      [[], []],
     ],
     [
       "siblings do not touch each other",
@@ -75,6 +75,21 @@ describe("excludePatterns", () => {
     ["a path outside the source is not its business", "models", ["other"], [], []],
   ])("%s", (_, sourcePath, nested, declared, expected) => {
     expect(excludePatterns(sourcePath, nested, declared)).toStrictEqual(expected);
+  });
+});
+
+describe("a nested directory with special characters in its name", () => {
+  it.each<[string, string]>([
+    ["a[1]", "a1"],
+    ["x*y", "xzzy"],
+    ["!n", "n"],
+    ["#h", "h"],
+    ["back\\slash", "backslash"],
+  ])("%s is left out, and only it (not %s)", (directory, lookalike) => {
+    const filter = sourceFilter(excludePatterns(".", [directory]));
+    expect(filter(`${directory}/`)).toBe(true);
+    expect(filter(`${directory}/model.R`)).toBe(true);
+    expect(filter(`${lookalike}/`)).toBe(false);
   });
 });
 

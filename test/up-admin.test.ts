@@ -2,7 +2,7 @@
 // set, and a flood of it neither floods the sync nor slows the models down; a malformed path gets
 // nothing but the 401 from a caller without the token.
 import { execFileSync, spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";

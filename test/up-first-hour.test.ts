@@ -10,7 +10,6 @@ import {
   mkdtempSync,
   readdirSync,
   readFileSync,
-  rmSync,
   statSync,
   symlinkSync,
 } from "node:fs";
@@ -97,6 +96,7 @@ metadata:
 spec:
   model: scorer
   replicas: 3
+  maxRequestBytes: 8388608
   resources:
     cpu: 500m
     memory: 1Gi
@@ -255,6 +255,16 @@ describe("the first hour", () => {
       env: { ...process.env, MODELSHIP_API_KEY: apiKey },
     });
     expect(JSON.parse(run.stdout)).toMatchObject({ success: true, response: { sum: 3 } });
+  }, 60_000);
+
+  it("takes a body up to its deployment's maxRequestBytes, above the gateway's 5 MiB", async () => {
+    const body = (megabytes: number) => ({ a: 1, b: 2, pad: "x".repeat(megabytes * 1024 * 1024) });
+    const headers = { authorization: `Bearer ${apiKey}` };
+    const large = await postJson(`${up.url}/models/scorer/predict`, body(6), headers);
+    expect(large.body).toMatchObject({ success: true, response: { sum: 3 } });
+    const tooLarge = await postJson(`${up.url}/models/scorer/predict`, body(9), headers);
+    expect([tooLarge.status, tooLarge.code]).toEqual([413, "request.too_large"]);
+    expect(tooLarge.body.message).toContain("8 MB");
   }, 60_000);
 
   it("builds nothing for a commit that touches only another model's directory", async () => {

@@ -1,7 +1,7 @@
 // `modelship up` end to end: a real git repository in a temp dir, the real command as a
 // process, real builds, replicas and HTTP. One story, in order, as a user lives it.
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";

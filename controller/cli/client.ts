@@ -473,7 +473,14 @@ async function exampleInput(stateDirFlag: string | undefined, model: string): Pr
 /** How often `logs --build N --follow` asks for more while the build runs. */
 const BUILD_LOG_POLL_MS = 1000;
 
-/** A build's output, as the console showed it while it ran; with follow, until it ends. */
+/** A build's kept lines, and how many before them the builder dropped ("... N earlier lines dropped"). */
+export function keptBuildLines(logs: string): { dropped: number; lines: string[] } {
+  const lines = logs.split("\n").filter((line) => line !== "");
+  const marker = /^\.\.\. (\d+) earlier lines dropped$/.exec(lines[0] ?? "");
+  return marker ? { dropped: Number(marker[1]), lines: lines.slice(1) } : { dropped: 0, lines };
+}
+
+/** A build's output, each line marked `out | ` or `err | `; with follow, until it ends. */
 async function printBuildLog(
   stateDirFlag: string | undefined,
   model: string,
@@ -492,9 +499,10 @@ async function printBuildLog(
       stateDirFlag,
       `/api/v1/modelbuilds/${name}/logs`,
     );
-    const lines = logs.split("\n").filter((line) => line !== "");
-    for (const line of lines.slice(printed)) output.out(`${line}\n`);
-    printed = Math.max(printed, lines.length);
+    const { dropped, lines } = keptBuildLines(logs);
+    // Counted from the build's first line: past the builder's bound, the oldest go first.
+    for (const line of lines.slice(Math.max(0, printed - dropped))) output.out(`${line}\n`);
+    printed = Math.max(printed, dropped + lines.length);
     const phase = (build.status as { phase?: string } | undefined)?.phase;
     if (!follow || (phase !== "Building" && phase !== "Pending" && phase !== undefined)) break;
     await new Promise((resolve) => setTimeout(resolve, BUILD_LOG_POLL_MS));

@@ -37,6 +37,7 @@ Options:
                           POST /predict (and /stats, /logs over TCP) need the secret in FILE in
                           x-modelship-gateway-secret: 403 replica.forbidden otherwise; or set
                           MODELSHIP_GATEWAY_SECRET
+  --body-limit-bytes N    the largest request body: 413 request.too_large (default 5 MiB)
   --response-limit-mb N   the largest answer: 502 model.response_too_large (default 50)
   --log-limit-mb N        the log ring's bound in bytes of text (default 8)
   --uid N --gid N         run the worker as this user and group (the agent must be root)
@@ -58,6 +59,7 @@ export async function runReplica(args: string[], output: Output): Promise<Comman
       host: { type: "string", default: "127.0.0.1" },
       dir: { type: "string", default: "." },
       "timeout-seconds": { type: "string" },
+      "body-limit-bytes": { type: "string" },
       "replica-id": { type: "string" },
       tracebacks: { type: "boolean", default: false },
       quiet: { type: "boolean", default: false },
@@ -110,6 +112,11 @@ export async function runReplica(args: string[], output: Output): Promise<Comman
   const gatewaySecret = secretOf(values["gateway-secret-file"]);
   const server = createReplicaServer(agent, {
     processMetrics: true,
+    ...(values["body-limit-bytes"] === undefined
+      ? {}
+      : {
+          bodyLimitBytes: parsePositive(values["body-limit-bytes"], "--body-limit-bytes", 1),
+        }),
     ...(gatewaySecret === undefined ? {} : { gatewaySecret }),
   });
   const url =

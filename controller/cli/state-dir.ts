@@ -2,7 +2,7 @@
 // By default it lives outside the work tree, in the user's state directory, one directory per
 // repository, branch and path: nothing `up` writes can be staged by `git add -A`.
 import { createHash } from "node:crypto";
-import fs, { existsSync, readdirSync, readFileSync } from "node:fs";
+import fs, { existsSync, readdirSync, readFileSync, realpathSync } from "node:fs";
 import { homedir } from "node:os";
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from "node:path";
 import git from "isomorphic-git";
@@ -36,10 +36,24 @@ export function workTreeOf(path: string): string | undefined {
   }
 }
 
-/** A local repository is named by its work tree's top, so `up` in any subdirectory finds the same state. */
+/**
+ * A path with its symlinks resolved, as far as it exists: the state directory may not exist
+ * yet, and a repository reached through a link is the same repository.
+ */
+export function realPath(path: string): string {
+  const absolute = resolve(path);
+  let existing = absolute;
+  while (!existsSync(existing) && dirname(existing) !== existing) existing = dirname(existing);
+  return join(realpathSync(existing), relative(existing, absolute));
+}
+
+/**
+ * A local repository is named by its work tree's top, links resolved, so `up` in any of its
+ * subdirectories (or through a link to it) finds the same state.
+ */
 export function repositoryUrl(repo: string): string {
   if (isRemoteUrl(repo)) return repo;
-  return workTreeOf(repo) ?? resolve(repo);
+  return realPath(workTreeOf(repo) ?? repo);
 }
 
 /** `<repository name>-<12 hex>`: readable in a listing, and distinct per repository, branch and path. */
@@ -66,9 +80,11 @@ export function chosenStateDir(flag: string | undefined): string | undefined {
  */
 export async function stateDirRefusal(stateDir: string, repo: string): Promise<string | undefined> {
   if (isRemoteUrl(repo)) return undefined;
-  const workTree = workTreeOf(repo);
-  if (!workTree) return undefined;
-  const inside = relative(workTree, stateDir);
+  const tree = workTreeOf(repo);
+  if (!tree) return undefined;
+  // Compared with links resolved: a state dir named by its real path is inside a linked repo.
+  const workTree = realPath(tree);
+  const inside = relative(workTree, realPath(stateDir));
   if (inside === "") return `the state directory ${stateDir} is the repository's work tree itself`;
   if (inside.startsWith("..") || isAbsolute(inside)) return undefined;
   // Inside .git is outside the tree git tracks.
@@ -78,7 +94,7 @@ export async function stateDirRefusal(stateDir: string, repo: string): Promise<s
   if (await git.isIgnored({ fs, dir: workTree, filepath: probe })) return undefined;
   return (
     `the state directory ${stateDir} is inside the work tree ${workTree} and git does not ignore it ` +
-    `(git add -A would stage its keys): add "${inside.split(sep).join("/")}/" to .gitignore, or leave out --state-dir`
+    `(git add -A would stage its keys): add "${inside.split(sep).join("/")}/" to .gitignore, or choose a state directory outside the work tree`
   );
 }
 
@@ -133,7 +149,8 @@ export function findAdmin(flag: string | undefined, cwd: string = process.cwd())
       "no modelship up is running (start one with modelship up, or pass --state-dir)",
     );
   }
-  const here = workTreeOf(cwd);
+  const tree = workTreeOf(cwd);
+  const here = tree === undefined ? undefined : realPath(tree);
   const ofHere = running.filter(
     ({ admin }) => here !== undefined && admin.repository?.url === here,
   );

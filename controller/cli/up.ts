@@ -114,7 +114,8 @@ async function serve(
   const adminPort = parsePort(
     values["admin-port"],
     "--admin-port",
-    gatewayPort === 0 ? 0 : gatewayPort + 1,
+    // The next port up, when there is one.
+    gatewayPort === 0 || gatewayPort === 65_535 ? 0 : gatewayPort + 1,
   );
   const log = (line: string) => output.out(`${new Date().toISOString().slice(11, 19)} ${line}\n`);
   const platform = new LocalPlatform({

@@ -120,6 +120,8 @@ export interface RolloutSpec {
   timeoutSeconds: number;
   /** What each replica may use (the Kubernetes runtime sets requests and limits). */
   resources?: { cpu?: string | number; memory?: string | number; gpu?: number };
+  /** The largest request body a replica takes, when the deployment sets one (maxRequestBytes). */
+  maxRequestBytes?: number;
   /** The ModelDeployment's uid, for owner references (the Kubernetes runtime). */
   ownerUid?: string;
   /**

@@ -43,6 +43,8 @@ export interface RolloutInputs {
   restartedAt: string | undefined;
   /** What each replica may use: a change replaces the replicas (as a pod template's does). */
   resources?: RolloutSpec["resources"];
+  /** The replicas' body limit: a change replaces them too. */
+  maxRequestBytes?: number;
 }
 
 /** What makes a new rollout (a new deploymentId); scaling replicas does not. */
@@ -57,7 +59,12 @@ export function rolloutHash(inputs: RolloutInputs): string {
         env,
         inputs.timeoutSeconds,
         inputs.restartedAt ?? "",
-        canonicalJson(inputs.resources ?? {}),
+        // Only when set, so that the hashes of deployments made before they counted stay the
+        // same: an upgrade restarts no replica that did not ask for these.
+        ...(inputs.resources && Object.keys(inputs.resources).length > 0
+          ? [canonicalJson(inputs.resources)]
+          : []),
+        ...(inputs.maxRequestBytes === undefined ? [] : [inputs.maxRequestBytes]),
       ]),
     )
     .digest("hex");
@@ -91,14 +98,19 @@ export function trimHistory(history: DeploymentRecord[], limit: number): Deploym
   });
 }
 
-/** The latest rollout before `current` that has not been closed: it may still be serving. */
+/**
+ * The rollout before `current` that may still be serving: of those not closed, the one that
+ * completed (it replaced all before it, so at most one did), else the latest. A rollout that
+ * failed after it never completed is passed over: it is not what serves, nor what to bring back.
+ */
 export function servingBefore(
   history: DeploymentRecord[] | undefined,
   current: number,
 ): DeploymentRecord | undefined {
-  return [...(history ?? [])]
+  const open = [...(history ?? [])]
     .reverse()
-    .find((entry) => entry.deploymentId !== current && entry.stoppedAt === undefined);
+    .filter((entry) => entry.deploymentId !== current && entry.stoppedAt === undefined);
+  return open.find((entry) => entry.completedAt !== undefined) ?? open[0];
 }
 
 /** The Model has a commit it has not worked out its build for yet. */
@@ -232,6 +244,9 @@ export function deploymentSteps(context: ReconcileContext): DeploymentStep[] {
         env: object.spec.env ?? {},
         timeoutSeconds: object.spec.timeoutSeconds ?? DEFAULT_TIMEOUT_SECONDS,
         ...(object.spec.resources ? { resources: object.spec.resources } : {}),
+        ...(object.spec.maxRequestBytes === undefined
+          ? {}
+          : { maxRequestBytes: object.spec.maxRequestBytes }),
         ...(uid ? { ownerUid: uid } : {}),
       },
       { signal: pass.signal },
@@ -335,6 +350,7 @@ export function deploymentSteps(context: ReconcileContext): DeploymentStep[] {
       timeoutSeconds: spec.timeoutSeconds ?? DEFAULT_TIMEOUT_SECONDS,
       restartedAt: pass.object.metadata.annotations?.[ANNOTATION_RESTARTED_AT],
       ...(spec.resources ? { resources: spec.resources } : {}),
+      ...(spec.maxRequestBytes === undefined ? {} : { maxRequestBytes: spec.maxRequestBytes }),
     });
     const status = pass.status;
     if (status.rolloutHash === hash && isRunning(status)) return undefined;

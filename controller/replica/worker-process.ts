@@ -121,7 +121,7 @@ function commandOf(options: WorkerOptions): [string, string[]] {
     "/bin/sh",
     [
       "-c",
-      `ulimit -d "$1" || exit ${LIMIT_FAILED_EXIT}; shift; exec "$@"`,
+      `ulimit -d "$1" || { echo "modelship: cannot limit the worker's memory to $1 KB (the hard limit here is $(ulimit -Hd) KB)" >&2; exit ${LIMIT_FAILED_EXIT}; }; shift; exec "$@"`,
       "modelship-worker",
       String(kilobytes),
       command,

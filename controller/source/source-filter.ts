@@ -37,8 +37,16 @@ export function excludePatterns(
   const prefix = sourcePath === "." ? "" : `${sourcePath}/`;
   const nested = nestedSources
     .filter((path) => path !== sourcePath && path.startsWith(prefix))
-    .map((path) => `/${path.slice(prefix.length)}/`);
+    .map((path) => `/${literalPattern(path.slice(prefix.length))}/`);
   return [...new Set(nested)].sort().concat(declared);
+}
+
+/**
+ * A path as a gitignore pattern that matches that path: its special characters escaped. The
+ * `ignore` package takes no escaped `?`, so a `?` stays a wildcard (it matches itself too).
+ */
+export function literalPattern(path: string): string {
+  return path.replace(/[\\[\]!#*]/g, "\\$&").replace(/ $/, "\\ ");
 }
 
 /** True when directory `inner` is `outer` or below it (repo-relative, "." the root). */
@@ -46,7 +54,7 @@ function within(inner: string, outer: string): boolean {
   return outer === "." || inner === outer || inner.startsWith(`${outer}/`);
 }
 
-interface DeclaredModel {
+export interface DeclaredModel {
   /** The manifest's path in the repository. */
   repoPath: string;
   /** Its source path (modelSourcePath). */
@@ -54,9 +62,10 @@ interface DeclaredModel {
 }
 
 /**
- * For each Model (by index), the directories of the other Models that lie strictly inside its
- * source path: their manifests' directories and their source paths. A directory that holds this
- * Model's own manifest too is not another model's, and stays.
+ * For each Model (by index), the directories of the other Models' manifests that lie strictly
+ * inside its source path. A directory that holds this Model's own manifest too is not another
+ * model's, and stays. Another model's source.path alone does not count: code that two models
+ * share (a `lib/` they both import) is each one's.
  */
 export function nestedSourcesOf(models: readonly DeclaredModel[]): string[][] {
   return models.map((model, index) => {
@@ -64,11 +73,9 @@ export function nestedSourcesOf(models: readonly DeclaredModel[]): string[][] {
     const found = new Set<string>();
     models.forEach((other, otherIndex) => {
       if (otherIndex === index) return;
-      for (const directory of [posix.dirname(other.repoPath), other.sourcePath]) {
-        const strictlyInside =
-          directory !== model.sourcePath && within(directory, model.sourcePath);
-        if (strictlyInside && !within(ownManifestDir, directory)) found.add(directory);
-      }
+      const directory = posix.dirname(other.repoPath);
+      const strictlyInside = directory !== model.sourcePath && within(directory, model.sourcePath);
+      if (strictlyInside && !within(ownManifestDir, directory)) found.add(directory);
     });
     return [...found].sort();
   });

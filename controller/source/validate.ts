@@ -19,8 +19,10 @@ import { type ManifestLimits, manifestLimits } from "./limits.ts";
 import { admitManifests } from "./manifest-files.ts";
 import { type ManifestDocument, type Position, parseManifestFile, pointerOf } from "./manifests.ts";
 import {
+  excludePatterns,
   MODELSHIPIGNORE,
   modelshipignorePatterns,
+  nestedSourcesOf,
   type SourceFilter,
   sourceFilter,
 } from "./source-filter.ts";
@@ -345,6 +347,7 @@ export function modelSourcePath(candidate: Pick<Candidate, "object" | "repoPath"
 export async function modelSourceProblems(
   candidate: Candidate,
   tree: SourceTree,
+  nestedSources: readonly string[] = [],
 ): Promise<Problem[]> {
   const spec = candidate.object.spec;
   if (!isRecord(spec)) return [];
@@ -403,13 +406,13 @@ export async function modelSourceProblems(
     return problems;
   }
   // The build gets only what its filter keeps: a model file it leaves out could never load.
-  const leftOut = await buildFilterOf(spec, sourcePath, tree);
+  const leftOut = await buildFilterOf(spec, sourcePath, nestedSources, tree);
   if (leftOut(posix.normalize(file))) {
     problems.push(
       at(
         "/spec/file",
         "model-file",
-        `file "${file}" is left out of the build by source.exclude or ${MODELSHIPIGNORE}`,
+        `file "${file}" is left out of the build: it is in another Model's directory, or source.exclude or ${MODELSHIPIGNORE} names it`,
       ),
     );
     return problems;
@@ -433,10 +436,11 @@ export async function modelSourceProblems(
   return problems;
 }
 
-/** What the build leaves out by the Model's own rules (source.exclude, .modelshipignore). */
+/** What the build leaves out: other Models' directories, source.exclude, .modelshipignore. */
 async function buildFilterOf(
   spec: Record<string, unknown>,
   sourcePath: string,
+  nestedSources: readonly string[],
   tree: SourceTree,
 ): Promise<SourceFilter> {
   const source = isRecord(spec.source) ? spec.source : {};
@@ -444,7 +448,10 @@ async function buildFilterOf(
     ? source.exclude.filter((pattern): pattern is string => typeof pattern === "string")
     : [];
   const ignoreFile = await tree.readText(posix.join(sourcePath, MODELSHIPIGNORE));
-  return sourceFilter([...declared, ...modelshipignorePatterns(ignoreFile ?? "")]);
+  return sourceFilter([
+    ...excludePatterns(sourcePath, nestedSources, declared),
+    ...modelshipignorePatterns(ignoreFile ?? ""),
+  ]);
 }
 
 /** spec.inputSchema must be a JSON Schema, and spec.example.input must pass it. */
@@ -624,11 +631,16 @@ export async function validateManifests(
     ...modelReferenceProblems(candidates),
     ...routeNameProblems(candidates, options.modelNamespaces),
   );
-  for (const candidate of candidates) {
-    if (candidate.kind !== "Model") continue;
+  // The other models' directories each Model's build leaves out (source-filter.ts), as the sync
+  // will compute them, so that a model file in one of them is refused here and not at run time.
+  const models = candidates.filter((candidate) => candidate.kind === "Model");
+  const nested = nestedSourcesOf(
+    models.map((model) => ({ repoPath: model.repoPath, sourcePath: modelSourcePath(model) })),
+  );
+  for (const [index, candidate] of models.entries()) {
     problems.push(
       ...inputSchemaProblems(candidate),
-      ...(await modelSourceProblems(candidate, tree)),
+      ...(await modelSourceProblems(candidate, tree, nested[index] ?? [])),
     );
   }
   const declared = candidates.flatMap(({ kind, namespace, name, repoPath, object }) =>

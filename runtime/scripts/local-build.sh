@@ -84,7 +84,8 @@ case $runtime in
     ;;
 esac
 
-# The build script's interpreter: its #! line (bash when it has none).
+# The build script's interpreter: its #! line (bash when it has none), taken as Linux takes it:
+# the first word is the program, the rest of the line one argument (`#!/usr/bin/env -S a b`).
 script_interpreter=(bash)
 if [[ -n $build_script || -f $source_dir/build.sh || -f $source_dir/cdsw-build.sh ]]; then
   script_file=$source_dir/${build_script:-build.sh}
@@ -92,18 +93,31 @@ if [[ -n $build_script || -f $source_dir/build.sh || -f $source_dir/cdsw-build.s
   first_line=""
   IFS= read -r first_line <"$script_file" || true
   if [[ $first_line == '#!'* ]]; then
-    read -r -a script_interpreter <<<"${first_line#'#!'}"
-    if [[ ${script_interpreter[0]-} == */env ]]; then
-      # `#!/usr/bin/env python3`: the program env would look up on PATH.
-      wanted=${script_interpreter[1]-}
-      [[ $wanted == -* ]] && wanted=${script_interpreter[2]-}
-      [[ -n $wanted ]] && command -v -- "$wanted" >/dev/null ||
-        fail "the build script's interpreter ${wanted:-(none)} (from its line $first_line) is not on PATH: install it, or change the line"
-    elif ((${#script_interpreter[@]} == 0)); then
-      script_interpreter=(bash)
-    else
-      [[ -x ${script_interpreter[0]} ]] ||
-        fail "the build script's interpreter ${script_interpreter[0]} (from its line $first_line) does not exist: install it, or change the line"
+    # A script saved with Windows line ends: its \r is not part of the interpreter's name.
+    line=${first_line%$'\r'}
+    line=${line#'#!'}
+    line=${line#"${line%%[![:space:]]*}"}
+    program=${line%%[[:space:]]*}
+    argument=${line#"$program"}
+    argument=${argument#"${argument%%[![:space:]]*}"}
+    argument=${argument%"${argument##*[![:space:]]}"}
+    if [[ -n $program ]]; then
+      script_interpreter=("$program" ${argument:+"$argument"})
+      if [[ $program == */env ]]; then
+        # What env runs: the first word that is neither an option nor NAME=value.
+        wanted=""
+        read -r -a words <<<"${argument//[\"\']/}"
+        for word in "${words[@]}"; do
+          case $word in -* | *=*) continue ;; esac
+          wanted=$word
+          break
+        done
+        [[ -n $wanted ]] && command -v -- "$wanted" >/dev/null ||
+          fail "the build script's interpreter ${wanted:-(none)} (from its line #!$line) is not on PATH: install it, or change the line"
+      else
+        [[ -x $program ]] ||
+          fail "the build script's interpreter $program (from its line #!$line) does not exist: install it, or change the line"
+      fi
     fi
   fi
 fi

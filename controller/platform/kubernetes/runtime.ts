@@ -283,6 +283,10 @@ export function workloadObjects(
                 "$(POD_NAME)",
                 "--timeout-seconds",
                 String(spec.timeoutSeconds),
+                // As large a body as the gateway lets through for this model.
+                ...(spec.maxRequestBytes === undefined
+                  ? []
+                  : ["--body-limit-bytes", String(spec.maxRequestBytes)]),
               ],
               env: [
                 { name: "POD_NAME", valueFrom: { fieldRef: { fieldPath: "metadata.name" } } },

@@ -326,7 +326,6 @@ export class LocalPlatform {
     this.controller.start();
   }
 
-  /** Fetches the repositories now (the webhook, `POST /hooks/git`). */
   /**
    * `modelship rollout restart`: a new restartedAt on the deployment, so a new rollout of the
    * same build replaces every replica one by one. Undefined when there is no such deployment.
@@ -340,6 +339,7 @@ export class LocalPlatform {
     return restartedAt;
   }
 
+  /** Fetches the repositories now (the webhook, `POST /hooks/git`). */
   syncNow(): void {
     for (const repository of this.store.list("ModelRepository")) {
       this.controller.add({

@@ -294,7 +294,11 @@ export class LocalRuntime implements Runtime {
         : { memoryLimitBytes: parseQuantity(spec.resources.memory) }),
       onStateChange: () => this.onChange(spec.deployment),
     });
-    const server = createReplicaServer(agent);
+    // As large a body as the gateway lets through for this model.
+    const server = createReplicaServer(
+      agent,
+      spec.maxRequestBytes === undefined ? {} : { bodyLimitBytes: spec.maxRequestBytes },
+    );
     // A short random name: a socket's path must stay under 108 bytes, whatever the ids.
     const url = await listenOnSocket(
       server,
