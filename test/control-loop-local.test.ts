@@ -1,12 +1,13 @@
 // The control loop's shared behaviour (test/helpers/control-loop.ts) on the local platform:
 // `modelship up`'s store, builder (real venvs) and runtime (real replicas), in this process. An
 // operator's hand edits are made on the store directly, as nothing else edits it locally.
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll } from "vitest";
 import { LocalPlatform, UP_REPOSITORY } from "../controller/platform/local/platform.ts";
 import { controlLoopSuite } from "./helpers/control-loop.ts";
+import { removeUpTestRoot } from "./helpers/up-state.ts";
 
 const root = mkdtempSync(join(tmpdir(), "modelship-loop-local-"));
 const NAMESPACE = "default";
@@ -15,7 +16,7 @@ let platform: LocalPlatform;
 
 afterAll(() => {
   if (process.env.MODELSHIP_TEST_DEBUG) console.log(log.join("\n"));
-  rmSync(root, { recursive: true, force: true });
+  removeUpTestRoot(root);
 });
 
 controlLoopSuite("local", {

@@ -1,6 +1,6 @@
-// Cleaning up after `modelship up` tests: a root `up` keeps its builds outside the state
-// directory (/var/tmp/modelship/<hash>, see sandbox.ts), so removing a test's temporary
-// directory alone would leave every build it made behind, gigabytes over a few runs.
+// Cleaning up after tests of `modelship up` or its LocalPlatform: as root, they keep builds
+// outside the state directory (/var/tmp/modelship/<hash>, see sandbox.ts), so removing a
+// test's temporary directory alone would leave every build behind, gigabytes over a few runs.
 import { existsSync, readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { defaultBuildsDir, modelUser } from "../../controller/platform/local/sandbox.ts";
