@@ -121,6 +121,14 @@ describe("sample calls", () => {
     expect(text).toContain("os.environ['MODELSHIP_API_KEY']");
     expect(text).toContain('Sys.getenv("MODELSHIP_API_KEY")');
   });
+
+  it("fill in a model API key when one is given", () => {
+    const apiKey = "msk_abc_defghijklmnopqrstuvwxyz234567";
+    const text = sampleCalls({ ...inputs, authenticated: true, apiKey }).join("\n");
+    expect(text).toContain(`-H 'Authorization: Bearer ${apiKey}'`);
+    expect(text).toContain(`"Authorization": "Bearer ${apiKey}"`);
+    expect(text).not.toContain("MODELSHIP_API_KEY");
+  });
 });
 
 describe("deploymentSummary", () => {

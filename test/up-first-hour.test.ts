@@ -255,6 +255,17 @@ describe("the first hour", () => {
       env: { ...process.env, MODELSHIP_API_KEY: apiKey },
     });
     expect(JSON.parse(run.stdout)).toMatchObject({ success: true, response: { sum: 3 } });
+
+    // Given the API key too, the line carries it: it answers in a shell that has none.
+    const filled = runCli(["describe", "model", "scorer", "--show-key"], {
+      cwd: repo,
+      env: { ...ENV, MODELSHIP_API_KEY: apiKey },
+    }).stdout;
+    const own = filled.split("\n").find((line) => line.trim().startsWith("curl ")) as string;
+    expect(own).toContain(apiKey);
+    const { MODELSHIP_API_KEY: _, ...withoutKey } = process.env;
+    const alone = spawnSync("sh", ["-c", own], { encoding: "utf8", env: withoutKey });
+    expect(JSON.parse(alone.stdout)).toMatchObject({ success: true, response: { sum: 3 } });
   }, 60_000);
 
   it("takes a body up to its deployment's maxRequestBytes, above the gateway's 5 MiB", async () => {

@@ -37,14 +37,16 @@ Options:
 ${STATE_DIR_LINE}
 `;
 
-export const DESCRIBE_HELP = `Usage: modelship describe KIND NAME [--show-key]
+export const DESCRIBE_HELP = `Usage: modelship describe KIND NAME [--show-key [--api-key KEY]]
 
 Shows one object: its spec, conditions, history, replicas with their counters, and its events.
 A Model's shows sample calls (curl, Python, R) with its example input; a ModelDeployment's says
 what serves and what is failing.
 
 Options:
-  --show-key        print the model's access key in the sample calls (masked by default)
+  --show-key        print the model's access key in the sample calls (masked by default), and
+                    the model API key of --api-key or MODELSHIP_API_KEY, if one is given
+  --api-key KEY     the model API key to fill in with --show-key (also MODELSHIP_API_KEY)
 ${STATE_DIR_LINE}
 `;
 
@@ -324,7 +326,11 @@ export async function runDescribe(args: string[], output: Output): Promise<Comma
   const { values, positionals } = parseArgs({
     args,
     allowPositionals: true,
-    options: { "show-key": { type: "boolean", default: false }, ...STATE_DIR_OPTION },
+    options: {
+      "show-key": { type: "boolean", default: false },
+      "api-key": { type: "string" },
+      ...STATE_DIR_OPTION,
+    },
   });
   const kind = kindOf(positionals[0]);
   const name = positionals[1];
@@ -388,6 +394,10 @@ export async function runDescribe(args: string[], output: Output): Promise<Comma
         accessKey,
         input: spec.example?.input ?? {},
         authenticated: spec.authentication?.enabled ?? true,
+        // Filled in only with the access key shown: a describe without --show-key shows no key.
+        apiKey: values["show-key"]
+          ? (values["api-key"] ?? process.env.MODELSHIP_API_KEY)
+          : undefined,
       }),
     );
   }

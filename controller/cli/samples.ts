@@ -11,6 +11,8 @@ export interface SampleCallInputs {
   input: unknown;
   /** authentication.enabled: the call needs a model API key too. */
   authenticated: boolean;
+  /** A model API key to fill in (given with --show-key); else the calls read MODELSHIP_API_KEY. */
+  apiKey?: string | undefined;
 }
 
 const MASKED_KEY = "********************************";
@@ -30,9 +32,22 @@ export function sampleCalls(inputs: SampleCallInputs): string[] {
   const url = `${inputs.gatewayUrl}/model`;
   const key = inputs.accessKey ?? MASKED_KEY;
   const body = JSON.stringify({ accessKey: key, request: inputs.input });
-  const bearer = "f\"Bearer {os.environ['MODELSHIP_API_KEY']}\"";
+  const apiKey = inputs.apiKey;
+  // The model API key itself when given, else the variable the caller exports.
+  const bearer = apiKey
+    ? {
+        curl: ` -H ${shellQuoted(`Authorization: Bearer ${apiKey}`)}`,
+        python: literal(`Bearer ${apiKey}`),
+        r: literal(`Bearer ${apiKey}`),
+      }
+    : {
+        curl: ' -H "Authorization: Bearer $MODELSHIP_API_KEY"',
+        python: "f\"Bearer {os.environ['MODELSHIP_API_KEY']}\"",
+        r: 'paste("Bearer", Sys.getenv("MODELSHIP_API_KEY"))',
+      };
+  const authenticated = inputs.authenticated;
   const lines = ["Sample calls:"];
-  if (inputs.authenticated) {
+  if (authenticated && !apiKey) {
     lines.push(
       "  # authentication is on: create an API key once (modelship apikeys create --user YOU)",
       "  # and export MODELSHIP_API_KEY=<it> before calling",
@@ -43,16 +58,16 @@ export function sampleCalls(inputs: SampleCallInputs): string[] {
   }
   lines.push(
     "  curl:",
-    `    curl -s -H 'Content-Type: application/json'${inputs.authenticated ? ' -H "Authorization: Bearer $MODELSHIP_API_KEY"' : ""} -d ${shellQuoted(body)} ${url}`,
+    `    curl -s -H 'Content-Type: application/json'${authenticated ? bearer.curl : ""} -d ${shellQuoted(body)} ${url}`,
     "  Python:",
     "    import json, os, requests",
     `    answer = requests.post(${literal(url)}, data=${literal(body)},`,
-    `        headers={"Content-Type": "application/json"${inputs.authenticated ? `, "Authorization": ${bearer}` : ""}})`,
+    `        headers={"Content-Type": "application/json"${authenticated ? `, "Authorization": ${bearer.python}` : ""}})`,
     "    print(answer.json())",
     "  R:",
     "    library(httr)",
     `    answer <- POST(${literal(url)}, body = ${literal(body)},`,
-    `        add_headers("Content-Type" = "application/json"${inputs.authenticated ? ', "Authorization" = paste("Bearer", Sys.getenv("MODELSHIP_API_KEY"))' : ""}))`,
+    `        add_headers("Content-Type" = "application/json"${authenticated ? `, "Authorization" = ${bearer.r}` : ""}))`,
     "    print(content(answer))",
   );
   return lines;
