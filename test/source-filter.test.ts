@@ -8,6 +8,7 @@ import { join, relative } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { GitSource } from "../controller/source/git.ts";
 import {
+  type DeclaredModel,
   excludePatterns,
   nestedSourcesOf,
   sourceFilter,
@@ -15,7 +16,7 @@ import {
 import { commitAll, gitEnv } from "./helpers/git.ts";
 
 describe("nestedSourcesOf", () => {
-  it.each<[string, { repoPath: string; sourcePath: string }[], string[][]]>([
+  it.each<[string, DeclaredModel[], string[][]]>([
     [
       "a root model and one in a subdirectory: the subdirectory is not the root's",
       [
@@ -25,20 +26,28 @@ describe("nestedSourcesOf", () => {
       [["r"], []],
     ],
     [
-      "a model whose source is elsewhere: its manifest's directory, not its shared source",
+      "a model whose source is elsewhere: its manifest's directory and its source",
       [
-        { repoPath: "model.yaml", sourcePath: "." },
-        { repoPath: "deploy/b.yaml", sourcePath: "lib" },
+        { repoPath: "model.yaml", sourcePath: ".", file: "score.py" },
+        { repoPath: "deploy/b.yaml", sourcePath: "models/b" },
+      ],
+      [["deploy", "models/b"], []],
+    ],
+    [
+      "a directory this model's file lives in stays, though another model's source (shared code)",
+      [
+        { repoPath: "model.yaml", sourcePath: ".", file: "src/a.py" },
+        { repoPath: "deploy/b.yaml", sourcePath: "src" },
       ],
       [["deploy"], []],
     ],
     [
-      "a directory with this model's manifest too stays",
+      "a directory with this model's manifest too stays; the other's source goes",
       [
         { repoPath: "manifests/a.yaml", sourcePath: "." },
         { repoPath: "manifests/b.yaml", sourcePath: "models/b" },
       ],
-      [[], []],
+      [["models/b"], []],
     ],
     [
       "siblings do not touch each other",

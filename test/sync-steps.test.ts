@@ -247,6 +247,18 @@ describe("desiredObjects", () => {
     expect(files).toStrictEqual([all, undefined, all]);
   });
 
+  it("tells a Model which other Models' directories lie inside its source, and no Model when none do", () => {
+    const items = [
+      declared("Model", "root", "model.yaml"),
+      declared("Model", "r", "r/model.yaml"),
+      declared("Model", "deep", "a/b/c/model.yaml"),
+    ];
+    const nested = desiredObjects(items, MODELS, revision()).map(
+      (object) => object.metadata.annotations?.["modelship.dev/nested-sources"],
+    );
+    expect(nested).toStrictEqual(['["a/b/c","r"]', undefined, undefined]);
+  });
+
   it("writes the author without an email when there is none", () => {
     const [object] = desiredObjects([declared("Model", "m", "m.yaml")], MODELS, revision(""));
     expect(object?.metadata.annotations?.["modelship.dev/commit-author"]).toBe("Ada Lovelace");

@@ -281,31 +281,17 @@ describe("validateManifests", () => {
       "model file left out by source.exclude",
       '  source: { exclude: ["*.py"] }\n',
       FILES,
-      'file "score.py" is left out of the build: it is in another Model\'s directory, or source.exclude or .modelshipignore names it',
+      'file "score.py" is left out of the build by source.exclude or .modelshipignore',
     ],
     [
       "model file left out by .modelshipignore",
       "",
       { ...FILES, "models/.modelshipignore": "# generated\nscore.py\n" },
-      'file "score.py" is left out of the build: it is in another Model\'s directory, or source.exclude or .modelshipignore names it',
+      'file "score.py" is left out of the build by source.exclude or .modelshipignore',
     ],
   ])("checks the Model's source: %s", async (_case, specLines, files, expected) => {
     const problems = await problemsOf(modelWith(specLines), files);
     expect(problems.join("\n")).toContain(expected);
-  });
-
-  it("refuses a model file in another Model's directory, which the build leaves out", async () => {
-    const root = MODEL.replace("file: score.py", "file: other/score.py");
-    const other = MODEL.replace("name: scorer", "name: other");
-    const sources: ManifestSource[] = [
-      { file: "model.yaml", repoPath: "model.yaml", text: root },
-      { file: "other/model.yaml", repoPath: "other/model.yaml", text: other },
-    ];
-    const files = { "other/score.py": FILES["models/score.py"] };
-    const { problems } = await validateManifests(sources, new MemoryTree(files));
-    expect(problems.map(formatProblem)).toEqual([
-      'model.yaml:7:9: Model/scorer /spec/file: file "other/score.py" is left out of the build: it is in another Model\'s directory, or source.exclude or .modelshipignore names it',
-    ]);
   });
 
   it("accepts a model file that its exclusions keep", async () => {

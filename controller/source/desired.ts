@@ -20,7 +20,7 @@ import {
 import type { Resource } from "../core/ports.ts";
 import type { Revision } from "./git.ts";
 import { nestedSourcesOf } from "./source-filter.ts";
-import { type DeclaredObject, modelSourcePath } from "./validate.ts";
+import { type DeclaredObject, modelLayout, modelSourcePath } from "./validate.ts";
 
 /** The kinds a sync applies and prunes (ModelBuilds belong to the controller). */
 export const SYNCED_KINDS: readonly Kind[] = ["Model", "ModelDeployment"];
@@ -41,9 +41,7 @@ export function desiredObjects(
   const manifestFiles = JSON.stringify([...new Set(declared.map((item) => item.repoPath))].sort());
   // Another Model's directory inside a Model's source is that model's, not part of this build.
   const models = declared.filter((item) => item.kind === "Model");
-  const nested = nestedSourcesOf(
-    models.map((item) => ({ repoPath: item.repoPath, sourcePath: modelSourcePath(item) })),
-  );
+  const nested = nestedSourcesOf(models.map(modelLayout));
   const nestedOf = new Map(models.map((item, index) => [item, nested[index] ?? []]));
   return declared
     .filter((item) => SYNCED_KINDS.includes(item.kind))

@@ -59,23 +59,35 @@ export interface DeclaredModel {
   repoPath: string;
   /** Its source path (modelSourcePath). */
   sourcePath: string;
+  /** Its spec.file, relative to the source path. */
+  file?: string | undefined;
 }
 
 /**
- * For each Model (by index), the directories of the other Models' manifests that lie strictly
- * inside its source path. A directory that holds this Model's own manifest too is not another
- * model's, and stays. Another model's source.path alone does not count: code that two models
- * share (a `lib/` they both import) is each one's.
+ * For each Model (by index), the directories of the other Models that lie strictly inside its
+ * source path — each one's manifest directory and its source.path — that hold neither this
+ * Model's own manifest nor its own file: those are the other model's, not this one's. A
+ * directory this Model's file lives in stays, even when it is another's source too (shared
+ * code).
  */
 export function nestedSourcesOf(models: readonly DeclaredModel[]): string[][] {
   return models.map((model, index) => {
     const ownManifestDir = posix.dirname(model.repoPath);
+    const ownFile =
+      model.file === undefined
+        ? undefined
+        : posix.normalize(posix.join(model.sourcePath, model.file));
     const found = new Set<string>();
     models.forEach((other, otherIndex) => {
       if (otherIndex === index) return;
-      const directory = posix.dirname(other.repoPath);
-      const strictlyInside = directory !== model.sourcePath && within(directory, model.sourcePath);
-      if (strictlyInside && !within(ownManifestDir, directory)) found.add(directory);
+      for (const directory of [posix.dirname(other.repoPath), other.sourcePath]) {
+        const strictlyInside =
+          directory !== model.sourcePath && within(directory, model.sourcePath);
+        const holdsOwn =
+          within(ownManifestDir, directory) ||
+          (ownFile !== undefined && within(ownFile, directory));
+        if (strictlyInside && !holdsOwn) found.add(directory);
+      }
     });
     return [...found].sort();
   });

@@ -19,10 +19,9 @@ import { type ManifestLimits, manifestLimits } from "./limits.ts";
 import { admitManifests } from "./manifest-files.ts";
 import { type ManifestDocument, type Position, parseManifestFile, pointerOf } from "./manifests.ts";
 import {
-  excludePatterns,
+  type DeclaredModel,
   MODELSHIPIGNORE,
   modelshipignorePatterns,
-  nestedSourcesOf,
   type SourceFilter,
   sourceFilter,
 } from "./source-filter.ts";
@@ -335,6 +334,13 @@ export function modelReferenceProblems(candidates: Candidate[]): Problem[] {
   return problems;
 }
 
+/** Where a Model's manifest, code and file are: what source-filter.ts works out its build from. */
+export function modelLayout(candidate: Pick<Candidate, "object" | "repoPath">): DeclaredModel {
+  const spec = candidate.object.spec;
+  const file = isRecord(spec) && typeof spec.file === "string" ? spec.file : undefined;
+  return { repoPath: candidate.repoPath, sourcePath: modelSourcePath(candidate), file };
+}
+
 /** The directory of a Model's code: spec.source.path, or the manifest's own directory. */
 export function modelSourcePath(candidate: Pick<Candidate, "object" | "repoPath">): string {
   const spec = candidate.object.spec;
@@ -347,7 +353,6 @@ export function modelSourcePath(candidate: Pick<Candidate, "object" | "repoPath"
 export async function modelSourceProblems(
   candidate: Candidate,
   tree: SourceTree,
-  nestedSources: readonly string[] = [],
 ): Promise<Problem[]> {
   const spec = candidate.object.spec;
   if (!isRecord(spec)) return [];
@@ -406,13 +411,14 @@ export async function modelSourceProblems(
     return problems;
   }
   // The build gets only what its filter keeps: a model file it leaves out could never load.
-  const leftOut = await buildFilterOf(spec, sourcePath, nestedSources, tree);
+  // (Other Models' directories never hold it: one that holds a Model's file stays in its build.)
+  const leftOut = await buildFilterOf(spec, sourcePath, tree);
   if (leftOut(posix.normalize(file))) {
     problems.push(
       at(
         "/spec/file",
         "model-file",
-        `file "${file}" is left out of the build: it is in another Model's directory, or source.exclude or ${MODELSHIPIGNORE} names it`,
+        `file "${file}" is left out of the build by source.exclude or ${MODELSHIPIGNORE}`,
       ),
     );
     return problems;
@@ -436,11 +442,10 @@ export async function modelSourceProblems(
   return problems;
 }
 
-/** What the build leaves out: other Models' directories, source.exclude, .modelshipignore. */
+/** What the build leaves out by the Model's own rules: source.exclude and .modelshipignore. */
 async function buildFilterOf(
   spec: Record<string, unknown>,
   sourcePath: string,
-  nestedSources: readonly string[],
   tree: SourceTree,
 ): Promise<SourceFilter> {
   const source = isRecord(spec.source) ? spec.source : {};
@@ -448,10 +453,7 @@ async function buildFilterOf(
     ? source.exclude.filter((pattern): pattern is string => typeof pattern === "string")
     : [];
   const ignoreFile = await tree.readText(posix.join(sourcePath, MODELSHIPIGNORE));
-  return sourceFilter([
-    ...excludePatterns(sourcePath, nestedSources, declared),
-    ...modelshipignorePatterns(ignoreFile ?? ""),
-  ]);
+  return sourceFilter([...declared, ...modelshipignorePatterns(ignoreFile ?? "")]);
 }
 
 /** spec.inputSchema must be a JSON Schema, and spec.example.input must pass it. */
@@ -631,16 +633,11 @@ export async function validateManifests(
     ...modelReferenceProblems(candidates),
     ...routeNameProblems(candidates, options.modelNamespaces),
   );
-  // The other models' directories each Model's build leaves out (source-filter.ts), as the sync
-  // will compute them, so that a model file in one of them is refused here and not at run time.
-  const models = candidates.filter((candidate) => candidate.kind === "Model");
-  const nested = nestedSourcesOf(
-    models.map((model) => ({ repoPath: model.repoPath, sourcePath: modelSourcePath(model) })),
-  );
-  for (const [index, candidate] of models.entries()) {
+  for (const candidate of candidates) {
+    if (candidate.kind !== "Model") continue;
     problems.push(
       ...inputSchemaProblems(candidate),
-      ...(await modelSourceProblems(candidate, tree, nested[index] ?? [])),
+      ...(await modelSourceProblems(candidate, tree)),
     );
   }
   const declared = candidates.flatMap(({ kind, namespace, name, repoPath, object }) =>
