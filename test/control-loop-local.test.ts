@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { afterAll } from "vitest";
 import { LocalPlatform, UP_REPOSITORY } from "../controller/platform/local/platform.ts";
 import { controlLoopSuite } from "./helpers/control-loop.ts";
-import { removeUpTestRoot } from "./helpers/up-state.ts";
+import { removeUpTestRoot } from "./helpers/up.ts";
 
 const root = mkdtempSync(join(tmpdir(), "modelship-loop-local-"));
 const NAMESPACE = "default";

@@ -13,7 +13,7 @@ import { type CliProcess, startCli } from "./helpers/cli.ts";
 import { commitAll, gitEnv } from "./helpers/git.ts";
 import { openModelManifest } from "./helpers/manifests.ts";
 import { eventually, postJson } from "./helpers/replica.ts";
-import { removeUpTestRoot } from "./helpers/up-state.ts";
+import { adminGet, removeUpTestRoot } from "./helpers/up.ts";
 
 const root = mkdtempSync(join(tmpdir(), "modelship-builds-"));
 const GIT_ENV = gitEnv({ name: "Christine Darden", email: "christine@example.com" });
@@ -65,10 +65,7 @@ async function startUp(name: string, files: Record<string, string>, flags: strin
     ...flags,
   ]);
   const admin = JSON.parse(readFileSync(join(stateDir, "admin.json"), "utf8")) as AdminFile;
-  const get = async <T>(path: string) =>
-    (await (
-      await fetch(`${admin.url}${path}`, { headers: { authorization: `Bearer ${admin.token}` } })
-    ).json()) as T;
+  const get = <T>(path: string) => adminGet<T>(admin, path);
   return { repo, up, admin, get };
 }
 

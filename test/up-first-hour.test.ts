@@ -23,7 +23,7 @@ import { type CliProcess, runCli, startCli } from "./helpers/cli.ts";
 import { commitAll, gitEnv, runGit } from "./helpers/git.ts";
 import { openModelManifest } from "./helpers/manifests.ts";
 import { eventually, postJson } from "./helpers/replica.ts";
-import { removeUpTestRoot } from "./helpers/up-state.ts";
+import { adminGet as adminGetOf, removeUpTestRoot, stopUp } from "./helpers/up.ts";
 
 const root = mkdtempSync(join(tmpdir(), "modelship-first-hour-"));
 // The model user (nobody, under root) finds its programs through the PATH made below.
@@ -135,12 +135,7 @@ const commit = (message: string, files: Record<string, string | null> = {}) =>
 /** A client command as the user types it: in the repository, no --state-dir. */
 const cli = (...args: string[]) => runCli(args, { cwd: repo, env: ENV });
 
-async function adminGet<T>(path: string): Promise<T> {
-  const response = await fetch(`${admin.url}${path}`, {
-    headers: { authorization: `Bearer ${admin.token}` },
-  });
-  return (await response.json()) as T;
-}
+const adminGet = <T>(path: string) => adminGetOf<T>(admin, path);
 const deployment = (name = "scorer") =>
   adminGet<ModelDeployment>(`/api/v1/modeldeployments/${name}`);
 const model = (name: string) => adminGet<Model>(`/api/v1/models/${name}`);
@@ -196,9 +191,7 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
-  const code = await up?.stop();
-  if (code !== 0) console.log(`modelship up exited ${code}:\n${up?.stdout()}\n${up?.stderr()}`);
-  expect(code).toBe(0);
+  await stopUp(up);
   removeUpTestRoot(root);
 }, 30_000);
 

@@ -14,7 +14,7 @@ import { type CliProcess, startCli } from "./helpers/cli.ts";
 import { commitAll, gitEnv } from "./helpers/git.ts";
 import { openModelManifest } from "./helpers/manifests.ts";
 import { eventually, postJson } from "./helpers/replica.ts";
-import { removeUpTestRoot } from "./helpers/up-state.ts";
+import { removeUpTestRoot } from "./helpers/up.ts";
 
 const root = mkdtempSync(join(tmpdir(), "modelship-sandbox-"));
 const repo = join(root, "repo");

@@ -12,7 +12,7 @@ import { storeFileProblem } from "../controller/platform/local/store.ts";
 import { runCli, startCli } from "./helpers/cli.ts";
 import { commitAll, gitEnv } from "./helpers/git.ts";
 import { openModelManifest } from "./helpers/manifests.ts";
-import { removeUpTestRoot } from "./helpers/up-state.ts";
+import { removeUpTestRoot } from "./helpers/up.ts";
 
 const root = mkdtempSync(join(tmpdir(), "modelship-state-"));
 const repo = join(root, "repo");

@@ -10,7 +10,7 @@ import type { AdminFile } from "../controller/platform/local/admin.ts";
 import { type CliProcess, runCli, startCli } from "./helpers/cli.ts";
 import { commitAll, gitEnv, runGit, writeFiles } from "./helpers/git.ts";
 import { eventually, postJson } from "./helpers/replica.ts";
-import { removeUpTestRoot } from "./helpers/up-state.ts";
+import { adminGet as adminGetOf, removeUpTestRoot, stopUp } from "./helpers/up.ts";
 
 const root = mkdtempSync(join(tmpdir(), "modelship-up-"));
 const repo = join(root, "repo");
@@ -56,12 +56,7 @@ function commit(message: string): string {
   return commitAll(repo, GIT_ENV, message);
 }
 
-async function adminGet<T>(path: string): Promise<T> {
-  const response = await fetch(`${admin.url}${path}`, {
-    headers: { authorization: `Bearer ${admin.token}` },
-  });
-  return (await response.json()) as T;
-}
+const adminGet = <T>(path: string) => adminGetOf<T>(admin, path);
 
 const deployment = () => adminGet<ModelDeployment>("/api/v1/modeldeployments/scorer");
 const repository = () => adminGet<ModelRepository>("/api/v1/modelrepositories/local");
@@ -104,10 +99,7 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
-  // `up` exits only when nothing of it is left running: a leaked worker would hang here.
-  const code = await up?.stop();
-  if (code !== 0) console.log(`modelship up exited ${code}:\n${up?.stdout()}\n${up?.stderr()}`);
-  expect(code).toBe(0);
+  await stopUp(up);
   removeUpTestRoot(root);
 }, 30_000);
 

@@ -1,6 +1,7 @@
 // What `modelship describe` says in plain words on top of the object: for a Model, sample
 // calls in curl, Python and R, filled in as CDSW's model overview fills them in; for a
 // ModelDeployment, what serves and what is failing.
+import { conditionOf } from "../api/conditions.ts";
 import type { Condition, ModelDeploymentStatus } from "../api/types.generated.ts";
 
 export interface SampleCallInputs {
@@ -73,8 +74,10 @@ export function sampleCalls(inputs: SampleCallInputs): string[] {
   return lines;
 }
 
-function condition(status: ModelDeploymentStatus, type: string): Condition | undefined {
-  return status.conditions?.find((item) => item.type === type && item.status === "True");
+/** An abnormal-true condition (kstatus) that is set. */
+function trueCondition(status: ModelDeploymentStatus, type: string): Condition | undefined {
+  const found = conditionOf(status.conditions, type);
+  return found?.status === "True" ? found : undefined;
 }
 
 /** "Serving:" and, when something is wrong or under way, what: the first lines of describe. */
@@ -87,8 +90,8 @@ export function deploymentSummary(
       ? "nothing (no replica is ready)"
       : `build ${status.servingBuild} on ${status.readyReplicas ?? 0}/${wantedReplicas} replicas`;
   const lines = [`Serving:      ${serving}`];
-  const stalled = status && condition(status, "Stalled");
-  const reconciling = status && condition(status, "Reconciling");
+  const stalled = status && trueCondition(status, "Stalled");
+  const reconciling = status && trueCondition(status, "Reconciling");
   if (stalled) lines.push(`Failing:      ${stalled.reason}: ${firstLine(stalled.message)}`);
   else if (reconciling) {
     lines.push(`In progress:  ${reconciling.reason}: ${firstLine(reconciling.message)}`);

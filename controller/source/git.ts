@@ -23,11 +23,10 @@ import { blobSize } from "./git-objects.ts";
 import { type ManifestLimits, manifestLimits } from "./limits.ts";
 import { type ManifestFile, readManifestFiles } from "./manifest-files.ts";
 import {
+  buildFilter,
   MAX_MODELSHIPIGNORE_BYTES,
   MODELSHIPIGNORE,
-  modelshipignorePatterns,
   type SourceFilter,
-  sourceFilter,
 } from "./source-filter.ts";
 import type { SourceTree } from "./tree.ts";
 import type { ManifestSource } from "./validate.ts";
@@ -323,7 +322,7 @@ export class GitSource {
         const relative = entryPath.slice(prefix.length);
         if (entry.type === "tree") return !leftOut(`${relative}/`);
         if (exclude.has(entryPath) || leftOut(relative)) return false;
-        hash.update(`${entryPath.slice(prefix.length)}\0${entry.mode}\0${entry.oid}\n`);
+        hash.update(`${relative}\0${entry.mode}\0${entry.oid}\n`);
         return false;
       },
     );
@@ -443,7 +442,7 @@ export class GitSource {
     patterns: readonly string[],
   ): Promise<SourceFilter> {
     const file = await this.resolvePath(commit, joinPath(path, MODELSHIPIGNORE));
-    if (file?.entry.type !== "blob") return sourceFilter(patterns);
+    if (file?.entry.type !== "blob") return buildFilter(patterns, undefined);
     const size = (await this.blobSize(file.entry.oid)) ?? 0;
     if (size > MAX_MODELSHIPIGNORE_BYTES) {
       throw new GitSourceError(
@@ -452,7 +451,7 @@ export class GitSource {
       );
     }
     const text = new TextDecoder().decode(await this.readBlob(file.entry.oid));
-    return sourceFilter([...patterns, ...modelshipignorePatterns(text)]);
+    return buildFilter(patterns, text);
   }
 
   // --- fetching ---

@@ -93,7 +93,10 @@ export function nestedSourcesOf(models: readonly DeclaredModel[]): string[][] {
   });
 }
 
-/** The patterns of a .modelshipignore's text. */
-export function modelshipignorePatterns(text: string): string[] {
-  return text.split(/\r?\n/);
+/** A build's filter: `patterns`, then those of the source's .modelshipignore text, if it has one. */
+export function buildFilter(
+  patterns: readonly string[],
+  modelshipignore: string | undefined,
+): SourceFilter {
+  return sourceFilter([...patterns, ...(modelshipignore?.split(/\r?\n/) ?? [])]);
 }

@@ -19,11 +19,10 @@ import { type ManifestLimits, manifestLimits } from "./limits.ts";
 import { admitManifests } from "./manifest-files.ts";
 import { type ManifestDocument, type Position, parseManifestFile, pointerOf } from "./manifests.ts";
 import {
+  buildFilter,
   type DeclaredModel,
   MODELSHIPIGNORE,
-  modelshipignorePatterns,
   type SourceFilter,
-  sourceFilter,
 } from "./source-filter.ts";
 import { didYouMean } from "./suggest.ts";
 import type { SourceTree } from "./tree.ts";
@@ -453,7 +452,7 @@ async function buildFilterOf(
     ? source.exclude.filter((pattern): pattern is string => typeof pattern === "string")
     : [];
   const ignoreFile = await tree.readText(posix.join(sourcePath, MODELSHIPIGNORE));
-  return sourceFilter([...declared, ...modelshipignorePatterns(ignoreFile ?? "")]);
+  return buildFilter(declared, ignoreFile);
 }
 
 /** spec.inputSchema must be a JSON Schema, and spec.example.input must pass it. */

@@ -134,7 +134,6 @@ export class LocalStore implements Store {
     const labels = object.metadata.labels;
     const declaredAnnotations = object.metadata.annotations;
     if (!existing) {
-      const annotations = declaredAnnotations;
       const created = {
         apiVersion: object.apiVersion,
         kind: object.kind,
@@ -142,7 +141,7 @@ export class LocalStore implements Store {
           name: object.metadata.name,
           namespace,
           ...(labels ? { labels } : {}),
-          ...(annotations ? { annotations } : {}),
+          ...(declaredAnnotations ? { annotations: declaredAnnotations } : {}),
           uid: randomUUID(),
           generation: 1,
           resourceVersion: this.nextVersion(),
