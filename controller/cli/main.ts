@@ -61,6 +61,11 @@ const COMMANDS: Record<string, Command> = {
     help: async () => (await import("./validate.ts")).VALIDATE_HELP,
     run: async (args, output) => (await import("./validate.ts")).runValidate(args, output),
   },
+  plan: {
+    summary: "what merging a change will do: objects, builds made or brought back, rollouts",
+    help: async () => (await import("./plan.ts")).PLAN_HELP,
+    run: async (args, output) => (await import("./plan.ts")).runPlan(args, output),
+  },
   replica: {
     summary: "run one replica of a model: a worker behind HTTP, one request at a time",
     help: async () => (await import("./replica.ts")).REPLICA_HELP,

@@ -23,7 +23,7 @@ import { buildName } from "./model.ts";
 import { type Because, finished, StallingError, waitFor } from "./outcome.ts";
 import { type Pass, type ReconcilerSpec, reconcileWith, type Step } from "./skeleton.ts";
 
-const DEFAULT_TIMEOUT_SECONDS = 30;
+export const DEFAULT_TIMEOUT_SECONDS = 30;
 
 /** `latest` follows the Model's current build; a number pins that build. */
 export function resolveBuildNumber(

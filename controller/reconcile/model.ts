@@ -52,6 +52,45 @@ export function computeBuildKey(inputs: BuildKeyInputs): string {
   return createHash("sha256").update(JSON.stringify(parts)).digest("hex");
 }
 
+/** What a build of a Model is made from: its key, and what it leaves out of its source path. */
+export interface BuildIdentity {
+  buildKey: string;
+  exclude: string[];
+}
+
+/**
+ * The build identity of a Model as a sync applies it (the source path, manifest files and nested
+ * sources in its annotations): what the Model reconciler builds, and what `modelship plan` says
+ * it will build. `contentOf` hashes the source path's files, less the manifests and `exclude`.
+ */
+export async function buildIdentityOf(
+  model: Pick<Model, "metadata" | "spec">,
+  contentOf: (manifestFiles: ReadonlySet<string>, exclude: string[]) => Promise<string>,
+  baseImage: (runtime: Model["spec"]["runtime"]) => string,
+): Promise<BuildIdentity> {
+  const annotations = model.metadata.annotations ?? {};
+  const spec = model.spec;
+  const exclude = excludePatterns(
+    annotations[ANNOTATION_SOURCE_PATH] ?? ".",
+    pathListOf(annotations[ANNOTATION_NESTED_SOURCES]),
+    spec.source?.exclude,
+  );
+  const content = await contentOf(
+    new Set(pathListOf(annotations[ANNOTATION_MANIFEST_FILES])),
+    exclude,
+  );
+  const buildKey = computeBuildKey({
+    content,
+    runtime: spec.runtime,
+    file: spec.file,
+    function: spec.function,
+    buildScript: spec.buildScript,
+    baseImage: baseImage(spec.runtime),
+    rebuild: annotations[ANNOTATION_REBUILD],
+  });
+  return { buildKey, exclude };
+}
+
 /** A JSON list of paths in an annotation (manifest files, nested sources), or none when it is missing or not one. */
 export function pathListOf(annotation: string | undefined): string[] {
   try {
@@ -193,33 +232,17 @@ export function modelSteps(context: ReconcileContext): ModelStep[] {
 
   const computeKey: ModelStep = async (pass) => {
     const { repository, commit, sourcePath } = pass.data.source as NonNullable<ModelData["source"]>;
-    const annotations = pass.object.metadata.annotations ?? {};
     const source = { namespace: pass.key.namespace, name: repository };
     const options = { signal: pass.signal };
     pass.data.tree = await context.sources.treeId(source, commit, sourcePath, options);
-    const spec = pass.object.spec;
-    pass.data.exclude = excludePatterns(
-      sourcePath,
-      pathListOf(annotations[ANNOTATION_NESTED_SOURCES]),
-      spec.source?.exclude,
+    const identity = await buildIdentityOf(
+      pass.object,
+      (manifestFiles, exclude) =>
+        context.sources.contentId(source, commit, sourcePath, manifestFiles, exclude, options),
+      context.baseImage,
     );
-    const content = await context.sources.contentId(
-      source,
-      commit,
-      sourcePath,
-      new Set(pathListOf(annotations[ANNOTATION_MANIFEST_FILES])),
-      pass.data.exclude,
-      options,
-    );
-    pass.data.buildKey = computeBuildKey({
-      content,
-      runtime: spec.runtime,
-      file: spec.file,
-      function: spec.function,
-      buildScript: spec.buildScript,
-      baseImage: context.baseImage(spec.runtime),
-      rebuild: annotations[ANNOTATION_REBUILD],
-    });
+    pass.data.exclude = identity.exclude;
+    pass.data.buildKey = identity.buildKey;
     return undefined;
   };
 

@@ -13,15 +13,16 @@ import { formatName, type NamespacedName, namespacedName } from "../core/keys.ts
 import { ANNOTATION_ALLOW_REWRITE, REPOSITORY_FINALIZER } from "../core/labels.ts";
 import { type Resource, storedMetadata } from "../core/ports.ts";
 import {
-  desiredObjects,
+  type CommitObjects,
   driftOf,
   inventoryOf,
   inventoryToPrune,
+  objectsAtCommit,
   ownedBy,
   ownershipConflicts,
 } from "../source/desired.ts";
 import type { Revision } from "../source/git.ts";
-import { formatProblemSummary, validateManifests } from "../source/validate.ts";
+import { formatProblemSummary, type ValidateOptions } from "../source/validate.ts";
 import type { ReconcileContext } from "./context.ts";
 import { finished, StallingError } from "./outcome.ts";
 import { type Pass, type ReconcilerSpec, reconcileWith, type Step } from "./skeleton.ts";
@@ -34,6 +35,22 @@ export function syncIntervalMs(repository: ModelRepository): number {
   const parsed = repository.spec.interval ? parseDurationMs(repository.spec.interval) : undefined;
   if (parsed !== undefined) return Math.max(parsed, MIN_INTERVAL_MS);
   return /^https?:\/\//.test(repository.spec.url) ? 30_000 : 5_000;
+}
+
+/**
+ * How the sync validates a commit in a namespace: the installation's replica limit, and the
+ * Models other namespaces hold (a model's name is its route, so it is one model's everywhere).
+ */
+export function syncValidateOptions(context: ReconcileContext, namespace: string): ValidateOptions {
+  return {
+    namespace,
+    ...(context.settings.maxReplicas ? { maxReplicas: context.settings.maxReplicas } : {}),
+    modelNamespaces: (name) =>
+      context.store
+        .list("Model")
+        .filter((model) => model.metadata.name === name)
+        .map((model) => model.metadata.namespace ?? "default"),
+  };
 }
 
 /** What validating a commit gave: its objects, or why none of them can apply. */
@@ -235,24 +252,20 @@ export function repositorySteps(context: ReconcileContext): SyncStep[] {
 
   /** The commit's objects, or why it cannot apply; the same commit gives the same answer. */
   const validate = async (pass: SyncPass, revision: Revision): Promise<Omit<Validated, "at">> => {
-    const source = context.gitSource(pass.object);
-    let result: Awaited<ReturnType<typeof validateManifests>>;
+    let result: CommitObjects;
     try {
-      const manifests = await source.manifests(revision.commit, pass.object.spec.path ?? ".");
-      result = await validateManifests(manifests, source.tree(revision.commit), {
-        namespace: pass.key.namespace,
-        ...(context.settings.maxReplicas ? { maxReplicas: context.settings.maxReplicas } : {}),
-        modelNamespaces: (name) =>
-          context.store
-            .list("Model")
-            .filter((model) => model.metadata.name === name)
-            .map((model) => model.metadata.namespace ?? "default"),
-      });
+      result = await objectsAtCommit(
+        context.gitSource(pass.object),
+        revision,
+        pass.object.spec.path ?? ".",
+        namespacedName(pass.key),
+        syncValidateOptions(context, pass.key.namespace),
+      );
     } catch (error) {
       const reason = (error as { reason?: string }).reason ?? "SourceUnreadable";
       return { failure: { reason, message: (error as Error).message } };
     }
-    if (result.problems.length > 0) {
+    if (result.desired === undefined) {
       const count = result.problems.length;
       return {
         failure: {
@@ -262,7 +275,7 @@ export function repositorySteps(context: ReconcileContext): SyncStep[] {
         },
       };
     }
-    return { desired: desiredObjects(result.declared, namespacedName(pass.key), revision) };
+    return { desired: result.desired };
   };
 
   const current = (object: Resource) =>

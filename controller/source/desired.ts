@@ -18,9 +18,16 @@ import {
   MANAGED_BY,
 } from "../core/labels.ts";
 import type { Resource } from "../core/ports.ts";
-import type { Revision } from "./git.ts";
+import type { GitSource, Revision } from "./git.ts";
 import { nestedSourcesOf } from "./source-filter.ts";
-import { type DeclaredObject, modelLayout, modelSourcePath } from "./validate.ts";
+import {
+  type DeclaredObject,
+  modelLayout,
+  modelSourcePath,
+  type Problem,
+  type ValidateOptions,
+  validateManifests,
+} from "./validate.ts";
 
 /** The kinds a sync applies and prunes (ModelBuilds belong to the controller). */
 export const SYNCED_KINDS: readonly Kind[] = ["Model", "ModelDeployment"];
@@ -29,6 +36,35 @@ export function authorOf(revision: Revision): string {
   return revision.authorEmail
     ? `${revision.authorName} <${revision.authorEmail}>`
     : revision.authorName;
+}
+
+/** What a commit declares under a path: its problems, and the objects to apply when it has none. */
+export interface CommitObjects {
+  problems: Problem[];
+  declared: DeclaredObject[];
+  /** Only when there is no problem: a commit applies whole or not at all. */
+  desired?: Resource[];
+}
+
+/**
+ * Reads and validates every manifest under `path` at a commit, and makes the objects a sync
+ * applies: what the sync does at each commit and what `modelship plan` says it will do.
+ */
+export async function objectsAtCommit(
+  source: Pick<GitSource, "manifests" | "tree">,
+  revision: Revision,
+  path: string,
+  repository: NamespacedName,
+  options: ValidateOptions,
+): Promise<CommitObjects> {
+  const manifests = await source.manifests(revision.commit, path);
+  const result = await validateManifests(manifests, source.tree(revision.commit), options);
+  if (result.problems.length > 0) return { problems: result.problems, declared: result.declared };
+  return {
+    problems: [],
+    declared: result.declared,
+    desired: desiredObjects(result.declared, repository, revision),
+  };
 }
 
 /** The objects to apply for a commit: as declared, plus the sync's labels and annotations. */

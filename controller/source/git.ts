@@ -253,12 +253,92 @@ export class GitSource {
       this.credentials = await this.options.credentials(options);
     }
     const commit = this.remote ? await this.fetchRemote(options.signal) : await this.resolveLocal();
-    const { commit: parsed } = await git.readCommit({
+    return this.revisionOf(commit);
+  }
+
+  /**
+   * The commit a revision names, as `git rev-parse` reads the common forms: a full or
+   * abbreviated commit id, a branch, tag or remote branch (`main`, `v1`, `origin/main`; in a
+   * URL's cache a branch is found among the fetched ones), `HEAD`, each optionally followed by
+   * `~N` and `^` (first parents). Nothing is fetched: a URL's branches are as the last fetch left them.
+   */
+  async revision(ref: string): Promise<Revision> {
+    const location = await this.at();
+    const match = /^(.*?)((?:~\d*|\^1?)*)$/.exec(ref.trim());
+    const name = match?.[1] ?? "";
+    if (name === "") throw new GitSourceError("MissingBranch", `"${ref}" names no commit`);
+    let commit = await this.resolveName(location, name, ref);
+    for (const step of (match?.[2] ?? "").match(/~\d*|\^1?/g) ?? []) {
+      const count = step.startsWith("~") ? Number(step.slice(1) || "1") : 1;
+      for (let hop = 0; hop < count; hop++) {
+        const parent = (await this.readCommitObject(commit)).parent[0];
+        if (parent === undefined) {
+          throw new GitSourceError(
+            "MissingBranch",
+            `"${ref}": ${commit.slice(0, 7)} has no parent`,
+          );
+        }
+        commit = parent;
+      }
+    }
+    return this.revisionOf(commit);
+  }
+
+  /** `commit` and its first parents, newest first, at most `limit` of them. */
+  async firstParents(commit: string, limit: number): Promise<Revision[]> {
+    const revisions: Revision[] = [];
+    for (let at: string | undefined = commit; at !== undefined && revisions.length < limit; ) {
+      const revision = await this.revisionOf(at);
+      revisions.push(revision);
+      at = (await this.readCommitObject(at)).parent[0];
+    }
+    return revisions;
+  }
+
+  private async resolveName(location: Location, name: string, ref: string): Promise<string> {
+    if (/^[0-9a-f]{4,40}$/i.test(name)) {
+      const oid = await git
+        .expandOid({ fs, ...location, oid: name.toLowerCase(), cache: this.gitCache })
+        .catch(() => undefined);
+      if (oid !== undefined) return oid;
+    }
+    // isomorphic-git tries refs/heads, refs/tags and refs/remotes itself; a URL's cache keeps
+    // its branches as origin's.
+    for (const candidate of [name, `refs/remotes/origin/${name}`]) {
+      const oid = await git.resolveRef({ fs, ...location, ref: candidate }).catch(() => undefined);
+      if (oid !== undefined) {
+        const { type } = await git.readObject({
+          fs,
+          ...location,
+          oid,
+          format: "parsed",
+          cache: this.gitCache,
+        });
+        if (type === "commit") return oid;
+        if (type === "tag") {
+          const { tag } = await git.readTag({ fs, ...location, oid, cache: this.gitCache });
+          return tag.object;
+        }
+      }
+    }
+    throw new GitSourceError(
+      "MissingBranch",
+      `"${ref}" names no commit, branch or tag in ${this.url}${this.remote ? " (as last fetched)" : ""}`,
+    );
+  }
+
+  private async readCommitObject(oid: string) {
+    const { commit } = await git.readCommit({
       fs,
       ...(await this.at()),
-      oid: commit,
+      oid,
       cache: this.gitCache,
     });
+    return commit;
+  }
+
+  private async revisionOf(commit: string): Promise<Revision> {
+    const parsed = await this.readCommitObject(commit);
     return {
       commit,
       authorName: parsed.author.name,
@@ -266,6 +346,21 @@ export class GitSource {
       message: parsed.message.trimEnd(),
       time: new Date(parsed.author.timestamp * 1000).toISOString(),
     };
+  }
+
+  /**
+   * A URL repository: fetches a ref besides the branch into the cache — a pull request's head,
+   * `refs/pull/7/head` on GitHub, kept as `refs/remotes/origin/pull/7/head` — so that its
+   * commits can be read. A local path has every commit already: nothing is fetched.
+   */
+  async fetchRef(remoteRef: string, options: { signal?: AbortSignal } = {}): Promise<void> {
+    if (!this.remote) return;
+    const gitdir = cachePathOf(this.options.cacheDir, this.url);
+    const localRef = `refs/remotes/origin/${remoteRef.replace(/^refs\//, "")}`;
+    await withLock(gitdir, async () => {
+      if (!(await isFile(join(gitdir, "HEAD")))) await this.cloneInto(gitdir, options.signal);
+      await this.fetchInto(gitdir, options.signal, remoteRef, localRef);
+    });
   }
 
   /** True when `ancestor` is `commit` or one of its ancestors. */
@@ -529,7 +624,12 @@ export class GitSource {
   }
 
   /** Fetches the branch into refs/remotes/origin/<branch>, forced (a force push rewrites it). */
-  private async fetchInto(gitdir: string, signal: AbortSignal | undefined): Promise<void> {
+  private async fetchInto(
+    gitdir: string,
+    signal: AbortSignal | undefined,
+    remoteRef = `refs/heads/${this.branch}`,
+    localRef = `refs/remotes/origin/${this.branch}`,
+  ): Promise<void> {
     let result: Awaited<ReturnType<typeof git.fetch>>;
     try {
       result = await git.fetch({
@@ -538,8 +638,8 @@ export class GitSource {
         gitdir,
         url: this.url,
         remote: "origin",
-        ref: `refs/remotes/origin/${this.branch}`,
-        remoteRef: `refs/heads/${this.branch}`,
+        ref: localRef,
+        remoteRef,
         singleBranch: true,
         tags: false,
         cache: this.gitCache,

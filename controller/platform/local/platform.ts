@@ -18,6 +18,7 @@ import { Gateway } from "../../gateway/gateway.ts";
 import { DEFAULT_RECONCILE_SETTINGS, type ReconcileContext } from "../../reconcile/context.ts";
 import { Controller } from "../../reconcile/controller.ts";
 import { ControllerMetrics } from "../../reconcile/metrics.ts";
+import { type Plan, planForRepository } from "../../reconcile/plan.ts";
 import type { GitSource } from "../../source/git.ts";
 import { GitSources } from "../../source/git-sources.ts";
 import { gatewayConfigFrom } from "../routes.ts";
@@ -237,6 +238,7 @@ export class LocalPlatform {
   gatewayUrl = "";
   private readonly options: LocalPlatformOptions;
   private readonly sources: GitSources;
+  private readonly context: ReconcileContext;
   private refreshScheduled = false;
   private stopWatching: (() => void) | undefined;
 
@@ -278,7 +280,7 @@ export class LocalPlatform {
           name: build.spec.repository ?? UP_REPOSITORY,
         }),
     });
-    const context: ReconcileContext = {
+    this.context = {
       store: this.store,
       builder: this.builder,
       runtime: this.runtime,
@@ -292,7 +294,7 @@ export class LocalPlatform {
       metrics: new ControllerMetrics(this.metrics),
       settings: { ...DEFAULT_RECONCILE_SETTINGS, ...options.settings },
     };
-    this.controller = new Controller(context, NAMESPACE);
+    this.controller = new Controller(this.context, NAMESPACE);
   }
 
   async start(): Promise<void> {
@@ -337,6 +339,16 @@ export class LocalPlatform {
       [ANNOTATION_RESTARTED_AT]: restartedAt,
     });
     return restartedAt;
+  }
+
+  /**
+   * What the sync will do when the followed branch moves from `base` to `head` (commits, refs):
+   * `modelship plan` with this store's builds, so a revert names the build the controller has.
+   */
+  async plan(base: string, head: string, options: { signal?: AbortSignal } = {}): Promise<Plan> {
+    const repository = this.store.get("ModelRepository", NAMESPACE, UP_REPOSITORY);
+    if (!repository) throw new Error("modelship up has not made its ModelRepository yet");
+    return planForRepository(this.context, repository, { base, head }, options);
   }
 
   /** Fetches the repositories now (the webhook, `POST /hooks/git`). */
