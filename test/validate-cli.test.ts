@@ -179,3 +179,32 @@ describe("modelship validate", () => {
     expect(runCli(["frobnicate"]).stderr).toContain('unknown command "frobnicate"');
   });
 });
+
+describe("modelship validate on an examples file", () => {
+  it("names the file and line of each line that is not an example", () => {
+    const repo = temporaryDir("modelship-examples-");
+    writeFileSync(join(repo, "echo.py"), "def echo(args):\n    return args\n");
+    writeFileSync(
+      join(repo, "examples.jsonl"),
+      '{"input": {"a": 1}, "output": {"a": 1}}\n\n{"input": 2,}\n{"inputs": 3}\n',
+    );
+    writeFileSync(
+      join(repo, "model.yaml"),
+      "apiVersion: modelship.dev/v1alpha1\nkind: Model\nmetadata: {name: echo}\nspec: {runtime: python3, file: echo.py, function: echo, examplesFile: examples.jsonl}\n",
+    );
+    const run = runCli(["validate", repo]);
+    expect(run.exitCode).toBe(1);
+    const shown = relative(PROJECT_ROOT, join(repo, "examples.jsonl"));
+    expect(run.stdout).toContain(`${shown}:3:1: Model/echo /spec/examplesFile: not JSON`);
+    expect(run.stdout).toContain(
+      `${shown}:4:1: Model/echo /spec/examplesFile: each line must be an object with an "input"`,
+    );
+    writeFileSync(
+      join(repo, "model.yaml"),
+      "apiVersion: modelship.dev/v1alpha1\nkind: Model\nmetadata: {name: echo}\nspec: {runtime: python3, file: echo.py, function: echo, examplesFile: missing.jsonl}\n",
+    );
+    expect(runCli(["validate", repo]).stdout).toContain(
+      'examples file "missing.jsonl" not found in .',
+    );
+  });
+});

@@ -63,7 +63,7 @@ describe("validateManifests", () => {
     [
       "unknown field with no near name",
       "  colour: red\n",
-      'm.yaml:9:3: Model/scorer /spec/colour: unknown field "colour"; known fields: description, runtime, file, function, source, buildScript, example, inputSchema, authentication',
+      'm.yaml:9:3: Model/scorer /spec/colour: unknown field "colour"; known fields: description, runtime, file, function, source, buildScript, example, examples, examplesFile, inputSchema, authentication',
     ],
     [
       "wrong type",

@@ -135,6 +135,17 @@ export interface ModelSpec {
     /** The answer the example request gets (any JSON value). */
     output?: unknown;
   };
+  /** More example calls, after `example`: `modelship plan --predict` runs every one through the build serving now and the build a change makes, and reports the answers that change, fail, or no longer match their `output`. */
+  examples?: {
+    /** What the example is, named in the reports (default: its place in the list). */
+    name?: string;
+    /** The request (any JSON value). */
+    input: unknown;
+    /** The answer it should get (any JSON value); numbers within the plan's tolerance match. */
+    output?: unknown;
+  }[];
+  /** A JSON Lines file of more examples, relative to source.path: one object per line with `input` and optionally `output` and `name`. Left out of the build: changing it makes no new build. */
+  examplesFile?: string;
   /** A JSON Schema (draft 2020-12) that every request must match; the gateway answers `400 request.invalid_input` otherwise, before a replica is used. */
   inputSchema?: Record<string, unknown>;
   /** Who may call the model. */

@@ -2,12 +2,15 @@
 // commit to another — objects added, changed and pruned, builds made or brought back, rollouts —
 // worked out with the sync's own code, before the change is merged.
 import { existsSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { homedir, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { DEFAULT_MAX_REPLICAS } from "../api/schemas.ts";
+import { PredictionRunner, type PredictOptions, predictChange } from "../platform/local/predict.ts";
+import { defaultBuildsDir, modelUser } from "../platform/local/sandbox.ts";
 import { historyCatalog, type Plan, type PlanOptions, planChange } from "../reconcile/plan.ts";
 import { formatPlanMarkdown, formatPlanText } from "../reconcile/plan-report.ts";
+import { DEFAULT_TOLERANCE } from "../reconcile/prediction-diff.ts";
 import { GitSource, isRemoteUrl } from "../source/git.ts";
 import type { CommandResult, Output } from "./output.ts";
 import { repositoryRootOf } from "./validate.ts";
@@ -15,7 +18,7 @@ import { repositoryRootOf } from "./validate.ts";
 /** Commits of the base's history read to number builds, unless --history says otherwise. */
 const DEFAULT_HISTORY = 200;
 
-export const PLAN_HELP = `Usage: modelship plan --base REF [--head REF] [--repo PATH|URL] [--path P] [-o text|json|markdown]
+export const PLAN_HELP = `Usage: modelship plan --base REF [--head REF] [--repo PATH|URL] [--path P] [--predict] [-o text|json|markdown]
 
 Says what the sync will do when the branch moves from --base to --head (a pull request's base
 and head): the objects it adds, changes (field by field) and prunes; for each Model whether a new
@@ -39,8 +42,25 @@ Options:
   --namespace NS         the ModelRepository's namespace (default "default")
   --history N            commits of the base's history read to number builds (default ${DEFAULT_HISTORY})
   --max-replicas N       the installation's replica limit (default ${DEFAULT_MAX_REPLICAS}, or MODELSHIP_MAX_REPLICAS)
+  --predict              also run each changed Model's examples (spec.example, spec.examples,
+                         spec.examplesFile) through the base's build and the head's, in real
+                         replicas on this machine, and report the answers that change; builds
+                         are kept by build key in the cache directory, so a build is made once
+  --tolerance T          numbers that differ by at most T × max(1, |a|, |b|) are the same answer
+                         (default ${DEFAULT_TOLERANCE})
+  --cache-dir DIR        where --predict keeps its builds (default $XDG_CACHE_HOME/modelship,
+                         else ~/.cache/modelship, or MODELSHIP_CACHE_DIR)
   -o, --output FORMAT    text (default), json (the plan as one JSON object) or markdown
+
+Progress (builds, examples) goes to stderr; stdout has the plan only.
 `;
+
+/** Where --predict keeps builds between runs. */
+function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.MODELSHIP_CACHE_DIR) return env.MODELSHIP_CACHE_DIR;
+  if (env.XDG_CACHE_HOME) return join(env.XDG_CACHE_HOME, "modelship");
+  return join(homedir(), ".cache", "modelship");
+}
 
 function positiveInteger(text: string, flag: string): number {
   const number = Number(text);
@@ -63,6 +83,9 @@ export async function runPlan(args: string[], output: Output): Promise<CommandRe
       history: { type: "string", default: String(DEFAULT_HISTORY) },
       "max-replicas": { type: "string" },
       output: { type: "string", short: "o", default: "text" },
+      predict: { type: "boolean", default: false },
+      tolerance: { type: "string" },
+      "cache-dir": { type: "string" },
     },
   });
   if (values.base === undefined)
@@ -77,6 +100,10 @@ export async function runPlan(args: string[], output: Output): Promise<CommandRe
       ? DEFAULT_MAX_REPLICAS
       : positiveInteger(maxReplicasText, "--max-replicas");
   const history = positiveInteger(values.history, "--history");
+  const tolerance = values.tolerance === undefined ? DEFAULT_TOLERANCE : Number(values.tolerance);
+  if (!Number.isFinite(tolerance) || tolerance < 0) {
+    throw new Error(`--tolerance must be a number ≥ 0, not "${values.tolerance}"`);
+  }
 
   const url = values.repo ?? repositoryRootOf(process.cwd(), false);
   if (!isRemoteUrl(url) && !existsSync(resolve(url)))
@@ -105,6 +132,23 @@ export async function runPlan(args: string[], output: Output): Promise<CommandRe
     ...options,
     catalog: await historyCatalog(options, history),
   });
+  if (values.predict) {
+    const user = modelUser();
+    const cacheDir = resolve(values["cache-dir"] ?? defaultCacheDir());
+    const predict: PredictOptions = {
+      source,
+      buildsDir: defaultBuildsDir(join(cacheDir, "plan"), user),
+      user,
+      log: (line) => output.err(`${line}\n`),
+      tolerance,
+    };
+    const runner = new PredictionRunner(predict);
+    try {
+      plan.predictions = await predictChange(plan, options, runner, predict);
+    } finally {
+      await runner.stop();
+    }
+  }
 
   if (format === "json") output.out(`${JSON.stringify(plan, null, 2)}\n`);
   else if (format === "markdown") output.out(formatPlanMarkdown(plan));

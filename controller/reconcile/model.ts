@@ -3,6 +3,7 @@
 // garbage-collects builds past the retention setting. A `git revert` brings back an old key, so
 // it reuses the old build: rollback without a build.
 import { createHash } from "node:crypto";
+import { posix } from "node:path";
 import type { Model, ModelBuild, ModelDeployment } from "../api/types.generated.ts";
 import {
   ANNOTATION_COMMIT,
@@ -16,7 +17,7 @@ import {
   ownedLabels,
 } from "../core/labels.ts";
 import { storedMetadata } from "../core/ports.ts";
-import { excludePatterns } from "../source/source-filter.ts";
+import { excludePatterns, literalPattern } from "../source/source-filter.ts";
 import type { ReconcileContext } from "./context.ts";
 import { StallingError, waitFor } from "./outcome.ts";
 import { type Pass, type ReconcilerSpec, reconcileWith, type Step } from "./skeleton.ts";
@@ -75,6 +76,8 @@ export async function buildIdentityOf(
     pathListOf(annotations[ANNOTATION_NESTED_SOURCES]),
     spec.source?.exclude,
   );
+  // The examples are for comparing builds, not part of one: editing them builds nothing.
+  if (spec.examplesFile) exclude.push(`/${literalPattern(posix.normalize(spec.examplesFile))}`);
   const content = await contentOf(
     new Set(pathListOf(annotations[ANNOTATION_MANIFEST_FILES])),
     exclude,

@@ -9,6 +9,7 @@ import type {
   ObjectPlan,
   Plan,
 } from "./plan.ts";
+import { predictionDetailLines, summarizePredictions } from "./prediction-diff.ts";
 
 /** Characters of one value in a field diff; the JSON output has it whole. */
 const MAX_VALUE_CHARS = 80;
@@ -106,6 +107,14 @@ export function formatPlanText(plan: Plan): string {
     }
     lines.push("");
   }
+  if (plan.predictions) {
+    lines.push("Predictions:");
+    for (const report of plan.predictions) {
+      lines.push(`  ${report.model.padEnd(width)}  ${summarizePredictions(report)}`);
+      for (const detail of predictionDetailLines(report)) lines.push(`      ${detail}`);
+    }
+    lines.push("");
+  }
   const touched = plan.objects.filter((object) => object.action !== "unchanged");
   lines.push(touched.length > 0 ? "Objects:" : "Objects: no manifest changes");
   for (const object of touched) {
@@ -150,6 +159,27 @@ export function formatPlanMarkdown(plan: Plan): string {
       lines.push(`| \`${deployment.name}\` | ${cell(describeDeployment(deployment))} |`);
     }
     lines.push("");
+  }
+  if (plan.predictions) {
+    lines.push("**Predictions**", "", "| Model | Answers |", "| --- | --- |");
+    for (const report of plan.predictions) {
+      lines.push(`| \`${report.model}\` | ${cell(summarizePredictions(report))} |`);
+    }
+    lines.push("");
+    for (const report of plan.predictions) {
+      const details = predictionDetailLines(report);
+      if (details.length === 0) continue;
+      lines.push(
+        `<details><summary>${report.model}: what changed</summary>`,
+        "",
+        "```",
+        ...details,
+        "```",
+        "",
+        "</details>",
+        "",
+      );
+    }
   }
   const touched = plan.objects.filter((object) => object.action !== "unchanged");
   if (touched.length > 0) {

@@ -31,6 +31,7 @@ import type { Problem, ValidateOptions } from "../source/validate.ts";
 import type { ReconcileContext } from "./context.ts";
 import { DEFAULT_TIMEOUT_SECONDS, resolveBuildNumber, rolloutHash } from "./deployment.ts";
 import { buildIdentityOf, chooseBuild, newModelBuild } from "./model.ts";
+import type { ModelPredictions } from "./prediction-diff.ts";
 import { syncValidateOptions } from "./repository.ts";
 
 /** What the planner reads from git: the sync's reads at a commit, and the branch's history. */
@@ -133,6 +134,8 @@ export interface Plan {
   objects: ObjectPlan[];
   models: ModelPlan[];
   deployments: DeploymentPlan[];
+  /** With `--predict`: each head Model's examples through the base's build and the head's. */
+  predictions?: ModelPredictions[];
 }
 
 export interface PlanOptions {
@@ -448,7 +451,7 @@ export function storeCatalog(
 }
 
 /** The build identity of a desired Model at a commit. */
-function identityAt(
+export function identityAt(
   options: Pick<PlanOptions, "source" | "baseImage">,
   commit: string,
   model: Model,

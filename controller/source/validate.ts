@@ -14,6 +14,7 @@ import {
   newInputSchemaAjv,
   type ValidatorOptions,
 } from "../api/schemas.ts";
+import { MAX_EXAMPLES_FILE_BYTES, parseExamplesFile } from "./examples.ts";
 import { RUNTIME_EXTENSIONS, topLevelNames } from "./functions.ts";
 import { type ManifestLimits, manifestLimits } from "./limits.ts";
 import { admitManifests } from "./manifest-files.ts";
@@ -43,6 +44,7 @@ export type Rule =
   | "build-script"
   | "function"
   | "input-schema"
+  | "examples"
   | "limit"
   | "encoding"
   | "route";
@@ -374,6 +376,7 @@ export async function modelSourceProblems(
       ),
     ];
   }
+  problems.push(...(await examplesFileProblems(candidate, sourcePath, tree)));
   // Only a named script must exist; the defaults (build.sh, cdsw-build.sh) are optional.
   const script = spec.buildScript;
   if (
@@ -439,6 +442,46 @@ export async function modelSourceProblems(
     ),
   );
   return problems;
+}
+
+/**
+ * spec.examplesFile must exist in the source path, within its size, and hold one example per
+ * line: each bad line is a problem at that line of that file.
+ */
+async function examplesFileProblems(
+  candidate: Candidate,
+  sourcePath: string,
+  tree: SourceTree,
+): Promise<Problem[]> {
+  const spec = candidate.object.spec as Record<string, unknown>;
+  const file = spec.examplesFile;
+  if (typeof file !== "string") return [];
+  const repoPath = posix.join(sourcePath, file);
+  const text = await tree.readText(repoPath);
+  const at = (message: string) => problemAt(candidate, "/spec/examplesFile", "examples", message);
+  if (text === undefined) return [at(`examples file "${file}" not found in ${sourcePath}`)];
+  const bytes = Buffer.byteLength(text);
+  if (bytes > MAX_EXAMPLES_FILE_BYTES) {
+    return [
+      at(`examples file "${file}" is ${bytes} bytes; at most ${MAX_EXAMPLES_FILE_BYTES} are read`),
+    ];
+  }
+  // Shown as the manifest's path is: below the same directory as the repository's root.
+  const manifest = candidate.document.file;
+  const root = manifest.endsWith(candidate.repoPath)
+    ? manifest.slice(0, manifest.length - candidate.repoPath.length)
+    : "";
+  return parseExamplesFile(text, repoPath).problems.map((problem) => ({
+    file: `${root}${repoPath}`,
+    line: problem.line,
+    column: 1,
+    kind: candidate.kind,
+    ...(candidate.name === undefined ? {} : { name: candidate.name }),
+    namespace: candidate.namespace,
+    pointer: "/spec/examplesFile",
+    rule: "examples" as const,
+    message: problem.message,
+  }));
 }
 
 /** What the build leaves out by the Model's own rules: source.exclude and .modelshipignore. */

@@ -105,7 +105,7 @@ const NAMESPACE = "default";
  * as the model user when there is one (see sandbox.ts): its files are the model's, apart from
  * the state directory.
  */
-class LocalBuilderPort implements Builder {
+export class LocalBuilderPort implements Builder {
   private readonly builder: LocalBuilder;
   private readonly buildsDir: string;
   private readonly user: ModelUser | undefined;

@@ -68,14 +68,24 @@ export function replicaEnvironment(
   directory: string,
   from: NodeJS.ProcessEnv = process.env,
 ): Record<string, string> {
+  return buildEnvironment(spec.build.spec.runtime, spec.env, directory, from);
+}
+
+/** The environment of a worker of the build in `directory`: its venv or R library, then `env`. */
+export function buildEnvironment(
+  runtime: "python3" | "r",
+  env: Record<string, string> | undefined,
+  directory: string,
+  from: NodeJS.ProcessEnv = process.env,
+): Record<string, string> {
   const base: Record<string, string> =
-    spec.build.spec.runtime === "python3"
+    runtime === "python3"
       ? {
           VIRTUAL_ENV: join(directory, "venv"),
           PATH: `${join(directory, "venv/bin")}:${from.PATH ?? ""}`,
         }
       : { R_LIBS_USER: join(directory, "rlib") };
-  return modelEnvironment({ ...base, ...spec.env }, directory, from);
+  return modelEnvironment({ ...base, ...env }, directory, from);
 }
 
 /** CDSW-like replica ids: `<deployment>-<build>-<deploymentId>-<random>`. */
