@@ -641,7 +641,7 @@ describe("SyncNotifier", () => {
       {
         sha: commit,
         state: "success",
-        context: "modelship/sync",
+        context: "modelship/sync/default/local",
         description: "applied 3 objects",
       },
     ]);
@@ -716,7 +716,7 @@ describe("SyncNotifier", () => {
     expect(github.statuses[0]).toMatchObject({
       sha: commit,
       state: "failure",
-      context: "modelship/sync",
+      context: "modelship/sync/default/local",
     });
     expect(github.statuses[0]?.description).toMatch(
       /^2 problems at commit ddddddd; nothing from it is applied: model\.yaml:3: bad/,

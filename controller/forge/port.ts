@@ -50,7 +50,7 @@ export type CommitState = "pending" | "success" | "failure" | "error";
 export interface CommitStatus {
   sha: string;
   state: CommitState;
-  /** What the status is about, e.g. "modelship/sync": a new status of a context replaces its last. */
+  /** What the status is about ("modelship/sync/default/local"): a new status of it replaces its last. */
   context: string;
   /** At most 140 characters; longer ones are cut. */
   description: string;

@@ -1,5 +1,5 @@
 // What the forge hears of the syncs, as Flux's notification-controller tells it: a commit status
-// `modelship/sync` on every commit the sync applied or refused, and a deployment per synced
+// `modelship/sync/<namespace>/<name>` on every commit the sync applied or refused, and a deployment per synced
 // commit whose statuses go in_progress → success (everything it declares serves) or failure
 // (a deployment stalled). The calls return at once; what they send is queued and sent one
 // request after another, so a slow or failing forge never delays or fails a sync.
@@ -37,8 +37,14 @@ export interface SyncNotifications {
   rolledOut(outcome: RolloutOutcome): void;
 }
 
-/** The commit status's context: each new status of it replaces the last on the commit. */
-export const SYNC_CONTEXT = "modelship/sync";
+/**
+ * The commit status's context for a ModelRepository ("namespace/name"): each new status of it
+ * replaces the last on the commit, and two repositories that follow one GitHub repository (two
+ * branches, two paths) each keep their own.
+ */
+export function syncContextOf(repository: string): string {
+  return `modelship/sync/${repository}`;
+}
 /** Past this many notifications waiting, the oldest is dropped (the forge is slow or down). */
 const MAX_WAITING = 100;
 
@@ -88,7 +94,7 @@ export class SyncNotifier implements SyncNotifications {
       this.forge.setCommitStatus({
         sha: sync.commit,
         state: "success",
-        context: SYNC_CONTEXT,
+        context: syncContextOf(sync.repository),
         description,
       }),
     );
@@ -126,7 +132,7 @@ export class SyncNotifier implements SyncNotifications {
       this.forge.setCommitStatus({
         sha: failure.commit,
         state: "failure",
-        context: SYNC_CONTEXT,
+        context: syncContextOf(failure.repository),
         description: oneLine(failure.message),
       }),
     );
