@@ -194,7 +194,8 @@ export class WebhookReceiver {
 
   /** The answer to one delivery; any work it asks for is started, not awaited. */
   async receive(headers: IncomingHttpHeaders, body: string): Promise<WebhookAnswer> {
-    const event = header(headers, "x-github-event");
+    // Bounded: it is said in log lines, and whoever calls may have put anything in it.
+    const event = header(headers, "x-github-event").slice(0, 64);
     const refusal = await this.refusal(event, header(headers, "x-hub-signature-256"), body);
     if (refusal) {
       this.options.log(`github webhook: refused a ${event} delivery: ${refusal}`);
