@@ -4,7 +4,7 @@
 // repeat is dropped; GitHub's 5xx and rate limits are retried, and what fails for good is one
 // log line without the token and one count; the sync's notifications never wait on GitHub.
 import { createHmac, generateKeyPairSync, randomUUID } from "node:crypto";
-import type { IncomingHttpHeaders } from "node:http";
+import { createServer, type IncomingHttpHeaders } from "node:http";
 import { Registry } from "prom-client";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { closeServer, listen } from "../controller/api/http.ts";
@@ -492,7 +492,6 @@ describe("the webhook receiver, with GitHub", () => {
   it("over HTTP: 202 at once for a delivery, 413 for a body over 1 MB", async () => {
     const { planner } = recordingPlanner();
     const { receiver } = newReceiver(planner);
-    const { createServer } = await import("node:http");
     const server = createServer((request, response) => {
       void receiver.handle(request, response);
     });
@@ -633,7 +632,8 @@ describe("SyncNotifier", () => {
     const notifier = newNotifier();
     const started = performance.now();
     notifier.synced({ repository: "default/local", commit, objects: 3 });
-    expect(performance.now() - started).toBeLessThan(50);
+    // GitHub answers its first request only after 200 ms.
+    expect(performance.now() - started).toBeLessThan(100);
     expect(github.statuses).toEqual([]);
     await notifier.idle();
     expect(github.requestsTo("POST", /\/statuses\//)).toHaveLength(3);
