@@ -1,7 +1,8 @@
-// The arrows between the parts point down only: cli → platform → {reconcile, gateway, replica} →
-// {core, source, api}. The gateway takes a GatewayConfig and knows no Store; the ports live in
-// core; source is a library that knows no queue. A file that needs something from a higher floor
-// is in the wrong place — this test names it.
+// The arrows between the parts point down only: cli → platform → {reconcile, gateway, replica,
+// forge} → {core, source, api}. The gateway takes a GatewayConfig and knows no Store; the ports
+// live in core; source is a library that knows no queue; forge talks to GitHub and knows no
+// store's implementation. A file that needs something from a higher floor is in the wrong place
+// — this test names it.
 import { readdirSync, readFileSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -17,8 +18,9 @@ const MAY_IMPORT: Record<string, string[]> = {
   reconcile: ["api", "core", "source"],
   gateway: ["api"],
   replica: ["api"],
-  platform: ["api", "core", "source", "reconcile", "gateway", "replica"],
-  cli: ["api", "core", "source", "reconcile", "gateway", "replica", "platform"],
+  forge: ["api", "core"],
+  platform: ["api", "core", "source", "reconcile", "gateway", "replica", "forge"],
+  cli: ["api", "core", "source", "reconcile", "gateway", "replica", "forge", "platform"],
 };
 
 function files(dir: string): string[] {

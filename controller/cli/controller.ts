@@ -8,15 +8,20 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { collectDefaultMetrics, Gauge, Registry } from "prom-client";
 import { closeServer, listen, SERVER_OPTIONS } from "../api/http.ts";
+import { urlNamesRepository } from "../forge/github.ts";
+import type { PullRequestPlanner } from "../forge/port.ts";
+import { isGitHubDelivery } from "../forge/webhook.ts";
+import { notifySyncs } from "../platform/forge-notifications.ts";
 import { KubeClient, loadKubeConfig } from "../platform/kubernetes/client.ts";
 import { LeaderElector } from "../platform/kubernetes/leader.ts";
 import { KubernetesPlatform, requestSync } from "../platform/kubernetes/platform.ts";
 import { settingsFromEnv, watchedNamespaces } from "../platform/kubernetes/settings.ts";
 import { ControllerMetrics } from "../reconcile/metrics.ts";
+import { checkGitHubOptions, GITHUB_HELP_LINES, startGitHub } from "./github.ts";
 import type { CommandResult, Output } from "./output.ts";
 import { parsePort, untilStopSignal } from "./serve.ts";
 
-export const CONTROLLER_HELP = `Usage: modelship controller [--kubeconfig FILE] [--namespace NS] [--port 8081] [--no-leader-elect]
+export const CONTROLLER_HELP = `Usage: modelship controller [--kubeconfig FILE] [--namespace NS] [--port 8081] [--no-leader-elect] [--github-repo OWNER/NAME]
 
 Runs the reconcilers against a Kubernetes API server: syncs ModelRepositories, builds with Kaniko
 Jobs, rolls out Deployments and writes status. Of several replicas, the Lease holder reconciles.
@@ -30,9 +35,26 @@ MODELSHIP_REGISTRY, MODELSHIP_PUSH_SECRET, MODELSHIP_INSECURE_REGISTRY, MODELSHI
 MODELSHIP_IMAGE, MODELSHIP_PYTHON_BASE_IMAGE, MODELSHIP_R_BASE_IMAGE, MODELSHIP_IMAGE_PULL_SECRETS,
 MODELSHIP_GATEWAY_URL, MODELSHIP_WATCH_NAMESPACES (a list, or *; the installation's namespace
 when unset) (docs/kubernetes.md).
+
+Options:
+${GITHUB_HELP_LINES}
+                       On a cluster they come from a Secret (env.valueFrom.secretKeyRef). A
+                       pull_request delivery to /hooks/git must be signed with
+                       MODELSHIP_WEBHOOK_SECRET; the leader reports the syncs of the
+                       ModelRepositories whose URL names the repository.
 `;
 
-export async function runController(args: string[], output: Output): Promise<CommandResult> {
+/** What a caller of runController may put in (the tests; the plan module, later). */
+export interface ControllerOptions {
+  /** Plans a pull request for GitHub (--github-repo); default: up's planNotWiredYet. */
+  planPullRequest?: PullRequestPlanner;
+}
+
+export async function runController(
+  args: string[],
+  output: Output,
+  options: ControllerOptions = {},
+): Promise<CommandResult> {
   const { values } = parseArgs({
     args,
     options: {
@@ -42,6 +64,7 @@ export async function runController(args: string[], output: Output): Promise<Com
       host: { type: "string", default: "0.0.0.0" },
       "no-leader-elect": { type: "boolean", default: false },
       "cache-dir": { type: "string" },
+      "github-repo": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -49,6 +72,8 @@ export async function runController(args: string[], output: Output): Promise<Com
     output.out(CONTROLLER_HELP);
     return { exitCode: 0 };
   }
+  const repository = values["github-repo"];
+  if (repository) checkGitHubOptions(repository, process.env);
   const settings = settingsFromEnv(process.env);
   if (values.namespace) settings.namespace = values.namespace;
   // Listening from the start, so that a stop asked for while starting is a clean one.
@@ -79,17 +104,44 @@ export async function runController(args: string[], output: Output): Promise<Com
   const elector = values["no-leader-elect"]
     ? undefined
     : new LeaderElector(client, { namespace: settings.namespace });
+  /** Fetches every repository now: here when this replica leads, else by asking the leader. */
+  const fetchNow = async (): Promise<string> => {
+    if (current && leading) {
+      current.syncNow();
+      return "fetching";
+    }
+    // A standby asks the leader, through the API server: the Service reaches either.
+    const count = await requestSync(client, watchedNamespaces(settings), new Date());
+    return `asked the leader to fetch ${count} repositories`;
+  };
+  const github = repository
+    ? startGitHub({
+        repository,
+        env: process.env,
+        registry,
+        log,
+        planPullRequest: options.planPullRequest ?? (await import("./up.ts")).planNotWiredYet,
+        onPush: () => {
+          fetchNow().catch((error: Error) =>
+            log(`github webhook: cannot ask the leader to fetch: ${error.message}`),
+          );
+        },
+      })
+    : undefined;
   const server = createServer(SERVER_OPTIONS, (request, response) => {
     const path = request.url ?? "/";
-    if (request.method === "POST" && path === "/hooks/git") {
-      if (current && leading) {
-        current.syncNow();
-        response.writeHead(202).end("fetching");
-        return;
-      }
-      // A standby asks the leader, through the API server: the Service reaches either.
-      requestSync(client, watchedNamespaces(settings), new Date()).then(
-        (count) => response.writeHead(202).end(`asked the leader to fetch ${count} repositories`),
+    if (
+      request.method === "POST" &&
+      path === "/hooks/git" &&
+      github &&
+      isGitHubDelivery(request.headers)
+    ) {
+      github.receiver.handle(request, response).catch((error: Error) => {
+        if (!response.headersSent) response.writeHead(500).end(error.message);
+      });
+    } else if (request.method === "POST" && path === "/hooks/git") {
+      fetchNow().then(
+        (said) => response.writeHead(202).end(said),
         (error: Error) => response.writeHead(503).end(`cannot ask the leader: ${error.message}`),
       );
     } else if (path === "/healthz") {
@@ -126,11 +178,19 @@ export async function runController(args: string[], output: Output): Promise<Com
     current = platform;
     // The caches fill (and wait for the API server if need be) while the lease is renewed.
     let stopped = false;
+    let stopNotifying: (() => void) | undefined;
     const started = platform.start().then(
       () => {
         leading = true;
         leaderGauge.set(1);
         log("caches filled; reconciling");
+        // The leader alone tells GitHub, from its filled caches: what they hold was told by
+        // the leader before, so a new leader repeats nothing.
+        stopNotifying =
+          github &&
+          notifySyncs(platform.store, github.notifier, (followed) =>
+            urlNamesRepository(followed.spec.url, github.repository),
+          );
       },
       (error: Error) => {
         // A start cut short by stop() (the lease was lost, or the process stops) says nothing.
@@ -148,6 +208,8 @@ export async function runController(args: string[], output: Output): Promise<Com
     stopped = true;
     await platform.stop();
     await started;
+    // After the start has settled: it may have begun watching even as the lease was lost.
+    stopNotifying?.();
     return outcome;
   };
 
@@ -161,6 +223,7 @@ export async function runController(args: string[], output: Output): Promise<Com
     }
   }
   log("stopping");
+  github?.stop();
   await elector?.release();
   await closeServer(server);
   client.close();

@@ -4,10 +4,18 @@ import { chmodSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { closeServer, listen } from "../api/http.ts";
-import { type AdminFile, createAdminServer, newAdminToken } from "../platform/local/admin.ts";
+import type { PullRequestPlan, PullRequestPlanner, PullRequestRef } from "../forge/port.ts";
+import { notifySyncs } from "../platform/forge-notifications.ts";
+import {
+  type AdminFile,
+  coalesced,
+  createAdminServer,
+  newAdminToken,
+} from "../platform/local/admin.ts";
 import { LocalPlatform } from "../platform/local/platform.ts";
 import { lockStateDir, writeFileAtomic } from "../platform/local/state-files.ts";
 import { isRemoteUrl } from "../source/git.ts";
+import { checkGitHubOptions, GITHUB_HELP_LINES, startGitHub } from "./github.ts";
 import type { CommandResult, Output } from "./output.ts";
 import { parseDuration, parsePort, parsePositive, untilStopSignal } from "./serve.ts";
 import { chosenStateDir, defaultStateDir, repositoryUrl, stateDirRefusal } from "./state-dir.ts";
@@ -32,9 +40,11 @@ Options:
   --allow-rewrite      follow the branch even when its history was rewritten (force push)
   --build-deadline D   a build still running after this long fails (default 30m)
   --max-builds N       how many builds run at once; the others wait (default 2)
+${GITHUB_HELP_LINES}
 
 POST /hooks/git on the admin URL (printed on start) fetches at once (at most once a second); with
 MODELSHIP_WEBHOOK_SECRET set, only calls signed with it as GitHub signs them (X-Hub-Signature-256).
+With --github-repo it is also the URL of the repository's GitHub webhook (push, pull_request).
 For a private http(s) repository, put a token in MODELSHIP_GIT_TOKEN (sent as GitHub expects;
 never stored). Model code never sees either, nor the admin token; run as root, models and their
 builds run as MODELSHIP_MODEL_USER (default nobody). See docs/security.md.
@@ -51,9 +61,32 @@ interface UpValues {
   "allow-rewrite": boolean;
   "build-deadline": string;
   "max-builds": string;
+  "github-repo"?: string | undefined;
 }
 
-export async function runUp(args: string[], output: Output): Promise<CommandResult> {
+/** What a caller of runUp may put in (the tests; the plan module, later). */
+export interface UpOptions {
+  /** Plans a pull request for GitHub (--github-repo); default: planNotWiredYet. */
+  planPullRequest?: PullRequestPlanner;
+}
+
+/** The pull request "plan" until the plan module is wired in: it runs nothing and says so. */
+// TODO(plan): replaced by the plan module
+export async function planNotWiredYet(pr: PullRequestRef): Promise<PullRequestPlan> {
+  return {
+    valid: true,
+    title: "modelship plan",
+    summary: "plan not wired yet",
+    markdown: `### modelship plan\n\nNot wired yet: nothing was checked at ${pr.headSha.slice(0, 7)}.`,
+    annotations: [],
+  };
+}
+
+export async function runUp(
+  args: string[],
+  output: Output,
+  options: UpOptions = {},
+): Promise<CommandResult> {
   const { values } = parseArgs({
     args,
     options: {
@@ -68,6 +101,7 @@ export async function runUp(args: string[], output: Output): Promise<CommandResu
       "allow-rewrite": { type: "boolean", default: false },
       "build-deadline": { type: "string", default: "30m" },
       "max-builds": { type: "string", default: "2" },
+      "github-repo": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -81,6 +115,8 @@ export async function runUp(args: string[], output: Output): Promise<CommandResu
       "--repo must not carry a password or token; put the token in MODELSHIP_GIT_TOKEN",
     );
   }
+  // Before anything starts: without its credentials, --github-repo would report nothing.
+  if (values["github-repo"]) checkGitHubOptions(values["github-repo"], process.env);
   const url = repositoryUrl(values.repo);
   const stateDir =
     chosenStateDir(values["state-dir"]) ??
@@ -93,7 +129,7 @@ export async function runUp(args: string[], output: Output): Promise<CommandResu
   // One owner per state directory, before anything in it is read.
   const unlock = lockStateDir(stateDir);
   try {
-    return await serve(values, url, stateDir, output, stopSignal);
+    return await serve(values, url, stateDir, output, stopSignal, options);
   } finally {
     unlock();
   }
@@ -105,6 +141,7 @@ async function serve(
   stateDir: string,
   output: Output,
   stopSignal: Promise<NodeJS.Signals>,
+  options: UpOptions,
 ): Promise<CommandResult> {
   // Only this user may look inside: the store holds every spec.env, secrets/ the keys.
   chmodSync(stateDir, 0o700);
@@ -134,15 +171,38 @@ async function serve(
     buildDeadlineMs: parseDuration(values["build-deadline"], "--build-deadline"),
     settings: { maxConcurrentBuilds: parsePositive(values["max-builds"], "--max-builds", 2) },
   });
+  const repository = values["github-repo"];
+  const github = repository
+    ? startGitHub({
+        repository,
+        env: process.env,
+        registry: platform.metrics,
+        log,
+        planPullRequest: options.planPullRequest ?? planNotWiredYet,
+        onPush: coalesced(() => platform.syncNow(), 1000),
+      })
+    : undefined;
+  // Watching before the platform starts: the first sync of this run is told too; what the
+  // store kept from the last run was told then.
+  const stopNotifying = github && notifySyncs(platform.store, github.notifier);
   const token = newAdminToken();
   const webhookSecret = process.env.MODELSHIP_WEBHOOK_SECRET;
-  const admin = createAdminServer(platform, { token, ...(webhookSecret ? { webhookSecret } : {}) });
+  const admin = createAdminServer(platform, {
+    token,
+    ...(webhookSecret ? { webhookSecret } : {}),
+    ...(github ? { github: github.receiver } : {}),
+  });
   // Before anything starts: a taken admin port fails the start with nothing left running.
   // Nobody calls it before admin.json (its token) is written below.
   const adminUrl = await listen(admin, "127.0.0.1", adminPort);
+  const stopGitHub = () => {
+    stopNotifying?.();
+    github?.stop();
+  };
   try {
     await platform.start();
   } catch (error) {
+    stopGitHub();
     await closeServer(admin);
     throw error;
   }
@@ -162,6 +222,7 @@ async function serve(
   const signal = await stopSignal;
   output.out(`modelship up: ${signal}, stopping replicas and builds\n`);
   const closed = closeServer(admin);
+  stopGitHub();
   await platform.stop();
   admin.closeAllConnections();
   await closed;

@@ -5,6 +5,7 @@ import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { readBody, SERVER_OPTIONS } from "../../api/http.ts";
 import { KIND_NAMES } from "../../api/schemas.ts";
+import { isGitHubDelivery, type WebhookReceiver } from "../../forge/webhook.ts";
 import { parseLifetime } from "../../gateway/keys.ts";
 import type { LogLine } from "../../replica/log-ring.ts";
 import type { LocalPlatform } from "./platform.ts";
@@ -106,10 +107,12 @@ export interface AdminOptions {
   token: string;
   /** When set, POST /hooks/git needs GitHub's X-Hub-Signature-256 made with it. */
   webhookSecret?: string;
+  /** With --github-repo: takes GitHub's deliveries to /hooks/git (a push still fetches now). */
+  github?: WebhookReceiver;
 }
 
 export function createAdminServer(platform: LocalPlatform, options: AdminOptions): Server {
-  const { token, webhookSecret } = options;
+  const { token, webhookSecret, github } = options;
   const syncSoon = coalesced(() => platform.syncNow(), 1000);
   // A forge sends a handful of calls a minute; a flood is turned away, and its connection closed
   // so that it cannot keep a cheap keep-alive stream of them going at the data plane's cost.
@@ -124,6 +127,11 @@ export function createAdminServer(platform: LocalPlatform, options: AdminOptions
         response.setHeader("connection", "close");
         send(response, 429, { error: "too many webhook calls: at most 10 a second" });
         request.destroy();
+        return;
+      }
+      // A delivery that names its GitHub event: the receiver checks it and does what it asks.
+      if (github && isGitHubDelivery(request.headers)) {
+        await github.handle(request, response);
         return;
       }
       if (webhookSecret) {
