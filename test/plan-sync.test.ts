@@ -123,4 +123,28 @@ describe("plan against a running local platform", () => {
     expect(deployment?.status?.deploymentId).toBe(before);
     expect(deployment?.status?.readyReplicas).toBe(2);
   }, 180_000);
+
+  it("with predict, runs the example through both builds and says the answer moved", async () => {
+    const withExample = manifest(2).replace(
+      "  authentication:",
+      "  example:\n    input: { a: 3, b: 5 }\n    output: 8\n  authentication:",
+    );
+    const change = commit("off by one", {
+      "add_numbers.py": 'def add(args):\n    return args["a"] + args["b"] + 1\n',
+      "model.yaml": withExample,
+    });
+    const plan = await platform.plan(change.base, change.head, { predict: true });
+    expect(plan.predictions).toMatchObject([
+      {
+        model: "add",
+        outcome: "compared",
+        examples: 1,
+        changed: 1,
+        expectedMismatchCount: 1,
+        differences: [
+          { example: "spec.example", input: { a: 3, b: 5 }, base: 8, head: 9, maxDelta: 1 },
+        ],
+      },
+    ]);
+  }, 180_000);
 });

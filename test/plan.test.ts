@@ -7,11 +7,14 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import type { ModelBuild, ModelDeployment } from "../controller/api/types.generated.ts";
 import { ownedLabels } from "../controller/core/labels.ts";
+import { planTitle, pullRequestPlanOf } from "../controller/platform/pull-request-plan.ts";
 import {
+  type BuildPlan,
   buildPlanOf,
   type DeploymentPlan,
   deploymentEffect,
   fieldChanges,
+  type ModelPlan,
   type Plan,
 } from "../controller/reconcile/plan.ts";
 import { PROJECT_ROOT, runCli } from "./helpers/cli.ts";
@@ -390,5 +393,110 @@ describe("modelship plan on a real repository", () => {
     const run = plan(dir, revert, scale, "-o", "markdown");
     expect(run.stdout).toContain("| `add` | scale: replicas 2 → 3 |");
     expect(run.stdout).toContain("/spec/replicas: 2 → 3");
+  });
+});
+
+describe("a plan for a pull request", () => {
+  const side = { commit: "a".repeat(40), message: "m", author: "x", problems: [] };
+  const empty: Plan = {
+    repository: { namespace: "default", name: "local" },
+    path: ".",
+    base: side,
+    head: side,
+    valid: true,
+    buildNumbers: "the controller's builds",
+    objects: [],
+    models: [],
+    deployments: [],
+  };
+  const problem = {
+    file: "m/model.yaml",
+    line: 8,
+    column: 13,
+    kind: "Model",
+    name: "m",
+    pointer: "/spec/function",
+    rule: "function" as const,
+    message: 'function "ech" is not defined',
+  };
+  const modelWith = (build: BuildPlan): ModelPlan => ({
+    namespace: "default",
+    name: "m",
+    action: "unchanged",
+    buildKey: {},
+    build,
+  });
+  it.each<[string, Plan, string]>([
+    ["nothing", empty, "no change to what runs"],
+    [
+      "a build and its rollout",
+      {
+        ...empty,
+        models: [modelWith({ action: "build", number: 2 })],
+        deployments: [
+          {
+            namespace: "default",
+            name: "m",
+            model: "m",
+            action: "unchanged",
+            effect: "rollout",
+            build: {},
+            replicas: {},
+            reasons: [],
+          },
+        ],
+      },
+      "1 new build, 1 rollout",
+    ],
+    [
+      "a revert and a prune",
+      {
+        ...empty,
+        models: [modelWith({ action: "reuse", number: 1, commit: "c" })],
+        objects: [
+          {
+            kind: "ModelDeployment",
+            namespace: "default",
+            name: "old",
+            action: "removed",
+            file: "old.yaml",
+            changes: [],
+          },
+        ],
+      },
+      "1 build brought back, 1 object pruned",
+    ],
+    [
+      "an invalid head",
+      { ...empty, valid: false, head: { ...side, problems: [problem, problem] } },
+      "2 problems: the sync would apply nothing",
+    ],
+  ])("%s", (_name, plan, title) => {
+    expect(planTitle(plan)).toBe(title);
+  });
+
+  it("puts the head's problems on their files and lines", () => {
+    const result = pullRequestPlanOf([
+      { ...empty, valid: false, head: { ...side, problems: [problem] } },
+    ]);
+    expect(result.valid).toBe(false);
+    expect(result.annotations).toStrictEqual([
+      {
+        path: "m/model.yaml",
+        line: 8,
+        column: 13,
+        level: "failure",
+        message: 'Model/m /spec/function: function "ech" is not defined',
+      },
+    ]);
+    expect(result.markdown).toContain("m/model.yaml:8:13: Model/m /spec/function");
+  });
+
+  it("says so when no repository follows the base branch", () => {
+    expect(pullRequestPlanOf([])).toMatchObject({
+      valid: true,
+      title: "no ModelRepository follows the base branch",
+      annotations: [],
+    });
   });
 });

@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { AdminFile } from "../controller/platform/local/admin.ts";
 import { type CliProcess, runCli, startCli } from "./helpers/cli.ts";
 import { FakeGitHub } from "./helpers/fake-github.ts";
-import { commitAll, gitEnv } from "./helpers/git.ts";
+import { commitAll, gitEnv, runGit } from "./helpers/git.ts";
 import { openModelManifest } from "./helpers/manifests.ts";
 import { eventually, postJson } from "./helpers/replica.ts";
 import { removeUpTestRoot, stopUp } from "./helpers/up.ts";
@@ -113,20 +113,64 @@ describe("modelship up --github-repo", () => {
     expect(up.stdout()).not.toContain(TOKEN);
   }, 120_000);
 
-  it("plans a signed pull_request delivery to /hooks/git: a check run and one comment", async () => {
-    const head = "e".repeat(40);
-    const answer = await deliver("pull_request", {
-      action: "opened",
-      pull_request: { number: 3, base: { sha: first, ref: "main" }, head: { sha: head, ref: "x" } },
-      ...ours,
+  it("plans a signed pull_request delivery to /hooks/git: a check run and one comment, edited on the next push", async () => {
+    // The pull request's branch: a code change (a new build), then a typo in the function name.
+    runGit(repo, GIT_ENV, "checkout", "-q", "-b", "feature");
+    const change = commitAll(repo, GIT_ENV, "echo: wrap", {
+      "echo.py": 'def echo(args):\n    return {"echo": args}\n',
     });
-    expect(answer.status).toBe(202);
-    await eventually(() => github.comments.length === 1, 10_000);
+    const renamed = openModelManifest({ name: "echo", file: "echo.py", function: "ech" });
+    const typo = commitAll(repo, GIT_ENV, "echo: rename", { "model.yaml": renamed });
+    const functionLine = renamed.split("\n").indexOf("  function: ech") + 1;
+    runGit(repo, GIT_ENV, "checkout", "-q", "main");
+    const opened = (head: string, action: string) =>
+      deliver("pull_request", {
+        action,
+        pull_request: {
+          number: 3,
+          base: { sha: first, ref: "main" },
+          head: { sha: head, ref: "feature" },
+        },
+        ...ours,
+      });
+
+    expect((await opened(change, "opened")).status).toBe(202);
+    await eventually(() => github.comments.length === 1, 20_000);
     expect(github.checkRuns).toMatchObject([
-      { name: "modelship/plan", head_sha: head, conclusion: "success" },
+      {
+        name: "modelship/plan",
+        head_sha: change,
+        conclusion: "success",
+        output: { title: "1 new build, 1 rollout" },
+      },
     ]);
-    expect(github.comments[0]?.body).toMatch(/^<!-- modelship:plan -->\n/);
-  });
+    const comment = github.comments[0];
+    expect(comment?.body).toMatch(/^<!-- modelship:plan -->\n/);
+    expect(comment?.body).toContain(
+      "| `echo` | new build 2 (its code or build settings changed) |",
+    );
+    expect(comment?.body).toContain("| `echo` | new rollout: build 1 → 2 |");
+
+    expect((await opened(typo, "synchronize")).status).toBe(202);
+    await eventually(() => github.checkRuns.length === 2, 20_000);
+    await eventually(() => github.comments[0]?.body.includes("❌") === true, 10_000);
+    // Edited in place: still one comment, now with the problem.
+    expect(github.comments).toHaveLength(1);
+    expect(github.comments[0]?.body).toContain('/spec/function: function "ech" is not defined');
+    const failed = github.checkRuns[1];
+    expect(failed).toMatchObject({ head_sha: typo, conclusion: "failure" });
+    expect(failed?.annotations).toMatchObject([
+      {
+        path: "model.yaml",
+        annotation_level: "failure",
+        start_line: functionLine,
+        end_line: functionLine,
+      },
+    ]);
+    expect(String(failed?.annotations[0]?.message)).toContain(
+      'Model/echo /spec/function: function "ech"',
+    );
+  }, 60_000);
 
   it("fetches on a push delivery, and posts a failure status with the reason for a commit it refuses", async () => {
     const broken = commitAll(repo, GIT_ENV, "broken", { "model.yaml": "kind: Model\n" });

@@ -9,14 +9,15 @@ import { parseArgs } from "node:util";
 import { collectDefaultMetrics, Gauge, Registry } from "prom-client";
 import { closeServer, listen, SERVER_OPTIONS } from "../api/http.ts";
 import { urlNamesRepository } from "../forge/github.ts";
-import type { PullRequestPlanner } from "../forge/port.ts";
 import { isGitHubDelivery } from "../forge/webhook.ts";
 import { notifySyncs } from "../platform/forge-notifications.ts";
 import { KubeClient, loadKubeConfig } from "../platform/kubernetes/client.ts";
 import { LeaderElector } from "../platform/kubernetes/leader.ts";
 import { KubernetesPlatform, requestSync } from "../platform/kubernetes/platform.ts";
 import { settingsFromEnv, watchedNamespaces } from "../platform/kubernetes/settings.ts";
+import { pullRequestPlanOf } from "../platform/pull-request-plan.ts";
 import { ControllerMetrics } from "../reconcile/metrics.ts";
+import type { Plan } from "../reconcile/plan.ts";
 import { checkGitHubOptions, GITHUB_HELP_LINES, startGitHub } from "./github.ts";
 import type { CommandResult, Output } from "./output.ts";
 import { parsePort, untilStopSignal } from "./serve.ts";
@@ -44,17 +45,7 @@ ${GITHUB_HELP_LINES}
                        ModelRepositories whose URL names the repository.
 `;
 
-/** What a caller of runController may put in (the tests; the plan module, later). */
-export interface ControllerOptions {
-  /** Plans a pull request for GitHub (--github-repo); default: up's planNotWiredYet. */
-  planPullRequest?: PullRequestPlanner;
-}
-
-export async function runController(
-  args: string[],
-  output: Output,
-  options: ControllerOptions = {},
-): Promise<CommandResult> {
+export async function runController(args: string[], output: Output): Promise<CommandResult> {
   const { values } = parseArgs({
     args,
     options: {
@@ -120,7 +111,29 @@ export async function runController(
         env: process.env,
         registry,
         log,
-        planPullRequest: options.planPullRequest ?? (await import("./up.ts")).planNotWiredYet,
+        planPullRequest: async (pr, { signal }) => {
+          // The leader's caches hold the builds; a standby has none to number them by.
+          const platform = leading ? current : undefined;
+          if (!platform) throw new Error("this replica stands by: the leader plans pull requests");
+          const followed = platform.store
+            .list("ModelRepository")
+            .filter(
+              (item) =>
+                urlNamesRepository(item.spec.url, repository) &&
+                (item.spec.branch ?? "main") === pr.baseRef,
+            );
+          const plans: Plan[] = [];
+          for (const item of followed) {
+            plans.push(
+              await platform.plan(
+                item,
+                { base: pr.baseSha, head: pr.headSha, fetch: [`refs/pull/${pr.number}/head`] },
+                { signal },
+              ),
+            );
+          }
+          return pullRequestPlanOf(plans);
+        },
         onPush: () => {
           fetchNow().catch((error: Error) =>
             log(`github webhook: cannot ask the leader to fetch: ${error.message}`),

@@ -4,7 +4,6 @@ import { chmodSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { closeServer, listen } from "../api/http.ts";
-import type { PullRequestPlan, PullRequestPlanner, PullRequestRef } from "../forge/port.ts";
 import { notifySyncs } from "../platform/forge-notifications.ts";
 import {
   type AdminFile,
@@ -14,6 +13,7 @@ import {
 } from "../platform/local/admin.ts";
 import { LocalPlatform } from "../platform/local/platform.ts";
 import { lockStateDir, writeFileAtomic } from "../platform/local/state-files.ts";
+import { pullRequestPlanOf } from "../platform/pull-request-plan.ts";
 import { isRemoteUrl } from "../source/git.ts";
 import { checkGitHubOptions, GITHUB_HELP_LINES, startGitHub } from "./github.ts";
 import type { CommandResult, Output } from "./output.ts";
@@ -41,6 +41,10 @@ Options:
   --build-deadline D   a build still running after this long fails (default 30m)
   --max-builds N       how many builds run at once; the others wait (default 2)
 ${GITHUB_HELP_LINES}
+  --github-predict     with --github-repo: the plan of each pull request also runs the examples of
+                       each changed Model through its base's and head's builds (plan --predict).
+                       That runs the pull request's code here (as the model user when root): only
+                       for repositories whose pull requests you would run
 
 POST /hooks/git on the admin URL (printed on start) fetches at once (at most once a second); with
 MODELSHIP_WEBHOOK_SECRET set, only calls signed with it as GitHub signs them (X-Hub-Signature-256).
@@ -62,31 +66,10 @@ interface UpValues {
   "build-deadline": string;
   "max-builds": string;
   "github-repo"?: string | undefined;
+  "github-predict": boolean;
 }
 
-/** What a caller of runUp may put in (the tests; the plan module, later). */
-export interface UpOptions {
-  /** Plans a pull request for GitHub (--github-repo); default: planNotWiredYet. */
-  planPullRequest?: PullRequestPlanner;
-}
-
-/** The pull request "plan" until the plan module is wired in: it runs nothing and says so. */
-// TODO(plan): replaced by the plan module
-export async function planNotWiredYet(pr: PullRequestRef): Promise<PullRequestPlan> {
-  return {
-    valid: true,
-    title: "modelship plan",
-    summary: "plan not wired yet",
-    markdown: `### modelship plan\n\nNot wired yet: nothing was checked at ${pr.headSha.slice(0, 7)}.`,
-    annotations: [],
-  };
-}
-
-export async function runUp(
-  args: string[],
-  output: Output,
-  options: UpOptions = {},
-): Promise<CommandResult> {
+export async function runUp(args: string[], output: Output): Promise<CommandResult> {
   const { values } = parseArgs({
     args,
     options: {
@@ -102,6 +85,7 @@ export async function runUp(
       "build-deadline": { type: "string", default: "30m" },
       "max-builds": { type: "string", default: "2" },
       "github-repo": { type: "string" },
+      "github-predict": { type: "boolean", default: false },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -129,7 +113,7 @@ export async function runUp(
   // One owner per state directory, before anything in it is read.
   const unlock = lockStateDir(stateDir);
   try {
-    return await serve(values, url, stateDir, output, stopSignal, options);
+    return await serve(values, url, stateDir, output, stopSignal);
   } finally {
     unlock();
   }
@@ -141,7 +125,6 @@ async function serve(
   stateDir: string,
   output: Output,
   stopSignal: Promise<NodeJS.Signals>,
-  options: UpOptions,
 ): Promise<CommandResult> {
   // Only this user may look inside: the store holds every spec.env, secrets/ the keys.
   chmodSync(stateDir, 0o700);
@@ -178,7 +161,15 @@ async function serve(
         env: process.env,
         registry: platform.metrics,
         log,
-        planPullRequest: options.planPullRequest ?? planNotWiredYet,
+        planPullRequest: async (pr, { signal }) => {
+          const plan = await platform.plan(pr.baseSha, pr.headSha, {
+            signal,
+            // A URL repository has the pull request's head under refs/pull/N/head only.
+            fetch: [`refs/pull/${pr.number}/head`],
+            predict: values["github-predict"],
+          });
+          return pullRequestPlanOf([plan]);
+        },
         onPush: coalesced(() => platform.syncNow(), 1000),
       })
     : undefined;

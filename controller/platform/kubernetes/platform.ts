@@ -8,6 +8,7 @@ import { generateAccessKey } from "../../gateway/keys.ts";
 import { DEFAULT_RECONCILE_SETTINGS, type ReconcileContext } from "../../reconcile/context.ts";
 import { Controller } from "../../reconcile/controller.ts";
 import type { ControllerMetrics } from "../../reconcile/metrics.ts";
+import { type Plan, planForRepository } from "../../reconcile/plan.ts";
 import { type GitCredentials, GitSources } from "../../source/git-sources.ts";
 import { KanikoBuilder } from "./builder.ts";
 import { customCollectionPath, customPath, isNotFound, type KubeClient } from "./client.ts";
@@ -78,6 +79,7 @@ export async function requestSync(
 
 export class KubernetesPlatform {
   readonly store: KubeStore;
+  private readonly context: ReconcileContext;
   readonly runtime: KubeRuntime;
   readonly builder: KanikoBuilder;
   readonly controller: Controller;
@@ -122,7 +124,7 @@ export class KubernetesPlatform {
       timings: settings.informers,
     });
     this.events = new KubeEventRecorder(client, log, { namespace });
-    const context: ReconcileContext = {
+    this.context = {
       store: this.store,
       builder: this.builder,
       runtime: this.runtime,
@@ -141,7 +143,19 @@ export class KubernetesPlatform {
         ...options.reconcile,
       },
     };
-    this.controller = new Controller(context, namespace);
+    this.controller = new Controller(this.context, namespace);
+  }
+
+  /**
+   * What the sync of `repository` will do when its branch moves from `base` to `head`, with this
+   * cluster's builds and base images; `fetch` names refs to fetch first (a pull request's head).
+   */
+  plan(
+    repository: ModelRepository,
+    refs: { base: string; head: string; fetch?: string[] },
+    options: { signal?: AbortSignal } = {},
+  ): Promise<Plan> {
+    return planForRepository(this.context, repository, refs, options);
   }
 
   private repositoryOfBuild(build: ModelBuild): ModelRepository | undefined {

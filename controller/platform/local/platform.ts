@@ -2,29 +2,28 @@
 // store, the builder, the runtime, the gateway, the reconcilers and the admin API. Everything it
 // keeps lives in the state directory.
 import { createHash } from "node:crypto";
-import { existsSync } from "node:fs";
-import { chmod, chown, lchown, lstat, mkdir, readdir, rm } from "node:fs/promises";
+import { chmod, lstat, mkdir } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { dirname, join, resolve } from "node:path";
+import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Registry } from "prom-client";
 import { listen } from "../../api/http.ts";
-import type { ModelBuild, ModelRepository } from "../../api/types.generated.ts";
+import type { ModelRepository } from "../../api/types.generated.ts";
 import { formatName, type NamespacedName } from "../../core/keys.ts";
 import { ANNOTATION_ALLOW_REWRITE, ANNOTATION_RESTARTED_AT } from "../../core/labels.ts";
-import type { Builder, BuildProgress, CallOptions } from "../../core/ports.ts";
 import type { GatewayConfig } from "../../gateway/config.ts";
 import { Gateway } from "../../gateway/gateway.ts";
 import { DEFAULT_RECONCILE_SETTINGS, type ReconcileContext } from "../../reconcile/context.ts";
 import { Controller } from "../../reconcile/controller.ts";
 import { ControllerMetrics } from "../../reconcile/metrics.ts";
 import { type Plan, planForRepository } from "../../reconcile/plan.ts";
-import type { GitSource } from "../../source/git.ts";
+import { syncValidateOptions } from "../../reconcile/repository.ts";
 import { GitSources } from "../../source/git-sources.ts";
 import { gatewayConfigFrom } from "../routes.ts";
-import { LocalBuilder } from "./builder.ts";
+import { LocalBuilderPort } from "./builder-port.ts";
 import { LocalEventRecorder } from "./events.ts";
 import { KeyStore } from "./key-store.ts";
+import { PredictionRunner, type PredictOptions, predictChange } from "./predict.ts";
 import { LocalRuntime } from "./runtime.ts";
 import { checkModelUserReads, defaultBuildsDir, type ModelUser, modelUser } from "./sandbox.ts";
 import { LocalStore } from "./store.ts";
@@ -99,127 +98,6 @@ export async function privateDirectory(path: string): Promise<void> {
 /** The name of the ModelRepository that `modelship up` creates. */
 export const UP_REPOSITORY = "local";
 const NAMESPACE = "default";
-
-/**
- * Builds in the builds directory, from a source tree exported from git at the build's commit,
- * as the model user when there is one (see sandbox.ts): its files are the model's, apart from
- * the state directory.
- */
-export class LocalBuilderPort implements Builder {
-  private readonly builder: LocalBuilder;
-  private readonly buildsDir: string;
-  private readonly user: ModelUser | undefined;
-  private readonly sourceOf: (build: ModelBuild) => GitSource;
-  private readonly log: (line: string) => void;
-
-  constructor(options: {
-    buildsDir: string;
-    user: ModelUser | undefined;
-    deadlineMs: number | undefined;
-    sourceOf: (build: ModelBuild) => GitSource;
-    log: (line: string) => void;
-  }) {
-    this.log = options.log;
-    this.buildsDir = options.buildsDir;
-    this.user = options.user;
-    this.sourceOf = options.sourceOf;
-    this.builder = new LocalBuilder(
-      options.deadlineMs === undefined ? {} : { deadlineMs: options.deadlineMs },
-    );
-  }
-
-  private nameOf(build: ModelBuild): string {
-    return `${build.metadata.namespace ?? NAMESPACE}/${build.metadata.name}`;
-  }
-
-  outputDir(build: ModelBuild): string {
-    return join(this.buildsDir, build.metadata.namespace ?? NAMESPACE, build.metadata.name);
-  }
-
-  async start(build: ModelBuild, _options?: CallOptions): Promise<void> {
-    const name = this.nameOf(build);
-    if (this.builder.status(name)) return;
-    const outputDir = this.outputDir(build);
-    // What a build interrupted by a restart left behind is not a build: start afresh.
-    await removeTree(outputDir);
-    const sourceDir = join(
-      this.buildsDir,
-      ".work",
-      `${build.metadata.namespace ?? NAMESPACE}-${build.metadata.name}`,
-    );
-    await removeTree(sourceDir);
-    await this.sourceOf(build).exportTree(
-      build.spec.commit,
-      build.spec.sourcePath,
-      sourceDir,
-      build.spec.exclude ?? [],
-    );
-    // The build runs as the model user: it reads its source and makes its output directory.
-    await mkdir(dirname(outputDir), { recursive: true });
-    if (this.user) {
-      await chownTree(sourceDir, this.user);
-      await chown(dirname(outputDir), this.user.uid, this.user.gid);
-    }
-    this.builder.start({
-      name,
-      runtime: build.spec.runtime,
-      sourceDir,
-      outputDir,
-      ...(build.spec.buildScript ? { buildScript: build.spec.buildScript } : {}),
-      ...(this.user ? { user: this.user } : {}),
-      // The console follows the build as it goes, each line marked with its model and build.
-      onLine: (line) => this.log(`${build.spec.model} build ${build.spec.number} | ${line}`),
-    });
-  }
-
-  async status(build: ModelBuild, _options?: CallOptions): Promise<BuildProgress | undefined> {
-    const running = this.builder.status(this.nameOf(build));
-    if (running) return running;
-    const image = await LocalBuilder.completedImage(this.outputDir(build));
-    return image ? { phase: "Succeeded", image } : undefined;
-  }
-
-  async logs(build: ModelBuild, _options?: CallOptions): Promise<string> {
-    return this.builder.logs(this.nameOf(build));
-  }
-
-  /**
-   * Ends the build if it still runs (killing its process tree) and frees what it left: its
-   * directory (a venv is tens of MB) and its log.
-   */
-  async remove(build: ModelBuild, _options?: CallOptions): Promise<void> {
-    await this.builder.cancel(this.nameOf(build));
-    await removeTree(this.outputDir(build));
-  }
-
-  stop(): Promise<void> {
-    return this.builder.stop();
-  }
-}
-
-/** Gives a directory and everything in it to `user` (the export was made as this process). */
-async function chownTree(path: string, user: ModelUser): Promise<void> {
-  await lchown(path, user.uid, user.gid);
-  for (const entry of await readdir(path, { withFileTypes: true })) {
-    const child = join(path, entry.name);
-    if (entry.isDirectory()) await chownTree(child, user);
-    else await lchown(child, user.uid, user.gid);
-  }
-}
-
-/** Removes a directory a build made read-only. */
-async function removeTree(path: string): Promise<void> {
-  if (!existsSync(path)) return;
-  await makeWritable(path);
-  await rm(path, { recursive: true, force: true });
-}
-
-async function makeWritable(path: string): Promise<void> {
-  await chmod(path, 0o755).catch(() => {});
-  for (const entry of await readdir(path, { withFileTypes: true }).catch(() => [])) {
-    if (entry.isDirectory()) await makeWritable(join(path, entry.name));
-  }
-}
 
 export class LocalPlatform {
   readonly store: LocalStore;
@@ -344,11 +222,45 @@ export class LocalPlatform {
   /**
    * What the sync will do when the followed branch moves from `base` to `head` (commits, refs):
    * `modelship plan` with this store's builds, so a revert names the build the controller has.
+   * `fetch` names refs to fetch first from a URL repository (a pull request's head); `predict`
+   * runs each changed Model's examples through both builds (plan --predict), builds kept below
+   * the builds directory by build key.
    */
-  async plan(base: string, head: string, options: { signal?: AbortSignal } = {}): Promise<Plan> {
+  async plan(
+    base: string,
+    head: string,
+    options: { signal?: AbortSignal; fetch?: string[]; predict?: boolean } = {},
+  ): Promise<Plan> {
     const repository = this.store.get("ModelRepository", NAMESPACE, UP_REPOSITORY);
     if (!repository) throw new Error("modelship up has not made its ModelRepository yet");
-    return planForRepository(this.context, repository, { base, head }, options);
+    const refs = { base, head, ...(options.fetch ? { fetch: options.fetch } : {}) };
+    const plan = await planForRepository(this.context, repository, refs, options);
+    if (!options.predict) return plan;
+    const source = this.sources.of(repository);
+    const predict: PredictOptions = {
+      source,
+      buildsDir: join(this.buildsDir, "plan"),
+      user: this.modelUser,
+      log: (line) => this.options.log(`plan: ${line}`),
+    };
+    const runner = new PredictionRunner(predict);
+    try {
+      plan.predictions = await predictChange(
+        plan,
+        {
+          repository: { namespace: NAMESPACE, name: UP_REPOSITORY },
+          path: repository.spec.path ?? ".",
+          base: await source.revision(base),
+          head: await source.revision(head),
+          validate: syncValidateOptions(this.context, NAMESPACE),
+        },
+        runner,
+        predict,
+      );
+    } finally {
+      await runner.stop();
+    }
+    return plan;
   }
 
   /** Fetches the repositories now (the webhook, `POST /hooks/git`). */

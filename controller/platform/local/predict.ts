@@ -25,7 +25,7 @@ import {
   parseExamplesFile,
 } from "../../source/examples.ts";
 import type { GitSource, Revision } from "../../source/git.ts";
-import { LocalBuilderPort } from "./platform.ts";
+import { LocalBuilderPort } from "./builder-port.ts";
 import { buildDirectory, buildEnvironment } from "./runtime.ts";
 import type { ModelUser } from "./sandbox.ts";
 
