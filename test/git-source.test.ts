@@ -583,6 +583,23 @@ describe("GitSource over smart HTTP (git http-backend)", () => {
     await server.close();
   });
 
+  it("fetches a pull request's head into the cache by its ref, and leaves the branch be", async () => {
+    const cacheDir = freshDir("cache");
+    const source = new GitSource({ url, branch: "main", cacheDir });
+    const main = (await source.fetch()).commit;
+    // A pull request's head, as GitHub keeps it: on no branch, under refs/pull/N/head.
+    git(served, "checkout", "-q", "-b", "proposal");
+    const proposed = commit(served, "proposal", { "src/a.py": "a = 42\n" });
+    git(served, "checkout", "-q", "main");
+    git(served, "update-ref", "refs/pull/7/head", proposed);
+    git(served, "branch", "-q", "-D", "proposal");
+    await expect(source.revision(proposed)).rejects.toThrow(/names no commit/);
+    await source.fetchRef("refs/pull/7/head");
+    expect((await source.revision(proposed)).message).toBe("proposal");
+    expect(await source.tree(proposed).readText("src/a.py")).toBe("a = 42\n");
+    expect((await source.revision("main")).commit).toBe(main);
+  });
+
   it("clones into the cache, then fetches new and force-pushed commits", async () => {
     const cacheDir = join(freshDir("cache"), "nested", "cache");
     const source = new GitSource({ url, branch: "main", cacheDir });

@@ -179,7 +179,7 @@ describe("modelship plan --predict on the iris example", () => {
     expect(text.exitCode).toBe(0);
     expect(text.stderr).not.toContain("building iris");
     expect(text.stdout).toMatch(
-      /iris\s+\d of 7 answers changed; \d no longer match the expected output \(median [\d.]+ ms → [\d.]+ ms\)/,
+      /iris\s+\d of 7 answers changed; \d miss the expected output \(median [\d.]+ ms → [\d.]+ ms\)/,
     );
     expect(text.stdout).toMatch(/add-numbers\s+unchanged: the same build answers/);
     expect(text.stdout).toMatch(

@@ -380,6 +380,20 @@ describe("modelship plan on a real repository", () => {
     runGit(dir, GIT_ENV, "reset", "-q", "--hard", removeDeployment);
   });
 
+  it("exits 1, not 2, when the head's objects are not even objects", () => {
+    const broken = commitAll(dir, GIT_ENV, "garbage", {
+      "junk.yaml":
+        "apiVersion: modelship.dev/v1alpha1\nkind: ModelDeployment\nmetadata: {name: junk}\nspec: 3\n",
+      "gone.yaml": "apiVersion: modelship.dev/v1alpha1\nkind: Model\nmetadata: {name: gone}\n",
+    });
+    const run = plan(dir, removeDeployment, broken);
+    expect(run.stderr).toBe("");
+    expect(run.exitCode).toBe(1);
+    expect(run.stdout).toMatch(/junk\.yaml:4:\d+: ModelDeployment\/junk \/spec: /);
+    expect(run.stdout).toMatch(/gone\.yaml:\d+:\d+: Model\/gone /);
+    runGit(dir, GIT_ENV, "reset", "-q", "--hard", removeDeployment);
+  });
+
   it("takes refs as git does, and refuses one that names nothing", () => {
     expect(planJson(dir, "HEAD~2", "main").head.commit).toBe(removeDeployment);
     const abbreviated = planJson(dir, code.slice(0, 8), "HEAD~2^");
@@ -391,7 +405,7 @@ describe("modelship plan on a real repository", () => {
 
   it("writes markdown for a pull request", () => {
     const run = plan(dir, revert, scale, "-o", "markdown");
-    expect(run.stdout).toContain("| `add` | scale: replicas 2 → 3 |");
+    expect(run.stdout).toContain("| `add` | scale: replicas 2 → 3; the same rollout, no build |");
     expect(run.stdout).toContain("/spec/replicas: 2 → 3");
   });
 });

@@ -127,7 +127,12 @@ export async function runController(args: string[], output: Output): Promise<Com
             plans.push(
               await platform.plan(
                 item,
-                { base: pr.baseSha, head: pr.headSha, fetch: [`refs/pull/${pr.number}/head`] },
+                {
+                  base: pr.baseSha,
+                  head: pr.headSha,
+                  // The base may have moved since the last poll; the head is on no branch.
+                  fetch: [`refs/heads/${pr.baseRef}`, `refs/pull/${pr.number}/head`],
+                },
                 { signal },
               ),
             );

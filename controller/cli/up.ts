@@ -162,10 +162,13 @@ async function serve(
         registry: platform.metrics,
         log,
         planPullRequest: async (pr, { signal }) => {
+          // A pull request into another branch changes nothing up serves.
+          if (pr.baseRef !== values.branch) return pullRequestPlanOf([]);
           const plan = await platform.plan(pr.baseSha, pr.headSha, {
             signal,
-            // A URL repository has the pull request's head under refs/pull/N/head only.
-            fetch: [`refs/pull/${pr.number}/head`],
+            // A URL repository: the base branch may have moved since the last poll, and the
+            // pull request's head is under refs/pull/N/head only.
+            fetch: [`refs/heads/${pr.baseRef}`, `refs/pull/${pr.number}/head`],
             predict: values["github-predict"],
           });
           return pullRequestPlanOf([plan]);

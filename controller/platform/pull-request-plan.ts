@@ -31,13 +31,17 @@ export function planTitle(plan: Plan): string {
 
 /** The head's problems where GitHub shows them: on the file and line, as failures. */
 export function problemAnnotations(plan: Plan): PlanAnnotation[] {
-  return plan.head.problems.map((problem) => ({
-    path: problem.file,
-    line: problem.line,
-    column: problem.column,
-    level: "failure",
-    message: `${problem.kind ?? "?"}/${problem.name ?? "?"} ${problem.pointer || "/"}: ${problem.message}`,
-  }));
+  // A problem of no object (a path that is not there) names a directory: GitHub refuses an
+  // annotation on one, and with it the whole check run.
+  return plan.head.problems
+    .filter((problem) => problem.kind !== undefined)
+    .map((problem) => ({
+      path: problem.file,
+      line: problem.line,
+      column: problem.column,
+      level: "failure",
+      message: `${problem.kind ?? "?"}/${problem.name ?? "?"} ${problem.pointer || "/"}: ${problem.message}`,
+    }));
 }
 
 /** What a forge shows of the plans of one pull request (one per ModelRepository it changes). */

@@ -58,6 +58,8 @@ export function describeDeployment(deployment: DeploymentPlan): string {
       return "no change to what runs";
     case "rollout":
       return `new rollout: ${why}`;
+    case "scale":
+      return `scale: ${why}; the same rollout, no build`;
     default:
       return `${deployment.effect}: ${why}`;
   }

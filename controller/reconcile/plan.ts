@@ -501,8 +501,14 @@ export async function planChange(options: PlanOptions): Promise<Plan> {
   const [baseObjects, headObjects] = [await load(options.base), await load(options.head)];
   // An invalid commit is compared by what it declares: the sync would apply none of it, but
   // what changes is still what a reviewer wants to see.
+  // Objects whose spec is not even an object are left out: their problem says enough.
   const desiredOf = (objects: CommitObjects, revision: Revision) =>
-    objects.desired ?? desiredObjects(objects.declared, options.repository, revision);
+    objects.desired ??
+    desiredObjects(
+      objects.declared.filter((item) => isPlainObject(item.object.spec)),
+      options.repository,
+      revision,
+    );
   const base = desiredOf(baseObjects, options.base);
   const head = desiredOf(headObjects, options.head);
   const objects = objectPlans(base, head, {

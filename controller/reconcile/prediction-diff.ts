@@ -243,7 +243,7 @@ export function summarizePredictions(report: ModelPredictions): string {
       if (report.nowAnswering > 0) parts.push(`${report.nowAnswering} now answering`);
       if (report.expectedMismatchCount > 0) {
         parts.push(
-          `${report.expectedMismatchCount} no longer match${report.expectedMismatchCount === 1 ? "es" : ""} the expected output`,
+          `${report.expectedMismatchCount} miss${report.expectedMismatchCount === 1 ? "es" : ""} the expected output`,
         );
       }
       const latency =

@@ -306,19 +306,17 @@ export class GitSource {
     // its branches as origin's.
     for (const candidate of [name, `refs/remotes/origin/${name}`]) {
       const oid = await git.resolveRef({ fs, ...location, ref: candidate }).catch(() => undefined);
-      if (oid !== undefined) {
-        const { type } = await git.readObject({
-          fs,
-          ...location,
-          oid,
-          format: "parsed",
-          cache: this.gitCache,
-        });
-        if (type === "commit") return oid;
-        if (type === "tag") {
-          const { tag } = await git.readTag({ fs, ...location, oid, cache: this.gitCache });
-          return tag.object;
-        }
+      // A full id resolves to itself whether or not the object is here: read it to know.
+      const found =
+        oid === undefined
+          ? undefined
+          : await git
+              .readObject({ fs, ...location, oid, format: "parsed", cache: this.gitCache })
+              .catch(() => undefined);
+      if (oid !== undefined && found?.type === "commit") return oid;
+      if (oid !== undefined && found?.type === "tag") {
+        const { tag } = await git.readTag({ fs, ...location, oid, cache: this.gitCache });
+        return tag.object;
       }
     }
     throw new GitSourceError(
@@ -349,17 +347,18 @@ export class GitSource {
   }
 
   /**
-   * A URL repository: fetches a ref besides the branch into the cache — a pull request's head,
-   * `refs/pull/7/head` on GitHub, kept as `refs/remotes/origin/pull/7/head` — so that its
-   * commits can be read. A local path has every commit already: nothing is fetched.
+   * A URL repository: fetches the commits of another ref into the cache — a pull request's head,
+   * `refs/pull/7/head` on GitHub, or another branch — so that they can be read by id. Only a
+   * branch gets a ref (the cache's refspec maps branches alone); a pull request's commits stay
+   * unnamed. The followed branch is what the server is told the cache has, so only what is new
+   * comes down. A local path has every commit already: nothing is fetched.
    */
   async fetchRef(remoteRef: string, options: { signal?: AbortSignal } = {}): Promise<void> {
     if (!this.remote) return;
     const gitdir = cachePathOf(this.options.cacheDir, this.url);
-    const localRef = `refs/remotes/origin/${remoteRef.replace(/^refs\//, "")}`;
     await withLock(gitdir, async () => {
       if (!(await isFile(join(gitdir, "HEAD")))) await this.cloneInto(gitdir, options.signal);
-      await this.fetchInto(gitdir, options.signal, remoteRef, localRef);
+      await this.fetchInto(gitdir, options.signal, remoteRef);
     });
   }
 
@@ -628,8 +627,9 @@ export class GitSource {
     gitdir: string,
     signal: AbortSignal | undefined,
     remoteRef = `refs/heads/${this.branch}`,
-    localRef = `refs/remotes/origin/${this.branch}`,
   ): Promise<void> {
+    // isomorphic-git tells the server it has what this ref points at: the followed branch.
+    const localRef = `refs/remotes/origin/${this.branch}`;
     let result: Awaited<ReturnType<typeof git.fetch>>;
     try {
       result = await git.fetch({

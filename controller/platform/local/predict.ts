@@ -42,9 +42,36 @@ export interface PredictOptions {
   timeoutSeconds?: number;
   /** A build running longer fails. */
   buildDeadlineMs?: number;
+  /** How long a replica may take to load its function before its side fails (default 2 minutes). */
+  loadTimeoutMs?: number;
 }
 
 const POLL_MS = 100;
+/** How long a replica may take to load its function (scikit-learn alone takes seconds). */
+const DEFAULT_LOAD_TIMEOUT_MS = 120_000;
+
+/**
+ * Waits for the replica to be ready, at most `ms`: a worker that dies while loading is restarted
+ * again and again, and would otherwise be waited for forever.
+ */
+async function readyWithin(agent: ReplicaAgent, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () =>
+        reject(new Error(`not ready after ${Math.round(ms / 1000)} s: ${agent.notReadyReason}`)),
+      ms,
+    );
+  });
+  const ready = agent.whenReady();
+  // Past the deadline the agent is stopped, and its waiter rejects with no one listening.
+  ready.catch(() => {});
+  try {
+    await Promise.race([ready, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
 
 /** The side of a change one Model is run at: its commit and desired objects there. */
 interface Side {
@@ -141,8 +168,9 @@ export class PredictionRunner {
       timeoutSeconds: this.options.timeoutSeconds ?? deployment?.spec.timeoutSeconds ?? 30,
     });
     agent.start();
+    const loadMs = this.options.loadTimeoutMs ?? DEFAULT_LOAD_TIMEOUT_MS;
     try {
-      await agent.whenReady();
+      await readyWithin(agent, loadMs);
     } catch (error) {
       await agent.stop();
       return { ...known, failure: `does not load: ${(error as Error).message}`, answers: [] };
@@ -163,6 +191,15 @@ export class PredictionRunner {
             ? { ok: true, value: body.response, ms }
             : { ok: false, error: `${body.error}: ${body.message}`, ms },
         );
+        // A timeout or a crash restarts the worker: the next example waits for it, so that
+        // one bad example does not fail the rest as not ready.
+        if (answer.status !== 200) {
+          const recovered = await readyWithin(agent, loadMs).then(
+            () => true,
+            () => false,
+          );
+          if (!recovered) break;
+        }
       }
     } finally {
       await agent.stop();
