@@ -6,16 +6,24 @@ import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import {
+  PredictionRunner,
+  type PredictOptions,
+  predictChange,
+} from "../controller/platform/local/predict.ts";
 import { defaultBuildsDir, modelUser } from "../controller/platform/local/sandbox.ts";
 import type { Plan } from "../controller/reconcile/plan.ts";
+import { historyCatalog, planChange } from "../controller/reconcile/plan.ts";
 import {
   compareAnswers,
   comparePredictions,
   median,
 } from "../controller/reconcile/prediction-diff.ts";
 import { parseExamplesFile } from "../controller/source/examples.ts";
+import { GitSource } from "../controller/source/git.ts";
 import { PROJECT_ROOT, runCli } from "./helpers/cli.ts";
 import { commitAll, gitEnv, runGit } from "./helpers/git.ts";
+import { openModelManifest } from "./helpers/manifests.ts";
 
 const GIT_ENV = gitEnv({ name: "Grace Hopper", email: "grace@example.com" });
 const root = mkdtempSync(join(tmpdir(), "modelship-predict-"));
@@ -194,3 +202,51 @@ describe("modelship plan --predict on the iris example", () => {
 function readFit(): string {
   return readFileSync(join(PROJECT_ROOT, "manifests/examples/iris/fit.py"), "utf8");
 }
+
+describe("predictions from a model that never loads", () => {
+  it("fail that side after the load deadline, naming why, instead of waiting forever", async () => {
+    const dir = join(root, "dying");
+    runGit(root, GIT_ENV, "init", "-q", "-b", "main", dir);
+    const manifest = openModelManifest({ name: "dies", file: "dies.py", function: "f" }).replace(
+      "  authentication:",
+      "  example:\n    input: 1\n  authentication:",
+    );
+    const base = commitAll(dir, GIT_ENV, "answers", {
+      "dies.py": "def f(args):\n    return args\n",
+      "model.yaml": manifest,
+    });
+    // Exits while it loads: the agent restarts it again and again, and it never gets ready.
+    const head = commitAll(dir, GIT_ENV, "dies", {
+      "dies.py": "import os\nos._exit(3)\ndef f(args):\n    return args\n",
+    });
+    const source = new GitSource({ url: dir, branch: "main", cacheDir: join(root, "unused") });
+    const options = {
+      source,
+      repository: { namespace: "default", name: "plan" },
+      path: ".",
+      base: await source.revision(base),
+      head: await source.revision(head),
+      validate: { namespace: "default" },
+      baseImage: (runtime: string) => `local/${runtime}`,
+    };
+    const plan = await planChange({ ...options, catalog: await historyCatalog(options, 10) });
+    const predict: PredictOptions = {
+      source,
+      buildsDir: buildsRoot(join(root, "dying-cache")),
+      user: modelUser(),
+      log: () => {},
+      loadTimeoutMs: 3000,
+    };
+    const runner = new PredictionRunner(predict);
+    try {
+      const [report] = await predictChange(plan, options, runner, predict);
+      expect(report).toMatchObject({ model: "dies", outcome: "failed", failure: { side: "head" } });
+      expect(report?.failure?.message).toMatch(
+        /^does not load: not ready after 3 s: worker \d+ exited with code 3/,
+      );
+    } finally {
+      await runner.stop();
+      rmSync(buildsRoot(join(root, "dying-cache")), { recursive: true, force: true });
+    }
+  }, 120_000);
+});
