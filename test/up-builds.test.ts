@@ -90,7 +90,8 @@ describe("builds under modelship up", () => {
         "stuck/build.sh": `${marker}\n`,
         "stuck.yaml": model("stuck", { buildScript: true }),
       },
-      ["--build-deadline", "3s"],
+      // Long enough for the venv to be made first on a loaded machine: the script must run.
+      ["--build-deadline", "10s"],
     );
     try {
       // It does run: the deadline, not a failure to start, ends it.
@@ -102,7 +103,7 @@ describe("builds under modelship up", () => {
       );
       const build = await get<ModelBuild>("/api/v1/modelbuilds/stuck-1");
       expect(build.status?.message).toContain(
-        "the build ran past its deadline of 3s and was killed",
+        "the build ran past its deadline of 10s and was killed",
       );
       await eventually(() => processesWith(marker).length === 0, 10_000);
     } finally {
