@@ -3,7 +3,7 @@
 // Models need a new build and which get an existing one back (the Model reconciler's build key
 // and choice), and which ModelDeployments roll out, scale, stop or go (the rollout hash the
 // deployment reconciler compares). Nothing is applied, built or run here.
-import { canonicalJson } from "../api/canonical-json.ts";
+import { canonicalJson, isRecord } from "../api/canonical-json.ts";
 import type {
   Model,
   ModelBuild,
@@ -157,10 +157,6 @@ const BOOKKEEPING_ANNOTATIONS = new Set([
   ANNOTATION_MANIFEST_FILES,
 ]);
 
-function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
-
 function escapePointer(key: string): string {
   return key.replaceAll("~", "~0").replaceAll("/", "~1");
 }
@@ -170,7 +166,7 @@ function escapePointer(key: string): string {
  * compared key by key; lists and scalars whole (an apply replaces a list).
  */
 export function fieldChanges(before: unknown, after: unknown, path = ""): FieldChange[] {
-  if (isPlainObject(before) && isPlainObject(after)) {
+  if (isRecord(before) && isRecord(after)) {
     const keys = [...new Set([...Object.keys(before), ...Object.keys(after)])].sort();
     return keys.flatMap((key) =>
       fieldChanges(before[key], after[key], `${path}/${escapePointer(key)}`),
@@ -505,7 +501,7 @@ export async function planChange(options: PlanOptions): Promise<Plan> {
   const desiredOf = (objects: CommitObjects, revision: Revision) =>
     objects.desired ??
     desiredObjects(
-      objects.declared.filter((item) => isPlainObject(item.object.spec)),
+      objects.declared.filter((item) => isRecord(item.object.spec)),
       options.repository,
       revision,
     );

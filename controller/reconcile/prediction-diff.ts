@@ -2,7 +2,7 @@
 // the build a change makes (the head), compared answer by answer — numbers within a tolerance —
 // into what a reviewer needs: how many answers change, which fail now, which no longer match
 // their expected output, by how much, and how fast each side answers.
-import { canonicalJson } from "../api/canonical-json.ts";
+import { canonicalJson, isRecord } from "../api/canonical-json.ts";
 import type { Example } from "../source/examples.ts";
 
 /** Differences a report shows per model; the counts cover all of them. */
@@ -60,10 +60,6 @@ export interface ModelPredictions {
   expectedMismatchCount: number;
   medianMs: { base?: number; head?: number };
   failure?: { side: "base" | "head"; message: string };
-}
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
 /**

@@ -2,7 +2,7 @@
 // inventory of what the last good sync applied, what to prune from it, which existing objects are
 // not this repository's to change, and which have drifted from git. Pure functions, shared by the
 // sync and by anything that wants to say what a sync would do.
-import { canonicalJson } from "../api/canonical-json.ts";
+import { canonicalJson, isRecord } from "../api/canonical-json.ts";
 import { type Kind, withDefaults } from "../api/schemas.ts";
 import type { InventoryEntry } from "../api/types.generated.ts";
 import { type NamespacedName, sameName } from "../core/keys.ts";
@@ -207,15 +207,11 @@ export function ownershipConflicts(
  * apply leaves alone too. Lists are compared whole, as apply replaces them.
  */
 export function holds(live: unknown, wanted: unknown): boolean {
-  if (isPlainObject(wanted)) {
-    if (!isPlainObject(live)) return false;
+  if (isRecord(wanted)) {
+    if (!isRecord(live)) return false;
     return Object.entries(wanted).every(([key, value]) => holds(live[key], value));
   }
   return canonicalJson(live) === canonicalJson(wanted);
-}
-
-function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
 /**

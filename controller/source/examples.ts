@@ -1,7 +1,9 @@
 // A Model's example calls: `spec.example` first, then `spec.examples`, then the lines of
 // `spec.examplesFile` (JSON Lines in its source path). `modelship plan --predict` runs them
 // through two builds; validation reports a line of the file that is not an example.
+
 import { posix } from "node:path";
+import { isRecord } from "../api/canonical-json.ts";
 import type { ModelSpec } from "../api/types.generated.ts";
 
 /** The largest examples file read: examples are for comparing builds, not a data set. */
@@ -21,10 +23,6 @@ export interface Example {
 export interface ExampleLineProblem {
   line: number;
   message: string;
-}
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
 function exampleOf(item: Record<string, unknown>, label: string): Example {

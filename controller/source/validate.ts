@@ -5,6 +5,7 @@
 
 import { posix } from "node:path";
 import type { ErrorObject, ValidateFunction } from "ajv";
+import { isRecord } from "../api/canonical-json.ts";
 import {
   compileKindValidators,
   GROUP_VERSION,
@@ -91,10 +92,6 @@ interface Candidate {
 }
 
 const DEFAULT_NAMESPACE = "default";
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
 
 /** The object a problem belongs to; its kind may be one we do not know (a typo). */
 interface ProblemSubject {

@@ -2,7 +2,9 @@
 // each model's access key, which `modelship keys show` prints as CDSW's UI shows it, and the
 // model API keys, of which only the hash is kept — they are shown once, when created. The
 // gateway itself only ever gets hashes.
+
 import { existsSync } from "node:fs";
+import { isRecord } from "../../api/canonical-json.ts";
 import {
   type ApiKeyRecord,
   DEFAULT_API_KEY_LIFETIME_MS,
@@ -11,7 +13,7 @@ import {
   hashKey,
   type NewApiKey,
 } from "../../gateway/keys.ts";
-import { isRecord, readStateFile, writeFileAtomic } from "./state-files.ts";
+import { readStateFile, writeFileAtomic } from "./state-files.ts";
 
 interface KeyFile {
   /** "namespace/model" → access key. */

@@ -3,6 +3,7 @@
 // and durable (write a temporary file, fsync it, rename it over the old one, fsync the
 // directory), and a file that cannot be read whole stops the start with its name and what to do —
 // never an empty store that would answer every call with 404 while the models are "Deployed".
+
 import {
   closeSync,
   constants,
@@ -68,10 +69,6 @@ export function readStateFile<T>(
   const problem = problemOf(value);
   if (problem) throw new DamagedStateFile(file, problem, consequence);
   return value as T;
-}
-
-export function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
 export const LOCK_FILE = "up.lock";

@@ -6,7 +6,7 @@
 // API server keeps Events.
 import { randomUUID } from "node:crypto";
 import { existsSync } from "node:fs";
-import { canonicalJson } from "../../api/canonical-json.ts";
+import { canonicalJson, isRecord } from "../../api/canonical-json.ts";
 import type { Kind } from "../../api/schemas.ts";
 import { NotFoundError } from "../../core/errors.ts";
 import { OPERATION_ANNOTATIONS } from "../../core/labels.ts";
@@ -19,7 +19,7 @@ import type {
   StoredMetadata,
   WatchEvent,
 } from "../../core/ports.ts";
-import { isRecord, readStateFile, writeFileAtomic } from "./state-files.ts";
+import { readStateFile, writeFileAtomic } from "./state-files.ts";
 
 interface StoreFile {
   version: 1;
