@@ -304,9 +304,11 @@ function rolloutReasons(base: DeploymentSide, head: DeploymentSide): string[] {
   } else if (base.buildKey !== head.buildKey) {
     reasons.push(`build ${head.build ?? "?"} is rebuilt`);
   }
-  const env = fieldChanges(before.env ?? {}, after.env ?? {}).map((change) =>
-    change.path.slice(1).replaceAll("~1", "/").replaceAll("~0", "~"),
-  );
+  const beforeEnv = before.env ?? {};
+  const afterEnv = after.env ?? {};
+  const env = [...new Set([...Object.keys(beforeEnv), ...Object.keys(afterEnv)])]
+    .filter((name) => beforeEnv[name] !== afterEnv[name])
+    .sort();
   if (env.length > 0) reasons.push(`env ${env.join(", ")} changed`);
   const timeout = (spec: ModelDeployment["spec"]) => spec.timeoutSeconds ?? DEFAULT_TIMEOUT_SECONDS;
   if (timeout(before) !== timeout(after)) {
@@ -519,9 +521,7 @@ export async function planChange(options: PlanOptions): Promise<Plan> {
       : (await identityAt(options, revision.commit, model as Model)).buildKey;
   for (const plan of objects.filter((object) => object.kind === "Model")) {
     const find = (list: Resource[]) =>
-      list.find(
-        (object) => object.kind === "Model" && resourceId(object) === objectId({ ...plan }),
-      );
+      list.find((object) => object.kind === "Model" && resourceId(object) === objectId(plan));
     const baseKey = await keyOf(options.base, find(base)).catch(() => undefined);
     const builds = options.catalog.builds(plan.namespace, plan.name);
     const baseChoice = baseKey === undefined ? undefined : chooseBuild(builds, baseKey);
@@ -538,11 +538,7 @@ export async function planChange(options: PlanOptions): Promise<Plan> {
       try {
         const headKey = (await keyOf(options.head, find(head))) as string;
         modelPlan.buildKey.head = headKey;
-        const build = buildPlanOf(builds, baseKey, headKey);
-        modelPlan.build =
-          build.action === "unchanged" && build.number === undefined && baseBuild !== undefined
-            ? { action: "unchanged", number: baseBuild }
-            : build;
+        modelPlan.build = buildPlanOf(builds, baseKey, headKey);
       } catch (error) {
         modelPlan.build = { action: "unknown", reason: (error as Error).message };
       }
