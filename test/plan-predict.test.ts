@@ -6,14 +6,9 @@ import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import {
-  PredictionRunner,
-  type PredictOptions,
-  predictChange,
-} from "../controller/platform/local/predict.ts";
+import { predictPlan } from "../controller/platform/local/predict.ts";
 import { defaultBuildsDir, modelUser } from "../controller/platform/local/sandbox.ts";
-import type { Plan } from "../controller/reconcile/plan.ts";
-import { historyCatalog, planChange } from "../controller/reconcile/plan.ts";
+import { historyCatalog, loadChange, type Plan, planChange } from "../controller/reconcile/plan.ts";
 import {
   compareAnswers,
   comparePredictions,
@@ -229,24 +224,26 @@ describe("predictions from a model that never loads", () => {
       validate: { namespace: "default" },
       baseImage: (runtime: string) => `local/${runtime}`,
     };
-    const plan = await planChange({ ...options, catalog: await historyCatalog(options, 10) });
-    const predict: PredictOptions = {
-      source,
-      buildsDir: buildsRoot(join(root, "dying-cache")),
-      user: modelUser(),
-      log: () => {},
-      loadTimeoutMs: 3000,
-    };
-    const runner = new PredictionRunner(predict);
+    const change = await loadChange(options);
+    const plan = await planChange(
+      { ...options, catalog: await historyCatalog(options, 10) },
+      change,
+    );
+    const cache = buildsRoot(join(root, "dying-cache"));
     try {
-      const [report] = await predictChange(plan, options, runner, predict);
+      const [report] = await predictPlan(plan, change, {
+        source,
+        buildsDir: cache,
+        user: modelUser(),
+        log: () => {},
+        loadTimeoutMs: 3000,
+      });
       expect(report).toMatchObject({ model: "dies", outcome: "failed", failure: { side: "head" } });
       expect(report?.failure?.message).toMatch(
         /^does not load: not ready after 3 s: worker \d+ exited with code 3/,
       );
     } finally {
-      await runner.stop();
-      rmSync(buildsRoot(join(root, "dying-cache")), { recursive: true, force: true });
+      rmSync(cache, { recursive: true, force: true });
     }
   }, 120_000);
 });

@@ -6,9 +6,15 @@ import { homedir, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { DEFAULT_MAX_REPLICAS } from "../api/schemas.ts";
-import { PredictionRunner, type PredictOptions, predictChange } from "../platform/local/predict.ts";
+import { type PredictOptions, predictPlan } from "../platform/local/predict.ts";
 import { defaultBuildsDir, modelUser } from "../platform/local/sandbox.ts";
-import { historyCatalog, type Plan, type PlanOptions, planChange } from "../reconcile/plan.ts";
+import {
+  historyCatalog,
+  loadChange,
+  type Plan,
+  type PlanOptions,
+  planChange,
+} from "../reconcile/plan.ts";
 import { formatPlanMarkdown, formatPlanText } from "../reconcile/plan-report.ts";
 import { DEFAULT_TOLERANCE } from "../reconcile/prediction-diff.ts";
 import { GitSource, isRemoteUrl } from "../source/git.ts";
@@ -128,10 +134,11 @@ export async function runPlan(args: string[], output: Output): Promise<CommandRe
     // The local platform's base images: a build key is compared with others of the same plan.
     baseImage: (runtime) => `local/${runtime}`,
   };
-  const plan: Plan = await planChange({
-    ...options,
-    catalog: await historyCatalog(options, history),
-  });
+  const change = await loadChange(options);
+  const plan: Plan = await planChange(
+    { ...options, catalog: await historyCatalog(options, history) },
+    change,
+  );
   if (values.predict) {
     const user = modelUser();
     const cacheDir = resolve(values["cache-dir"] ?? defaultCacheDir());
@@ -142,12 +149,7 @@ export async function runPlan(args: string[], output: Output): Promise<CommandRe
       log: (line) => output.err(`${line}\n`),
       tolerance,
     };
-    const runner = new PredictionRunner(predict);
-    try {
-      plan.predictions = await predictChange(plan, options, runner, predict);
-    } finally {
-      await runner.stop();
-    }
+    plan.predictions = await predictPlan(plan, change, predict);
   }
 
   if (format === "json") output.out(`${JSON.stringify(plan, null, 2)}\n`);

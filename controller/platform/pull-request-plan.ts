@@ -3,8 +3,7 @@
 // annotations on their files and lines.
 import type { PlanAnnotation, PullRequestPlan } from "../forge/port.ts";
 import type { Plan } from "../reconcile/plan.ts";
-import { formatPlanMarkdown } from "../reconcile/plan-report.ts";
-import { summarizePredictions } from "../reconcile/prediction-diff.ts";
+import { formatPlanMarkdown, summarizePredictions } from "../reconcile/plan-report.ts";
 
 function plural(count: number, word: string): string {
   return `${count} ${word}${count === 1 ? "" : "s"}`;

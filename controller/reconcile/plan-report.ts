@@ -1,5 +1,5 @@
-// A plan as people read it: plain text for a terminal, markdown for a pull request comment, and
-// the head's problems as annotations on their files and lines.
+// A plan as people read it, its predictions included: plain text for a terminal, markdown for a
+// pull request comment.
 import { formatProblem, type Problem } from "../source/validate.ts";
 import type {
   BuildPlan,
@@ -9,7 +9,7 @@ import type {
   ObjectPlan,
   Plan,
 } from "./plan.ts";
-import { predictionDetailLines, summarizePredictions } from "./prediction-diff.ts";
+import type { ModelPredictions } from "./prediction-diff.ts";
 
 /** Characters of one value in a field diff; the JSON output has it whole. */
 const MAX_VALUE_CHARS = 80;
@@ -196,4 +196,62 @@ export function formatPlanMarkdown(plan: Plan): string {
   }
   lines.push(`<sub>Build numbers from ${cell(plan.buildNumbers)}.</sub>`);
   return `${lines.join("\n")}\n`;
+}
+
+function ms(value: number | undefined): string {
+  return value === undefined ? "?" : `${value < 10 ? value.toFixed(2) : value.toFixed(0)} ms`;
+}
+
+/** One line about a model's predictions. */
+export function summarizePredictions(report: ModelPredictions): string {
+  switch (report.outcome) {
+    case "unchanged":
+      return `unchanged: the same build answers (${report.examples} example${report.examples === 1 ? "" : "s"}, nothing built or run)`;
+    case "skipped":
+      return `not run: ${report.note ?? "no examples"}`;
+    case "failed":
+      return `cannot compare: the ${report.failure?.side} build ${report.failure?.message}`;
+    default: {
+      const parts =
+        report.outcome === "new"
+          ? [
+              `${report.examples} example${report.examples === 1 ? "" : "s"} answered by the new model`,
+            ]
+          : [`${report.changed} of ${report.examples} answers changed`];
+      if (report.nowFailing > 0) parts.push(`${report.nowFailing} now failing`);
+      if (report.nowAnswering > 0) parts.push(`${report.nowAnswering} now answering`);
+      if (report.expectedMismatchCount > 0) {
+        parts.push(
+          `${report.expectedMismatchCount} miss${report.expectedMismatchCount === 1 ? "es" : ""} the expected output`,
+        );
+      }
+      const latency =
+        report.outcome === "new"
+          ? `median ${ms(report.medianMs.head)}`
+          : `median ${ms(report.medianMs.base)} → ${ms(report.medianMs.head)}`;
+      return `${parts.join("; ")} (${latency})`;
+    }
+  }
+}
+
+/** The differences and mismatches, one line each, for a terminal or a code block. */
+function predictionDetailLines(report: ModelPredictions): string[] {
+  const lines = report.differences.map(
+    (difference) =>
+      `${difference.example}: ${value(difference.input)} → ${value(difference.base)} became ${value(difference.head)}${difference.maxDelta === undefined ? "" : ` (by ${difference.maxDelta.toPrecision(3)})`}`,
+  );
+  if (report.changed > report.differences.length) {
+    lines.push(`… and ${report.changed - report.differences.length} more changed`);
+  }
+  for (const mismatch of report.expectedMismatches) {
+    lines.push(
+      `${mismatch.example}: expected ${value(mismatch.expected)}, the head answers ${value(mismatch.head)}`,
+    );
+  }
+  if (report.expectedMismatchCount > report.expectedMismatches.length) {
+    lines.push(
+      `… and ${report.expectedMismatchCount - report.expectedMismatches.length} more mismatches`,
+    );
+  }
+  return lines;
 }

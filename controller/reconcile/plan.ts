@@ -472,12 +472,31 @@ function sideOf(revision: Revision, objects: CommitObjects): PlanSide {
   };
 }
 
-/** What the sync will do when the branch moves from `base` to `head`. */
-export async function planChange(options: PlanOptions): Promise<Plan> {
-  // A commit whose path is missing, or whose sources cannot be read, is a problem of that
-  // commit, as the sync reports it: the plan still says what it is.
-  const load = (revision: Revision): Promise<CommitObjects> =>
-    objectsAtCommit(
+/** One commit of a change, loaded as the sync loads it. */
+export interface LoadedCommit {
+  revision: Revision;
+  objects: CommitObjects;
+  /**
+   * Its objects as the sync makes them; for an invalid commit, those it declares (all but those
+   * whose spec is not even an object), to compare by.
+   */
+  compared: Resource[];
+}
+
+export interface LoadedChange {
+  base: LoadedCommit;
+  head: LoadedCommit;
+}
+
+/**
+ * Both commits of a change through the sync's loader. A commit whose path is missing, or whose
+ * sources cannot be read, gets that as its problem, as the sync reports it.
+ */
+export async function loadChange(
+  options: Pick<PlanOptions, "source" | "path" | "repository" | "validate" | "base" | "head">,
+): Promise<LoadedChange> {
+  const load = async (revision: Revision): Promise<LoadedCommit> => {
+    const objects: CommitObjects = await objectsAtCommit(
       options.source,
       revision,
       options.path,
@@ -496,19 +515,30 @@ export async function planChange(options: PlanOptions): Promise<Plan> {
       ],
       declared: [],
     }));
-  const [baseObjects, headObjects] = [await load(options.base), await load(options.head)];
-  // An invalid commit is compared by what it declares: the sync would apply none of it, but
-  // what changes is still what a reviewer wants to see.
-  // Objects whose spec is not even an object are left out: their problem says enough.
-  const desiredOf = (objects: CommitObjects, revision: Revision) =>
-    objects.desired ??
-    desiredObjects(
-      objects.declared.filter((item) => isRecord(item.object.spec)),
-      options.repository,
-      revision,
-    );
-  const base = desiredOf(baseObjects, options.base);
-  const head = desiredOf(headObjects, options.head);
+    // An invalid commit is compared by what it declares: the sync would apply none of it, but
+    // what changes is still what a reviewer wants to see.
+    const compared =
+      objects.desired ??
+      desiredObjects(
+        objects.declared.filter((item) => isRecord(item.object.spec)),
+        options.repository,
+        revision,
+      );
+    return { revision, objects, compared };
+  };
+  return { base: await load(options.base), head: await load(options.head) };
+}
+
+/**
+ * What the sync will do when the branch moves from `base` to `head`; `change` when both commits
+ * are loaded already (loadChange), so that a caller that needs them too reads them once.
+ */
+export async function planChange(options: PlanOptions, change?: LoadedChange): Promise<Plan> {
+  const loaded = change ?? (await loadChange(options));
+  const baseObjects = loaded.base.objects;
+  const headObjects = loaded.head.objects;
+  const base = loaded.base.compared;
+  const head = loaded.head.compared;
   const objects = objectPlans(base, head, {
     base: filesOf(baseObjects),
     head: filesOf(headObjects),
@@ -613,23 +643,24 @@ export async function planChange(options: PlanOptions): Promise<Plan> {
 }
 
 /**
- * The plan of a change to a ModelRepository's branch, as its controller sees it: its git source,
- * its validation settings, its store's builds and base images. `fetch` names refs to fetch first
- * from a URL repository (a pull request's head, which is on no branch the sync fetches).
+ * How a ModelRepository's controller plans a change of its branch: its git source, its path,
+ * its validation settings, its store's builds and base images, and the two commits. `fetch`
+ * names refs to fetch first from a URL repository (a pull request's head, which is on no branch
+ * the sync fetches).
  */
-export async function planForRepository(
+export async function repositoryPlanOptions(
   context: ReconcileContext,
   repository: ModelRepository,
   refs: { base: string; head: string; fetch?: string[] },
   options: { signal?: AbortSignal } = {},
-): Promise<Plan> {
+): Promise<PlanOptions & { source: GitSource }> {
   const source = context.gitSource(repository);
   for (const ref of refs.fetch ?? []) await source.fetchRef(ref, options);
   const key = namespacedName({
     namespace: repository.metadata.namespace ?? "default",
     name: repository.metadata.name,
   });
-  return planChange({
+  return {
     source,
     repository: key,
     path: repository.spec.path ?? ".",
@@ -638,5 +669,15 @@ export async function planForRepository(
     validate: syncValidateOptions(context, key.namespace),
     baseImage: context.baseImage,
     catalog: storeCatalog(context.store),
-  });
+  };
+}
+
+/** The plan of a change to a ModelRepository's branch, as its controller sees it. */
+export async function planForRepository(
+  context: ReconcileContext,
+  repository: ModelRepository,
+  refs: { base: string; head: string; fetch?: string[] },
+  options: { signal?: AbortSignal } = {},
+): Promise<Plan> {
+  return planChange(await repositoryPlanOptions(context, repository, refs, options));
 }

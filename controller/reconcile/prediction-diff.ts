@@ -139,6 +139,15 @@ export function unchangedPredictions(model: string, examples: number): ModelPred
   return { ...empty(model, "unchanged", examples), note: "same build: answers cannot change" };
 }
 
+/** A model whose examples are not run, and why. */
+export function skippedPredictions(
+  model: string,
+  examples: number,
+  note: string,
+): ModelPredictions {
+  return { ...empty(model, "skipped", examples), note };
+}
+
 /**
  * Compares the head's answers with the base's (undefined for a model the base does not have),
  * and each with its example's expected output.
@@ -208,67 +217,4 @@ export function comparePredictions(
     }
   });
   return report;
-}
-
-function value(item: unknown): string {
-  const text = JSON.stringify(item) ?? "(none)";
-  return text.length > 80 ? `${text.slice(0, 79)}…` : text;
-}
-
-function ms(value: number | undefined): string {
-  return value === undefined ? "?" : `${value < 10 ? value.toFixed(2) : value.toFixed(0)} ms`;
-}
-
-/** One line about a model's predictions. */
-export function summarizePredictions(report: ModelPredictions): string {
-  switch (report.outcome) {
-    case "unchanged":
-      return `unchanged: the same build answers (${report.examples} example${report.examples === 1 ? "" : "s"}, nothing built or run)`;
-    case "skipped":
-      return `not run: ${report.note ?? "no examples"}`;
-    case "failed":
-      return `cannot compare: the ${report.failure?.side} build ${report.failure?.message}`;
-    default: {
-      const parts =
-        report.outcome === "new"
-          ? [
-              `${report.examples} example${report.examples === 1 ? "" : "s"} answered by the new model`,
-            ]
-          : [`${report.changed} of ${report.examples} answers changed`];
-      if (report.nowFailing > 0) parts.push(`${report.nowFailing} now failing`);
-      if (report.nowAnswering > 0) parts.push(`${report.nowAnswering} now answering`);
-      if (report.expectedMismatchCount > 0) {
-        parts.push(
-          `${report.expectedMismatchCount} miss${report.expectedMismatchCount === 1 ? "es" : ""} the expected output`,
-        );
-      }
-      const latency =
-        report.outcome === "new"
-          ? `median ${ms(report.medianMs.head)}`
-          : `median ${ms(report.medianMs.base)} → ${ms(report.medianMs.head)}`;
-      return `${parts.join("; ")} (${latency})`;
-    }
-  }
-}
-
-/** The differences and mismatches, one line each, for a terminal or a code block. */
-export function predictionDetailLines(report: ModelPredictions): string[] {
-  const lines = report.differences.map(
-    (difference) =>
-      `${difference.example}: ${value(difference.input)} → ${value(difference.base)} became ${value(difference.head)}${difference.maxDelta === undefined ? "" : ` (by ${difference.maxDelta.toPrecision(3)})`}`,
-  );
-  if (report.changed > report.differences.length) {
-    lines.push(`… and ${report.changed - report.differences.length} more changed`);
-  }
-  for (const mismatch of report.expectedMismatches) {
-    lines.push(
-      `${mismatch.example}: expected ${value(mismatch.expected)}, the head answers ${value(mismatch.head)}`,
-    );
-  }
-  if (report.expectedMismatchCount > report.expectedMismatches.length) {
-    lines.push(
-      `… and ${report.expectedMismatchCount - report.expectedMismatches.length} more mismatches`,
-    );
-  }
-  return lines;
 }

@@ -17,7 +17,7 @@ import {
   writeFile,
 } from "node:fs/promises";
 import { join, resolve } from "node:path";
-import git from "isomorphic-git";
+import git, { type CommitObject } from "isomorphic-git";
 import http from "isomorphic-git/http/node";
 import { blobSize } from "./git-objects.ts";
 import { type ManifestLimits, manifestLimits } from "./limits.ts";
@@ -215,6 +215,17 @@ function staysInside(resolution: Resolution): boolean {
   return true;
 }
 
+/** A commit as a Revision: its id, author, message and time. */
+function revisionFrom(commit: string, parsed: CommitObject): Revision {
+  return {
+    commit,
+    authorName: parsed.author.name,
+    authorEmail: parsed.author.email,
+    message: parsed.message.trimEnd(),
+    time: new Date(parsed.author.timestamp * 1000).toISOString(),
+  };
+}
+
 export class GitSource {
   readonly url: string;
   readonly branch: string;
@@ -288,9 +299,9 @@ export class GitSource {
   async firstParents(commit: string, limit: number): Promise<Revision[]> {
     const revisions: Revision[] = [];
     for (let at: string | undefined = commit; at !== undefined && revisions.length < limit; ) {
-      const revision = await this.revisionOf(at);
-      revisions.push(revision);
-      at = (await this.readCommitObject(at)).parent[0];
+      const parsed = await this.readCommitObject(at);
+      revisions.push(revisionFrom(at, parsed));
+      at = parsed.parent[0];
     }
     return revisions;
   }
@@ -336,14 +347,7 @@ export class GitSource {
   }
 
   private async revisionOf(commit: string): Promise<Revision> {
-    const parsed = await this.readCommitObject(commit);
-    return {
-      commit,
-      authorName: parsed.author.name,
-      authorEmail: parsed.author.email,
-      message: parsed.message.trimEnd(),
-      time: new Date(parsed.author.timestamp * 1000).toISOString(),
-    };
+    return revisionFrom(commit, await this.readCommitObject(commit));
   }
 
   /**

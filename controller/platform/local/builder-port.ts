@@ -91,6 +91,11 @@ export class LocalBuilderPort implements Builder {
     return image ? { phase: "Succeeded", image } : undefined;
   }
 
+  /** The build's last status, once the build started here has ended. */
+  wait(build: ModelBuild): Promise<BuildProgress> {
+    return this.builder.wait(this.nameOf(build));
+  }
+
   async logs(build: ModelBuild, _options?: CallOptions): Promise<string> {
     return this.builder.logs(this.nameOf(build));
   }

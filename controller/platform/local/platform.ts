@@ -16,14 +16,13 @@ import { Gateway } from "../../gateway/gateway.ts";
 import { DEFAULT_RECONCILE_SETTINGS, type ReconcileContext } from "../../reconcile/context.ts";
 import { Controller } from "../../reconcile/controller.ts";
 import { ControllerMetrics } from "../../reconcile/metrics.ts";
-import { type Plan, planForRepository } from "../../reconcile/plan.ts";
-import { syncValidateOptions } from "../../reconcile/repository.ts";
+import { loadChange, type Plan, planChange, repositoryPlanOptions } from "../../reconcile/plan.ts";
 import { GitSources } from "../../source/git-sources.ts";
 import { gatewayConfigFrom } from "../routes.ts";
 import { LocalBuilderPort } from "./builder-port.ts";
 import { LocalEventRecorder } from "./events.ts";
 import { KeyStore } from "./key-store.ts";
-import { PredictionRunner, type PredictOptions, predictChange } from "./predict.ts";
+import { predictPlan } from "./predict.ts";
 import { LocalRuntime } from "./runtime.ts";
 import { checkModelUserReads, defaultBuildsDir, type ModelUser, modelUser } from "./sandbox.ts";
 import { LocalStore } from "./store.ts";
@@ -234,31 +233,16 @@ export class LocalPlatform {
     const repository = this.store.get("ModelRepository", NAMESPACE, UP_REPOSITORY);
     if (!repository) throw new Error("modelship up has not made its ModelRepository yet");
     const refs = { base, head, ...(options.fetch ? { fetch: options.fetch } : {}) };
-    const plan = await planForRepository(this.context, repository, refs, options);
-    if (!options.predict) return plan;
-    const source = this.sources.of(repository);
-    const predict: PredictOptions = {
-      source,
-      buildsDir: join(this.buildsDir, "plan"),
-      user: this.modelUser,
-      log: (line) => this.options.log(`plan: ${line}`),
-    };
-    const runner = new PredictionRunner(predict);
-    try {
-      plan.predictions = await predictChange(
-        plan,
-        {
-          repository: { namespace: NAMESPACE, name: UP_REPOSITORY },
-          path: repository.spec.path ?? ".",
-          base: await source.revision(base),
-          head: await source.revision(head),
-          validate: syncValidateOptions(this.context, NAMESPACE),
-        },
-        runner,
-        predict,
-      );
-    } finally {
-      await runner.stop();
+    const planOptions = await repositoryPlanOptions(this.context, repository, refs, options);
+    const change = await loadChange(planOptions);
+    const plan = await planChange(planOptions, change);
+    if (options.predict) {
+      plan.predictions = await predictPlan(plan, change, {
+        source: planOptions.source,
+        buildsDir: join(this.buildsDir, "plan"),
+        user: this.modelUser,
+        log: (line) => this.options.log(`plan: ${line}`),
+      });
     }
     return plan;
   }

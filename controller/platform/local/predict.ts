@@ -7,16 +7,21 @@ import type { Model, ModelBuild, ModelDeployment } from "../../api/types.generat
 import { ANNOTATION_SOURCE_PATH } from "../../core/labels.ts";
 import type { Resource } from "../../core/ports.ts";
 import { newModelBuild } from "../../reconcile/model.ts";
-import { identityAt, type Plan, type PlanOptions } from "../../reconcile/plan.ts";
+import {
+  identityAt,
+  type LoadedChange,
+  type LoadedCommit,
+  type Plan,
+} from "../../reconcile/plan.ts";
 import {
   comparePredictions,
   DEFAULT_TOLERANCE,
   type ModelPredictions,
   type SideRun,
+  skippedPredictions,
   unchangedPredictions,
 } from "../../reconcile/prediction-diff.ts";
 import { ReplicaAgent } from "../../replica/agent.ts";
-import { objectsAtCommit } from "../../source/desired.ts";
 import {
   type Example,
   examplesOf,
@@ -46,7 +51,6 @@ export interface PredictOptions {
   loadTimeoutMs?: number;
 }
 
-const POLL_MS = 100;
 /** How long a replica may take to load its function (scikit-learn alone takes seconds). */
 const DEFAULT_LOAD_TIMEOUT_MS = 120_000;
 
@@ -112,7 +116,7 @@ async function examplesAt(source: GitSource, commit: string, model: Model): Prom
   return examplesOf(model.spec, parseExamplesFile(text, path).examples);
 }
 
-export class PredictionRunner {
+class PredictionRunner {
   private readonly options: PredictOptions;
   private readonly builder: LocalBuilderPort;
 
@@ -213,14 +217,9 @@ export class PredictionRunner {
     if (kept?.phase === "Succeeded" && kept.image) return { image: kept.image };
     this.options.log(`building ${build.spec.model} at ${build.spec.commit.slice(0, 7)}`);
     await this.builder.start(build);
-    for (;;) {
-      const status = await this.builder.status(build);
-      if (status?.phase === "Succeeded" && status.image) return { image: status.image };
-      if (status?.phase === "Failed" || status === undefined) {
-        return { failure: `failed to build: ${status?.message ?? "no status"}` };
-      }
-      await new Promise((resolve) => setTimeout(resolve, POLL_MS));
-    }
+    const status = await this.builder.wait(build);
+    if (status.phase === "Succeeded" && status.image) return { image: status.image };
+    return { failure: `failed to build: ${status.message ?? "no message"}` };
   }
 
   stop(): Promise<void> {
@@ -230,67 +229,63 @@ export class PredictionRunner {
 
 /**
  * The prediction diff of a plan: for each Model at the head, its examples through the base's
- * build and the head's; a Model whose build does not change is reported unchanged, with
- * nothing built or run.
+ * build and the head's, with one replica each; a Model whose build does not change is reported
+ * unchanged, with nothing built or run. An invalid commit has no objects to run.
  */
-export async function predictChange(
+export async function predictPlan(
   plan: Plan,
-  options: Pick<PlanOptions, "repository" | "path" | "base" | "head" | "validate">,
-  runner: PredictionRunner,
+  change: LoadedChange,
   predict: PredictOptions,
 ): Promise<ModelPredictions[]> {
-  const load = async (revision: Revision): Promise<Side> => {
-    const loaded = await objectsAtCommit(
-      predict.source,
-      revision,
-      options.path,
-      options.repository,
-      options.validate,
-    ).catch(() => undefined);
-    return { revision, objects: loaded?.desired ?? [] };
-  };
-  const base = await load(options.base);
-  const head = await load(options.head);
+  const sideOf = (commit: LoadedCommit): Side => ({
+    revision: commit.revision,
+    objects: commit.objects.desired ?? [],
+  });
+  const base = sideOf(change.base);
+  const head = sideOf(change.head);
   const tolerance = predict.tolerance ?? DEFAULT_TOLERANCE;
+  const runner = new PredictionRunner(predict);
   const reports: ModelPredictions[] = [];
-  for (const modelPlan of plan.models) {
-    if (modelPlan.action === "removed") continue;
-    const headModel = find(head.objects, "Model", modelPlan.namespace, modelPlan.name) as
-      | Model
-      | undefined;
-    if (!headModel) continue;
-    const examples = await examplesAt(predict.source, options.head.commit, headModel);
-    const build = modelPlan.build;
-    if (examples.length === 0) {
-      reports.push({
-        ...unchangedPredictions(modelPlan.name, 0),
-        outcome: "skipped",
-        note: "no examples (spec.example, spec.examples or spec.examplesFile)",
-      });
-      continue;
+  try {
+    for (const modelPlan of plan.models) {
+      if (modelPlan.action === "removed") continue;
+      const headModel = find(head.objects, "Model", modelPlan.namespace, modelPlan.name) as
+        | Model
+        | undefined;
+      if (!headModel) continue;
+      const examples = await examplesAt(predict.source, head.revision.commit, headModel);
+      const build = modelPlan.build;
+      if (examples.length === 0) {
+        reports.push(
+          skippedPredictions(
+            modelPlan.name,
+            0,
+            "no examples (spec.example, spec.examples or spec.examplesFile)",
+          ),
+        );
+        continue;
+      }
+      if (build?.action === "unchanged") {
+        reports.push(unchangedPredictions(modelPlan.name, examples.length));
+        continue;
+      }
+      if (build === undefined || build.action === "unknown") {
+        const why = build?.action === "unknown" ? build.reason : "the head's build is not known";
+        reports.push(skippedPredictions(modelPlan.name, examples.length, why));
+        continue;
+      }
+      const baseModel = find(base.objects, "Model", modelPlan.namespace, modelPlan.name) as
+        | Model
+        | undefined;
+      predict.log(`predicting ${modelPlan.name}: ${examples.length} examples`);
+      const headRun = await runner.run(head, headModel, examples, build.number);
+      const baseRun = baseModel
+        ? await runner.run(base, baseModel, examples, modelPlan.baseBuild)
+        : undefined;
+      reports.push(comparePredictions(modelPlan.name, examples, baseRun, headRun, tolerance));
     }
-    if (build?.action === "unchanged") {
-      reports.push(unchangedPredictions(modelPlan.name, examples.length));
-      continue;
-    }
-    if (build === undefined || build.action === "unknown") {
-      reports.push({
-        ...unchangedPredictions(modelPlan.name, examples.length),
-        outcome: "skipped",
-        note: build?.action === "unknown" ? build.reason : "the head's build is not known",
-      });
-      continue;
-    }
-    const baseModel = find(base.objects, "Model", modelPlan.namespace, modelPlan.name) as
-      | Model
-      | undefined;
-    predict.log(`predicting ${modelPlan.name}: ${examples.length} examples`);
-    const headNumber = "number" in build ? build.number : undefined;
-    const headRun = await runner.run(head, headModel, examples, headNumber);
-    const baseRun = baseModel
-      ? await runner.run(base, baseModel, examples, modelPlan.baseBuild)
-      : undefined;
-    reports.push(comparePredictions(modelPlan.name, examples, baseRun, headRun, tolerance));
+  } finally {
+    await runner.stop();
   }
   return reports;
 }
