@@ -5,7 +5,7 @@ import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { readBody, SERVER_OPTIONS } from "../../api/http.ts";
 import { KIND_NAMES } from "../../api/schemas.ts";
-import { isGitHubDelivery, type WebhookReceiver } from "../../forge/webhook.ts";
+import { isGitHubDelivery, WEBHOOK_BODY_LIMIT, type WebhookReceiver } from "../../forge/webhook.ts";
 import { parseLifetime } from "../../gateway/keys.ts";
 import type { LogLine } from "../../replica/log-ring.ts";
 import type { LocalPlatform } from "./platform.ts";
@@ -46,9 +46,6 @@ function authorized(request: IncomingMessage, token: string): boolean {
   const expected = Buffer.from(token);
   return presented.length === expected.length && timingSafeEqual(presented, expected);
 }
-
-/** How much of a webhook's body is read to check its signature (GitHub's push events are small). */
-const WEBHOOK_BODY_LIMIT = 1024 * 1024;
 
 /** GitHub's webhook signature of `body`: `sha256=` and the HMAC-SHA256 in hex. */
 export function webhookSignature(secret: string, body: Buffer): string {
