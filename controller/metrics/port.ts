@@ -1,0 +1,103 @@
+// The metrics store's port (docs/metrics.md): what the gateway writes (predictions with the
+// metrics a model tracked, delayed metrics by a prediction's uuid, aggregates over a window) and
+// what the SDK, the CLI and the dashboard read back. One SQL schema in PostgreSQL's dialect
+// implements it twice over: PGlite in process for `modelship up`, a PostgreSQL server on the
+// cluster (controller/metrics/sql-store.ts).
+
+/** Which model a metric belongs to: the gateway knows all of it for a prediction. */
+export interface MetricsSubject {
+  /** The Model's name (the gateway serves a name once, whatever its namespace). */
+  model: string;
+  /** The ModelBuild number that answered; undefined for an aggregate over all builds. */
+  build?: number;
+  /** The ModelDeployment's name. */
+  deployment?: string;
+  /** The rollout (status.deploymentId) that answered. */
+  deploymentId?: number;
+}
+
+/** One answered prediction whose function tracked metrics. */
+export interface PredictionRecord extends MetricsSubject {
+  uuid: string;
+  /** When the gateway received the call, ms since the epoch. */
+  startMs: number;
+  /** When it was answered. */
+  endMs: number;
+  /** The tracked metrics as the model's worker wrote them: a JSON object's text, not parsed. */
+  metricsJson: string;
+}
+
+/** Metrics computed over a window of predictions (accuracy, drift), by a job. */
+export interface AggregateRecord extends MetricsSubject {
+  startMs: number;
+  endMs: number;
+  metrics: Record<string, unknown>;
+}
+
+/** What a read selects: a model, optionally one build or one deployment (or one rollout). */
+export interface MetricsQuery extends MetricsSubject {
+  /** Inclusive window start, ms since the epoch (default 0). */
+  sinceMs?: number;
+  /** Exclusive window end (default: no end). */
+  untilMs?: number;
+  /** Rows per page (default 1000, at most 10000). */
+  limit?: number;
+  /** The `next` of the previous page. */
+  cursor?: string;
+}
+
+/**
+ * A row as read_metrics returns it (CDSW's shape and spelling): a prediction (with its delayed
+ * metrics merged over its tracked ones, the latest last), an aggregate, or an hourly rollup of
+ * predictions older than the retention.
+ */
+export interface MetricsRow {
+  type: "prediction" | "aggregate" | "rollup";
+  /** A prediction's uuid. */
+  predictionUuid?: string;
+  modelCrn: string;
+  modelBuildCrn?: string;
+  modelDeploymentCrn?: string;
+  startTimeStampMs: number;
+  endTimeStampMs: number;
+  metrics: Record<string, unknown>;
+  /** A rollup's: how many predictions it stands for. */
+  count?: number;
+}
+
+export interface MetricsPage {
+  rows: MetricsRow[];
+  /** Pass as `cursor` for the next page; undefined on the last. */
+  next?: string;
+}
+
+/** What one retention pass did. */
+export interface RollupResult {
+  /** Predictions folded into hourly rollups (and then deleted with their delayed metrics). */
+  predictions: number;
+  /** Hourly rollup rows written or updated. */
+  hours: number;
+}
+
+export interface MetricsStore {
+  /** Writes a batch in one transaction: all of it or, on an error, none. */
+  writePredictions(records: PredictionRecord[]): Promise<void>;
+  /**
+   * Adds metrics to a stored prediction (ground truth); false when no prediction has the uuid.
+   * `metricsJson` is a JSON object's text.
+   */
+  trackDelayed(uuid: string, metricsJson: string, atMs: number): Promise<boolean>;
+  /** The subject of a stored prediction, or undefined. */
+  prediction(uuid: string): Promise<MetricsSubject | undefined>;
+  /** Stores an aggregate; returns its id. */
+  trackAggregate(record: AggregateRecord): Promise<number>;
+  /** Predictions, aggregates and rollups of the subject in the window, oldest first. */
+  read(query: MetricsQuery): Promise<MetricsPage>;
+  /**
+   * Retention: folds predictions that started before `beforeMs` into hourly rollups (per
+   * model, build, deployment and rollout: count, and count/sum/min/max of each numeric metric),
+   * in the same transaction that deletes them. Nothing is dropped without its rollup.
+   */
+  rollUp(beforeMs: number): Promise<RollupResult>;
+  close(): Promise<void>;
+}
