@@ -6,3 +6,8 @@ The worker runs as ``python -m modelship.worker``, i.e. as ``__main__``; state k
 
 #: The worker's request reader, once it serves (see worker._RequestReader).
 reader = None
+
+#: The prediction the worker is answering now (a modelship._metrics.Prediction), None between
+#: calls. A plain module attribute, not a contextvar: threads the model starts see it too, and
+#: the worker answers one call at a time.
+current = None

@@ -17,7 +17,7 @@ import sys
 import threading
 import traceback
 
-from modelship import PROTOCOL_VERSION, _json, _runtime
+from modelship import PROTOCOL_VERSION, _json, _metrics, _runtime
 
 #: Exit status when the model cannot be loaded: the agent reports the error and does not retry.
 EXIT_LOAD_ERROR = 3
@@ -100,6 +100,26 @@ class _RequestReader:
             return self._received - self._answered
 
 
+def _answer(request_id, response, prediction):
+    """`{"id":N,"ok":true,"metrics":{...},"response":...}`: `metrics` when the function was
+    decorated or tracked anything, and only if it fits MAX_METRICS_BYTES."""
+    response_text = _encode(response)  # first: a response that is not JSON fails the call
+    text = f'{{"id":{_encode(request_id)},"ok":true'
+    metrics = prediction.metrics_json()
+    if metrics is not None:
+        if len(metrics) > _metrics.MAX_METRICS_BYTES:  # ASCII: its length is its size
+            print(
+                f"modelship: dropped the metrics of prediction {prediction.uuid}: {len(metrics)} "
+                f"bytes encoded, more than the {_metrics.MAX_METRICS_BYTES} (64 KiB) an answer "
+                "carries; the answer goes without them",
+                file=sys.stderr,
+                flush=True,
+            )
+        else:
+            text += f',"metrics":{metrics}'
+    return f'{text},"response":{response_text}}}'
+
+
 def serve(function, requests, answers, with_traceback=False):
     """Answers each request line with one answer line, until the requests pipe closes."""
     reader = _runtime.reader = _RequestReader(requests)
@@ -110,8 +130,15 @@ def serve(function, requests, answers, with_traceback=False):
         request_id = int(found.group(1)) if found else None
         try:
             message = _decode(line)
-            answer = {"id": request_id, "ok": True, "response": function(message.get("request"))}
-            text = _encode(answer)
+            prediction_uuid = message.get("uuid")
+            # What the function tracks goes to this prediction, whichever thread tracks it.
+            prediction = _metrics.Prediction(prediction_uuid if isinstance(prediction_uuid, str) else None)
+            _runtime.current = prediction
+            try:
+                response = function(message.get("request"))
+            finally:
+                _runtime.current = None
+            text = _answer(request_id, response, prediction)
         except Exception as exc:  # the user's function raised, or returned something not JSON
             text = _encode({"id": request_id, "ok": False, "error": _error(exc, with_traceback)})
             # The traceback goes to the replica's log too (CDSW's Monitoring pane shows it);
