@@ -1,6 +1,6 @@
 // The metrics SDK (`import modelship as cdsw`) and the workers' side of it: CDSW's dev-mode
-// example run unchanged but for the import, the `metrics` member of the worker's answer lines
-// (over raw fds 3/4 as docs/workers.md shows), the HTTP calls against a small
+// example run unchanged but for the import, the `metrics` member of the workers' answer lines
+// (Python and R, over raw fds 3/4 as docs/workers.md shows), the HTTP calls against a small
 // server that checks what the SDK sends, and an experiment's metrics file.
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -14,6 +14,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { PROJECT_ROOT } from "./helpers/cli.ts";
 
 const PYTHON_PACKAGE = join(PROJECT_ROOT, "runtime/python");
+const R_WORKER = join(PROJECT_ROOT, "runtime/r/worker.R");
 
 /** Cleanups of what a test started: processes, servers, temporary directories. */
 const cleanups: (() => Promise<void> | void)[] = [];
@@ -460,6 +461,55 @@ describe("the Python worker's answers with metrics", () => {
     expect(worker.stderr).toContain(
       `modelship: dropped the metrics of prediction ${UUID}: ${size} bytes encoded, more than the 65536 (64 KiB) an answer carries; the answer goes without them`,
     );
+  });
+});
+
+describe("the R worker's answers with metrics", () => {
+  const R_MODEL = `predict <- function(args) {
+  track_metric("input", args)
+  track_metrics(list(score = 0.75, "caf\\u00e9" = "cr\\u00e8me"))
+  list(label = "setosa")
+}
+plain <- function(args) args$a + 1
+huge <- function(args) {
+  track_metric("blob", strrep("x", 70 * 1024))
+  "answered"
+}
+`;
+
+  function rWorker(functionName: string) {
+    const dir = tempDir({ "model.R": R_MODEL });
+    const args = ["--vanilla", R_WORKER, "--file", "model.R", "--function", functionName];
+    return new RawWorker("Rscript", args, dir);
+  }
+
+  async function ready(worker: RawWorker): Promise<void> {
+    expect(JSON.parse((await worker.next()) ?? "null")).toMatchObject({ type: "ready" });
+  }
+
+  it("carries what the model tracked, in ASCII; a model that tracked nothing has no metrics", async () => {
+    const worker = rWorker("predict");
+    await ready(worker);
+    expect(await worker.call('{"id":1,"uuid":"u-1","request":{"a":3}}')).toBe(
+      '{"id":1,"ok":true,"metrics":{"input":{"a":3},"score":0.75,"caf\\u00e9":"cr\\u00e8me"},"response":{"label":"setosa"}}',
+    );
+    const second = JSON.parse(await worker.call('{"id":2,"uuid":"u-2","request":{"a":4}}'));
+    expect(second.metrics.input).toEqual({ a: 4 });
+    const plain = rWorker("plain");
+    await ready(plain);
+    expect(await plain.call('{"id":1,"uuid":"u-1","request":{"a":3}}')).toBe(
+      '{"id":1,"ok":true,"response":4}',
+    );
+  });
+
+  it("drops metrics larger than 64 KiB with a line on stderr", async () => {
+    const worker = rWorker("huge");
+    await ready(worker);
+    expect(await worker.call('{"id":1,"uuid":"u-1","request":{}}')).toBe(
+      '{"id":1,"ok":true,"response":"answered"}',
+    );
+    await worker.stop();
+    expect(worker.stderr.join("\n")).toContain("dropped the metrics of prediction u-1");
   });
 });
 
