@@ -22,7 +22,7 @@ export const MIGRATIONS: readonly Migration[] = [
 CREATE TABLE predictions (
   uuid uuid PRIMARY KEY,
   -- The order rows were written in: the tie-breaker of a read's order.
-  seq bigint GENERATED ALWAYS AS IDENTITY UNIQUE,
+  seq bigint GENERATED ALWAYS AS IDENTITY,
   model text NOT NULL,
   build integer,
   deployment text,
@@ -33,8 +33,11 @@ CREATE TABLE predictions (
 );
 CREATE INDEX predictions_by_model ON predictions (model, start_ms, seq);
 CREATE INDEX predictions_by_build ON predictions (model, build, start_ms, seq);
-CREATE INDEX predictions_by_deployment
+-- A deployment's reads take all its rollouts or one: an index each keeps both in time order.
+CREATE INDEX predictions_by_deployment ON predictions (model, deployment, start_ms, seq);
+CREATE INDEX predictions_by_rollout
   ON predictions (model, deployment, deployment_id, start_ms, seq);
+-- Retention's cutoff.
 CREATE INDEX predictions_by_start ON predictions (start_ms);
 
 -- Ground truth added later, by prediction uuid. No foreign key: the metrics stay apart from the
@@ -80,6 +83,8 @@ CREATE TABLE prediction_rollups (
 CREATE INDEX prediction_rollups_by_model ON prediction_rollups (model, hour_ms, id);
 CREATE INDEX prediction_rollups_by_build ON prediction_rollups (model, build, hour_ms, id);
 CREATE INDEX prediction_rollups_by_deployment
+  ON prediction_rollups (model, deployment, hour_ms, id);
+CREATE INDEX prediction_rollups_by_rollout
   ON prediction_rollups (model, deployment, deployment_id, hour_ms, id);
 
 -- A prediction's metrics with its delayed ones merged over them in arrival order:
