@@ -32,9 +32,9 @@ const AS_TEXT = new Set([INT8, JSON_OID, JSONB]);
 /** The in-process database: its files in `dataDir`, or in memory only. */
 export async function openEmbeddedClient(dataDir: string): Promise<SqlClient> {
   if (dataDir !== "memory") mkdirSync(dataDir, { recursive: true });
-  const text = (value: string) => value;
+  const asIs = (value: string) => value;
   const db = await PGlite.create(dataDir === "memory" ? undefined : dataDir, {
-    parsers: Object.fromEntries([...AS_TEXT].map((oid) => [oid, text])),
+    parsers: Object.fromEntries([...AS_TEXT].map((oid) => [oid, asIs])),
   });
   const session = (runner: Pick<PGlite, "query" | "exec">): SqlSession => ({
     async query<Row>(text: string, params?: unknown[]) {

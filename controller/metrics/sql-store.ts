@@ -373,6 +373,7 @@ function decodeCursor(text: string): Cursor {
     key.length === 3 &&
     typeof key[0] === "string" &&
     /^-?\d{1,19}$/.test(key[0]) &&
+    Number.isInteger(key[1]) &&
     TYPES[key[1]] !== undefined &&
     typeof key[2] === "string" &&
     /^\d{1,19}$/.test(key[2])
