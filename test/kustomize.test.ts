@@ -46,6 +46,9 @@ function withImageLine(overlay: string, from: string, to: string): string {
 }
 
 const deployments = (objects: any[]) => objects.filter((object) => object.kind === "Deployment");
+/** What runs pods: the Deployments and the dev overlay's StatefulSet. */
+const workloads = (objects: any[]) =>
+  objects.filter((object) => object.kind === "Deployment" || object.kind === "StatefulSet");
 const containersOf = (deployment: any): any[] => [
   ...(deployment.spec.template.spec.initContainers ?? []),
   ...deployment.spec.template.spec.containers,
@@ -135,7 +138,7 @@ describe.each(OVERLAYS)("the %s overlay", (overlay) => {
   });
 
   it("runs every pod of the models' namespace as `restricted` asks", () => {
-    const inModelship = deployments(objects).filter(
+    const inModelship = workloads(objects).filter(
       (deployment) => deployment.metadata.namespace === "modelship",
     );
     expect(inModelship.length).toBeGreaterThan(1);
@@ -189,6 +192,48 @@ describe.each(OVERLAYS)("the %s overlay", (overlay) => {
     expect(binding.subjects).toEqual([
       { kind: "ServiceAccount", name: "modelship-controller", namespace: "modelship" },
     ]);
+  });
+});
+
+describe("the metrics store's database", () => {
+  const secretOf = (objects: any[]) =>
+    objects.find(
+      (object) => object.kind === "Secret" && object.metadata.name === "modelship-metrics-store",
+    );
+
+  it("is the dev overlay's: a PostgreSQL 15 server whose Secret's URL names its Service, user, database and password", () => {
+    const objects = render(join(PROJECT_ROOT, "kustomize"), "dev");
+    const secret = secretOf(objects);
+    expect(secret.metadata.namespace).toBe("modelship");
+    const url = new URL(secret.stringData.url);
+    const server = objects.find((object) => object.kind === "StatefulSet");
+    const service = objects.find(
+      (object) => object.kind === "Service" && object.metadata.name === url.hostname,
+    );
+    expect(server.spec.serviceName).toBe(service.metadata.name);
+    expect(service.spec.selector).toEqual(server.spec.template.metadata.labels);
+    expect(service.spec.ports).toEqual([
+      { name: "postgres", port: Number(url.port), targetPort: "postgres" },
+    ]);
+    const [postgres] = server.spec.template.spec.containers;
+    expect(postgres.image).toMatch(/^postgres:15[-.]/);
+    const env = Object.fromEntries(
+      postgres.env.map((variable: any) => [variable.name, variable.value ?? variable.valueFrom]),
+    );
+    expect(env).toMatchObject({
+      POSTGRES_USER: url.username,
+      POSTGRES_DB: url.pathname.slice(1),
+      POSTGRES_PASSWORD: { secretKeyRef: { name: secret.metadata.name, key: "password" } },
+    });
+    expect(url.password).toBe(secret.stringData.password);
+    expect(url.password).toMatch(/^dev-only-/);
+    expect(server.spec.replicas).toBe(1);
+  });
+
+  it("is not the production overlay's: an installation brings its own", () => {
+    const objects = render(join(PROJECT_ROOT, "kustomize"), "production");
+    expect(secretOf(objects)).toBeUndefined();
+    expect(objects.filter((object) => object.kind === "StatefulSet")).toEqual([]);
   });
 });
 

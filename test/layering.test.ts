@@ -19,6 +19,8 @@ const MAY_IMPORT: Record<string, string[]> = {
   gateway: ["api"],
   replica: ["api"],
   forge: ["api", "core"],
+  // The metrics store's port and its SQL implementation stand alone: their users import them.
+  metrics: [],
   platform: ["api", "core", "source", "reconcile", "gateway", "replica", "forge"],
   cli: ["api", "core", "source", "reconcile", "gateway", "replica", "forge", "platform"],
 };
