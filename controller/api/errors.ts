@@ -18,6 +18,10 @@ export const CALLER_ERRORS = {
   "model.error": 500,
   "model.unexpected_shutdown": 502,
   "model.response_too_large": 502,
+  /** The metrics API: ground truth for a uuid no stored prediction has. */
+  "metrics.unknown_prediction": 404,
+  /** The metrics API: the gateway has no metrics store, or it fails. */
+  "metrics.unavailable": 503,
 } as const;
 
 /**
@@ -63,5 +67,9 @@ export interface ErrorBody {
 export const CODE_HEADER = "x-modelship-code";
 /** Header that carries the prediction's uuid from the gateway to the replica. */
 export const UUID_HEADER = "x-modelship-uuid";
+/** The agent's answer header with the metrics a prediction tracked (JSON, ASCII). */
+export const METRICS_HEADER = "x-modelship-metrics";
+/** Beside it: what the replica serves, `build=3; deployment=iris; deploymentId=4`. */
+export const SERVES_HEADER = "x-modelship-serves";
 /** Header that carries the route's replica secret from the gateway to the replica. */
 export const GATEWAY_SECRET_HEADER = "x-modelship-gateway-secret";

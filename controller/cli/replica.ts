@@ -4,7 +4,7 @@ import { hostname } from "node:os";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { closeServer, listen, listenOnSocket } from "../api/http.ts";
-import { ReplicaAgent } from "../replica/agent.ts";
+import { ReplicaAgent, type ReplicaServes } from "../replica/agent.ts";
 import { createReplicaServer } from "../replica/agent-server.ts";
 import type { Runtime } from "../replica/worker-process.ts";
 import type { CommandResult, Output } from "./output.ts";
@@ -32,6 +32,9 @@ Options:
   --timeout-seconds N     a call running longer is killed: 504 model.timeout (default 30)
   --replica-id ID         the id in every answer (default: the host name)
   --tracebacks            send Python tracebacks with model.error answers
+  --serves MODEL/BUILD/DEPLOYMENT/ID
+                          what the replica serves: sent to the gateway with the metrics a
+                          prediction tracks, and to the model as MODELSHIP_*_CRN variables
   --quiet                 do not copy the log to stdout
   --gateway-secret-file FILE
                           POST /predict (and /stats, /logs over TCP) need the secret in FILE in
@@ -61,6 +64,7 @@ export async function runReplica(args: string[], output: Output): Promise<Comman
       "timeout-seconds": { type: "string" },
       "body-limit-bytes": { type: "string" },
       "replica-id": { type: "string" },
+      serves: { type: "string" },
       tracebacks: { type: "boolean", default: false },
       quiet: { type: "boolean", default: false },
       socket: { type: "string" },
@@ -89,6 +93,7 @@ export async function runReplica(args: string[], output: Output): Promise<Comman
   const port = parsePort(values.port, "--port", 0);
   const agent = new ReplicaAgent({
     replicaId: values["replica-id"] ?? hostname(),
+    ...(values.serves === undefined ? {} : { serves: parseServes(values.serves) }),
     runtime,
     file: values.file as string,
     functionName: values.function as string,
@@ -156,4 +161,24 @@ function secretOf(file: string | undefined): string | undefined {
     file === undefined ? process.env.MODELSHIP_GATEWAY_SECRET : readFileSync(file, "utf8");
   const secret = text?.trim();
   return secret === "" ? undefined : secret;
+}
+
+/** `--serves MODEL/BUILD/DEPLOYMENT/ID`. */
+export function parseServes(text: string): ReplicaServes {
+  const match = /^([a-z0-9][-a-z0-9.]*)\/([1-9][0-9]*)\/([a-z0-9][-a-z0-9.]*)\/([1-9][0-9]*)$/.exec(
+    text,
+  );
+  if (!match) {
+    throw new Error(
+      `--serves must be MODEL/BUILD/DEPLOYMENT/ID, such as iris/3/iris/4, not "${text}"`,
+    );
+  }
+  const [, model, build, deployment, deploymentId] = match as unknown as [
+    string,
+    string,
+    string,
+    string,
+    string,
+  ];
+  return { model, build: Number(build), deployment, deploymentId: Number(deploymentId) };
 }

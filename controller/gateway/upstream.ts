@@ -6,11 +6,27 @@
 // anything else at the address is a stranger, and its answer is never passed on. The agent may
 // listen on TCP or on a Unix socket; the replica's secret, if any, goes with every request.
 import { connect, type NetConnectOpts, type Socket } from "node:net";
-import { CODE_HEADER, GATEWAY_SECRET_HEADER, isKnownCode, UUID_HEADER } from "../api/errors.ts";
+import {
+  CODE_HEADER,
+  GATEWAY_SECRET_HEADER,
+  isKnownCode,
+  METRICS_HEADER,
+  SERVES_HEADER,
+  UUID_HEADER,
+} from "../api/errors.ts";
 
 /** What became of a call on a replica. */
 export type UpstreamOutcome =
-  | { kind: "answer"; status: number; code: string; body: Buffer }
+  | {
+      kind: "answer";
+      status: number;
+      code: string;
+      body: Buffer;
+      /** The metrics the prediction tracked (JSON text), from the agent's metrics header. */
+      metricsJson: string | undefined;
+      /** What the replica serves (its serves header), when it tracked metrics. */
+      serves: string | undefined;
+    }
   /** The agent answered more than the gateway's response limit: it was not read. */
   | { kind: "too_large"; bytes: number }
   /** The call never reached a replica agent (no connection, or not an agent): send it elsewhere. */
@@ -29,8 +45,11 @@ export type UpstreamResult =
   | { kind: "late"; rest: Promise<UpstreamOutcome> };
 
 const HEADER_END = Buffer.from("\r\n\r\n");
-/** An agent's head is a few hundred bytes; more without its end is not an agent's. */
-const MAX_HEAD_BYTES = 64 * 1024;
+/**
+ * An agent's head is a few hundred bytes, and a prediction's metrics at most 64 KB
+ * (MAX_METRICS_BYTES); more without its end is not an agent's.
+ */
+const MAX_HEAD_BYTES = 128 * 1024;
 /** How long a connection to a replica may take to open. */
 const CONNECT_TIMEOUT_MS = 3000;
 /** How long a probe waits for the answer to its GET /readyz, which an agent gives at once. */
@@ -86,6 +105,9 @@ export interface Head {
   bodyStart: number;
   bodyLength: number;
   close: boolean;
+  /** The agent's metrics and serves headers, when the prediction tracked metrics. */
+  metricsJson: string | undefined;
+  serves: string | undefined;
 }
 
 export class ReplicaConnection {
@@ -313,7 +335,17 @@ export class ReplicaConnection {
     pending.bodyFilled += chunk.copy(body, pending.bodyFilled);
     if (pending.bodyFilled < body.length) return;
     const head = pending.head as Head;
-    this.finish({ kind: "answer", status: head.status, code: head.code, body }, head.close);
+    this.finish(
+      {
+        kind: "answer",
+        status: head.status,
+        code: head.code,
+        body,
+        metricsJson: head.metricsJson,
+        serves: head.serves,
+      },
+      head.close,
+    );
   }
 
   /**
@@ -428,6 +460,8 @@ function parseHead(text: string, bodyStart: number): Head | undefined {
   let code = "";
   let bodyLength = -1;
   let close = false;
+  let metricsJson: string | undefined;
+  let serves: string | undefined;
   for (let index = 1; index < lines.length; index++) {
     const line = lines[index] as string;
     const colon = line.indexOf(":");
@@ -436,7 +470,9 @@ function parseHead(text: string, bodyStart: number): Head | undefined {
     if (name === "content-length") bodyLength = Number(value);
     else if (name === CODE_HEADER) code = value;
     else if (name === "connection") close = value.toLowerCase() === "close";
+    else if (name === METRICS_HEADER) metricsJson = value;
+    else if (name === SERVES_HEADER) serves = value;
   }
   if (!(bodyLength >= 0)) return undefined;
-  return { status, code, bodyStart, bodyLength, close };
+  return { status, code, bodyStart, bodyLength, close, metricsJson, serves };
 }

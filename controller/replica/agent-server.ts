@@ -4,7 +4,12 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
-import { GATEWAY_SECRET_HEADER, UUID_HEADER } from "../api/errors.ts";
+import {
+  GATEWAY_SECRET_HEADER,
+  METRICS_HEADER,
+  SERVES_HEADER,
+  UUID_HEADER,
+} from "../api/errors.ts";
 import {
   BodyTooLarge,
   DEFAULT_BODY_LIMIT_BYTES,
@@ -13,7 +18,7 @@ import {
   sendError,
   sendJson,
 } from "../api/http.ts";
-import type { ReplicaAgent } from "./agent.ts";
+import type { ReplicaAgent, ReplicaServes } from "./agent.ts";
 import type { LogLine } from "./log-ring.ts";
 
 export interface ReplicaServerOptions {
@@ -102,6 +107,7 @@ export function createReplicaServer(
   const bodyLimit = options.bodyLimitBytes ?? DEFAULT_BODY_LIMIT_BYTES;
   const metrics = replicaMetrics(agent, options);
   const secret = options.gatewaySecret === undefined ? undefined : sha256(options.gatewaySecret);
+  const serves = agent.options.serves && servesHeader(agent.options.serves);
 
   /** Whether the request may go on; answers 403 replica.forbidden when it may not. */
   function admitted(request: IncomingMessage, response: ServerResponse, key: string): boolean {
@@ -142,6 +148,12 @@ export function createReplicaServer(
     const answer = await agent.predict(text, typeof uuid === "string" ? uuid : undefined);
     metrics.answers.inc({ code: answer.code });
     if (answer.workerSeconds !== undefined) metrics.duration.observe(answer.workerSeconds);
+    // Tracked metrics go back in a header, beside the caller's body rather than in it: the
+    // gateway stores them and passes the body on untouched.
+    if (answer.metricsJson !== undefined) {
+      response.setHeader(METRICS_HEADER, answer.metricsJson);
+      if (serves !== undefined) response.setHeader(SERVES_HEADER, serves);
+    }
     sendJson(response, answer.status, answer.body, answer.code);
   }
 
@@ -253,4 +265,9 @@ export function createReplicaServer(
 
   const server = createServer(SERVER_OPTIONS, route);
   return server;
+}
+
+/** SERVES_HEADER's value. */
+export function servesHeader(serves: ReplicaServes): string {
+  return `build=${serves.build}; deployment=${serves.deployment}; deploymentId=${serves.deploymentId}`;
 }

@@ -3,6 +3,7 @@
 // side is in agent-server.ts; this file does no I/O of its own besides the worker.
 import { ERROR_STATUS, type ErrorBody, type ErrorCode } from "../api/errors.ts";
 import { DEFAULT_RESPONSE_LIMIT_BYTES, formatBytes } from "../api/http.ts";
+import { buildCrn, deploymentCrn, modelCrn } from "../metrics/crn.ts";
 import { LogRing } from "./log-ring.ts";
 import {
   inheritedEnvironment,
@@ -12,8 +13,20 @@ import {
   WorkerProcess,
 } from "./worker-process.ts";
 
+/** What a replica serves: told to the gateway with tracked metrics, and to the model as CRNs. */
+export interface ReplicaServes {
+  model: string;
+  build: number;
+  /** The ModelDeployment's name. */
+  deployment: string;
+  /** Its rollout (status.deploymentId). */
+  deploymentId: number;
+}
+
 export interface ReplicaOptions {
   replicaId: string;
+  /** What it serves; a replica run by hand may not say. */
+  serves?: ReplicaServes;
   runtime: Runtime;
   /** The model's file, relative to `directory`. */
   file: string;
@@ -80,6 +93,8 @@ export interface ReplicaAnswer {
   body: string;
   /** How long the worker took, for answers the worker gave (or failed to give). */
   workerSeconds?: number;
+  /** The metrics the function tracked, for the gateway's metrics store (docs/metrics.md). */
+  metricsJson?: string;
 }
 
 const DEFAULT_RESTART_BACKOFF_MS = 100;
@@ -180,7 +195,7 @@ export class ReplicaAgent {
       file: options.file,
       functionName: options.functionName,
       cwd: options.directory,
-      env: workerEnvironment(process.env, options.env, options.tracebacks ?? false),
+      env: workerEnvironment(process.env, options.env, options.tracebacks ?? false, options.serves),
       uid: options.uid,
       gid: options.gid,
       onOutput: (stream, line) => this.log.append(stream, generation, line),
@@ -316,7 +331,17 @@ export class ReplicaAgent {
       this.stats.success += 1;
       // The response's bytes are spliced in as the worker wrote them, never parsed.
       const body = `{"success":true,"response":${answer.responseJson},"replicaId":${JSON.stringify(this.options.replicaId)}${uuid ? `,"uuid":${JSON.stringify(uuid)}` : ""}}`;
-      return { status: 200, code: "ok", body };
+      if (answer.metricsDropped !== undefined) {
+        this.note(
+          `metrics of prediction ${uuid ?? "(no uuid)"} not kept: ${answer.metricsDropped}`,
+        );
+      }
+      return {
+        status: 200,
+        code: "ok",
+        body,
+        ...(answer.metricsJson === undefined ? {} : { metricsJson: answer.metricsJson }),
+      };
     }
     if (answer.kind === "error") {
       this.stats.failure += 1;
@@ -407,11 +432,25 @@ export function workerEnvironment(
   agentEnv: NodeJS.ProcessEnv,
   modelEnv: NodeJS.ProcessEnv | undefined,
   tracebacks: boolean,
+  serves?: ReplicaServes,
 ): NodeJS.ProcessEnv {
   return {
     ...inheritedEnvironment(agentEnv),
     ...modelEnv,
     ...(tracebacks ? { MODELSHIP_TRACEBACKS: "1" } : {}),
+    ...(serves ? servedCrns(serves) : {}),
+  };
+}
+
+/**
+ * The ids of what the replica serves, for the model's code: `model_metrics` puts the
+ * deployment's in each answer, as CDSW does, and scripts read metrics by them.
+ */
+export function servedCrns(serves: ReplicaServes): Record<string, string> {
+  return {
+    MODELSHIP_MODEL_CRN: modelCrn(serves.model),
+    MODELSHIP_BUILD_CRN: buildCrn(serves.model, serves.build),
+    MODELSHIP_DEPLOYMENT_CRN: deploymentCrn(serves.model, serves.deployment, serves.deploymentId),
   };
 }
 

@@ -26,7 +26,15 @@ export interface WorkerError {
  * round integers beyond 2^53, and the caller gets it byte for byte.
  */
 export type RawWorkerAnswer =
-  | { id: number; kind: "response"; responseJson: string }
+  | {
+      id: number;
+      kind: "response";
+      responseJson: string;
+      /** The metrics the function tracked (docs/metrics.md): a JSON object's text, ASCII only. */
+      metricsJson?: string;
+      /** Why metrics the worker sent were not kept (too large, not an object). */
+      metricsDropped?: string;
+    }
   | { id: number; kind: "error"; error: WorkerError }
   /** The answer passed `maxResponseBytes`; the rest of it was dropped as it arrived. */
   | { id: number; kind: "too_large" };
@@ -204,7 +212,9 @@ export function parseWorkerLine(text: string): WorkerMessage {
   const response = members.get("response");
   if (member("ok") === true && response !== undefined) {
     const responseJson = text.slice(response.start, response.end);
-    return { type: "answer", answer: { id, kind: "response", responseJson } };
+    const metrics = members.get("metrics");
+    const tracked = metrics === undefined ? {} : metricsOf(text.slice(metrics.start, metrics.end));
+    return { type: "answer", answer: { id, kind: "response", responseJson, ...tracked } };
   }
   const error = member("error") as WorkerError | undefined;
   if (member("ok") === false && typeof error?.type === "string") {
@@ -214,6 +224,40 @@ export function parseWorkerLine(text: string): WorkerMessage {
     type: "invalid",
     reason: 'neither "ok": true with "response" nor "ok": false with "error"',
   };
+}
+
+/**
+ * The most a prediction's tracked metrics may take, as JSON: they travel to the gateway in an
+ * HTTP header of the agent's answer, and a row of the metrics store is no place for a payload.
+ */
+export const MAX_METRICS_BYTES = 64 * 1024;
+
+/**
+ * A worker's `metrics` member, checked: the model wrote it, so it is kept only when it is a
+ * JSON object within MAX_METRICS_BYTES. Characters beyond ASCII are escaped (`\u00e9`): the
+ * text goes in a header, which carries Latin-1 at most.
+ */
+export function metricsOf(json: string): { metricsJson?: string; metricsDropped?: string } {
+  if (json.charCodeAt(0) !== 0x7b) {
+    return { metricsDropped: "the worker's metrics are not a JSON object" };
+  }
+  const ascii = /[^\x20-\x7e]/.test(json) ? json.replace(/[^\x20-\x7e]/g, headerSafe) : json;
+  if (ascii.length > MAX_METRICS_BYTES) {
+    return {
+      metricsDropped: `the prediction's metrics take ${ascii.length} bytes as JSON, more than ${MAX_METRICS_BYTES}`,
+    };
+  }
+  return { metricsJson: ascii };
+}
+
+/**
+ * One character of valid JSON text made header-safe without changing the value: a control
+ * character can only be whitespace between tokens (strings escape theirs), so it becomes a
+ * space; any other is inside a string, where its \uXXXX escape means the same.
+ */
+function headerSafe(unit: string): string {
+  const code = unit.charCodeAt(0);
+  return code < 0x20 ? " " : `\\u${code.toString(16).padStart(4, "0")}`;
 }
 
 export class WorkerProcess {

@@ -30,6 +30,7 @@ import type {
   Runtime,
 } from "../../core/ports.ts";
 import { holds } from "../../source/desired.ts";
+import { servesArgument } from "../serves.ts";
 import { MODEL_UID, REPLICA_PORT } from "./build-context.ts";
 import {
   API_VERSION,
@@ -281,6 +282,8 @@ export function workloadObjects(
               args: [
                 "--replica-id",
                 "$(POD_NAME)",
+                "--serves",
+                servesArgument(spec),
                 "--timeout-seconds",
                 String(spec.timeoutSeconds),
                 // As large a body as the gateway lets through for this model.

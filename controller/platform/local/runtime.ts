@@ -20,6 +20,7 @@ import type {
 import { parseQuantity } from "../../core/quantity.ts";
 import { ReplicaAgent } from "../../replica/agent.ts";
 import { createReplicaServer } from "../../replica/agent-server.ts";
+import { servesOf } from "../serves.ts";
 import { type ModelUser, modelEnvironment } from "./sandbox.ts";
 
 /** How long a new replica may take to load its function before the rollout is called failed. */
@@ -292,6 +293,7 @@ export class LocalRuntime implements Runtime {
     const directory = buildDirectory(spec.build.status?.image);
     const agent: ReplicaAgent = new ReplicaAgent({
       replicaId: replicaId(spec),
+      serves: servesOf(spec),
       runtime: spec.build.spec.runtime,
       file: spec.build.spec.file,
       functionName: spec.build.spec.function,
