@@ -4,6 +4,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { CALLER_ERRORS, type CallerErrorCode } from "../controller/api/errors.ts";
 import type { GatewayConfig, ModelRoute } from "../controller/gateway/config.ts";
 import { generateAccessKey, generateApiKey, hashKey } from "../controller/gateway/keys.ts";
+import { openEmbeddedMetricsStore } from "../controller/metrics/sql-store.ts";
 import { PROJECT_ROOT } from "./helpers/cli.ts";
 import { type RunningGateway, refusingUrl, route, startGateway } from "./helpers/gateway.ts";
 import { type JsonAnswer, postJson, type RunningReplica, startReplica } from "./helpers/replica.ts";
@@ -407,6 +408,27 @@ describe("every error in the registry", () => {
       const answer = await predict(url, "m", { megabytes: 20 / 1024 });
       expect(answer.body.message).toContain("the gateway's response limit of 10240 bytes");
       return answer;
+    },
+    "metrics.unknown_prediction": async () => {
+      const store = await openEmbeddedMetricsStore("memory");
+      started.push({ stop: () => store.close() });
+      const alice = generateApiKey("alice", new Date());
+      const { url } = await gateway({ apiKeys: [alice.record] }, { metricsStore: store });
+      return postJson(
+        `${url}/model-metrics/delayed`,
+        { predictionUuid: "0b6c3a52-5a44-4a3e-9d7e-4bb1c0f3a9e1", metrics: { actual: 1 } },
+        { authorization: `Bearer ${alice.key}` },
+      );
+    },
+    "metrics.unavailable": async () => {
+      // A gateway without a metrics store: the metrics API says so.
+      const { url } = await gateway({});
+      const response = await fetch(`${url}/model-metrics?modelCrn=iris`);
+      return {
+        status: response.status,
+        code: response.headers.get("x-modelship-code"),
+        body: await response.json(),
+      };
     },
   };
 

@@ -16,13 +16,13 @@ const MAY_IMPORT: Record<string, string[]> = {
   core: ["api"],
   source: ["api", "core"],
   reconcile: ["api", "core", "source"],
-  gateway: ["api"],
-  replica: ["api"],
+  gateway: ["api", "metrics"],
+  replica: ["api", "metrics"],
   forge: ["api", "core"],
   // The metrics store's port and its SQL implementation stand alone: their users import them.
   metrics: [],
-  platform: ["api", "core", "source", "reconcile", "gateway", "replica", "forge"],
-  cli: ["api", "core", "source", "reconcile", "gateway", "replica", "forge", "platform"],
+  platform: ["api", "core", "source", "reconcile", "gateway", "replica", "forge", "metrics"],
+  cli: ["api", "core", "source", "reconcile", "gateway", "replica", "forge", "platform", "metrics"],
 };
 
 function files(dir: string): string[] {

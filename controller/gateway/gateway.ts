@@ -18,9 +18,12 @@ import {
   sendJson,
 } from "../api/http.ts";
 import { newInputSchemaAjv } from "../api/schemas.ts";
+import type { MetricsStore, PredictionRecord } from "../metrics/port.ts";
 import type { GatewayConfig, ModelRoute } from "./config.ts";
 import { ModelDispatcher, type ReplicaSlot } from "./dispatcher.ts";
 import { type ApiKeyRecord, checkApiKey, hashKey } from "./keys.ts";
+import { METRICS_API_PREFIX, MetricsApiError, serveMetricsApi } from "./metrics-api.ts";
+import { MetricsRecorder, type MetricsRecorderOptions } from "./metrics-recorder.ts";
 import { answerVerdict, type UpstreamOutcome } from "./upstream.ts";
 
 export interface GatewayOptions {
@@ -31,6 +34,15 @@ export interface GatewayOptions {
   now?: () => number;
   /** Adds Node's process metrics to /metrics; once per process. */
   processMetrics?: boolean;
+  /**
+   * The metrics store: tracked metrics are written to it, and /model-metrics serves it.
+   * Without one, predictions' metrics are not kept and /model-metrics answers 503.
+   */
+  metricsStore?: MetricsStore;
+  /** The recorder's settings (buffer size, batch size), for tests and benchmarks. */
+  metricsRecorder?: Omit<MetricsRecorderOptions, "store" | "register" | "log">;
+  /** Where the gateway logs what goes wrong out of band (the metrics store failing). */
+  log?: (line: string) => void;
 }
 
 /**
@@ -163,6 +175,9 @@ export class Gateway {
   private callsInFlight = 0;
   /** Calls that named no model we serve (not found, bad key) are measured under model "". */
   private readonly unknownModelMeters: ModelMeters;
+  private readonly metricsStore: MetricsStore | undefined;
+  /** Writes tracked metrics to the store, when there is one. */
+  readonly metricsRecorder: MetricsRecorder | undefined;
 
   constructor(options: GatewayOptions = {}) {
     this.bodyLimit = options.bodyLimitBytes ?? DEFAULT_BODY_LIMIT_BYTES;
@@ -171,6 +186,15 @@ export class Gateway {
     this.now = options.now ?? Date.now;
     this.metrics = gatewayMetrics(this, options.processMetrics ?? false);
     this.unknownModelMeters = this.metersOf("");
+    this.metricsStore = options.metricsStore;
+    this.metricsRecorder =
+      options.metricsStore &&
+      new MetricsRecorder({
+        ...options.metricsRecorder,
+        store: options.metricsStore,
+        register: this.metrics.register,
+        log: options.log ?? ((line) => process.stderr.write(`${line}\n`)),
+      });
     this.server = createServer(SERVER_OPTIONS, (request, response) =>
       this.route(request, response),
     );
@@ -267,11 +291,16 @@ export class Gateway {
     }
     this.server.closeAllConnections();
     await closed;
+    await this.metricsRecorder?.close();
   }
 
   private route(request: IncomingMessage, response: ServerResponse): void {
     const url = request.url ?? "/";
     const path = url.includes("?") ? url.slice(0, url.indexOf("?")) : url;
+    if (path === METRICS_API_PREFIX || path.startsWith(`${METRICS_API_PREFIX}/`)) {
+      this.metricsApi(request, response, url);
+      return;
+    }
     if (request.method === "POST") {
       if (path === "/model") {
         this.call(request, response, undefined);
@@ -312,6 +341,54 @@ export class Gateway {
         error: `no route for ${request.method} ${path}; calls go to POST /model or POST /models/{name}/predict`,
       }),
     );
+  }
+
+  private metricsApi(request: IncomingMessage, response: ServerResponse, url: string): void {
+    const store = this.metricsStore;
+    const recorder = this.metricsRecorder;
+    if (!store || !recorder) {
+      sendJson(
+        response,
+        503,
+        errorBody(
+          "metrics.unavailable",
+          "this gateway has no metrics store (docs/metrics.md says how to give it one)",
+        ),
+        "metrics.unavailable",
+      );
+      return;
+    }
+    const context = {
+      store,
+      recorder,
+      now: this.now,
+      authorize: (authorization: string | undefined, model: string) =>
+        this.authorizeMetrics(authorization, model),
+    };
+    void serveMetricsApi(context, request, response, new URL(url, "http://gateway"));
+  }
+
+  /**
+   * The metrics API always wants a model API key (what a model tracked is not for anyone who
+   * can reach the gateway), of a user the model lets call it when it is served here.
+   */
+  private authorizeMetrics(authorization: string | undefined, model: string): void {
+    const key = authorization?.startsWith("Bearer ") ? authorization.slice(7).trim() : "";
+    if (key === "") {
+      throw new MetricsApiError(
+        "auth.missing_key",
+        'the metrics API requires a model API key: send the header "Authorization: Bearer <key>"',
+      );
+    }
+    const check = checkApiKey(key, (id) => this.apiKeys.get(id), this.now());
+    if (!check.ok) throw new MetricsApiError(check.code, check.message);
+    const allowed = this.models.get(model)?.allowedUsers;
+    if (allowed && !allowed.has(check.user)) {
+      throw new MetricsApiError(
+        "auth.forbidden",
+        `user "${check.user}" may not use the metrics of model "${model}"; the model's spec.authentication.users lists who may`,
+      );
+    }
   }
 
   private describeModels() {
@@ -511,6 +588,11 @@ export class Gateway {
           [CODE_HEADER]: result.code,
         });
         response.end(result.body);
+        if (result.metricsJson !== undefined && this.metricsRecorder) {
+          this.metricsRecorder.record(
+            predictionRecord(route.name, uuid, arrived, result.metricsJson, result.serves),
+          );
+        }
         return result.code;
       }
       if (result.kind === "too_large") {
@@ -621,6 +703,37 @@ export class Gateway {
     }
     counter.inc();
   }
+}
+
+/**
+ * What the store keeps of one prediction: the gateway's uuid and times, the model's name, what
+ * the replica said it serves (its serves header: `build=3; deployment=iris; deploymentId=4`).
+ */
+export function predictionRecord(
+  model: string,
+  uuid: string,
+  arrived: number,
+  metricsJson: string,
+  serves: string | undefined,
+): PredictionRecord {
+  const endMs = Date.now();
+  const record: PredictionRecord = {
+    uuid,
+    model,
+    // The wall clock at arrival, from the monotonic clock's elapsed time: timeOrigin plus
+    // performance.now() drifts from Date.now() and could put the start after the end.
+    startMs: endMs - Math.round(performance.now() - arrived),
+    endMs,
+    metricsJson,
+  };
+  for (const part of (serves ?? "").split(";")) {
+    const [name, value] = part.split("=").map((side) => side.trim());
+    if (name === "build" && /^[1-9][0-9]*$/.test(value ?? "")) record.build = Number(value);
+    else if (name === "deploymentId" && /^[1-9][0-9]*$/.test(value ?? ""))
+      record.deploymentId = Number(value);
+    else if (name === "deployment" && value) record.deployment = value;
+  }
+  return record;
 }
 
 /** A path segment, decoded; one that is not valid percent-encoding names no model (and no crash). */
