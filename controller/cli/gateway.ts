@@ -6,11 +6,12 @@ import { parseArgs } from "node:util";
 import { listen } from "../api/http.ts";
 import { parseGatewayConfig } from "../gateway/config.ts";
 import { Gateway } from "../gateway/gateway.ts";
+import { openConfiguredMetricsStore, startRetention } from "../metrics/open.ts";
 import { KubeClient, loadKubeConfig } from "../platform/kubernetes/client.ts";
 import { KubeGatewayFeed } from "../platform/kubernetes/gateway-feed.ts";
 import { watchedNamespacesFromEnv } from "../platform/kubernetes/settings.ts";
 import type { CommandResult, Output } from "./output.ts";
-import { parsePort, parsePositive, untilStopSignal } from "./serve.ts";
+import { parseDuration, parsePort, parsePositive, untilStopSignal } from "./serve.ts";
 
 export const GATEWAY_HELP = `Usage: modelship gateway --config FILE | --kubernetes [--namespace NS] [--port PORT] [--host HOST]
 
@@ -35,6 +36,10 @@ Options:
   --body-limit-mb N      the largest request body (default 5)
   --response-limit-mb N  the largest answer passed on from a replica: 502
                          model.response_too_large (default 50)
+  --metrics-url URL      keep the metrics predictions track in this PostgreSQL server
+                         (postgres://…; or MODELSHIP_METRICS_URL), and serve /model-metrics
+  --metrics-dir DIR      or in an embedded store (PGlite) in DIR
+  --metrics-retention D  predictions' metrics older than this are rolled up hourly (720h)
 `;
 
 export async function runGateway(args: string[], output: Output): Promise<CommandResult> {
@@ -49,6 +54,9 @@ export async function runGateway(args: string[], output: Output): Promise<Comman
       host: { type: "string", default: "127.0.0.1" },
       "body-limit-mb": { type: "string" },
       "response-limit-mb": { type: "string" },
+      "metrics-url": { type: "string" },
+      "metrics-dir": { type: "string" },
+      "metrics-retention": { type: "string", default: "720h" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -64,11 +72,31 @@ export async function runGateway(args: string[], output: Output): Promise<Comman
   const bodyLimitMb = parsePositive(values["body-limit-mb"], "--body-limit-mb", 5);
   const responseLimitMb = parsePositive(values["response-limit-mb"], "--response-limit-mb", 50);
 
+  const log = (line: string) => output.err(`${line}\n`);
+  const retentionMs = parseDuration(values["metrics-retention"], "--metrics-retention");
+  const metricsUrl = values["metrics-url"] ?? process.env.MODELSHIP_METRICS_URL;
+  const metricsDir = values["metrics-dir"];
+  // Unlike `up`, a gateway told to keep metrics and unable to does not start: its pod restarts
+  // until the store is there, and says why.
+  const metricsStore =
+    metricsUrl || metricsDir
+      ? await openConfiguredMetricsStore(
+          metricsUrl ? { url: metricsUrl } : { directory: metricsDir },
+        )
+      : undefined;
+  const stopRetention = metricsStore && startRetention(metricsStore, retentionMs, log);
   const gateway = new Gateway({
     bodyLimitBytes: Math.round(bodyLimitMb * 1024 * 1024),
     responseLimitBytes: Math.round(responseLimitMb * 1024 * 1024),
     processMetrics: true,
+    log,
+    ...(metricsStore ? { metricsStore } : {}),
   });
+  const close = async () => {
+    await gateway.close();
+    stopRetention?.();
+    await metricsStore?.close();
+  };
   // Listening for the stop signal before saying "listening": a SIGTERM sent the moment the
   // line appears must stop the gateway cleanly, not kill it.
   const stopSignal = untilStopSignal();
@@ -87,7 +115,7 @@ export async function runGateway(args: string[], output: Output): Promise<Comman
     output.out(`gateway listening on ${url} (namespace ${namespace})\n`);
     await stopSignal;
     await feed.stop();
-    await gateway.close();
+    await close();
     return { exitCode: 0 };
   }
   const load = async () => gateway.apply(parseGatewayConfig(await readFile(file, "utf8"), file));
@@ -111,6 +139,6 @@ export async function runGateway(args: string[], output: Output): Promise<Comman
   output.out(`gateway: ${signal}, stopping\n`);
   unwatchFile(file);
   process.off("SIGHUP", reload);
-  await gateway.close();
+  await close();
   return { exitCode: 0 };
 }

@@ -4,6 +4,8 @@ import { chmodSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { closeServer, listen } from "../api/http.ts";
+import { openConfiguredMetricsStore, startRetention } from "../metrics/open.ts";
+import type { MetricsStore } from "../metrics/port.ts";
 import { notifySyncs } from "../platform/forge-notifications.ts";
 import {
   type AdminFile,
@@ -40,6 +42,11 @@ Options:
   --allow-rewrite      follow the branch even when its history was rewritten (force push)
   --build-deadline D   a build still running after this long fails (default 30m)
   --max-builds N       how many builds run at once; the others wait (default 2)
+  --metrics-url URL    keep tracked metrics in this PostgreSQL server (postgres://…; or
+                       MODELSHIP_METRICS_URL) instead of the embedded one in STATE/metrics
+  --metrics-retention D
+                       predictions' metrics older than this are rolled up into hourly
+                       aggregates (default 720h)
 ${GITHUB_HELP_LINES}
   --github-predict     with --github-repo: the plan of each pull request also runs the examples of
                        each changed Model through its base's and head's builds (plan --predict).
@@ -54,6 +61,27 @@ never stored). Model code never sees either, nor the admin token; run as root, m
 builds run as MODELSHIP_MODEL_USER (default nobody). See docs/security.md.
 `;
 
+/**
+ * The metrics store `up` writes to. One that cannot be opened (a damaged directory, a server
+ * that refuses) does not stop the models from being served: it is logged, and metrics are not
+ * kept until a restart that opens it.
+ */
+async function openUpMetricsStore(
+  url: string | undefined,
+  directory: string,
+  log: (line: string) => void,
+): Promise<MetricsStore | undefined> {
+  try {
+    return await openConfiguredMetricsStore(url ? { url } : { directory });
+  } catch (error) {
+    const where = url ? "the server of --metrics-url" : directory;
+    log(
+      `metrics: cannot open the metrics store in ${where} (${(error as Error).message}): models are served, but the metrics they track are not kept${url ? "" : `; move ${directory} away to start a new store`}`,
+    );
+    return undefined;
+  }
+}
+
 interface UpValues {
   repo: string;
   branch: string;
@@ -67,6 +95,8 @@ interface UpValues {
   "max-builds": string;
   "github-repo"?: string | undefined;
   "github-predict": boolean;
+  "metrics-url"?: string | undefined;
+  "metrics-retention": string;
 }
 
 export async function runUp(args: string[], output: Output): Promise<CommandResult> {
@@ -86,6 +116,8 @@ export async function runUp(args: string[], output: Output): Promise<CommandResu
       "max-builds": { type: "string", default: "2" },
       "github-repo": { type: "string" },
       "github-predict": { type: "boolean", default: false },
+      "metrics-url": { type: "string" },
+      "metrics-retention": { type: "string", default: "720h" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -138,6 +170,17 @@ async function serve(
     gatewayPort === 0 || gatewayPort === 65_535 ? 0 : gatewayPort + 1,
   );
   const log = (line: string) => output.out(`${new Date().toISOString().slice(11, 19)} ${line}\n`);
+  const retentionMs = parseDuration(values["metrics-retention"], "--metrics-retention");
+  const metricsStore = await openUpMetricsStore(
+    values["metrics-url"] ?? process.env.MODELSHIP_METRICS_URL,
+    join(stateDir, "metrics"),
+    log,
+  );
+  const stopRetention = metricsStore && startRetention(metricsStore, retentionMs, log);
+  const closeMetrics = async () => {
+    stopRetention?.();
+    await metricsStore?.close();
+  };
   const platform = new LocalPlatform({
     stateDir,
     repository: {
@@ -153,6 +196,7 @@ async function serve(
     log,
     buildDeadlineMs: parseDuration(values["build-deadline"], "--build-deadline"),
     settings: { maxConcurrentBuilds: parsePositive(values["max-builds"], "--max-builds", 2) },
+    ...(metricsStore ? { metricsStore } : {}),
   });
   const repository = values["github-repo"];
   const github = repository
@@ -188,7 +232,10 @@ async function serve(
   });
   // Before anything starts: a taken admin port fails the start with nothing left running.
   // Nobody calls it before admin.json (its token) is written below.
-  const adminUrl = await listen(admin, "127.0.0.1", adminPort);
+  const adminUrl = await listen(admin, "127.0.0.1", adminPort).catch(async (error) => {
+    await closeMetrics();
+    throw error;
+  });
   const stopGitHub = () => {
     stopNotifying?.();
     github?.stop();
@@ -198,6 +245,7 @@ async function serve(
   } catch (error) {
     stopGitHub();
     await closeServer(admin);
+    await closeMetrics();
     throw error;
   }
   const file: AdminFile = {
@@ -218,6 +266,7 @@ async function serve(
   const closed = closeServer(admin);
   stopGitHub();
   await platform.stop();
+  await closeMetrics();
   admin.closeAllConnections();
   await closed;
   rmSync(adminFile, { force: true });

@@ -13,6 +13,7 @@ import { formatName, type NamespacedName } from "../../core/keys.ts";
 import { ANNOTATION_ALLOW_REWRITE, ANNOTATION_RESTARTED_AT } from "../../core/labels.ts";
 import type { GatewayConfig } from "../../gateway/config.ts";
 import { Gateway } from "../../gateway/gateway.ts";
+import type { MetricsStore } from "../../metrics/port.ts";
 import { DEFAULT_RECONCILE_SETTINGS, type ReconcileContext } from "../../reconcile/context.ts";
 import { Controller } from "../../reconcile/controller.ts";
 import { ControllerMetrics } from "../../reconcile/metrics.ts";
@@ -51,6 +52,8 @@ export interface LocalPlatformOptions {
    * model code runs as a user of its own (this process is root).
    */
   buildsDir?: string;
+  /** The metrics store the gateway writes tracked metrics to; none: they are not kept. */
+  metricsStore?: MetricsStore;
 }
 
 /** What of this installation model code reads: the workers and the build script. */
@@ -110,6 +113,8 @@ export class LocalPlatform {
   readonly buildsDir: string;
   /** Where the replicas' sockets are: a directory only this process's user may enter. */
   readonly socketDir: string;
+  /** Where the gateway keeps tracked metrics (docs/metrics.md); the caller opens and closes it. */
+  readonly metricsStore: MetricsStore | undefined;
   /** The controller's metrics (served on the admin API's /metrics). */
   readonly metrics = new Registry();
   gatewayUrl = "";
@@ -130,7 +135,12 @@ export class LocalPlatform {
         : {},
     );
     this.keys = new KeyStore(join(stateDir, "secrets", "keys.json"));
-    this.gateway = new Gateway({ processMetrics: true });
+    this.metricsStore = options.metricsStore;
+    this.gateway = new Gateway({
+      processMetrics: true,
+      log,
+      ...(options.metricsStore ? { metricsStore: options.metricsStore } : {}),
+    });
     this.modelUser = modelUser();
     this.socketDir = replicaSocketDir(stateDir);
     this.runtime = new LocalRuntime({
