@@ -10,6 +10,7 @@ import type {
   ModelDeploymentStatus,
 } from "../api/types.generated.ts";
 import type { EventRecord, ReplicaInfo, Resource } from "../core/ports.ts";
+import { buildCrn, deploymentCrn, modelCrn } from "../metrics/crn.ts";
 import type { CommandResult, Output } from "./output.ts";
 import { deploymentSummary, sampleCalls } from "./samples.ts";
 import { findAdmin } from "./state-dir.ts";
@@ -232,6 +233,31 @@ export async function runGet(args: string[], output: Output): Promise<CommandRes
   return { exitCode: 0 };
 }
 
+/**
+ * The ids read_metrics, track_aggregate_metrics and the metrics API take for the object
+ * (model_crn, model_build_crn, model_deployment_crn), as CDSW's overview page shows its CRNs.
+ */
+export function crnLines(object: Resource): string[] {
+  const { name } = object.metadata;
+  if (object.kind === "Model") return [`CRN:          ${modelCrn(name)}`];
+  if (object.kind === "ModelBuild") {
+    const spec = object.spec as { model?: string; number?: number };
+    return spec.model && spec.number ? [`CRN:          ${buildCrn(spec.model, spec.number)}`] : [];
+  }
+  if (object.kind === "ModelDeployment") {
+    const model = (object.spec as { model?: string }).model;
+    const status = (object.status ?? {}) as { deploymentId?: number; build?: number };
+    if (!model) return [];
+    return [
+      `CRN:          ${deploymentCrn(model, name, status.deploymentId)}`,
+      ...(status.deploymentId === undefined ? [] : [`All rollouts: ${deploymentCrn(model, name)}`]),
+      `Model CRN:    ${modelCrn(model)}`,
+      ...(status.build === undefined ? [] : [`Build CRN:    ${buildCrn(model, status.build)}`]),
+    ];
+  }
+  return [];
+}
+
 function describeConditions(conditions: Condition[] | undefined, now: Date): string[] {
   if (!conditions?.length) return ["Conditions:  <none>"];
   return [
@@ -345,6 +371,7 @@ export async function runDescribe(args: string[], output: Output): Promise<Comma
     `Name:         ${object.metadata.name}`,
     `Namespace:    ${object.metadata.namespace ?? "default"}`,
     `Kind:         ${object.kind}`,
+    ...crnLines(object),
     ...Object.entries(object.metadata.annotations ?? {}).map(
       ([key, value]) => `Annotation:   ${key}=${value}`,
     ),

@@ -36,6 +36,11 @@ const COMMANDS: Record<string, Command> = {
     help: async () => (await import("./client.ts")).CALL_HELP,
     run: async (args, output) => (await import("./client.ts")).runCall(args, output),
   },
+  metrics: {
+    summary: "what a model's predictions tracked, ground truth, aggregates [--drift FEATURE]",
+    help: async () => (await import("./metrics.ts")).METRICS_HELP,
+    run: async (args, output) => (await import("./metrics.ts")).runMetrics(args, output),
+  },
   keys: {
     summary: "show or rotate a model's access key",
     help: async () => (await import("./client.ts")).KEYS_HELP,

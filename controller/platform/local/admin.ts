@@ -7,6 +7,8 @@ import { readBody, SERVER_OPTIONS } from "../../api/http.ts";
 import { KIND_NAMES } from "../../api/schemas.ts";
 import { isGitHubDelivery, WEBHOOK_BODY_LIMIT, type WebhookReceiver } from "../../forge/webhook.ts";
 import { parseLifetime } from "../../gateway/keys.ts";
+import { metricsPageJson, metricsQueryOf } from "../../gateway/metrics-api.ts";
+import type { MetricsQuery } from "../../metrics/port.ts";
 import type { LogLine } from "../../replica/log-ring.ts";
 import type { LocalPlatform } from "./platform.ts";
 
@@ -267,6 +269,10 @@ export function createAdminServer(platform: LocalPlatform, options: AdminOptions
       });
       return;
     }
+    if (resource === "model-metrics" && method === "GET" && name === undefined) {
+      await readMetrics(platform, url, response);
+      return;
+    }
     if (resource === "sync" && method === "POST") {
       platform.syncNow();
       send(response, 202, { fetching: true });
@@ -279,6 +285,28 @@ export function createAdminServer(platform: LocalPlatform, options: AdminOptions
       if (!response.headersSent) send(response, 500, { error: error.message });
     });
   });
+}
+
+/** `modelship metrics`: the store's rows, with the gateway's /model-metrics parameters. */
+async function readMetrics(platform: LocalPlatform, url: URL, response: ServerResponse) {
+  const store = platform.metricsStore;
+  if (!store) {
+    send(response, 503, { error: "this modelship up runs without a metrics store" });
+    return;
+  }
+  let query: MetricsQuery;
+  try {
+    query = metricsQueryOf(url.searchParams);
+  } catch (error) {
+    send(response, 400, { error: (error as Error).message });
+    return;
+  }
+  const text = metricsPageJson(await store.read(query));
+  response.writeHead(200, {
+    "content-type": "application/json",
+    "content-length": Buffer.byteLength(text),
+  });
+  response.end(text);
 }
 
 /** A model's replicas' logs as NDJSON, each line with its replica; `follow=1` keeps it open. */
