@@ -406,7 +406,7 @@ describe("the Python worker's answers with metrics", () => {
     expect(second.response.uuid).toBe("u-2");
   });
 
-  it("makes a uuid when the request has none, and sends empty metrics for a decorated call that tracked none", async () => {
+  it("keeps no uuid when the request has none, and sends empty metrics for a decorated call that tracked none", async () => {
     const worker = pythonWorker("decorated_quiet");
     await ready(worker);
     const withUuid = JSON.parse(await worker.call(`{"id":1,"uuid":"${UUID}","request":{"a":2}}`));
@@ -416,8 +416,10 @@ describe("the Python worker's answers with metrics", () => {
       metrics: {},
       response: { prediction: 4, uuid: UUID, model_deployment_crn: null },
     });
+    // Called without one (plan --predict, a replica called by hand), the same input gets the
+    // same answer.
     const without = JSON.parse(await worker.call('{"id":2,"request":{"a":3}}'));
-    expect(without.response.uuid).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4/);
+    expect(without.response).toEqual({ prediction: 6, uuid: null, model_deployment_crn: null });
   });
 
   it("has no metrics for a function that neither is decorated nor tracks; a tracking one sends them unwrapped", async () => {
@@ -573,12 +575,12 @@ describe("the SDK's HTTP calls", () => {
 
   function answerOf(request: Received): { status: number; body: unknown } {
     const route = `${request.method} ${request.path}`;
-    if (route === "GET /metrics") {
+    if (route === "GET /model-metrics") {
       return request.query.cursor === undefined
         ? { status: 200, body: { metrics: [ROW_1], next: "page-2" } }
         : { status: 200, body: { metrics: [ROW_2] } };
     }
-    if (route === "POST /metrics/delayed") {
+    if (route === "POST /model-metrics/delayed") {
       const { predictionUuid } = request.body as { predictionUuid: string };
       return predictionUuid === "u-1"
         ? { status: 200, body: { success: true } }
@@ -591,7 +593,8 @@ describe("the SDK's HTTP calls", () => {
             },
           };
     }
-    if (route === "POST /metrics/aggregate") return { status: 201, body: { success: true, id: 7 } };
+    if (route === "POST /model-metrics/aggregate")
+      return { status: 201, body: { success: true, id: 7 } };
     if (route === "POST /model") {
       const { accessKey } = request.body as { accessKey: string };
       return accessKey === "good-access-key"
@@ -645,7 +648,7 @@ print(json.dumps(found))
       read: { metrics: [ROW_1, ROW_2] },
       delayed: { success: true },
       missing: {
-        message: `metrics.unknown_prediction: no prediction has the uuid u-404 (HTTP 404 from POST ${gateway.url}/metrics/delayed)`,
+        message: `metrics.unknown_prediction: no prediction has the uuid u-404 (HTTP 404 from POST ${gateway.url}/model-metrics/delayed)`,
         status: 404,
         code: "metrics.unknown_prediction",
       },
@@ -657,36 +660,37 @@ print(json.dumps(found))
     const query = {
       modelDeploymentCrn: "crn:modelship:iris/deployments/prod",
       startTimestampMs: "1000",
-      endTimestampMs: "2000",
+      // CDSW's end is inclusive, the API's exclusive.
+      endTimestampMs: "2001",
       limit: "1000",
     };
     const key = "Bearer msk_key";
     expect(gateway.received).toEqual([
-      { method: "GET", path: "/metrics", query, authorization: key, body: undefined },
+      { method: "GET", path: "/model-metrics", query, authorization: key, body: undefined },
       {
         method: "GET",
-        path: "/metrics",
+        path: "/model-metrics",
         query: { ...query, cursor: "page-2" },
         authorization: key,
         body: undefined,
       },
       {
         method: "POST",
-        path: "/metrics/delayed",
+        path: "/model-metrics/delayed",
         query: {},
         authorization: key,
         body: { predictionUuid: "u-1", metrics: { actual: 2 } },
       },
       {
         method: "POST",
-        path: "/metrics/delayed",
+        path: "/model-metrics/delayed",
         query: {},
         authorization: key,
         body: { predictionUuid: "u-404", metrics: { actual: 3 } },
       },
       {
         method: "POST",
-        path: "/metrics/aggregate",
+        path: "/model-metrics/aggregate",
         query: {},
         authorization: key,
         body: {
@@ -698,7 +702,7 @@ print(json.dumps(found))
       },
       {
         method: "POST",
-        path: "/metrics/aggregate",
+        path: "/model-metrics/aggregate",
         query: {},
         authorization: key,
         // The prefix left out is put back: "iris/builds/3" is crn:modelship:iris/builds/3.
@@ -755,7 +759,7 @@ print(json.dumps(found))
     expect(gateway.received).toEqual([
       {
         method: "GET",
-        path: "/metrics",
+        path: "/model-metrics",
         query: { modelCrn: "crn:modelship:iris", startTimestampMs: "0", limit: "1000" },
         authorization: undefined,
         body: undefined,

@@ -81,8 +81,11 @@ class Prediction:
     """One prediction: its uuid and what was tracked for it. Thread-safe: a model may track from
     threads of its own."""
 
-    def __init__(self, uuid=None):
+    def __init__(self, uuid=None, make_uuid=True):
         self._uuid = uuid
+        #: A worker's call without a uuid (a replica called directly, `modelship plan
+        #: --predict`) keeps none: its answer then says the same for the same input.
+        self._make_uuid = make_uuid
         self._texts = {}
         self._lock = threading.Lock()
         #: Whether a @model_metrics function ran for it (its answer then carries metrics, even
@@ -92,7 +95,7 @@ class Prediction:
     @property
     def uuid(self):
         with self._lock:
-            if self._uuid is None:
+            if self._uuid is None and self._make_uuid:
                 self._uuid = str(uuids.uuid4())
             return self._uuid
 
@@ -385,22 +388,24 @@ def read_metrics(
     ]
     query.append(("startTimestampMs", str(start_ms)))
     if end_ms is not None:
-        query.append(("endTimestampMs", str(end_ms)))
+        # The API's end is exclusive; CDSW's (and the dev store's) is inclusive: a script that
+        # takes the time right after its last call must find that call.
+        query.append(("endTimestampMs", str(end_ms + 1)))
     query.append(("limit", str(READ_PAGE_ROWS)))
     rows = []
     cursor = None
     while True:
         page = query + ([("cursor", cursor)] if cursor is not None else [])
-        answer = _client.request("GET", "/metrics?" + urllib.parse.urlencode(page))
+        answer = _client.request("GET", "/model-metrics?" + urllib.parse.urlencode(page))
         found = answer.get("metrics")
         if not isinstance(found, list):
-            raise _client.MetricsError(f'GET /metrics answered without a "metrics" list: {answer!r}')
+            raise _client.MetricsError(f'GET /model-metrics answered without a "metrics" list: {answer!r}')
         rows.extend(found)
         following = answer.get("next")
         if following is None or following == "":
             return {"metrics": rows}
         if following == cursor:
-            raise _client.MetricsError(f"GET /metrics answered the same page again (cursor {cursor!r})")
+            raise _client.MetricsError(f"GET /model-metrics answered the same page again (cursor {cursor!r})")
         cursor = str(following)
 
 
@@ -421,7 +426,7 @@ def track_delayed_metrics(metrics, prediction_uuid, dev=None):
             )
         return {"success": True}
     body = f'{{"predictionUuid":{json.dumps(prediction_uuid)},"metrics":{_object_text(texts)}}}'
-    return _client.request("POST", "/metrics/delayed", body)
+    return _client.request("POST", "/model-metrics/delayed", body)
 
 
 def track_aggregate_metrics(
@@ -452,7 +457,7 @@ def track_aggregate_metrics(
     for name, crn in (("modelDeploymentCrn", deployment), ("modelBuildCrn", build), ("modelCrn", model)):
         if crn is not None:
             members.append(f"{json.dumps(name)}:{json.dumps(crn)}")
-    return _client.request("POST", "/metrics/aggregate", "{" + ",".join(members) + "}")
+    return _client.request("POST", "/model-metrics/aggregate", "{" + ",".join(members) + "}")
 
 
 def call_model(model_access_key, ipt, api_key=None):

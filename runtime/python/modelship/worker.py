@@ -132,7 +132,9 @@ def serve(function, requests, answers, with_traceback=False):
             message = _decode(line)
             prediction_uuid = message.get("uuid")
             # What the function tracks goes to this prediction, whichever thread tracks it.
-            prediction = _metrics.Prediction(prediction_uuid if isinstance(prediction_uuid, str) else None)
+            prediction = _metrics.Prediction(
+                prediction_uuid if isinstance(prediction_uuid, str) else None, make_uuid=False
+            )
             _runtime.current = prediction
             try:
                 response = function(message.get("request"))
