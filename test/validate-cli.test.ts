@@ -22,12 +22,12 @@ describe("modelship validate", () => {
     const run = runCli(["validate", "manifests/examples"]);
     expect(run.stderr).toBe("");
     expect(run.exitCode).toBe(0);
-    expect(run.stdout).toBe("6 objects in 3 files: valid\n");
+    expect(run.stdout).toBe("8 objects in 4 files: valid\n");
   });
 
   it("reads a file once when paths overlap", () => {
     const run = runCli(["validate", "manifests/examples", "manifests/examples/iris/model.yaml"]);
-    expect(run.stdout).toBe("6 objects in 3 files: valid\n");
+    expect(run.stdout).toBe("8 objects in 4 files: valid\n");
   });
 
   it("gives one precise line per broken manifest, and exit 1", () => {

@@ -22,5 +22,7 @@ RUN ln -s /opt/modelship/bin/modelship.js /usr/local/bin/modelship \
   && useradd --uid 10001 --create-home model \
   && python3 -m venv /model/venv && chown -R 10001:10001 /model
 # `pip install` in a build script goes into the model's environment, which the worker runs.
-ENV VIRTUAL_ENV=/model/venv PATH=/model/venv/bin:$PATH
+# modelship's Python package (the SDK: track_metric, model_metrics) imports in build scripts
+# too, as CDSW's cdsw library does; the worker puts it first on PYTHONPATH itself.
+ENV VIRTUAL_ENV=/model/venv PATH=/model/venv/bin:$PATH PYTHONPATH=/opt/modelship/runtime/python
 USER 10001

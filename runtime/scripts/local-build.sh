@@ -151,6 +151,10 @@ case $runtime in
     export VIRTUAL_ENV=$output/venv
     export PATH=$VIRTUAL_ENV/bin:$PATH
     unset PYTHONHOME
+    # modelship's Python package (the SDK: track_metric, model_metrics) imports in the build
+    # script too, as CDSW's cdsw library does.
+    PYTHONPATH=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/../python" && pwd)${PYTHONPATH:+:$PYTHONPATH}
+    export PYTHONPATH
     ;;
   r)
     rlib=$output/rlib
