@@ -1,16 +1,20 @@
 // npm run bench:gateway — what the gateway costs, measured against calling replicas directly in
 // the same run (docs/benchmarks.md). Everything is a real process on 127.0.0.1: replica agents
 // with Python workers, a gateway, and this client.
-import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { Agent, request } from "node:http";
 import { cpus, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
+import {
+  type Answer,
+  closedLoop,
+  percentile,
+  post,
+  type Started,
+  start,
+  startReplica,
+  stopAll,
+} from "./lib.ts";
 
-const ROOT = fileURLToPath(new URL("../", import.meta.url));
-const ENTRY = join(ROOT, "bin/modelship.js");
-const MODELS = join(ROOT, "bench/models");
 /** Service time of the `work` function: a replica's capacity is 1000 / WORK_MS calls a second. */
 const WORK_MS = 10;
 const quick = process.argv.includes("--quick");
@@ -18,79 +22,6 @@ const LATENCY_CALLS = quick ? 500 : 3000;
 const THROUGHPUT_SECONDS = quick ? 1.5 : 4;
 const OVERLOAD_SECONDS = quick ? 2 : 5;
 const OVERLOAD_QUEUE_TIMEOUT_S = 0.05;
-
-interface Started {
-  child: ChildProcess;
-  url: string;
-}
-
-const children: ChildProcess[] = [];
-
-function start(args: string[]): Promise<Started> {
-  const child = spawn(process.execPath, [ENTRY, ...args], { stdio: ["ignore", "pipe", "inherit"] });
-  children.push(child);
-  return new Promise((resolve, reject) => {
-    let out = "";
-    child.stdout?.on("data", (chunk) => {
-      out += chunk;
-      const match = /listening on (http:\/\/\S+)/.exec(out);
-      if (match) resolve({ child, url: match[1] as string });
-    });
-    child.once("exit", (code) => reject(new Error(`modelship ${args[0]} exited with ${code}`)));
-  });
-}
-
-async function startReplica(id: string, functionName: string): Promise<Started> {
-  const replica = await start([
-    "replica",
-    ...["--dir", MODELS, "--file", "bench_model.py", "--function", functionName],
-    ...["--runtime", "python3", "--port", "0", "--replica-id", id, "--quiet"],
-  ]);
-  for (;;) {
-    const ready = await fetch(`${replica.url}/readyz`);
-    if (ready.ok) return replica;
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
-
-const client = new Agent({ keepAlive: true, maxSockets: 256 });
-
-interface Answer {
-  status: number;
-  ms: number;
-}
-
-/** One POST with a keep-alive connection; resolves with the status and the time it took. */
-function post(url: string, body: string): Promise<Answer> {
-  const target = new URL(url);
-  const started = performance.now();
-  return new Promise((resolve, reject) => {
-    const outgoing = request(
-      {
-        agent: client,
-        host: target.hostname,
-        port: target.port,
-        path: target.pathname,
-        method: "POST",
-        headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body) },
-      },
-      (incoming) => {
-        incoming.resume();
-        incoming.on("end", () =>
-          resolve({ status: incoming.statusCode ?? 0, ms: performance.now() - started }),
-        );
-      },
-    );
-    outgoing.setNoDelay(true);
-    outgoing.on("error", reject);
-    outgoing.end(body);
-  });
-}
-
-function percentile(values: number[], p: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] as number;
-}
 
 interface Percentiles {
   p50: number;
@@ -115,20 +46,8 @@ async function latency(urls: string[], body: string): Promise<Percentiles[]> {
 }
 
 /** Closed loop: `concurrency` callers, each calling again as soon as answered; calls a second. */
-async function throughput(urls: string[], concurrency: number, body: string): Promise<number> {
-  const end = performance.now() + THROUGHPUT_SECONDS * 1000;
-  let answered = 0;
-  await Promise.all(
-    Array.from({ length: concurrency }, async (_, caller) => {
-      const url = urls[caller % urls.length] as string;
-      while (performance.now() < end) {
-        const answer = await post(url, body);
-        if (answer.status !== 200) throw new Error(`${url} answered ${answer.status}`);
-        answered += 1;
-      }
-    }),
-  );
-  return answered / THROUGHPUT_SECONDS;
+function throughput(urls: string[], concurrency: number, body: string): Promise<number> {
+  return closedLoop(urls, concurrency, body, THROUGHPUT_SECONDS);
 }
 
 /** Open loop at `rate` calls a second: the share of 429s and how late each 429 came. */
@@ -237,8 +156,7 @@ async function main(): Promise<void> {
       `  a 429 came after its deadline by p50 ${ms(result.p50Late)}, p99 ${ms(result.p99Late)}   (target p99 ≤ 5 ms)`,
     );
   } finally {
-    client.destroy();
-    for (const child of children) child.kill("SIGTERM");
+    stopAll();
     rmSync(directory, { recursive: true, force: true });
   }
 }

@@ -1,0 +1,115 @@
+// What the benchmarks share: real processes of `modelship` on 127.0.0.1 (replica agents, a
+// gateway), a keep-alive HTTP client, percentiles and a closed-loop load.
+import { type ChildProcess, spawn } from "node:child_process";
+import { Agent, request } from "node:http";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+export const ROOT = fileURLToPath(new URL("../", import.meta.url));
+const ENTRY = join(ROOT, "bin/modelship.js");
+export const MODELS = join(ROOT, "bench/models");
+
+export interface Started {
+  child: ChildProcess;
+  url: string;
+}
+
+export const children: ChildProcess[] = [];
+
+export function start(args: string[]): Promise<Started> {
+  const child = spawn(process.execPath, [ENTRY, ...args], { stdio: ["ignore", "pipe", "inherit"] });
+  children.push(child);
+  return new Promise((resolve, reject) => {
+    let out = "";
+    child.stdout?.on("data", (chunk) => {
+      out += chunk;
+      const match = /listening on (http:\/\/\S+)/.exec(out);
+      if (match) resolve({ child, url: match[1] as string });
+    });
+    child.once("exit", (code) => reject(new Error(`modelship ${args[0]} exited with ${code}`)));
+  });
+}
+
+export async function startReplica(
+  id: string,
+  functionName: string,
+  extra: string[] = [],
+): Promise<Started> {
+  const replica = await start([
+    "replica",
+    ...["--dir", MODELS, "--file", "bench_model.py", "--function", functionName],
+    ...["--runtime", "python3", "--port", "0", "--replica-id", id, "--quiet", ...extra],
+  ]);
+  for (;;) {
+    const ready = await fetch(`${replica.url}/readyz`);
+    if (ready.ok) return replica;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+export const client = new Agent({ keepAlive: true, maxSockets: 256 });
+
+export interface Answer {
+  status: number;
+  ms: number;
+}
+
+/** One POST with a keep-alive connection; resolves with the status and the time it took. */
+export function post(url: string, body: string): Promise<Answer> {
+  const target = new URL(url);
+  const started = performance.now();
+  return new Promise((resolve, reject) => {
+    const outgoing = request(
+      {
+        agent: client,
+        host: target.hostname,
+        port: target.port,
+        path: target.pathname,
+        method: "POST",
+        headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body) },
+      },
+      (incoming) => {
+        incoming.resume();
+        incoming.on("end", () =>
+          resolve({ status: incoming.statusCode ?? 0, ms: performance.now() - started }),
+        );
+      },
+    );
+    outgoing.setNoDelay(true);
+    outgoing.on("error", reject);
+    outgoing.end(body);
+  });
+}
+
+export function percentile(values: number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] as number;
+}
+
+/** Closed loop for `seconds`: `concurrency` callers, each calling again once answered; calls a second. */
+export async function closedLoop(
+  urls: string[],
+  concurrency: number,
+  body: string,
+  seconds: number,
+): Promise<number> {
+  const end = performance.now() + seconds * 1000;
+  let answered = 0;
+  await Promise.all(
+    Array.from({ length: concurrency }, async (_, caller) => {
+      const url = urls[caller % urls.length] as string;
+      while (performance.now() < end) {
+        const answer = await post(url, body);
+        if (answer.status !== 200) throw new Error(`${url} answered ${answer.status}`);
+        answered += 1;
+      }
+    }),
+  );
+  return answered / seconds;
+}
+
+/** Stops every process started here. */
+export function stopAll(): void {
+  client.destroy();
+  for (const child of children) child.kill("SIGTERM");
+}
