@@ -2,7 +2,9 @@
 // the same calls through two gateways side by side, interleaved round by round:
 //   off: `add`, a function that tracks nothing, behind a gateway without a metrics store;
 //   on:  `tracked_add`, decorated with model_metrics and tracking its input and result, behind
-//        a gateway that writes every prediction to an embedded metrics store (PGlite).
+//        a gateway that writes every prediction to an embedded metrics store (PGlite);
+//   tracked, no store: `tracked_add` behind a gateway without a store — what the worker and the
+//        agent cost, apart from the store's writes.
 // The goal: metrics cost at most 5 % of throughput.
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, tmpdir, totalmem } from "node:os";
@@ -57,8 +59,17 @@ async function main(): Promise<void> {
       ...["--config", gatewayConfig(directory, "on", tracked), "--port", "0"],
       ...["--metrics-dir", join(directory, "metrics")],
     ]);
+    // The same replicas, one side at a time: what the worker and agent cost without the store.
+    const unstored = await start([
+      "gateway",
+      ...["--config", gatewayConfig(directory, "unstored", tracked), "--port", "0"],
+    ]);
     const body = JSON.stringify({ a: 3, b: 5 });
-    const urls = { off: `${off.url}/models/off/predict`, on: `${on.url}/models/on/predict` };
+    const urls = {
+      off: `${off.url}/models/off/predict`,
+      on: `${on.url}/models/on/predict`,
+      unstored: `${unstored.url}/models/unstored/predict`,
+    };
     // The tracked answer is CDSW's: {"prediction": 8, "uuid": ...}.
     const sample = await fetch(urls.on, { method: "POST", body });
     if (!sample.ok) throw new Error(`the tracked model answered ${sample.status}`);
@@ -72,23 +83,32 @@ async function main(): Promise<void> {
       `${REPLICAS} replicas each; ${ROUNDS} interleaved rounds of ${SECONDS} s per figure; calls/s`,
     );
     for (const concurrency of [1, 4]) {
-      const ratios: number[] = [];
-      const figures = { off: [] as number[], on: [] as number[] };
+      const ratios = { on: [] as number[], unstored: [] as number[] };
+      const figures = { off: [] as number[], on: [] as number[], unstored: [] as number[] };
       for (let round = 0; round < ROUNDS; round++) {
-        // Alternate which goes first, so neither always meets the other's leftovers.
-        const order = round % 2 === 0 ? (["off", "on"] as const) : (["on", "off"] as const);
-        const result = { off: 0, on: 0 };
+        // Rotate which goes first, so none always meets another's leftovers.
+        const sides = ["off", "on", "unstored"] as const;
+        const order = sides.map(
+          (_, index) => sides[(index + round) % sides.length] as (typeof sides)[number],
+        );
+        const result = { off: 0, on: 0, unstored: 0 };
         for (const side of order) {
           result[side] = await closedLoop([urls[side]], concurrency, body, SECONDS);
           figures[side].push(result[side]);
         }
-        ratios.push(result.on / result.off);
+        ratios.on.push(result.on / result.off);
+        ratios.unstored.push(result.unstored / result.off);
       }
       const median = (values: number[]) => percentile(values, 50);
+      const list = (values: number[]) => values.map((ratio) => ratio.toFixed(3)).join(" ");
       console.log(
-        `  concurrency ${concurrency}: off ${median(figures.off).toFixed(0)}, on ${median(figures.on).toFixed(0)}; on ÷ off per round ${ratios
-          .map((ratio) => ratio.toFixed(3))
-          .join(" ")}, median ${median(ratios).toFixed(3)}   (goal ≥ 0.95)`,
+        `  concurrency ${concurrency}: off ${median(figures.off).toFixed(0)}, on ${median(figures.on).toFixed(0)}, tracked without a store ${median(figures.unstored).toFixed(0)}`,
+      );
+      console.log(
+        `    on ÷ off per round ${list(ratios.on)}, median ${median(ratios.on).toFixed(3)}   (goal ≥ 0.95)`,
+      );
+      console.log(
+        `    tracked without a store ÷ off ${list(ratios.unstored)}, median ${median(ratios.unstored).toFixed(3)}`,
       );
     }
     // Every call was answered 200 (closedLoop throws otherwise); were they all stored?
