@@ -30,14 +30,21 @@ export function start(args: string[]): Promise<Started> {
   });
 }
 
+/** Where a replica's function is: bench/models/bench_model.py unless said otherwise. */
+export interface ModelFile {
+  directory: string;
+  file: string;
+}
+
 export async function startReplica(
   id: string,
   functionName: string,
   extra: string[] = [],
+  model: ModelFile = { directory: MODELS, file: "bench_model.py" },
 ): Promise<Started> {
   const replica = await start([
     "replica",
-    ...["--dir", MODELS, "--file", "bench_model.py", "--function", functionName],
+    ...["--dir", model.directory, "--file", model.file, "--function", functionName],
     ...["--runtime", "python3", "--port", "0", "--replica-id", id, "--quiet", ...extra],
   ]);
   for (;;) {

@@ -136,7 +136,8 @@ print(len(rows))`,
     expect(before).toBeGreaterThan(10);
     expect(await up?.stop()).toBe(0);
     up = await startUp();
-    expect(metricsJson().length).toBe(before + 1);
+    // Everything from before the restart, and the call that found the model serving again.
+    await eventually(() => metricsJson().length === before + 1, 10_000);
 
     expect(await up.stop()).toBe(0);
     // A store directory that is not one: the models are served, the metrics not kept, and

@@ -5,10 +5,10 @@
 // Both hand back int8, json and jsonb values as their text, never parsed: a count or an id can
 // pass 2^53, and JSON.parse would round a metric's big integers (the store parses metrics itself,
 // exactly: exact-json.ts).
-import { mkdirSync } from "node:fs";
 import { inspect } from "node:util";
-import { PGlite } from "@electric-sql/pglite";
+import { Worker } from "node:worker_threads";
 import pg from "pg";
+import type { ThreadAnswer, ThreadData, ThreadRequest } from "./pglite-thread.ts";
 
 export interface SqlSession {
   /** One statement with `$1`… parameters; its rows. */
@@ -29,28 +29,91 @@ const JSON_OID = 114;
 const JSONB = 3802;
 const AS_TEXT = new Set([INT8, JSON_OID, JSONB]);
 
-/** The in-process database: its files in `dataDir`, or in memory only. */
+/**
+ * The in-process database: its files in `dataDir`, or in memory only. PGlite runs on a thread of
+ * its own (pglite-thread.ts), so that its work never stalls the gateway's calls. It is one
+ * connection: requests go one at a time, in order, and a transaction holds it until it ends.
+ */
 export async function openEmbeddedClient(dataDir: string): Promise<SqlClient> {
-  if (dataDir !== "memory") mkdirSync(dataDir, { recursive: true });
-  const asIs = (value: string) => value;
-  const db = await PGlite.create(dataDir === "memory" ? undefined : dataDir, {
-    parsers: Object.fromEntries([...AS_TEXT].map((oid) => [oid, asIs])),
-  });
-  const session = (runner: Pick<PGlite, "query" | "exec">): SqlSession => ({
-    async query<Row>(text: string, params?: unknown[]) {
-      return (await runner.query<Row>(text, params)).rows;
-    },
-    async exec(script: string) {
-      await runner.exec(script);
-    },
-  });
-  return {
-    ...session(db),
-    // PGlite is one connection: its own transaction() holds it, so other calls wait their turn.
-    transaction: (fn) => db.transaction((tx) => fn(session(tx))),
-    close: () => db.close(),
+  const data: ThreadData = { dataDir, asText: [...AS_TEXT] };
+  const thread = new Worker(new URL("./pglite-thread.ts", import.meta.url), { workerData: data });
+  const pending = new Map<
+    number,
+    { resolve: (rows: unknown[]) => void; reject: (error: Error) => void }
+  >();
+  let nextId = 1;
+  let ended: Error | undefined;
+  const endAll = (error: Error) => {
+    ended = error;
+    for (const { reject } of pending.values()) reject(error);
+    pending.clear();
   };
+  thread.on("message", (answer: ThreadAnswer) => {
+    const waiting = pending.get(answer.id);
+    pending.delete(answer.id);
+    if (!waiting) return;
+    if ("rows" in answer) waiting.resolve(answer.rows);
+    else waiting.reject(Object.assign(new Error(answer.error.message), answer.error));
+  });
+  thread.on("error", (error) =>
+    endAll(new Error(`the embedded metrics store failed: ${error.message}`)),
+  );
+  thread.on("exit", () => endAll(ended ?? new Error("the embedded metrics store is closed")));
+  const send = (request: DistributiveOmit<ThreadRequest, "id">): Promise<unknown[]> => {
+    if (ended) return Promise.reject(ended);
+    const id = nextId++;
+    return new Promise((resolve, reject) => {
+      pending.set(id, { resolve, reject });
+      thread.postMessage({ id, ...request });
+    });
+  };
+  /** The end of the last request queued: each waits for the one before (one connection). */
+  let turn: Promise<unknown> = Promise.resolve();
+  const inTurn = <T>(work: () => Promise<T>): Promise<T> => {
+    const result = turn.then(work, work);
+    turn = result.catch(() => {});
+    return result;
+  };
+  const direct: SqlSession = {
+    query: async <Row>(text: string, params?: unknown[]) =>
+      (await send({ op: "query", text, ...(params ? { params } : {}) })) as Row[],
+    exec: async (text: string) => {
+      await send({ op: "exec", text });
+    },
+  };
+  const client: SqlClient = {
+    query: (text, params) => inTurn(() => direct.query(text, params)),
+    exec: (text) => inTurn(() => direct.exec(text)),
+    // The whole transaction is one turn: nothing of another caller's runs inside it.
+    transaction: (fn) =>
+      inTurn(async () => {
+        await direct.exec("BEGIN");
+        try {
+          const result = await fn(direct);
+          await direct.exec("COMMIT");
+          return result;
+        } catch (error) {
+          await direct.exec("ROLLBACK").catch(() => {});
+          throw error;
+        }
+      }),
+    close: () =>
+      inTurn(async () => {
+        if (ended) return;
+        await send({ op: "close" }).catch(() => {});
+        await thread.terminate();
+      }),
+  };
+  // A database that cannot be opened (a damaged directory) fails here, as it did in process.
+  await client.query("SELECT 1").catch(async (error) => {
+    await thread.terminate();
+    throw error;
+  });
+  return client;
 }
+
+/** Omit over each member of a union. */
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
 
 /** A pool of connections to the PostgreSQL server at `url` (postgres://user:password@host/db). */
 export function openPostgresClient(url: string): SqlClient {
