@@ -228,12 +228,26 @@ describe("the metrics store's database", () => {
     expect(url.password).toBe(secret.stringData.password);
     expect(url.password).toMatch(/^dev-only-/);
     expect(server.spec.replicas).toBe(1);
+    // The gateway reads the URL from the Secret, never from a literal.
+    const gateway = objects.find(
+      (object) => object.kind === "Deployment" && object.metadata.name === "modelship-gateway",
+    );
+    expect(gateway.spec.template.spec.containers[0].env).toEqual([
+      {
+        name: "MODELSHIP_METRICS_URL",
+        valueFrom: { secretKeyRef: { name: secret.metadata.name, key: "url" } },
+      },
+    ]);
   });
 
   it("is not the production overlay's: an installation brings its own", () => {
     const objects = render(join(PROJECT_ROOT, "kustomize"), "production");
     expect(secretOf(objects)).toBeUndefined();
     expect(objects.filter((object) => object.kind === "StatefulSet")).toEqual([]);
+    const gateway = objects.find(
+      (object) => object.kind === "Deployment" && object.metadata.name === "modelship-gateway",
+    );
+    expect(gateway.spec.template.spec.containers[0].env).toBeUndefined();
   });
 });
 
