@@ -50,10 +50,12 @@ describe("examples", () => {
     const build = mkdtempSync(join(tmpdir(), "modelship-iris-"));
     afterAll(() => rmSync(build, { recursive: true, force: true }));
     cpSync(dir, build, { recursive: true });
+    // As a build runs it: modelship's Python package (the SDK fit.py tracks with) importable.
     const fit = spawnSync("python3", ["fit.py"], {
       cwd: build,
       encoding: "utf8",
       timeout: 120_000,
+      env: { ...process.env, PYTHONPATH: join(PROJECT_ROOT, "runtime/python") },
     });
     expect(fit.stderr).toBe("");
     expect(fit.stdout).toMatch(/^trained: width = 0\.41\d+ \* length \+ -0\.36\d+/);
