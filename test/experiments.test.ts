@@ -319,6 +319,37 @@ describe("modelship run with no modelship up: the runs go to STATE/metrics direc
   }, 60_000);
 });
 
+describe("modelship run for an R model", () => {
+  it("runs an R script with Rscript and the build's library, recording what it appends to the metrics file", async () => {
+    const rRepo = join(root, "r-repo");
+    cpSync(join(PROJECT_ROOT, "manifests/examples/add-numbers-r"), rRepo, { recursive: true });
+    execFileSync("git", ["init", "-q", "-b", "main", rRepo], { env: GIT_ENV });
+    // The R SDK lives in the worker: a script writes the run's metric line itself.
+    commitAll(rRepo, GIT_ENV, "add-numbers and a script that sums its arguments", {
+      "total.R": [
+        "total <- sum(as.numeric(commandArgs(trailingOnly = TRUE)))",
+        'cat("total", total, "\\n")',
+        'cat(sprintf(\'{"key":"total","value":%s}\\n\', total), file = Sys.getenv("MODELSHIP_RUN_METRICS_FILE"), append = TRUE)',
+        "",
+      ].join("\n"),
+    });
+    const state = ["--state-dir", join(root, "r-state")];
+    const run = await cli(["run", ...state, "total.R", "1", "2", "3.5"], rRepo);
+    expect(run.exitCode, run.stderr).toBe(0);
+    expect(run.stdout).toBe("total 6.5 \n");
+    expect(run.stderr).toContain("env | ==> creating the R library");
+    const listed = await cli(["runs", ...state, "-o", "json"], rRepo);
+    const [recorded] = (JSON.parse(listed.stdout) as { items: Run[] }).items;
+    expect(recorded).toMatchObject({
+      model: "add-numbers-r",
+      script: "total.R",
+      args: ["1", "2", "3.5"],
+      status: "succeeded",
+      metrics: { total: 6.5 },
+    });
+  }, 60_000);
+});
+
 describe("modelship run beside a running modelship up: the runs go through its admin API", () => {
   let up: CliProcess | undefined;
   let admin: AdminFile;

@@ -3,10 +3,12 @@
 // build script, from the files a build of the Model gets — but from the work tree rather than a
 // commit, and kept in the state directory under a key of what makes it, so that runs with the
 // same dependencies reuse one environment instead of building their own.
+import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
 import { cp, lstat, mkdir, readdir, readFile, writeFile } from "node:fs/promises";
 import { join, relative, sep } from "node:path";
 import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
 import type { SourceFilter } from "../../source/source-filter.ts";
 import { DEFAULT_BUILD_SCRIPT, LocalBuilder } from "./builder.ts";
 import { removeTree } from "./builder-port.ts";
@@ -22,6 +24,8 @@ const PYTHON_SDK_DIR = fileURLToPath(new URL("../../../runtime/python/", import.
  */
 const DEPENDENCY_FILE =
   /^(requirements.*\.txt|constraints.*\.txt|pyproject\.toml|setup\.(py|cfg)|Pipfile(\.lock)?|poetry\.lock|uv\.lock|environment\.ya?ml|DESCRIPTION|renv\.lock|install\.R)$/;
+
+const execFileAsync = promisify(execFile);
 
 /** How often a run waiting for another's build of the same environment looks again. */
 const LOCK_POLL_MS = 500;
@@ -74,13 +78,30 @@ async function isFile(path: string): Promise<boolean> {
 }
 
 /**
+ * Which interpreter a build starts from, as the build finds it on PATH: a virtualenv is made
+ * from one Python and breaks when that one is replaced, so another one is another environment.
+ * "none" when it does not run (the build's preflight then says what to install).
+ */
+async function interpreterOf(runtime: "python3" | "r"): Promise<string> {
+  const [file, args] =
+    runtime === "python3"
+      ? ["python3", ["-c", "import sys; print(sys.executable, sys.version)"]]
+      : ["Rscript", ["-e", "cat(R.home(), R.version.string)"]];
+  try {
+    // With the PATH a build has (modelEnvironment passes this process's on).
+    return (await execFileAsync(file, args, { env: { PATH: process.env.PATH ?? "" } })).stdout;
+  } catch {
+    return "none";
+  }
+}
+
+/**
  * The key of the environment `spec` makes: a hash of the runtime, the interpreter it starts
  * from, local-build.sh, the build script, and the dependency files at the top of the source.
  */
 export async function environmentKey(
   spec: EnvironmentSpec,
   buildScript: string = DEFAULT_BUILD_SCRIPT,
-  env: NodeJS.ProcessEnv = process.env,
 ): Promise<string> {
   const hash = createHash("sha256");
   // Each part with its name and length, so that no two lists of parts hash alike.
@@ -90,7 +111,7 @@ export async function environmentKey(
   };
   part("key format", "1");
   part("runtime", spec.runtime);
-  if (spec.runtime === "python3") part("interpreter", env.MODELSHIP_PYTHON || "python3");
+  part("interpreter", await interpreterOf(spec.runtime));
   part("local-build.sh", await readFile(buildScript));
   const script = await chosenBuildScript(spec);
   if (script !== undefined) {
