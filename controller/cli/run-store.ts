@@ -67,17 +67,17 @@ function runningAdmin(stateDir: string): AdminFile | undefined {
 }
 
 function adminAccess(admin: AdminFile): RunsAccess {
-  const call = async <T>(path: string, init: RequestInit = {}): Promise<T | undefined> => {
-    let response: Response;
+  const call = async (path: string, init: RequestInit = {}): Promise<Response> => {
     try {
-      response = await fetch(`${admin.url}/api/v1/runs${path}`, {
+      return await fetch(`${admin.url}/api/v1/runs${path}`, {
         ...init,
         headers: { authorization: `Bearer ${admin.token}`, "content-type": "application/json" },
       });
     } catch {
       throw new Error(`cannot reach modelship up (pid ${admin.pid}) at ${admin.url}`);
     }
-    if (response.status === 404 && path !== "") return undefined;
+  };
+  const answer = async <T>(response: Response): Promise<T> => {
     // Exactly: a metric such as 9007199254740993 keeps every digit.
     const body = parseExactJson(await response.text()) as T & { error?: string };
     if (!response.ok) {
@@ -90,20 +90,20 @@ function adminAccess(admin: AdminFile): RunsAccess {
   return {
     where: `the metrics store of modelship up (pid ${admin.pid})`,
     async record(record) {
-      const body = await call<{ id: number }>("", {
-        method: "POST",
-        body: JSON.stringify(record),
-      });
-      return (body as { id: number }).id;
+      const created = await call("", { method: "POST", body: JSON.stringify(record) });
+      return (await answer<{ id: number }>(created)).id;
     },
     async list(query = {}) {
       const parameters = new URLSearchParams();
       if (query.model) parameters.set("model", query.model);
       if (query.limit) parameters.set("limit", String(query.limit));
-      const body = await call<{ items: Run[] }>(parameters.size > 0 ? `?${parameters}` : "");
-      return (body as { items: Run[] }).items;
+      const listed = await call(parameters.size > 0 ? `?${parameters}` : "");
+      return (await answer<{ items: Run[] }>(listed)).items;
     },
-    get: (id) => call<Run>(`/${id}`),
+    async get(id) {
+      const found = await call(`/${id}`);
+      return found.status === 404 ? undefined : answer<Run>(found);
+    },
   };
 }
 

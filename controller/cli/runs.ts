@@ -14,7 +14,7 @@ import { runsStateDir, withRuns } from "./run-store.ts";
 import { realPath, workTreeOf } from "./state-dir.ts";
 
 /** The largest file `runs add` copies into the work tree: CDSW's limit for a project's files. */
-export const MAX_ADDED_FILE_BYTES = 50 * 1024 * 1024;
+const MAX_ADDED_FILE_BYTES = 50 * 1024 * 1024;
 
 export const RUNS_HELP = `Usage: modelship runs [--model NAME] [-o json]
        modelship runs show ID [-o json]
@@ -72,7 +72,7 @@ const SCRIPT_COLUMN_CHARS = 40;
 const keysOf = (metrics: Record<string, unknown>) => Object.keys(metrics).sort();
 
 /** The Experiments table: a run a row, a metric a column. */
-export function runsTable(runs: Run[], now: Date): string {
+function runsTable(runs: Run[], now: Date): string {
   const keys = [...new Set(runs.flatMap((run) => keysOf(run.metrics)))].sort();
   return formatTable([
     ["RUN", "STATUS", "MODEL", "SCRIPT", "COMMIT", "AGE", "DURATION", ...keys],

@@ -60,8 +60,6 @@ export interface EnsureOptions {
   onWait?: (holder: number) => void;
   /** Aborting stops the build (its whole process group). */
   signal?: AbortSignal;
-  /** local-build.sh, by default this checkout's. */
-  buildScript?: string;
 }
 
 /** The build script local-build.sh will run, as it picks it; undefined when there is none. */
@@ -99,10 +97,7 @@ async function interpreterOf(runtime: "python3" | "r"): Promise<string> {
  * The key of the environment `spec` makes: a hash of the runtime, the interpreter it starts
  * from, local-build.sh, the build script, and the dependency files at the top of the source.
  */
-export async function environmentKey(
-  spec: EnvironmentSpec,
-  buildScript: string = DEFAULT_BUILD_SCRIPT,
-): Promise<string> {
+async function environmentKey(spec: EnvironmentSpec): Promise<string> {
   const hash = createHash("sha256");
   // Each part with its name and length, so that no two lists of parts hash alike.
   const part = (name: string, content: string | Buffer) => {
@@ -112,9 +107,10 @@ export async function environmentKey(
   part("key format", "1");
   part("runtime", spec.runtime);
   part("interpreter", await interpreterOf(spec.runtime));
-  part("local-build.sh", await readFile(buildScript));
+  part("local-build.sh", await readFile(DEFAULT_BUILD_SCRIPT));
   const script = await chosenBuildScript(spec);
-  if (script !== undefined) {
+  // A named script that is missing makes no key part: local-build.sh then fails, naming it.
+  if (script !== undefined && (await isFile(join(spec.sourceDir, script)))) {
     part(`build script ${script}`, await readFile(join(spec.sourceDir, script)));
   }
   const entries = await readdir(spec.sourceDir, { withFileTypes: true });
@@ -171,7 +167,7 @@ export async function ensureEnvironment(
   envsDir: string,
   options: EnsureOptions = {},
 ): Promise<Environment> {
-  const key = await environmentKey(spec, options.buildScript);
+  const key = await environmentKey(spec);
   const directory = join(envsDir, key);
   const log = join(envsDir, `${key}.log`);
   await mkdir(envsDir, { recursive: true, mode: 0o700 });
@@ -185,7 +181,7 @@ export async function ensureEnvironment(
     const source = join(envsDir, `${key}.source`);
     await removeTree(source);
     await copyTree(spec.sourceDir, source, spec.leftOut);
-    const builder = new LocalBuilder(options.buildScript ? { script: options.buildScript } : {});
+    const builder = new LocalBuilder();
     const stop = () => void builder.stop();
     options.signal?.addEventListener("abort", stop, { once: true });
     try {
