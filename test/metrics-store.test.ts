@@ -6,7 +6,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { inspect } from "node:util";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import type { MetricsQuery, MetricsRow, PredictionRecord } from "../controller/metrics/port.ts";
+import { parseExactJson } from "../controller/metrics/exact-json.ts";
+import type {
+  MetricsQuery,
+  MetricsRow,
+  PredictionRecord,
+  RunRecord,
+} from "../controller/metrics/port.ts";
 import { MIGRATIONS, migrate, SCHEMA_VERSION } from "../controller/metrics/schema.ts";
 import {
   openEmbeddedClient,
@@ -18,7 +24,7 @@ import {
   openEmbeddedMetricsStore,
   openMetricsStore,
   openPostgresMetricsStore,
-  type SqlMetricsStore,
+  SqlMetricsStore,
 } from "../controller/metrics/sql-store.ts";
 import {
   type PostgresServer,
@@ -86,6 +92,27 @@ function prediction(overrides: Partial<PredictionRecord> = {}): PredictionRecord
   };
 }
 
+/** A finished experiment run's record, as `modelship run` makes one. */
+function runRecord(overrides: Partial<RunRecord> = {}): RunRecord {
+  return {
+    model: "iris",
+    repository: "/home/grace/models",
+    sourcePath: "iris",
+    commit: "0123456789abcdef0123456789abcdef01234567",
+    dirty: false,
+    script: "fit.py",
+    args: ["--alpha", "0.5"],
+    status: "succeeded",
+    exitCode: 0,
+    startedMs: T0,
+    durationMs: 2150,
+    metrics: { mse: 0.0521, r2: 0.8931 },
+    files: [{ name: "model.pkl", size: 435, tracked: true }],
+    environment: "71b06d8af517d74b",
+    ...overrides,
+  };
+}
+
 /** Every row a query reads, page after page. */
 async function readAll(store: SqlMetricsStore, query: MetricsQuery): Promise<MetricsRow[]> {
   const rows: MetricsRow[] = [];
@@ -103,10 +130,10 @@ const idOf = (row: MetricsRow) => row.predictionUuid ?? `${row.type}@${row.start
 
 describe.each(BACKENDS)("the metrics store on $name", (backend) => {
   describe("migrations", () => {
-    it("makes the schema on an empty database and records version 1", async () => {
+    it("makes the schema on an empty database and records versions 1 and 2", async () => {
       const client = await (await backend.freshDatabase())();
       try {
-        expect(await migrate(client)).toEqual([1]);
+        expect(await migrate(client)).toEqual([1, 2]);
         expect(
           await client.query("SELECT version, name FROM schema_migrations ORDER BY version"),
         ).toEqual(MIGRATIONS.map(({ version, name }) => ({ version, name })));
@@ -119,6 +146,7 @@ describe.each(BACKENDS)("the metrics store on $name", (backend) => {
           "delayed_metrics",
           "prediction_rollups",
           "predictions",
+          "runs",
           "schema_migrations",
         ]);
       } finally {
@@ -137,9 +165,9 @@ describe.each(BACKENDS)("the metrics store on $name", (backend) => {
         expect(await migrate(client)).toEqual([]);
         const again = await openMetricsStore(client);
         expect((await again.read({ model: "iris" })).rows.map(idOf)).toEqual([record.uuid]);
-        expect(await client.query("SELECT version FROM schema_migrations")).toEqual([
-          { version: 1 },
-        ]);
+        expect(
+          await client.query("SELECT version FROM schema_migrations ORDER BY version"),
+        ).toEqual([{ version: 1 }, { version: 2 }]);
       } finally {
         await client.close();
       }
@@ -149,29 +177,47 @@ describe.each(BACKENDS)("the metrics store on $name", (backend) => {
       const client = await (await backend.freshDatabase())();
       try {
         await migrate(client);
+        // Versions past the released ones, listed out of order.
         const next = [
           ...MIGRATIONS,
-          { version: 3, name: "third", sql: "ALTER TABLE second ADD COLUMN b integer" },
-          { version: 2, name: "second", sql: "CREATE TABLE second (a integer)" },
+          { version: 11, name: "eleventh", sql: "ALTER TABLE tenth ADD COLUMN b integer" },
+          { version: 10, name: "tenth", sql: "CREATE TABLE tenth (a integer)" },
         ];
-        expect(await migrate(client, next)).toEqual([2, 3]);
+        expect(await migrate(client, next)).toEqual([10, 11]);
         const failing = [
           ...next,
           {
-            version: 4,
-            name: "fourth",
-            sql: "CREATE TABLE fourth (a integer); SELECT no_such_function()",
+            version: 12,
+            name: "twelfth",
+            sql: "CREATE TABLE twelfth (a integer); SELECT no_such_function()",
           },
         ];
         await expect(migrate(client, failing)).rejects.toThrow(/no_such_function/);
         expect(
           await client.query("SELECT version FROM schema_migrations ORDER BY version"),
-        ).toEqual([{ version: 1 }, { version: 2 }, { version: 3 }]);
-        expect(await client.query("SELECT to_regclass('fourth') AS fourth")).toEqual([
-          { fourth: null },
+        ).toEqual([{ version: 1 }, { version: 2 }, { version: 10 }, { version: 11 }]);
+        expect(await client.query("SELECT to_regclass('twelfth') AS twelfth")).toEqual([
+          { twelfth: null },
         ]);
       } finally {
         await client.close();
+      }
+    });
+
+    it("adds the runs to a store made at version 1, whose predictions stay", async () => {
+      const open = await backend.freshDatabase();
+      const client = await open();
+      await migrate(client, MIGRATIONS.slice(0, 1));
+      const old = new SqlMetricsStore(client);
+      const record = prediction();
+      await old.writePredictions([record]);
+      await old.close();
+      const store = await openMetricsStore(await open());
+      try {
+        expect((await store.read({ model: "iris" })).rows.map(idOf)).toEqual([record.uuid]);
+        expect(await store.recordRun(runRecord())).toBe(1);
+      } finally {
+        await store.close();
       }
     });
 
@@ -187,7 +233,7 @@ describe.each(BACKENDS)("the metrics store on $name", (backend) => {
       const after = await open();
       try {
         expect(await after.query("SELECT version FROM schema_migrations ORDER BY version")).toEqual(
-          [{ version: 1 }, { version: 99 }],
+          [{ version: 1 }, { version: 2 }, { version: 99 }],
         );
       } finally {
         await after.close();
@@ -210,7 +256,7 @@ describe.each(BACKENDS)("the metrics store on $name", (backend) => {
 
     beforeEach(async () => {
       await client.query(
-        "TRUNCATE predictions, delayed_metrics, aggregate_metrics, prediction_rollups RESTART IDENTITY",
+        "TRUNCATE predictions, delayed_metrics, aggregate_metrics, prediction_rollups, runs RESTART IDENTITY",
       );
     });
 
@@ -518,6 +564,61 @@ describe.each(BACKENDS)("the metrics store on $name", (backend) => {
       expect((await store.read({ model: "iris" })).rows).toEqual([]);
     });
 
+    describe("experiment runs", () => {
+      it("records runs numbered 1, 2, 3 and reads one back whole, its big integers exact", async () => {
+        const first = runRecord();
+        const second = runRecord({
+          commit: undefined,
+          dirty: true,
+          script: "train/fit.py",
+          args: [],
+          status: "failed",
+          exitCode: 3,
+          // A metric as `modelship run` reads it from the script's line, with every digit.
+          metrics: parseExactJson('{"steps": 9007199254740993}') as Record<string, unknown>,
+          files: [
+            { name: "out/notes.txt", size: 0, tracked: false },
+            { name: "gone.pkl", tracked: true },
+          ],
+        });
+        expect(await store.recordRun(first)).toBe(1);
+        expect(await store.recordRun(second)).toBe(2);
+        expect(await store.recordRun(runRecord({ model: "other" }))).toBe(3);
+        expect(await store.getRun(1)).toStrictEqual({ id: 1, ...first });
+        const { commit: _, ...withoutCommit } = second;
+        const read = await store.getRun(2);
+        expect(read).toStrictEqual({ id: 2, ...withoutCommit, metrics: expect.any(Object) });
+        expect(JSON.stringify(read?.metrics)).toBe('{"steps":9007199254740993}');
+      });
+
+      it("lists runs newest first, one model's, at most the limit", async () => {
+        for (const model of ["iris", "other", "iris"]) await store.recordRun(runRecord({ model }));
+        const ids = (runs: { id: number }[]) => runs.map((run) => run.id);
+        expect(ids(await store.listRuns())).toEqual([3, 2, 1]);
+        expect(ids(await store.listRuns({ model: "iris" }))).toEqual([3, 1]);
+        expect(ids(await store.listRuns({ limit: 2 }))).toEqual([3, 2]);
+        expect(await store.listRuns({ model: "none" })).toEqual([]);
+        await expect(store.listRuns({ limit: 0 })).rejects.toThrow("a positive integer");
+      });
+
+      it("answers no run for an id that names none", async () => {
+        await store.recordRun(runRecord());
+        for (const id of [2, 0, -1, 1.5, Number.MAX_SAFE_INTEGER + 1]) {
+          expect(await store.getRun(id)).toBeUndefined();
+        }
+      });
+
+      it.each<[string, Partial<RunRecord>]>([
+        ["a success whose exit code is not 0", { status: "succeeded", exitCode: 1 }],
+        ["a failure whose exit code is 0", { status: "failed", exitCode: 0 }],
+        ["a commit that is not one", { commit: "main" }],
+        ["a negative duration", { durationMs: -1 }],
+      ])("refuses %s, storing nothing", async (_, overrides) => {
+        await expect(store.recordRun(runRecord(overrides))).rejects.toThrow();
+        expect(await store.listRuns()).toEqual([]);
+      });
+    });
+
     describe("retention", () => {
       it("folds predictions older than the cutoff into hourly rollups with their delayed metrics, and deletes them", async () => {
         const hour0 = [
@@ -708,7 +809,10 @@ describe("the store on a PostgreSQL server, beside other connections", () => {
     const clients = [openPostgresClient(fresh), openPostgresClient(fresh)];
     try {
       const applied = await Promise.all(clients.map((client) => migrate(client)));
-      expect(applied.map((versions) => versions.length).sort()).toEqual([0, 1]);
+      // Each version once, by one process or the other (they may take turns between versions).
+      expect(applied.flat().sort((a, b) => a - b)).toEqual(
+        MIGRATIONS.map((migration) => migration.version),
+      );
     } finally {
       await Promise.all(clients.map((client) => client.close()));
     }

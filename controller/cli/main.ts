@@ -8,6 +8,11 @@ interface Command {
   /** Its usage and options, for `modelship <command> --help`. */
   help(): Promise<string>;
   run(args: string[], output: Output): Promise<CommandResult>;
+  /**
+   * Passes the arguments after its own on to a program (run SCRIPT ARGS...): it answers --help
+   * among its own itself, so that a script's --help reaches the script.
+   */
+  passesArgumentsOn?: true;
 }
 
 const COMMANDS: Record<string, Command> = {
@@ -40,6 +45,17 @@ const COMMANDS: Record<string, Command> = {
     summary: "what a model's predictions tracked, ground truth, aggregates [--drift FEATURE]",
     help: async () => (await import("./metrics.ts")).METRICS_HELP,
     run: async (args, output) => (await import("./metrics.ts")).runMetrics(args, output),
+  },
+  run: {
+    summary: "run a training script as an experiment, in its model's build environment",
+    help: async () => (await import("./run.ts")).RUN_HELP,
+    run: async (args, output) => (await import("./run.ts")).runRun(args, output),
+    passesArgumentsOn: true,
+  },
+  runs: {
+    summary: "the experiments run, their metrics side by side; show one; add a file it left",
+    help: async () => (await import("./runs.ts")).RUNS_HELP,
+    run: async (args, output) => (await import("./runs.ts")).runRuns(args, output),
   },
   keys: {
     summary: "show or rotate a model's access key",
@@ -132,7 +148,7 @@ export async function main(args: string[], output: Output = processOutput): Prom
     return 2;
   }
   // Asked anywhere among a command's arguments, help is answered before they are parsed.
-  if (rest.includes("--help") || rest.includes("-h")) {
+  if (!command.passesArgumentsOn && (rest.includes("--help") || rest.includes("-h"))) {
     output.out(await command.help());
     return 0;
   }

@@ -30,7 +30,7 @@ Options:
 /** Directories that never hold manifests (and can be huge). */
 const SKIPPED_DIRECTORIES = new Set(["node_modules", "__pycache__", "renv", "venv"]);
 
-async function yamlFilesBelow(path: string): Promise<string[]> {
+export async function yamlFilesBelow(path: string): Promise<string[]> {
   const info = await stat(path);
   if (info.isFile()) return [path];
   const files: string[] = [];

@@ -1,8 +1,8 @@
 // The metrics store's port (docs/metrics.md): what the gateway writes (predictions with the
 // metrics a model tracked, delayed metrics by a prediction's uuid, aggregates over a window) and
-// what the SDK, the CLI and the dashboard read back. One SQL schema in PostgreSQL's dialect
-// implements it twice over: PGlite in process for `modelship up`, a PostgreSQL server on the
-// cluster (controller/metrics/sql-store.ts).
+// what the SDK, the CLI and the dashboard read back; and experiments, the runs of `modelship run`
+// with what they tracked. One SQL schema in PostgreSQL's dialect implements it twice over: PGlite
+// in process for `modelship up`, a PostgreSQL server on the cluster (controller/metrics/sql-store.ts).
 
 /** Which model a metric belongs to: the gateway knows all of it for a prediction. */
 export interface MetricsSubject {
@@ -79,6 +79,57 @@ export interface RollupResult {
   hours: number;
 }
 
+/** A file an experiment run left: created or changed in its copy of the source, or named by track_file. */
+export interface RunFile {
+  /** Its path in the run's copy of the model's source directory, '/'-separated. */
+  name: string;
+  /** Its size in bytes; absent for a file track_file named that the run did not leave. */
+  size?: number;
+  /** Whether the script named it with track_file. */
+  tracked: boolean;
+}
+
+export type RunStatus = "succeeded" | "failed";
+
+/** One `modelship run` (CDSW's experiment): a script run in its Model's build environment. */
+export interface RunRecord {
+  model: string;
+  /** The work tree the run was started from (its top, links resolved). */
+  repository: string;
+  /** The Model's source directory, relative to the work tree ("." for its top). */
+  sourcePath: string;
+  /** The work tree's HEAD; absent before the first commit. */
+  commit?: string;
+  /** Whether the work tree held changes or untracked files that HEAD does not. */
+  dirty: boolean;
+  /** The script, relative to the source directory. */
+  script: string;
+  args: string[];
+  /** Succeeded exactly when the exit code is 0. */
+  status: RunStatus;
+  /** The script's exit code (128 + the signal's number for one a signal ended). */
+  exitCode: number;
+  startedMs: number;
+  durationMs: number;
+  /** The last value of each key the script tracked. */
+  metrics: Record<string, unknown>;
+  files: RunFile[];
+  /** The key of the cached environment it ran in. */
+  environment: string;
+}
+
+export interface Run extends RunRecord {
+  /** 1, 2, 3… in the order runs were recorded. */
+  id: number;
+}
+
+export interface RunsQuery {
+  /** Only this Model's runs. */
+  model?: string;
+  /** At most this many, the newest (default 1000, at most 10000). */
+  limit?: number;
+}
+
 export interface MetricsStore {
   /** Writes a batch in one transaction: all of it or, on an error, none. */
   writePredictions(records: PredictionRecord[]): Promise<void>;
@@ -99,5 +150,11 @@ export interface MetricsStore {
    * in the same transaction that deletes them. Nothing is dropped without its rollup.
    */
   rollUp(beforeMs: number): Promise<RollupResult>;
+  /** Stores a finished experiment run; returns its id. */
+  recordRun(record: RunRecord): Promise<number>;
+  /** Runs, newest first. */
+  listRuns(query?: RunsQuery): Promise<Run[]>;
+  /** One run, or undefined. */
+  getRun(id: number): Promise<Run | undefined>;
   close(): Promise<void>;
 }

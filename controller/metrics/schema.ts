@@ -107,6 +107,36 @@ LANGUAGE sql IMMUTABLE STRICT AS $$
 $$;
 `,
   },
+  {
+    version: 2,
+    name: "experiment runs",
+    sql: `
+-- One row per finished \`modelship run\`: where it ran, what it ran, how it ended, the last value of
+-- each metric it tracked and the files it left (kept in the state directory, not here).
+CREATE TABLE runs (
+  id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  model text NOT NULL,
+  repository text NOT NULL,
+  source_path text NOT NULL,
+  -- NULL before the work tree's first commit; 64 hex digits in a SHA-256 repository.
+  git_commit text CHECK (git_commit ~ '^[0-9a-f]{40}([0-9a-f]{24})?$'),
+  dirty boolean NOT NULL,
+  script text NOT NULL,
+  args jsonb NOT NULL CHECK (jsonb_typeof(args) = 'array'),
+  status text NOT NULL CHECK (status IN ('succeeded', 'failed')),
+  exit_code integer NOT NULL,
+  started_ms bigint NOT NULL,
+  duration_ms bigint NOT NULL CHECK (duration_ms >= 0),
+  metrics jsonb NOT NULL CHECK (jsonb_typeof(metrics) = 'object'),
+  files jsonb NOT NULL CHECK (jsonb_typeof(files) = 'array'),
+  environment text NOT NULL,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  CHECK ((status = 'succeeded') = (exit_code = 0))
+);
+-- A model's runs, newest first.
+CREATE INDEX runs_by_model ON runs (model, id);
+`,
+  },
 ];
 
 /** The newest version this code knows. */

@@ -12,6 +12,11 @@ import type {
   MetricsSubject,
   PredictionRecord,
   RollupResult,
+  Run,
+  RunFile,
+  RunRecord,
+  RunStatus,
+  RunsQuery,
 } from "./port.ts";
 import { migrate } from "./schema.ts";
 import { openEmbeddedClient, openPostgresClient, type SqlClient } from "./sql-client.ts";
@@ -301,9 +306,103 @@ export class SqlMetricsStore implements MetricsStore {
     });
   }
 
+  async recordRun(record: RunRecord): Promise<number> {
+    const [row] = await this.client.query<{ id: string }>(
+      `INSERT INTO runs (model, repository, source_path, git_commit, dirty, script, args, status,
+         exit_code, started_ms, duration_ms, metrics, files, environment)
+       VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10, $11, $12::jsonb, $13::jsonb, $14)
+       RETURNING id`,
+      [
+        record.model,
+        record.repository,
+        record.sourcePath,
+        record.commit ?? null,
+        record.dirty,
+        record.script,
+        JSON.stringify(record.args),
+        record.status,
+        record.exitCode,
+        record.startedMs,
+        record.durationMs,
+        // As trackAggregate's: a JSON.rawJSON number is written as it came.
+        JSON.stringify(record.metrics),
+        JSON.stringify(record.files),
+        record.environment,
+      ],
+    );
+    return Number(row?.id);
+  }
+
+  async listRuns(query: RunsQuery = {}): Promise<Run[]> {
+    const limit = readLimit(query.limit);
+    const rows =
+      query.model === undefined
+        ? await this.client.query<RunColumns>(
+            `SELECT ${RUN_COLUMNS} FROM runs ORDER BY id DESC LIMIT $1`,
+            [limit],
+          )
+        : await this.client.query<RunColumns>(
+            `SELECT ${RUN_COLUMNS} FROM runs WHERE model = $1 ORDER BY id DESC LIMIT $2`,
+            [query.model, limit],
+          );
+    return rows.map(runOf);
+  }
+
+  async getRun(id: number): Promise<Run | undefined> {
+    // An id the table cannot hold names no run (and would be an error of the database).
+    if (!Number.isSafeInteger(id) || id < 1) return undefined;
+    const [row] = await this.client.query<RunColumns>(
+      `SELECT ${RUN_COLUMNS} FROM runs WHERE id = $1`,
+      [id],
+    );
+    return row && runOf(row);
+  }
+
   close(): Promise<void> {
     return this.client.close();
   }
+}
+
+const RUN_COLUMNS = `id, model, repository, source_path, git_commit, dirty, script, args, status,
+  exit_code, started_ms, duration_ms, metrics, files, environment`;
+
+/** A row of `runs`; int8 and jsonb come as text. */
+interface RunColumns {
+  id: string;
+  model: string;
+  repository: string;
+  source_path: string;
+  git_commit: string | null;
+  dirty: boolean;
+  script: string;
+  args: string;
+  status: RunStatus;
+  exit_code: number;
+  started_ms: string;
+  duration_ms: string;
+  metrics: string;
+  files: string;
+  environment: string;
+}
+
+function runOf(row: RunColumns): Run {
+  return {
+    id: Number(row.id),
+    model: row.model,
+    repository: row.repository,
+    sourcePath: row.source_path,
+    ...(row.git_commit === null ? {} : { commit: row.git_commit }),
+    dirty: row.dirty,
+    script: row.script,
+    args: JSON.parse(row.args) as string[],
+    status: row.status,
+    exitCode: row.exit_code,
+    startedMs: Number(row.started_ms),
+    durationMs: Number(row.duration_ms),
+    metrics: parseExactJson(row.metrics) as Record<string, unknown>,
+    files: JSON.parse(row.files) as RunFile[],
+    environment: row.environment,
+  };
 }
 
 interface SubjectColumns {

@@ -1,14 +1,16 @@
 // The admin API of a running `modelship up`, on 127.0.0.1 with a bearer token that only the
-// state directory holds (admin.json, mode 0600). The CLI's get, describe, logs, keys and apikeys
-// commands are its clients (docs/cli.md).
+// state directory holds (admin.json, mode 0600). The CLI's get, describe, logs, keys, apikeys,
+// metrics, run and runs commands are its clients (docs/cli.md).
 import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import { readBody, SERVER_OPTIONS } from "../../api/http.ts";
+import { BodyTooLarge, readBody, SERVER_OPTIONS } from "../../api/http.ts";
 import { KIND_NAMES } from "../../api/schemas.ts";
 import { isGitHubDelivery, WEBHOOK_BODY_LIMIT, type WebhookReceiver } from "../../forge/webhook.ts";
 import { parseLifetime } from "../../gateway/keys.ts";
 import { metricsPageJson, metricsQueryOf } from "../../gateway/metrics-api.ts";
-import type { MetricsQuery } from "../../metrics/port.ts";
+import { parseExactJson } from "../../metrics/exact-json.ts";
+import type { MetricsQuery, MetricsStore, RunRecord } from "../../metrics/port.ts";
+import { runRecordOf } from "../../metrics/run-record.ts";
 import type { LogLine } from "../../replica/log-ring.ts";
 import type { LocalPlatform } from "./platform.ts";
 
@@ -273,6 +275,10 @@ export function createAdminServer(platform: LocalPlatform, options: AdminOptions
       await readMetrics(platform, url, response);
       return;
     }
+    if (resource === "runs" && sub === undefined) {
+      await runs(platform.metricsStore, method, name, url, request, response);
+      return;
+    }
     if (resource === "sync" && method === "POST") {
       platform.syncNow();
       send(response, 202, { fetching: true });
@@ -307,6 +313,67 @@ async function readMetrics(platform: LocalPlatform, url: URL, response: ServerRe
     "content-length": Buffer.byteLength(text),
   });
   response.end(text);
+}
+
+/** The most a run's record may take: its metrics and its list of files are the large parts. */
+const RUN_RECORD_LIMIT = 8 * 1024 * 1024;
+
+/**
+ * `modelship run` records, and `modelship runs` reads, experiment runs here while `up` holds the
+ * store open (PGlite takes one process): POST /api/v1/runs, GET /api/v1/runs[?model=M&limit=N],
+ * GET /api/v1/runs/ID.
+ */
+async function runs(
+  store: MetricsStore | undefined,
+  method: string,
+  id: string | undefined,
+  url: URL,
+  request: IncomingMessage,
+  response: ServerResponse,
+) {
+  if (!store) {
+    request.resume();
+    send(response, 503, { error: "this modelship up runs without a metrics store" });
+    return;
+  }
+  if (method === "POST" && id === undefined) {
+    let record: RunRecord;
+    try {
+      // Exactly: a metric such as 9007199254740993 is stored with every digit.
+      record = runRecordOf(parseExactJson(await readBody(request, RUN_RECORD_LIMIT)));
+    } catch (error) {
+      const tooLarge = error instanceof BodyTooLarge;
+      send(response, tooLarge ? 413 : 400, {
+        error: tooLarge
+          ? "a run's record is larger than 8 MB"
+          : `not a run's record: ${(error as Error).message}`,
+      });
+      return;
+    }
+    send(response, 201, { id: await store.recordRun(record) });
+    return;
+  }
+  if (method !== "GET") {
+    send(response, 405, { error: `no route for ${method} ${url.pathname}` });
+    return;
+  }
+  if (id === undefined) {
+    const model = url.searchParams.get("model");
+    const limit = url.searchParams.get("limit");
+    if (limit !== null && !/^[1-9][0-9]{0,5}$/.test(limit)) {
+      send(response, 400, { error: `limit must be a positive integer, not "${limit}"` });
+      return;
+    }
+    const items = await store.listRuns({
+      ...(model ? { model } : {}),
+      ...(limit ? { limit: Number(limit) } : {}),
+    });
+    send(response, 200, { items });
+    return;
+  }
+  const run = /^[1-9][0-9]{0,15}$/.test(id) ? await store.getRun(Number(id)) : undefined;
+  if (run) send(response, 200, run);
+  else send(response, 404, { error: `no run ${id}` });
 }
 
 /** A model's replicas' logs as NDJSON, each line with its replica; `follow=1` keeps it open. */

@@ -125,7 +125,7 @@ async function chownTree(path: string, user: ModelUser): Promise<void> {
 }
 
 /** Removes a directory a build made read-only. */
-async function removeTree(path: string): Promise<void> {
+export async function removeTree(path: string): Promise<void> {
   if (!existsSync(path)) return;
   await makeWritable(path);
   await rm(path, { recursive: true, force: true });

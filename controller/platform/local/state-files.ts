@@ -83,6 +83,16 @@ export function alive(pid: number): boolean {
   }
 }
 
+/** A lock another living process holds: its pid, and what the taker says about it. */
+export class LockHeld extends Error {
+  readonly pid: number;
+  constructor(message: string, pid: number) {
+    super(message);
+    this.name = "LockHeld";
+    this.pid = pid;
+  }
+}
+
 /**
  * Takes the state directory for this process: creates `up.lock` exclusively (O_EXCL, so of two
  * processes racing only one can), with this pid in it. A lock whose process is gone is stale and
@@ -90,7 +100,17 @@ export function alive(pid: number): boolean {
  */
 export function lockStateDir(stateDir: string): () => void {
   mkdirSync(stateDir, { recursive: true, mode: 0o700 });
-  const file = join(stateDir, LOCK_FILE);
+  return lockFile(
+    join(stateDir, LOCK_FILE),
+    (holder) => `already running for ${stateDir} (pid ${holder})`,
+  );
+}
+
+/**
+ * Takes `file` as a lock, as lockStateDir does; throws LockHeld, with `heldMessage` of the
+ * holder's pid, while a living process holds it.
+ */
+export function lockFile(file: string, heldMessage: (holder: number) => string): () => void {
   for (let attempt = 0; attempt < 40; attempt++) {
     try {
       const descriptor = openSync(file, "wx", 0o600);
@@ -101,7 +121,14 @@ export function lockStateDir(stateDir: string): () => void {
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
     }
-    const text = readFileSync(file, "utf8");
+    let text: string;
+    try {
+      text = readFileSync(file, "utf8");
+    } catch (error) {
+      // Let go between our attempt and this read: try again.
+      if ((error as NodeJS.ErrnoException).code === "ENOENT") continue;
+      throw error;
+    }
     if (text === "" && attempt < 20) {
       // Made an instant ago by a process that has not written its pid yet: look again (half a
       // second at most; after that it died before writing it, and the lock is stale).
@@ -110,7 +137,7 @@ export function lockStateDir(stateDir: string): () => void {
     }
     const holder = Number.parseInt(text, 10);
     if (Number.isInteger(holder) && holder > 0 && alive(holder)) {
-      throw new Error(`already running for ${stateDir} (pid ${holder})`);
+      throw new LockHeld(heldMessage(holder), holder);
     }
     // The process that held it died without letting go: the lock is stale.
     rmSync(file, { force: true });
