@@ -228,6 +228,17 @@ describe("the metrics store's database", () => {
     expect(url.password).toBe(secret.stringData.password);
     expect(url.password).toMatch(/^dev-only-/);
     expect(server.spec.replicas).toBe(1);
+    // Only the gateway's pods reach it.
+    const policy = objects.find(
+      (object) => object.kind === "NetworkPolicy" && object.metadata.name === "metrics-postgres",
+    );
+    expect(policy.spec.podSelector.matchLabels).toEqual(server.spec.template.metadata.labels);
+    expect(policy.spec.ingress).toEqual([
+      {
+        from: [{ podSelector: { matchLabels: { "app.kubernetes.io/name": "modelship-gateway" } } }],
+        ports: [{ port: Number(url.port), protocol: "TCP" }],
+      },
+    ]);
     // The gateway reads the URL from the Secret, never from a literal.
     const gateway = objects.find(
       (object) => object.kind === "Deployment" && object.metadata.name === "modelship-gateway",

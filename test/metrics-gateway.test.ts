@@ -3,11 +3,11 @@
 // process, and a real PostgreSQL server this test starts and stops), and the example's own
 // scripts (simulate.py, metrics_job.py) calling it through the Python SDK.
 import { spawn } from "node:child_process";
-import { cpSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { GatewayConfig } from "../controller/gateway/config.ts";
+import type { GatewayConfig, ModelRoute } from "../controller/gateway/config.ts";
 import { generateAccessKey, generateApiKey, hashKey } from "../controller/gateway/keys.ts";
 import { deploymentCrn, modelCrn } from "../controller/metrics/crn.ts";
 import type { MetricsRow, MetricsStore } from "../controller/metrics/port.ts";
@@ -140,7 +140,7 @@ describe("model metrics through the gateway, into PGlite", () => {
       uuid: answer.body.uuid,
       model_deployment_crn: deploymentCrn("iris-metrics", "iris-metrics", 3),
     });
-    await running.gateway.metricsRecorder?.flush();
+    // Read at once, as CDSW's scripts do: the gateway writes what it holds before it reads.
     const [row] = await readRows(running.url, { modelCrn: modelCrn("iris-metrics") });
     expect(row).toMatchObject({
       type: "prediction",
@@ -258,12 +258,104 @@ print(json.dumps([row["predictionUuid"] for row in rows if row["type"] == "predi
     ]);
   }, 120_000);
 
+  it("drops only the metrics the store cannot hold, and keeps every other model's", async () => {
+    writeFileSync(
+      join(work, "notes.py"),
+      'import modelship as cdsw\n\n\n@cdsw.model_metrics\ndef note(args):\n    cdsw.track_metric("note", args["note"])\n    return len(args["note"])\n',
+    );
+    const notes = await startReplica({
+      replicaId: "notes-1",
+      serves: { model: "notes", build: 1, deployment: "notes", deploymentId: 1 },
+      file: "notes.py",
+      functionName: "note",
+      directory: work,
+    });
+    const log: string[] = [];
+    const gateway = await startGateway(
+      { models: [route("notes", [notes]), ...config().models], apiKeys: [apiKey.record] },
+      { metricsStore: store, log: (line) => log.push(line) },
+    );
+    try {
+      await eventually(() => notes.agent.ready, 30_000);
+      const since = Date.now();
+      // A NUL in a string: JSON can say it, PostgreSQL's jsonb cannot hold it.
+      const notesCalls = ["fine", "a\u0000b", "also fine"].map((note) =>
+        postJson(`${gateway.url}/models/notes/predict`, { note }),
+      );
+      for (const answer of await Promise.all(notesCalls)) expect(answer.status).toBe(200);
+      const iris = await postJson(
+        `${gateway.url}/models/iris-metrics/predict`,
+        { petal_length: 3 },
+        { authorization: `Bearer ${apiKey.key}` },
+      );
+      expect(iris.status).toBe(200);
+      const kept = await readRows(gateway.url, {
+        modelCrn: modelCrn("notes"),
+        startTimestampMs: String(since),
+      });
+      expect(kept.map((row) => row.metrics.note).sort()).toEqual(["also fine", "fine"]);
+      expect(
+        await readRows(gateway.url, {
+          modelCrn: modelCrn("iris-metrics"),
+          startTimestampMs: String(since),
+        }),
+      ).toHaveLength(1);
+      const text = await (await fetch(`${gateway.url}/metrics`)).text();
+      expect(text).toContain('modelship_metrics_predictions_dropped_total{reason="invalid"} 1');
+      expect(
+        log.some(
+          (line) => line.includes("the store refused them") && line.includes("of model notes"),
+        ),
+      ).toBe(true);
+    } finally {
+      await gateway.stop();
+      await notes.stop();
+    }
+  }, 60_000);
+
+  it("serves a model's metrics only to its users, and only while it is served", async () => {
+    const eve = generateApiKey("eve", new Date());
+    const restricted = config();
+    (restricted.models[0] as ModelRoute).authentication = { enabled: true, users: ["ada"] };
+    restricted.apiKeys.push(eve.record);
+    running.gateway.apply(restricted);
+    const read = (key: string) =>
+      fetch(`${running.url}/model-metrics?modelCrn=iris-metrics`, {
+        headers: { authorization: `Bearer ${key}` },
+      });
+    try {
+      expect((await read(apiKey.key)).status).toBe(200);
+      const forbidden = await read(eve.key);
+      expect([forbidden.status, forbidden.headers.get("x-modelship-code")]).toEqual([
+        403,
+        "auth.forbidden",
+      ]);
+      // Removed from the gateway, its users are not known here: nobody reads its metrics.
+      running.gateway.apply({ models: [], apiKeys: restricted.apiKeys });
+      for (const key of [eve.key, apiKey.key]) {
+        const gone = await read(key);
+        expect([gone.status, gone.headers.get("x-modelship-code")]).toEqual([
+          404,
+          "model.not_found",
+        ]);
+      }
+    } finally {
+      running.gateway.apply(config());
+    }
+  });
+
   it("refuses a missing or wrong API key, and ground truth for a uuid nobody made", async () => {
     const read = (authorization?: string) =>
       fetch(`${running.url}/model-metrics?modelCrn=iris-metrics`, {
         headers: authorization ? { authorization } : {},
       });
     expect((await read()).status).toBe(401);
+    // The key first: without one, nothing is looked up (nor waited for).
+    const anonymous = await postJson(`${running.url}/model-metrics/delayed`, {
+      predictionUuid: "00000000-0000-4000-8000-000000000000",
+      metrics: { actual: 1 },
+    });
+    expect([anonymous.status, anonymous.body.error]).toEqual([401, "auth.missing_key"]);
     const wrong = await read(`Bearer ${generateApiKey("eve", new Date()).key}`);
     expect([wrong.status, wrong.headers.get("x-modelship-code")]).toEqual([
       401,
@@ -279,6 +371,13 @@ print(json.dumps([row["predictionUuid"] for row in rows if row["type"] == "predi
       headers: { authorization: `Bearer ${apiKey.key}` },
     });
     expect(badCrn.status).toBe(400);
+    const badCursor = await fetch(`${running.url}/model-metrics?modelCrn=iris-metrics&cursor=abc`, {
+      headers: { authorization: `Bearer ${apiKey.key}` },
+    });
+    expect([badCursor.status, badCursor.headers.get("x-modelship-code")]).toEqual([
+      400,
+      "request.invalid_input",
+    ]);
     expect(((await badCrn.json()) as { message: string }).message).toContain("crn:modelship:MODEL");
   });
 });
@@ -335,7 +434,7 @@ describe("model metrics with the store down", () => {
       await counter("modelship_metrics_predictions_dropped_total", "buffer_full"),
     ).toBeGreaterThan(0);
     expect(log.some((line) => line.includes("failed ("))).toBe(true);
-    expect(log.some((line) => /metrics of \d+ predictions were dropped/.test(line))).toBe(true);
+    expect(log.some((line) => /metrics of \d+ predictions? were dropped/.test(line))).toBe(true);
     // No log line carries the store's password.
     expect(log.join("\n")).not.toContain(TEST_PASSWORD);
 

@@ -20,6 +20,10 @@ class ScriptedStore {
   async writePredictions(records: PredictionRecord[]): Promise<void> {
     this.batches.push(records.length);
     if (this.mode === "fail") throw new Error("connect ECONNREFUSED 127.0.0.1:5432");
+    // As PostgreSQL refuses a value jsonb cannot hold: the whole statement fails.
+    if (records.some((record) => record.metricsJson.includes("\\u0000"))) {
+      throw Object.assign(new Error("unsupported Unicode escape sequence"), { code: "22P05" });
+    }
     if (this.mode === "hang") await new Promise<void>((resolve) => this.hung.push(resolve));
     this.written.push(...records);
   }
@@ -115,7 +119,7 @@ describe("the metrics write buffer", () => {
     expect(dropped).toBe(150);
     expect(
       log.some((line) =>
-        /metrics of \d+ predictions were dropped: the write buffer is full \(100/.test(line),
+        /metrics of \d+ predictions? were dropped: the write buffer is full \(100/.test(line),
       ),
     ).toBe(true);
     store.mode = "take";
@@ -134,6 +138,44 @@ describe("the metrics write buffer", () => {
     await until(() => recorder.pending === 0);
     // The hung write and its retry both land: the store ignores a uuid it has (ON CONFLICT).
     expect(store.written.length).toBeGreaterThanOrEqual(1);
+  });
+
+  it("drops only the predictions whose values the store refuses, and counts and logs them", async () => {
+    const { store, recorder, log, counter } = setUp({ batchSize: 100 });
+    const poisoned = new Set([7, 50, 51]);
+    for (let index = 0; index < 100; index++) {
+      const record = prediction();
+      if (poisoned.has(index)) record.metricsJson = '{"note":"a\\u0000b"}';
+      recorder.record(record);
+    }
+    await until(() => store.written.length === 97);
+    expect(recorder.pending).toBe(0);
+    expect(
+      await counter("modelship_metrics_predictions_dropped_total", { reason: "invalid" }),
+    ).toBe(3);
+    expect(await counter("modelship_metrics_write_failures_total")).toBe(0);
+    expect(
+      log.some((line) =>
+        /\d+ predictions? were dropped: the store refused them \(the last: prediction u-\d+ of model iris: unsupported Unicode/.test(
+          line,
+        ),
+      ),
+    ).toBe(true);
+  });
+
+  it("holds at most capacityBytes of metrics while the store is down", async () => {
+    const { store, recorder, counter } = setUp({ capacityBytes: 10_000, batchSize: 10 });
+    store.mode = "fail";
+    for (let index = 0; index < 50; index++) {
+      const record = prediction();
+      record.metricsJson = `{"input":"${"x".repeat(990)}"}`;
+      recorder.record(record);
+    }
+    expect(recorder.pending).toBeLessThanOrEqual(10);
+    const dropped = await counter("modelship_metrics_predictions_dropped_total", {
+      reason: "buffer_full",
+    });
+    expect(dropped + recorder.pending).toBe(50);
   });
 
   it("flush() writes what it holds now, and rejects with the store's error", async () => {

@@ -387,14 +387,15 @@ describe.each(BACKENDS)("the metrics store on $name", (backend) => {
           "the model",
           { model: "iris" },
           ["build3prod7", "build3prod8", "build4prod8", "build4staging"],
-          ["model"],
+          // A job tracks accuracy by deployment (CDSW's examples do): a model's read shows it.
+          ["model", "build3", "prod", "prod8"],
         ],
         ["one build", { model: "iris", build: 3 }, ["build3prod7", "build3prod8"], ["build3"]],
         [
           "a deployment, every rollout",
           { model: "iris", deployment: "prod" },
           ["build3prod7", "build3prod8", "build4prod8"],
-          ["prod"],
+          ["prod", "prod8"],
         ],
         [
           "one rollout",
@@ -405,7 +406,7 @@ describe.each(BACKENDS)("the metrics store on $name", (backend) => {
         ["another model", { model: "wine" }, ["otherModel"], ["otherModel"]],
         ["a model with nothing", { model: "rose" }, [], []],
       ])(
-        "reads %s: its predictions narrowed, the aggregates over exactly it",
+        "reads %s: its predictions and the aggregates inside it",
         async (_, query, expectedPredictions, expectedAggregates) => {
           const rows = await readAll(store, query);
           expect(

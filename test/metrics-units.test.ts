@@ -58,6 +58,21 @@ describe("CRNs", () => {
     expect(() => subjectOf({ modelCrn: "iris", modelBuildCrn: "other/builds/1" })).toThrow(
       /name different models \(other, iris\)|name different models \(iris, other\)/,
     );
+    // Together they narrow: what build 2 answered in deployment prod.
+    expect(
+      subjectOf({ modelBuildCrn: "iris/builds/2", modelDeploymentCrn: "iris/deployments/prod" }),
+    ).toEqual({
+      model: "iris",
+      build: 2,
+      deployment: "prod",
+    });
+    expect(() =>
+      subjectOf({
+        modelDeploymentCrn: "iris/deployments/a",
+        modelCrn: "iris",
+        modelBuildCrn: "iris/builds/1",
+      }),
+    ).not.toThrow();
     expect(() => subjectOf({})).toThrow(MetricsApiError);
     expect(() => subjectOf({ modelCrn: 3 })).toThrow(/modelCrn is not a string/);
   });
@@ -81,10 +96,18 @@ describe("a worker's metrics member", () => {
     ["[1,2]", /not a JSON object/],
     ["3", /not a JSON object/],
     [`{"x":"${"a".repeat(MAX_METRICS_BYTES)}"}`, /more than 65536/],
+    [`{"x":${"[".repeat(20_000)}${"]".repeat(20_000)}}`, /nest 20001 deep, more than 64/],
   ])("%s is dropped, saying why", (json, reason) => {
     const kept = metricsOf(json.slice(0, 200_000));
     expect(kept.metricsJson).toBeUndefined();
     expect(kept.metricsDropped).toMatch(reason);
+  });
+
+  it("counts only brackets outside strings toward its depth", () => {
+    const deep = `{"a":${"[".repeat(63)}${"]".repeat(63)}}`;
+    expect(metricsOf(deep).metricsJson).toBe(deep);
+    const quoted = `{"a":"${"[{".repeat(500)}\\"["}`;
+    expect(metricsOf(quoted).metricsJson).toBe(quoted);
   });
 
   it("is read from an answer line beside its response, which stays unparsed", () => {

@@ -131,6 +131,31 @@ print(len(rows))`,
     expect(drift.stdout).toContain("baseline: 5 predictions");
   }, 60_000);
 
+  it("refuses a bad option or a password on the command line before opening a store", () => {
+    const state = join(root, "refused-state");
+    // Each exits at once: an opened store's thread would keep the process from exiting.
+    const badFlag = runCli([
+      "up",
+      "--repo",
+      repo,
+      "--state-dir",
+      state,
+      "--port",
+      "0",
+      "--max-builds",
+      "0",
+    ]);
+    expect(badFlag.exitCode).not.toBe(0);
+    expect(badFlag.stderr).toContain("--max-builds");
+    const password = runCli([
+      ...["up", "--repo", repo, "--state-dir", state, "--port", "0"],
+      ...["--metrics-url", "postgres://ada:s3cret@127.0.0.1:1/metrics"],
+    ]);
+    expect(password.exitCode).not.toBe(0);
+    expect(password.stderr).toContain("MODELSHIP_METRICS_URL");
+    expect(password.stderr + password.stdout).not.toContain("s3cret");
+  });
+
   it("keeps the metrics across a restart, and serves without them when the store is damaged", async () => {
     const before = metricsJson().length;
     expect(before).toBeGreaterThan(10);

@@ -6,7 +6,7 @@ import { parseArgs } from "node:util";
 import { listen } from "../api/http.ts";
 import { parseGatewayConfig } from "../gateway/config.ts";
 import { Gateway } from "../gateway/gateway.ts";
-import { openConfiguredMetricsStore, startRetention } from "../metrics/open.ts";
+import { metricsUrlFlag, openConfiguredMetricsStore, startRetention } from "../metrics/open.ts";
 import { KubeClient, loadKubeConfig } from "../platform/kubernetes/client.ts";
 import { KubeGatewayFeed } from "../platform/kubernetes/gateway-feed.ts";
 import { watchedNamespacesFromEnv } from "../platform/kubernetes/settings.ts";
@@ -74,7 +74,7 @@ export async function runGateway(args: string[], output: Output): Promise<Comman
 
   const log = (line: string) => output.err(`${line}\n`);
   const retentionMs = parseDuration(values["metrics-retention"], "--metrics-retention");
-  const metricsUrl = values["metrics-url"] ?? process.env.MODELSHIP_METRICS_URL;
+  const metricsUrl = metricsUrlFlag(values["metrics-url"]) ?? process.env.MODELSHIP_METRICS_URL;
   const metricsDir = values["metrics-dir"];
   // Unlike `up`, a gateway told to keep metrics and unable to does not start: its pod restarts
   // until the store is there, and says why.

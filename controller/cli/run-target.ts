@@ -4,6 +4,7 @@
 import { existsSync } from "node:fs";
 import { readFile, realpath, stat } from "node:fs/promises";
 import { dirname, isAbsolute, join, posix, relative, resolve, sep } from "node:path";
+import { isRecord } from "../api/canonical-json.ts";
 import { MANIFEST_LIMITS } from "../source/limits.ts";
 import { parseManifestFile } from "../source/manifests.ts";
 import {
@@ -28,10 +29,6 @@ export interface DeclaredWorkTreeModel {
   manifest: string;
   layout: DeclaredModel;
   spec: Record<string, unknown>;
-}
-
-export function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
 /** Every Model the manifests of the work tree declare (files a sync would not read are skipped). */

@@ -11,7 +11,9 @@ import { dirname, isAbsolute, join, relative, resolve, sep } from "node:path";
 import { createInterface } from "node:readline";
 import { StringDecoder } from "node:string_decoder";
 import { parseArgs, promisify } from "node:util";
+import { isRecord } from "../api/canonical-json.ts";
 import { parseExactJson } from "../metrics/exact-json.ts";
+import { metricsUrlFlag } from "../metrics/open.ts";
 import type { RunFile, RunRecord } from "../metrics/port.ts";
 import { removeTree } from "../platform/local/builder-port.ts";
 import {
@@ -22,7 +24,7 @@ import {
 } from "../platform/local/run-environment.ts";
 import type { CommandResult, Output } from "./output.ts";
 import { withRuns } from "./run-store.ts";
-import { isRecord, type RunTarget, targetOf } from "./run-target.ts";
+import { type RunTarget, targetOf } from "./run-target.ts";
 import { formatRunDuration, formatValue } from "./runs.ts";
 
 export const RUN_HELP = `Usage: modelship run [--model NAME] [--rebuild] SCRIPT [ARGS...]
@@ -474,7 +476,7 @@ export async function runRun(args: string[], output: Output): Promise<CommandRes
   // Everything of the run is made here, and becomes STATE/runs/ID once the store gives the id.
   const pending = join(target.stateDir, "runs", `.pending-${randomBytes(6).toString("hex")}`);
   const record = await execute(target, environment, scriptArgs, pending, output);
-  const metricsUrl = values["metrics-url"] ?? process.env.MODELSHIP_METRICS_URL;
+  const metricsUrl = metricsUrlFlag(values["metrics-url"]) ?? process.env.MODELSHIP_METRICS_URL;
   const kept = await keep(record, target.stateDir, pending, metricsUrl, output);
   output.err(`modelship run: ${summaryOf(record, kept)}\n`);
   return { exitCode: record.exitCode };

@@ -5,6 +5,7 @@ import { existsSync } from "node:fs";
 import { copyFile, mkdir, stat } from "node:fs/promises";
 import { basename, dirname, isAbsolute, join, posix, relative, resolve } from "node:path";
 import { parseArgs } from "node:util";
+import { metricsUrlFlag } from "../metrics/open.ts";
 import type { Run } from "../metrics/port.ts";
 import { formatDuration } from "../platform/local/builder.ts";
 import { formatBytes } from "../source/limits.ts";
@@ -159,7 +160,7 @@ export async function runRuns(args: string[], output: Output): Promise<CommandRe
   const workTree = found === undefined ? undefined : realPath(found);
   const stateDir = runsStateDir(values["state-dir"], workTree ?? process.cwd());
   const store = {
-    metricsUrl: values["metrics-url"] ?? process.env.MODELSHIP_METRICS_URL,
+    metricsUrl: metricsUrlFlag(values["metrics-url"]) ?? process.env.MODELSHIP_METRICS_URL,
     // Reads refuse at once when another process holds the store: nothing is lost by asking again.
     waitMs: 0,
     readOnly: true,

@@ -4,7 +4,7 @@ import { chmodSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { closeServer, listen } from "../api/http.ts";
-import { openConfiguredMetricsStore, startRetention } from "../metrics/open.ts";
+import { metricsUrlFlag, openConfiguredMetricsStore, startRetention } from "../metrics/open.ts";
 import type { MetricsStore } from "../metrics/port.ts";
 import { notifySyncs } from "../platform/forge-notifications.ts";
 import {
@@ -170,9 +170,13 @@ async function serve(
     gatewayPort === 0 || gatewayPort === 65_535 ? 0 : gatewayPort + 1,
   );
   const log = (line: string) => output.out(`${new Date().toISOString().slice(11, 19)} ${line}\n`);
+  // Every option is read before the store opens: a bad one must not leave it open (its thread
+  // would keep the process from exiting).
   const retentionMs = parseDuration(values["metrics-retention"], "--metrics-retention");
+  const buildDeadlineMs = parseDuration(values["build-deadline"], "--build-deadline");
+  const maxConcurrentBuilds = parsePositive(values["max-builds"], "--max-builds", 2);
   const metricsStore = await openUpMetricsStore(
-    values["metrics-url"] ?? process.env.MODELSHIP_METRICS_URL,
+    metricsUrlFlag(values["metrics-url"]) ?? process.env.MODELSHIP_METRICS_URL,
     join(stateDir, "metrics"),
     log,
   );
@@ -181,95 +185,95 @@ async function serve(
     stopRetention?.();
     await metricsStore?.close();
   };
-  const platform = new LocalPlatform({
-    stateDir,
-    repository: {
-      url,
-      branch: values.branch,
-      path: values.path,
-      ...(values.interval ? { interval: values.interval } : {}),
-      allowRewrite: values["allow-rewrite"],
-      ...(process.env.MODELSHIP_GIT_TOKEN ? { token: process.env.MODELSHIP_GIT_TOKEN } : {}),
-    },
-    host: values.host,
-    gatewayPort,
-    log,
-    buildDeadlineMs: parseDuration(values["build-deadline"], "--build-deadline"),
-    settings: { maxConcurrentBuilds: parsePositive(values["max-builds"], "--max-builds", 2) },
-    ...(metricsStore ? { metricsStore } : {}),
-  });
-  const repository = values["github-repo"];
-  const github = repository
-    ? startGitHub({
-        repository,
-        env: process.env,
-        registry: platform.metrics,
-        log,
-        planPullRequest: async (pr, { signal }) => {
-          // A pull request into another branch changes nothing up serves.
-          if (pr.baseRef !== values.branch) return pullRequestPlanOf([]);
-          const plan = await platform.plan(pr.baseSha, pr.headSha, {
-            signal,
-            // A URL repository: the base branch may have moved since the last poll, and the
-            // pull request's head is under refs/pull/N/head only.
-            fetch: [`refs/heads/${pr.baseRef}`, `refs/pull/${pr.number}/head`],
-            predict: values["github-predict"],
-          });
-          return pullRequestPlanOf([plan]);
-        },
-        onPush: coalesced(() => platform.syncNow(), 1000),
-      })
-    : undefined;
-  // Watching before the platform starts: the first sync of this run is told too; what the
-  // store kept from the last run was told then.
-  const stopNotifying = github && notifySyncs(platform.store, github.notifier);
-  const token = newAdminToken();
-  const webhookSecret = process.env.MODELSHIP_WEBHOOK_SECRET;
-  const admin = createAdminServer(platform, {
-    token,
-    ...(webhookSecret ? { webhookSecret } : {}),
-    ...(github ? { github: github.receiver } : {}),
-  });
-  // Before anything starts: a taken admin port fails the start with nothing left running.
-  // Nobody calls it before admin.json (its token) is written below.
-  const adminUrl = await listen(admin, "127.0.0.1", adminPort).catch(async (error) => {
-    await closeMetrics();
-    throw error;
-  });
-  const stopGitHub = () => {
-    stopNotifying?.();
-    github?.stop();
-  };
+  // Whatever ends this run — a stop, or a failure while starting — closes the store last.
   try {
-    await platform.start();
-  } catch (error) {
-    stopGitHub();
-    await closeServer(admin);
-    await closeMetrics();
-    throw error;
-  }
-  const file: AdminFile = {
-    url: adminUrl,
-    token,
-    gatewayUrl: platform.gatewayUrl,
-    pid: process.pid,
-    repository: { url, branch: values.branch, path: values.path },
-  };
-  writeFileAtomic(adminFile, JSON.stringify(file, null, 2), 0o600);
-  output.out(
-    `modelship up: ${url} (branch ${values.branch}, path ${values.path}), state in ${stateDir}\n` +
-      `gateway listening on ${platform.gatewayUrl}\nadmin API on ${adminUrl} (POST /hooks/git to fetch now)\n`,
-  );
+    const platform = new LocalPlatform({
+      stateDir,
+      repository: {
+        url,
+        branch: values.branch,
+        path: values.path,
+        ...(values.interval ? { interval: values.interval } : {}),
+        allowRewrite: values["allow-rewrite"],
+        ...(process.env.MODELSHIP_GIT_TOKEN ? { token: process.env.MODELSHIP_GIT_TOKEN } : {}),
+      },
+      host: values.host,
+      gatewayPort,
+      log,
+      buildDeadlineMs,
+      settings: { maxConcurrentBuilds },
+      ...(metricsStore ? { metricsStore } : {}),
+    });
+    const repository = values["github-repo"];
+    const github = repository
+      ? startGitHub({
+          repository,
+          env: process.env,
+          registry: platform.metrics,
+          log,
+          planPullRequest: async (pr, { signal }) => {
+            // A pull request into another branch changes nothing up serves.
+            if (pr.baseRef !== values.branch) return pullRequestPlanOf([]);
+            const plan = await platform.plan(pr.baseSha, pr.headSha, {
+              signal,
+              // A URL repository: the base branch may have moved since the last poll, and the
+              // pull request's head is under refs/pull/N/head only.
+              fetch: [`refs/heads/${pr.baseRef}`, `refs/pull/${pr.number}/head`],
+              predict: values["github-predict"],
+            });
+            return pullRequestPlanOf([plan]);
+          },
+          onPush: coalesced(() => platform.syncNow(), 1000),
+        })
+      : undefined;
+    // Watching before the platform starts: the first sync of this run is told too; what the
+    // store kept from the last run was told then.
+    const stopNotifying = github && notifySyncs(platform.store, github.notifier);
+    const token = newAdminToken();
+    const webhookSecret = process.env.MODELSHIP_WEBHOOK_SECRET;
+    const admin = createAdminServer(platform, {
+      token,
+      ...(webhookSecret ? { webhookSecret } : {}),
+      ...(github ? { github: github.receiver } : {}),
+    });
+    // Before anything starts: a taken admin port fails the start with nothing left running.
+    // Nobody calls it before admin.json (its token) is written below.
+    const adminUrl = await listen(admin, "127.0.0.1", adminPort);
+    const stopGitHub = () => {
+      stopNotifying?.();
+      github?.stop();
+    };
+    try {
+      await platform.start();
+    } catch (error) {
+      stopGitHub();
+      await closeServer(admin);
+      throw error;
+    }
+    const file: AdminFile = {
+      url: adminUrl,
+      token,
+      gatewayUrl: platform.gatewayUrl,
+      pid: process.pid,
+      repository: { url, branch: values.branch, path: values.path },
+    };
+    writeFileAtomic(adminFile, JSON.stringify(file, null, 2), 0o600);
+    output.out(
+      `modelship up: ${url} (branch ${values.branch}, path ${values.path}), state in ${stateDir}\n` +
+        `gateway listening on ${platform.gatewayUrl}\nadmin API on ${adminUrl} (POST /hooks/git to fetch now)\n`,
+    );
 
-  const signal = await stopSignal;
-  output.out(`modelship up: ${signal}, stopping replicas and builds\n`);
-  const closed = closeServer(admin);
-  stopGitHub();
-  await platform.stop();
-  await closeMetrics();
-  admin.closeAllConnections();
-  await closed;
-  rmSync(adminFile, { force: true });
-  output.out("modelship up: stopped\n");
-  return { exitCode: 0 };
+    const signal = await stopSignal;
+    output.out(`modelship up: ${signal}, stopping replicas and builds\n`);
+    const closed = closeServer(admin);
+    stopGitHub();
+    await platform.stop();
+    admin.closeAllConnections();
+    await closed;
+    rmSync(adminFile, { force: true });
+    output.out("modelship up: stopped\n");
+    return { exitCode: 0 };
+  } finally {
+    await closeMetrics();
+  }
 }

@@ -362,17 +362,17 @@ export class Gateway {
       store,
       recorder,
       now: this.now,
-      authorize: (authorization: string | undefined, model: string) =>
-        this.authorizeMetrics(authorization, model),
+      authenticate: (authorization: string | undefined) => this.metricsUser(authorization),
+      authorize: (user: string, model: string) => this.authorizeMetrics(user, model),
     };
     void serveMetricsApi(context, request, response, new URL(url, "http://gateway"));
   }
 
   /**
    * The metrics API always wants a model API key (what a model tracked is not for anyone who
-   * can reach the gateway), of a user the model lets call it when it is served here.
+   * can reach the gateway): its user.
    */
-  private authorizeMetrics(authorization: string | undefined, model: string): void {
+  private metricsUser(authorization: string | undefined): string {
     const key = authorization?.startsWith("Bearer ") ? authorization.slice(7).trim() : "";
     if (key === "") {
       throw new MetricsApiError(
@@ -382,11 +382,25 @@ export class Gateway {
     }
     const check = checkApiKey(key, (id) => this.apiKeys.get(id), this.now());
     if (!check.ok) throw new MetricsApiError(check.code, check.message);
-    const allowed = this.models.get(model)?.allowedUsers;
-    if (allowed && !allowed.has(check.user)) {
+    return check.user;
+  }
+
+  /**
+   * A model's metrics are for the users who may call it, so only for a model served here: of
+   * one this gateway does not serve (removed, or not yet configured) it cannot tell who may.
+   */
+  private authorizeMetrics(user: string, model: string): void {
+    const entry = this.models.get(model);
+    if (!entry) {
+      throw new MetricsApiError(
+        "model.not_found",
+        `no model named "${model}" is served here, so its metrics are not either (modelship metrics reads a removed model's on the machine that ran it)`,
+      );
+    }
+    if (entry.allowedUsers && !entry.allowedUsers.has(user)) {
       throw new MetricsApiError(
         "auth.forbidden",
-        `user "${check.user}" may not use the metrics of model "${model}"; the model's spec.authentication.users lists who may`,
+        `user "${user}" may not use the metrics of model "${model}"; the model's spec.authentication.users lists who may`,
       );
     }
   }

@@ -20,11 +20,13 @@ const PREDICTION_WAIT_MS = 2000;
 export interface MetricsApiContext {
   store: MetricsStore;
   recorder: MetricsRecorder;
+  /** The user of the request's model API key; throws a MetricsApiError (401) without one. */
+  authenticate(authorization: string | undefined): string;
   /**
-   * Checks the request's model API key, and that its user may use `model`'s metrics (the
-   * model's spec.authentication.users, when it is served here). Throws a MetricsApiError.
+   * Throws a MetricsApiError unless `user` may use `model`'s metrics: a model served here, whose
+   * spec.authentication.users (when it has them) lists the user.
    */
-  authorize(authorization: string | undefined, model: string): void;
+  authorize(user: string, model: string): void;
   now(): number;
 }
 
@@ -57,13 +59,7 @@ export async function serveMetricsApi(
       `no route for ${route}: the metrics API has GET ${METRICS_API_PREFIX}, POST ${METRICS_API_PREFIX}/delayed and POST ${METRICS_API_PREFIX}/aggregate`,
     );
   } catch (error) {
-    const failure =
-      error instanceof MetricsApiError
-        ? error
-        : new MetricsApiError(
-            "metrics.unavailable",
-            `the metrics store failed: ${(error as Error).message}`,
-          );
+    const failure = error instanceof MetricsApiError ? error : storeFailure(error);
     if (!response.headersSent) {
       sendJson(
         response,
@@ -76,14 +72,31 @@ export async function serveMetricsApi(
   }
 }
 
+/**
+ * What a store's error means for the caller: the request's fault (a bad cursor, a value the
+ * database cannot hold: PostgreSQL's data exceptions, class 22) is a 400 naming it; anything
+ * else is the store failing.
+ */
+function storeFailure(error: unknown): MetricsApiError {
+  const message = (error as Error).message ?? String(error);
+  const code = (error as { code?: unknown }).code;
+  if (error instanceof RangeError || (typeof code === "string" && code.startsWith("22"))) {
+    return new MetricsApiError("request.invalid_input", `the metrics store refused it: ${message}`);
+  }
+  return new MetricsApiError("metrics.unavailable", `the metrics store failed: ${message}`);
+}
+
 async function read(
   context: MetricsApiContext,
   request: IncomingMessage,
   response: ServerResponse,
   url: URL,
 ): Promise<string> {
+  const user = context.authenticate(request.headers.authorization);
   const query = metricsQueryOf(url.searchParams);
-  context.authorize(request.headers.authorization, query.model);
+  context.authorize(user, query.model);
+  // What this gateway still holds is written first: CDSW's scripts read right after calling.
+  if (context.recorder.pending > 0) await context.recorder.flush().catch(() => {});
   const page = await context.store.read(query);
   sendJson(response, 200, metricsPageJson(page), "ok");
   return "ok";
@@ -129,6 +142,7 @@ async function trackDelayed(
   request: IncomingMessage,
   response: ServerResponse,
 ): Promise<string> {
+  const user = context.authenticate(request.headers.authorization);
   const { body, text } = await jsonBody(request);
   const shape = `POST ${METRICS_API_PREFIX}/delayed takes {"predictionUuid": "<the prediction's uuid>", "metrics": {...}}`;
   const uuid = body.predictionUuid;
@@ -142,7 +156,7 @@ async function trackDelayed(
   const span = jsonTopLevelMembers(text)?.get("metrics") as { start: number; end: number };
   const metricsJson = text.slice(span.start, span.end);
   const subject = await findPrediction(context, uuid.toLowerCase());
-  context.authorize(request.headers.authorization, subject.model);
+  context.authorize(user, subject.model);
   if (!(await context.store.trackDelayed(uuid.toLowerCase(), metricsJson, context.now()))) {
     throw unknownPrediction(uuid);
   }
@@ -180,10 +194,11 @@ async function trackAggregate(
   request: IncomingMessage,
   response: ServerResponse,
 ): Promise<string> {
+  const user = context.authenticate(request.headers.authorization);
   const { body } = await jsonBody(request);
   const shape = `POST ${METRICS_API_PREFIX}/aggregate takes {"metrics": {...}, "startTimestampMs": N, "endTimestampMs": N, "modelDeploymentCrn": "..."} (or modelBuildCrn, modelCrn)`;
   const subject = subjectOf(body);
-  context.authorize(request.headers.authorization, subject.model);
+  context.authorize(user, subject.model);
   if (!isRecord(body.metrics)) {
     throw new MetricsApiError("request.invalid_input", `"metrics" is not an object: ${shape}`);
   }
@@ -207,7 +222,8 @@ async function trackAggregate(
 
 /**
  * The subject the CRNs name. CDSW's scripts pass more than one (model_crn with
- * model_deployment_crn): they must name the same model, and the narrowest one is used.
+ * model_deployment_crn): they must name the same model, and together they narrow it — a build's
+ * CRN and a deployment's read what that build answered in that deployment.
  */
 export function subjectOf(fields: Record<string, unknown>): MetricsSubject {
   const given = (["modelDeploymentCrn", "modelBuildCrn", "modelCrn"] as const).filter(
@@ -234,7 +250,21 @@ export function subjectOf(fields: Record<string, unknown>): MetricsSubject {
       `${given.join(" and ")} name different models (${[...models].join(", ")})`,
     );
   }
-  return subjects[0] as MetricsSubject;
+  const merged: MetricsSubject = { model: subjects[0]?.model as string };
+  for (const subject of subjects) {
+    for (const field of ["build", "deployment", "deploymentId"] as const) {
+      const value = subject[field];
+      if (value === undefined) continue;
+      if (merged[field] !== undefined && merged[field] !== value) {
+        throw new MetricsApiError(
+          "request.invalid_input",
+          `${given.join(" and ")} name different ${field === "deploymentId" ? "rollouts" : `${field}s`}`,
+        );
+      }
+      Object.assign(merged, { [field]: value });
+    }
+  }
+  return merged;
 }
 
 async function jsonBody(

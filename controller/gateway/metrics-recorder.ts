@@ -4,6 +4,7 @@
 // the buffer fills, and what does not fit is counted (modelship_metrics_predictions_dropped_total)
 // and logged — lost, but never silently.
 import { Counter, Gauge, type Registry } from "prom-client";
+import { formatBytes } from "../api/http.ts";
 import type { MetricsStore, PredictionRecord } from "../metrics/port.ts";
 
 export interface MetricsRecorderOptions {
@@ -13,6 +14,11 @@ export interface MetricsRecorderOptions {
   log: (line: string) => void;
   /** Predictions held at most, waiting to be written (default 20,000). */
   capacity?: number;
+  /**
+   * Bytes of metrics held at most (default 64 MB): 20,000 predictions of 64 KiB each would be
+   * more than a gateway's memory, and a gateway that runs out answers no model at all.
+   */
+  capacityBytes?: number;
   /** Predictions per write (default 500). */
   batchSize?: number;
   /** How long a prediction may wait for a batch to fill (default 200 ms). */
@@ -25,13 +31,17 @@ export interface MetricsRecorderOptions {
   dropLogIntervalMs?: number;
 }
 
-export type DropReason = "buffer_full" | "shutdown";
+export type DropReason = "buffer_full" | "shutdown" | "invalid";
 
 export class MetricsRecorder {
   private readonly options: Required<Omit<MetricsRecorderOptions, "store" | "register" | "log">>;
   private readonly store: Pick<MetricsStore, "writePredictions">;
   private readonly log: (line: string) => void;
   private buffer: PredictionRecord[] = [];
+  /** The metrics' bytes in `buffer` (their JSON is ASCII: its length is its size). */
+  private bufferedBytes = 0;
+  /** The store's last word on a prediction it refused, for the log. */
+  private lastRefusal = "";
   private timer: NodeJS.Timeout | undefined;
   /** The write in flight, if any: one at a time, so batches land in order. */
   private writing: Promise<void> | undefined;
@@ -48,6 +58,7 @@ export class MetricsRecorder {
     this.log = options.log;
     this.options = {
       capacity: options.capacity ?? 20_000,
+      capacityBytes: options.capacityBytes ?? 64 * 1024 * 1024,
       batchSize: options.batchSize ?? 500,
       flushIntervalMs: options.flushIntervalMs ?? 200,
       writeTimeoutMs: options.writeTimeoutMs ?? 5000,
@@ -63,11 +74,15 @@ export class MetricsRecorder {
       this.drop("shutdown", 1);
       return;
     }
-    if (this.buffer.length >= this.options.capacity) {
+    if (
+      this.buffer.length >= this.options.capacity ||
+      this.bufferedBytes + record.metricsJson.length > this.options.capacityBytes
+    ) {
       this.drop("buffer_full", 1);
       return;
     }
     this.buffer.push(record);
+    this.bufferedBytes += record.metricsJson.length;
     this.meters.recorded.inc();
     if (this.buffer.length >= this.options.batchSize) this.writeSoon(0);
     else this.writeSoon(this.options.flushIntervalMs);
@@ -112,6 +127,7 @@ export class MetricsRecorder {
     if (this.buffer.length > 0) {
       this.drop("shutdown", this.buffer.length);
       this.buffer = [];
+      this.bufferedBytes = 0;
     }
     this.logDrops();
     clearTimeout(this.dropLogTimer);
@@ -133,6 +149,7 @@ export class MetricsRecorder {
     if (this.writing) return this.writing;
     if (this.buffer.length === 0) return Promise.resolve();
     const batch = this.buffer.splice(0, this.options.batchSize);
+    this.bufferedBytes -= bytesOf(batch);
     this.writing = this.write(batch).finally(() => {
       this.writing = undefined;
       if (this.buffer.length > 0 && !this.closed) {
@@ -151,9 +168,8 @@ export class MetricsRecorder {
 
   private async write(batch: PredictionRecord[]): Promise<void> {
     const started = performance.now();
-    try {
-      await withTimeout(this.store.writePredictions(batch), this.options.writeTimeoutMs);
-      this.meters.written.inc(batch.length);
+    const { retry, error } = await this.writeSplitting(batch);
+    if (error === undefined) {
       this.meters.writeSeconds.set((performance.now() - started) / 1000);
       if (this.failuresInARow > 0) {
         this.log(
@@ -161,22 +177,56 @@ export class MetricsRecorder {
         );
       }
       this.failuresInARow = 0;
+      return;
+    }
+    this.meters.writeFailures.inc();
+    this.lastError = error.message;
+    if (this.failuresInARow === 0) {
+      this.log(
+        `metrics: writing ${retry.length} predictions failed (${this.lastError}); they are kept and tried again, and predictions are still answered`,
+      );
+    }
+    this.failuresInARow += 1;
+    // Back at the front, oldest first; what no longer fits is dropped, counted and logged.
+    this.buffer = retry.concat(this.buffer);
+    this.bufferedBytes += bytesOf(retry);
+    let excess = 0;
+    while (
+      this.buffer.length > this.options.capacity ||
+      (this.bufferedBytes > this.options.capacityBytes && this.buffer.length > 0)
+    ) {
+      this.bufferedBytes -= (this.buffer.pop() as PredictionRecord).metricsJson.length;
+      excess += 1;
+    }
+    if (excess > 0) this.drop("buffer_full", excess);
+  }
+
+  /**
+   * Writes a batch. One prediction whose metrics the store refuses (a value PostgreSQL's jsonb
+   * cannot hold: a \u0000, a number out of its range) must not hold back every other: such a
+   * batch is halved until the refused ones stand alone, and they are dropped, counted as
+   * `invalid` and logged. Returns what is left when the store fails otherwise (down, slow).
+   */
+  private async writeSplitting(
+    batch: PredictionRecord[],
+  ): Promise<{ retry: PredictionRecord[]; error?: Error }> {
+    try {
+      await withTimeout(this.store.writePredictions(batch), this.options.writeTimeoutMs);
+      this.meters.written.inc(batch.length);
+      return { retry: [] };
     } catch (error) {
-      this.meters.writeFailures.inc();
-      this.lastError = (error as Error).message;
-      if (this.failuresInARow === 0) {
-        this.log(
-          `metrics: writing ${batch.length} predictions failed (${this.lastError}); they are kept and tried again, and predictions are still answered`,
-        );
+      if (!refusesTheData(error)) return { retry: batch, error: error as Error };
+      if (batch.length === 1) {
+        const [record] = batch as [PredictionRecord];
+        this.lastRefusal = `prediction ${record.uuid} of model ${record.model}: ${(error as Error).message}`;
+        this.drop("invalid", 1);
+        return { retry: [] };
       }
-      this.failuresInARow += 1;
-      // Back at the front, oldest first; what no longer fits is dropped, counted and logged.
-      this.buffer = batch.concat(this.buffer);
-      const excess = this.buffer.length - this.options.capacity;
-      if (excess > 0) {
-        this.buffer.splice(this.options.capacity);
-        this.drop("buffer_full", excess);
-      }
+      const middle = Math.ceil(batch.length / 2);
+      const first = await this.writeSplitting(batch.slice(0, middle));
+      if (first.error)
+        return { retry: [...first.retry, ...batch.slice(middle)], error: first.error };
+      return this.writeSplitting(batch.slice(middle));
     }
   }
 
@@ -201,9 +251,13 @@ export class MetricsRecorder {
       if (count === 0) continue;
       const why =
         reason === "buffer_full"
-          ? `the write buffer is full (${this.options.capacity} predictions)${this.failuresInARow > 0 ? ` because the store fails: ${this.lastError}` : ", the store is slower than the calls"}`
-          : "the gateway stopped before the store took them";
-      this.log(`metrics: the metrics of ${count} predictions were dropped: ${why}`);
+          ? `the write buffer is full (${this.options.capacity} predictions or ${formatBytes(this.options.capacityBytes)})${this.failuresInARow > 0 ? ` because the store fails: ${this.lastError}` : ", the store is slower than the calls"}`
+          : reason === "invalid"
+            ? `the store refused them (the last: ${this.lastRefusal})`
+            : "the gateway stopped before the store took them";
+      this.log(
+        `metrics: the metrics of ${count} ${count === 1 ? "prediction" : "predictions"} were dropped: ${why}`,
+      );
     }
     this.droppedSinceLog.clear();
   }
@@ -223,7 +277,7 @@ function recorderMetrics(register: Registry, buffered: () => number) {
     }),
     dropped: new Counter({
       name: "modelship_metrics_predictions_dropped_total",
-      help: "Predictions whose tracked metrics were not stored: the buffer was full (the store was down or slow), or the gateway stopped first.",
+      help: "Predictions whose tracked metrics were not stored: the buffer was full (the store was down or slow), the store refused their values (invalid), or the gateway stopped first.",
       labelNames: ["reason"],
       registers: [register],
     }),
@@ -258,6 +312,16 @@ async function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
   } finally {
     clearTimeout(timer);
   }
+}
+
+function bytesOf(records: PredictionRecord[]): number {
+  return records.reduce((sum, record) => sum + record.metricsJson.length, 0);
+}
+
+/** PostgreSQL's data exceptions (class 22): the values are wrong, not the store. */
+function refusesTheData(error: unknown): boolean {
+  const code = (error as { code?: unknown }).code;
+  return typeof code === "string" && code.startsWith("22");
 }
 
 function delay(ms: number): Promise<void> {

@@ -2,7 +2,7 @@
 // index (PSI): the baseline's deciles cut both windows into bins, and
 //   PSI = Σ (current% − baseline%) · ln(current% / baseline%).
 // Below 0.1 is usually read as no shift, 0.1–0.25 as a moderate one, above 0.25 as a large one.
-// manifests/examples/iris-metrics/drift_job.py computes the same figure in Python.
+// manifests/examples/iris-metrics/metrics_job.py computes the same figure in Python.
 import type { MetricsRow } from "./port.ts";
 
 /** Stands in for an empty bin's share, whose logarithm would be infinite. */

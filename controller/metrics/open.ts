@@ -15,6 +15,27 @@ export interface MetricsStoreSetting {
 export const DEFAULT_RETENTION_MS = 30 * 24 * 3600 * 1000;
 const HOUR_MS = 3600 * 1000;
 
+/**
+ * A --metrics-url flag's value, refused when it carries a password: a command line is readable
+ * by every user of the machine (/proc/PID/cmdline), model code included. The environment
+ * variable is not.
+ */
+export function metricsUrlFlag(url: string | undefined): string | undefined {
+  if (url === undefined) return undefined;
+  let password = "";
+  try {
+    password = new URL(url).password;
+  } catch {
+    throw new Error("--metrics-url must be a URL: postgres://user@host:5432/database");
+  }
+  if (password !== "") {
+    throw new Error(
+      "--metrics-url must not carry a password (any user of this machine can read a command line): put the URL in MODELSHIP_METRICS_URL instead",
+    );
+  }
+  return url;
+}
+
 export async function openConfiguredMetricsStore(
   setting: MetricsStoreSetting,
 ): Promise<MetricsStore> {

@@ -192,19 +192,15 @@ export class SqlMetricsStore implements MetricsStore {
           ]
         : []),
     ];
-    // Predictions and rollups narrow: a build's read has its predictions whatever the deployment.
+    // A read takes what lies inside its subject: a model's read has every build's and every
+    // deployment's predictions, rollups and aggregates (a job tracks accuracy by deployment, as
+    // CDSW's examples do, and a model-wide read must show it); a build's read, what that build
+    // answered and the aggregates tracked for it.
     const narrowed = [
       `model = ${model}`,
       ...(build ? [`build = ${build}`] : []),
       ...(deployment ? [`deployment = ${deployment}`] : []),
       ...(deploymentId ? [`deployment_id = ${deploymentId}`] : []),
-    ];
-    // An aggregate is over the subject it names: a model-wide read shows the model-wide ones.
-    const exactly = [
-      `model = ${model}`,
-      build ? `build = ${build}` : "build IS NULL",
-      deployment ? `deployment = ${deployment}` : "deployment IS NULL",
-      deploymentId ? `deployment_id = ${deploymentId}` : "deployment_id IS NULL",
     ];
     const where = (conditions: string[]) => conditions.join(" AND ");
     const rows = await this.client.query<PageRow>(
@@ -227,7 +223,7 @@ export class SqlMetricsStore implements MetricsStore {
            (SELECT ${AGGREGATE}, id, NULL, model, build, deployment, deployment_id, start_ms,
               end_ms, NULL, metrics
             FROM aggregate_metrics
-            WHERE ${where([...exactly, ...window("start_ms", AGGREGATE, "id")])}
+            WHERE ${where([...narrowed, ...window("start_ms", AGGREGATE, "id")])}
             ORDER BY start_ms, id LIMIT ${take})
            UNION ALL
            (SELECT ${ROLLUP}, id, NULL, model, build, deployment, deployment_id, hour_ms,

@@ -247,7 +247,40 @@ export function metricsOf(json: string): { metricsJson?: string; metricsDropped?
       metricsDropped: `the prediction's metrics take ${ascii.length} bytes as JSON, more than ${MAX_METRICS_BYTES}`,
     };
   }
+  const depth = nestingDepth(ascii);
+  if (depth > MAX_METRICS_DEPTH) {
+    return {
+      metricsDropped: `the prediction's metrics nest ${depth} deep, more than ${MAX_METRICS_DEPTH}`,
+    };
+  }
   return { metricsJson: ascii };
+}
+
+/**
+ * How deep metrics may nest: a reader recurses once per level, and 20,000 levels fit in 40 KB
+ * (a hostile model's, to break every read of the window).
+ */
+export const MAX_METRICS_DEPTH = 64;
+
+/** The deepest nesting of objects and arrays in valid JSON text (brackets in strings skipped). */
+function nestingDepth(json: string): number {
+  let depth = 0;
+  let deepest = 0;
+  for (let index = 0; index < json.length; index++) {
+    const code = json.charCodeAt(index);
+    if (code === 0x22) {
+      // A string: to its closing quote, past escapes.
+      for (index++; json.charCodeAt(index) !== 0x22; index++) {
+        if (json.charCodeAt(index) === 0x5c) index++;
+      }
+    } else if (code === 0x7b || code === 0x5b) {
+      depth += 1;
+      if (depth > deepest) deepest = depth;
+    } else if (code === 0x7d || code === 0x5d) {
+      depth -= 1;
+    }
+  }
+  return deepest;
 }
 
 /**
