@@ -402,7 +402,10 @@ describe("workloadObjects", () => {
       "A",
       "B",
     ]);
-    expect(container.args).toEqual(["--replica-id", "$(POD_NAME)", "--timeout-seconds", "30"]);
+    // What it serves, which the agent tells the gateway with the metrics a prediction tracks.
+    expect(container.args).toEqual([
+      ...["--replica-id", "$(POD_NAME)", "--serves", "iris/3/iris/7", "--timeout-seconds", "30"],
+    ]);
   });
 
   it("gives the replica the deployment's maxRequestBytes as its body limit, when it sets one", () => {
@@ -410,7 +413,7 @@ describe("workloadObjects", () => {
       gatewayNamespace: "modelship",
     }) as any;
     expect(limited.deployment.spec.template.spec.containers[0].args).toEqual([
-      ...["--replica-id", "$(POD_NAME)", "--timeout-seconds", "30"],
+      ...["--replica-id", "$(POD_NAME)", "--serves", "iris/3/iris/7", "--timeout-seconds", "30"],
       ...["--body-limit-bytes", "20971520"],
     ]);
   });

@@ -31,11 +31,14 @@ const spy = (needles: string[], stateFiles: string[]) => `import json, os, socke
 
 NEEDLES = ${JSON.stringify(needles)}
 STATE_FILES = ${JSON.stringify(stateFiles)}
+# The model's own identity, which the metrics SDK reports (docs/metrics.md): not a setting of
+# the control plane's. Their values are searched for the secrets like every other.
+IDENTITY = {"MODELSHIP_MODEL_CRN", "MODELSHIP_BUILD_CRN", "MODELSHIP_DEPLOYMENT_CRN"}
 
 def report(sockets):
     found = []
     for name, value in os.environ.items():
-        if name.startswith("MODELSHIP_") or any(n in value for n in NEEDLES):
+        if (name.startswith("MODELSHIP_") and name not in IDENTITY) or any(n in value for n in NEEDLES):
             found.append("env " + name)
     readable_procs = 0
     for pid in os.listdir("/proc"):
