@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ModelRepository } from "../controller/api/types.generated.ts";
 import { type AdminFile, coalesced, webhookSignature } from "../controller/platform/local/admin.ts";
-import { type CliProcess, startCli } from "./helpers/cli.ts";
+import { type CliProcess, PROJECT_ROOT, startCli } from "./helpers/cli.ts";
 import { commitAll, gitEnv, runGit } from "./helpers/git.ts";
 import { openModelManifest } from "./helpers/manifests.ts";
 import { eventually, postJson } from "./helpers/replica.ts";
@@ -171,6 +171,83 @@ describe("the admin API", () => {
     const answer = await fetch(path, { headers: { authorization: `Bearer ${admin.token}` } });
     expect(answer.status).toBe(400);
   });
+});
+
+describe("watching objects", () => {
+  // biome-ignore lint/suspicious/noExplicitAny: objects are checked field by field
+  type Watched = { type: string; object: any };
+  /** The events of a watch, line by line, as they come. */
+  async function* events(path: string, token = admin.token): AsyncGenerator<Watched> {
+    const response = await fetch(`${admin.url}${path}`, {
+      headers: { authorization: `Bearer ${token}` },
+    });
+    expect(response.headers.get("content-type")).toBe("application/json;stream=watch");
+    const decoder = new TextDecoder();
+    let pending = "";
+    for await (const chunk of response.body as AsyncIterable<Uint8Array>) {
+      pending += decoder.decode(chunk, { stream: true });
+      let end = pending.indexOf("\n");
+      while (end !== -1) {
+        yield JSON.parse(pending.slice(0, end)) as Watched;
+        pending = pending.slice(end + 1);
+        end = pending.indexOf("\n");
+      }
+    }
+  }
+
+  it("streams what there is, then each change as it happens, as the API server's watch does", async () => {
+    const all = events("/api/v1/modeldeployments?watch=1");
+    const named = events("/api/v1/modeldeployments/echo?watch=1");
+    const next = async (stream: AsyncGenerator<Watched>) => {
+      const result = await stream.next();
+      if (result.done) throw new Error("the watch ended");
+      return result.value;
+    };
+    expect(await next(all)).toMatchObject({
+      type: "ADDED",
+      object: { kind: "ModelDeployment", metadata: { name: "echo" }, spec: { replicas: 2 } },
+    });
+    expect((await next(named)).object.metadata.name).toBe("echo");
+    // A commit that scales it: the change arrives on both streams, without asking again.
+    commitAll(repo, GIT_ENV, "three replicas", {
+      "model.yaml": manifest.replace("replicas: 2", "replicas: 3"),
+    });
+    const body = "{}";
+    await hook(body, webhookSignature(SECRET, Buffer.from(body)));
+    for (const stream of [all, named]) {
+      for (;;) {
+        const value = await next(stream);
+        expect(value.type).toBe("MODIFIED");
+        expect(value.object.kind).toBe("ModelDeployment");
+        if (value.object.spec.replicas === 3) break;
+      }
+      await stream.return(undefined);
+    }
+    const refused = await fetch(`${admin.url}/api/v1/modeldeployments?watch=1`);
+    expect(refused.status).toBe(401);
+  }, 30_000);
+
+  it("is what modelship get --watch prints: the header once, then a row per event", async () => {
+    const child = spawn(
+      process.execPath,
+      [join(PROJECT_ROOT, "bin/modelship.js"), "get", "md", "-w", "--state-dir", stateDir],
+      { stdio: ["ignore", "pipe", "pipe"] },
+    );
+    let out = "";
+    child.stdout.on("data", (chunk) => {
+      out += chunk;
+    });
+    const exited = new Promise((resolve) => child.once("exit", resolve));
+    try {
+      await eventually(() => /\necho\s/.test(out), 10_000);
+      expect(out.split("\n")[0]).toMatch(/^NAME\s+/);
+      // Still following: it has not exited.
+      expect(child.exitCode).toBeNull();
+    } finally {
+      child.kill("SIGTERM");
+      await exited;
+    }
+  }, 30_000);
 });
 
 describe("coalesced", () => {

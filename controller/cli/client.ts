@@ -28,13 +28,16 @@ export const STATE_DIR_LINE =
   "  --state-dir DIR   the state directory of the `modelship up` to talk to (also MODELSHIP_STATE_DIR;\n" +
   "                    default: the one following this directory's repository, or the only one running)";
 
-export const GET_HELP = `Usage: modelship get KIND [NAME] [-o table|json]
+export const GET_HELP = `Usage: modelship get KIND [NAME] [-o table|json] [-w]
 
 Lists the objects of a kind, or shows one: KIND is modelrepositories (mrepo), models (mdl),
 modelbuilds (mb) or modeldeployments (md), singular or plural.
 
 Options:
   -o, --output FMT  table (the printer columns) or json
+  -w, --watch       then a line for each change as it happens (with -o json, the watch's
+                    events: {"type": "ADDED" | "MODIFIED" | "DELETED", "object": {...}}),
+                    until interrupted
 ${STATE_DIR_LINE}
 `;
 
@@ -208,12 +211,17 @@ export async function runGet(args: string[], output: Output): Promise<CommandRes
   const { values, positionals } = parseArgs({
     args,
     allowPositionals: true,
-    options: { output: { type: "string", short: "o", default: "table" }, ...STATE_DIR_OPTION },
+    options: {
+      output: { type: "string", short: "o", default: "table" },
+      watch: { type: "boolean", short: "w", default: false },
+      ...STATE_DIR_OPTION,
+    },
   });
   const kind = kindOf(positionals[0]);
   const name = positionals[1];
   const plural = `${kind.toLowerCase()}s`.replace("repositorys", "repositories");
   const path = `/api/v1/${plural}${name ? `/${encodeURIComponent(name)}` : ""}`;
+  if (values.watch) return watchObjects(values["state-dir"], kind, path, values.output, output);
   const body = await adminJson<Resource | { items: Resource[] }>(values["state-dir"], path);
   if (values.output === "json") {
     output.out(
@@ -256,6 +264,51 @@ export function crnLines(object: Resource): string[] {
     ];
   }
   return [];
+}
+
+/**
+ * `get --watch`: the admin API's watch (`?watch=1`), printed as it comes — a table row per
+ * event, the header once, as `kubectl get -w` prints; with -o json, the events themselves.
+ */
+async function watchObjects(
+  stateDir: string | undefined,
+  kind: Kind,
+  path: string,
+  format: string | undefined,
+  output: Output,
+): Promise<CommandResult> {
+  if (format !== "table" && format !== "json") {
+    throw new Error(`--output must be json (or omitted for a table), not "${format}"`);
+  }
+  const response = await admin(stateDir, `${path}?watch=1`);
+  if (!response.ok || !response.body) {
+    const body = (await response.json().catch(() => ({}))) as { error?: string };
+    throw new Error(body.error ?? `the admin API answered ${response.status}`);
+  }
+  const decoder = new TextDecoder();
+  let pending = "";
+  let headerShown = false;
+  const print = (line: string) => {
+    const event = JSON.parse(line) as { type: string; object: Resource };
+    if (format === "json") {
+      output.out(`${line}\n`);
+      return;
+    }
+    const [header, row] = resourceTable(kind, [event.object], new Date()).split("\n");
+    if (!headerShown) output.out(`${header}\n`);
+    headerShown = true;
+    output.out(`${row}${event.type === "DELETED" ? "   (deleted)" : ""}\n`);
+  };
+  for await (const chunk of response.body as AsyncIterable<Uint8Array>) {
+    pending += decoder.decode(chunk, { stream: true });
+    for (let end = pending.indexOf("\n"); end !== -1; end = pending.indexOf("\n")) {
+      print(pending.slice(0, end));
+      pending = pending.slice(end + 1);
+    }
+  }
+  // The stream ends when `up` stops (or cut off a watcher that fell behind).
+  output.err("the watch ended: modelship up stopped, or this watcher fell behind\n");
+  return { exitCode: 1 };
 }
 
 function describeConditions(conditions: Condition[] | undefined, now: Date): string[] {

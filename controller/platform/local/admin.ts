@@ -4,7 +4,8 @@
 import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { BodyTooLarge, readBody, SERVER_OPTIONS } from "../../api/http.ts";
-import { KIND_NAMES } from "../../api/schemas.ts";
+import { KIND_NAMES, type Kind } from "../../api/schemas.ts";
+import type { Resource, WatchEvent } from "../../core/ports.ts";
 import { isGitHubDelivery, WEBHOOK_BODY_LIMIT, type WebhookReceiver } from "../../forge/webhook.ts";
 import { parseLifetime } from "../../gateway/keys.ts";
 import { metricsPageJson, metricsQueryOf } from "../../gateway/metrics-api.ts";
@@ -184,6 +185,11 @@ export function createAdminServer(platform: LocalPlatform, options: AdminOptions
     const namespace = url.searchParams.get("namespace") ?? "default";
     const kind = KIND_NAMES[resource];
     if (kind && method === "GET" && sub === undefined) {
+      const watch = url.searchParams.get("watch");
+      if (watch === "1" || watch === "true") {
+        streamWatch(platform, kind, namespace, name, response);
+        return;
+      }
       if (name === undefined) {
         send(response, 200, { items: platform.store.list(kind, namespace) });
         return;
@@ -291,6 +297,50 @@ export function createAdminServer(platform: LocalPlatform, options: AdminOptions
       if (!response.headersSent) send(response, 500, { error: error.message });
     });
   });
+}
+
+/** How far a watcher may fall behind before it is cut off (it lists and watches again). */
+const WATCH_BACKLOG_BYTES = 1024 * 1024;
+
+/**
+ * `GET /api/v1/PLURAL[/NAME]?watch=1`: the objects as a stream of events, as the Kubernetes API
+ * server's watch — one JSON object per line, `{"type": "ADDED" | "MODIFIED" | "DELETED",
+ * "object": {...}}`, first an ADDED for each object there is now, then each change as it
+ * happens, until the caller hangs up. The dashboard and `get --watch` follow it.
+ */
+function streamWatch(
+  platform: LocalPlatform,
+  kind: Kind,
+  namespace: string,
+  name: string | undefined,
+  response: ServerResponse,
+): void {
+  response.writeHead(200, { "content-type": "application/json;stream=watch" });
+  const matches = (object: Resource) =>
+    object.kind === kind &&
+    (object.metadata.namespace ?? "default") === namespace &&
+    (name === undefined || object.metadata.name === name);
+  const backlogLimit = WATCH_BACKLOG_BYTES;
+  const write = (event: WatchEvent) => {
+    // A watcher that reads slower than the objects change would make this answer buffer
+    // without bound: past the limit it is cut off, and starts again with a fresh list.
+    if (response.writableLength > backlogLimit) {
+      stop();
+      response.destroy();
+      return;
+    }
+    response.write(`${JSON.stringify(event)}\n`);
+  };
+  // Watching before listing: a change between the two shows (perhaps twice), never not at all.
+  const stop = platform.store.watch((event) => {
+    if (matches(event.object)) write(event);
+  });
+  const now =
+    name === undefined
+      ? platform.store.list(kind, namespace)
+      : [platform.store.get(kind, namespace, name)].filter((object) => object !== undefined);
+  for (const object of now) write({ type: "ADDED", object: object as Resource });
+  response.on("close", stop);
 }
 
 /** `modelship metrics`: the store's rows, with the gateway's /model-metrics parameters. */
