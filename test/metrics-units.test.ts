@@ -3,8 +3,9 @@
 // metrics-gateway.test.ts.
 import { describe, expect, it } from "vitest";
 import { parseServes } from "../controller/cli/replica.ts";
+import { CallError } from "../controller/gateway/call-error.ts";
 import { predictionRecord } from "../controller/gateway/gateway.ts";
-import { MetricsApiError, subjectOf } from "../controller/gateway/metrics-api.ts";
+import { subjectOf } from "../controller/gateway/metrics-api.ts";
 import { buildCrn, deploymentCrn, modelCrn, parseCrn } from "../controller/metrics/crn.ts";
 import {
   driftOf,
@@ -73,7 +74,7 @@ describe("CRNs", () => {
         modelBuildCrn: "iris/builds/1",
       }),
     ).not.toThrow();
-    expect(() => subjectOf({})).toThrow(MetricsApiError);
+    expect(() => subjectOf({})).toThrow(CallError);
     expect(() => subjectOf({ modelCrn: 3 })).toThrow(/modelCrn is not a string/);
   });
 });

@@ -5,7 +5,7 @@ import { randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { ValidateFunction } from "ajv/dist/2020.js";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
-import { CODE_HEADER, ERROR_STATUS, type ErrorCode } from "../api/errors.ts";
+import { CODE_HEADER, ERROR_STATUS } from "../api/errors.ts";
 import {
   BodyTooLarge,
   DEFAULT_BODY_LIMIT_BYTES,
@@ -19,10 +19,11 @@ import {
 } from "../api/http.ts";
 import { newInputSchemaAjv } from "../api/schemas.ts";
 import type { MetricsStore, PredictionRecord } from "../metrics/port.ts";
+import { CallError } from "./call-error.ts";
 import type { GatewayConfig, ModelRoute } from "./config.ts";
 import { ModelDispatcher, type ReplicaSlot } from "./dispatcher.ts";
 import { type ApiKeyRecord, checkApiKey, hashKey } from "./keys.ts";
-import { METRICS_API_PREFIX, MetricsApiError, serveMetricsApi } from "./metrics-api.ts";
+import { METRICS_API_PREFIX, serveMetricsApi } from "./metrics-api.ts";
 import { MetricsRecorder, type MetricsRecorderOptions } from "./metrics-recorder.ts";
 import { answerVerdict, type UpstreamOutcome } from "./upstream.ts";
 
@@ -68,17 +69,6 @@ interface ModelEntry {
   meters: ModelMeters;
   validateInput: ValidateFunction | undefined;
   allowedUsers: Set<string> | undefined;
-}
-
-/** The answer to send when a call fails before a replica is involved. */
-class CallError extends Error {
-  readonly code: ErrorCode;
-  readonly extra: Record<string, unknown> | undefined;
-  constructor(code: ErrorCode, message: string, extra?: Record<string, unknown>) {
-    super(message);
-    this.code = code;
-    this.extra = extra;
-  }
 }
 
 function gatewayMetrics(gateway: Gateway, processMetrics: boolean) {
@@ -362,26 +352,29 @@ export class Gateway {
       store,
       recorder,
       now: this.now,
-      authenticate: (authorization: string | undefined) => this.metricsUser(authorization),
+      // The metrics API always wants a key: what a model tracked is not for anyone who can
+      // reach the gateway.
+      authenticate: (authorization: string | undefined) =>
+        this.apiKeyUser(authorization, "the metrics API"),
       authorize: (user: string, model: string) => this.authorizeMetrics(user, model),
     };
     void serveMetricsApi(context, request, response, new URL(url, "http://gateway"));
   }
 
   /**
-   * The metrics API always wants a model API key (what a model tracked is not for anyone who
-   * can reach the gateway): its user.
+   * The user of the request's model API key; `needsKey` says who wants one, for the answer
+   * to a request without it.
    */
-  private metricsUser(authorization: string | undefined): string {
+  private apiKeyUser(authorization: string | undefined, needsKey: string): string {
     const key = authorization?.startsWith("Bearer ") ? authorization.slice(7).trim() : "";
     if (key === "") {
-      throw new MetricsApiError(
+      throw new CallError(
         "auth.missing_key",
-        'the metrics API requires a model API key: send the header "Authorization: Bearer <key>"',
+        `${needsKey} requires a model API key: send the header "Authorization: Bearer <key>"`,
       );
     }
     const check = checkApiKey(key, (id) => this.apiKeys.get(id), this.now());
-    if (!check.ok) throw new MetricsApiError(check.code, check.message);
+    if (!check.ok) throw new CallError(check.code, check.message);
     return check.user;
   }
 
@@ -392,13 +385,13 @@ export class Gateway {
   private authorizeMetrics(user: string, model: string): void {
     const entry = this.models.get(model);
     if (!entry) {
-      throw new MetricsApiError(
+      throw new CallError(
         "model.not_found",
         `no model named "${model}" is served here, so its metrics are not either (modelship metrics reads a removed model's on the machine that ran it)`,
       );
     }
     if (entry.allowedUsers && !entry.allowedUsers.has(user)) {
-      throw new MetricsApiError(
+      throw new CallError(
         "auth.forbidden",
         `user "${user}" may not use the metrics of model "${model}"; the model's spec.authentication.users lists who may`,
       );
@@ -512,19 +505,11 @@ export class Gateway {
   /** Checks the model API key when the model requires one. */
   private authorize(entry: ModelEntry, authorization: string | undefined): void {
     if (!entry.route.authentication.enabled) return;
-    const key = authorization?.startsWith("Bearer ") ? authorization.slice(7).trim() : "";
-    if (key === "") {
-      throw new CallError(
-        "auth.missing_key",
-        `model "${entry.route.name}" requires a model API key: send the header "Authorization: Bearer <key>"`,
-      );
-    }
-    const check = checkApiKey(key, (id) => this.apiKeys.get(id), this.now());
-    if (!check.ok) throw new CallError(check.code, check.message);
-    if (entry.allowedUsers && !entry.allowedUsers.has(check.user)) {
+    const user = this.apiKeyUser(authorization, `model "${entry.route.name}"`);
+    if (entry.allowedUsers && !entry.allowedUsers.has(user)) {
       throw new CallError(
         "auth.forbidden",
-        `user "${check.user}" may not call model "${entry.route.name}"; the model's spec.authentication.users lists who may`,
+        `user "${user}" may not call model "${entry.route.name}"; the model's spec.authentication.users lists who may`,
       );
     }
   }

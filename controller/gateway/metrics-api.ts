@@ -5,10 +5,11 @@
 //   POST /model-metrics/aggregate  {"metrics": {...}, "startTimestampMs": n, "endTimestampMs": n, "modelDeploymentCrn": "..."}
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { isRecord } from "../api/canonical-json.ts";
-import { ERROR_STATUS, type ErrorCode } from "../api/errors.ts";
+import { ERROR_STATUS } from "../api/errors.ts";
 import { errorBody, jsonTopLevelMembers, readBody, sendJson } from "../api/http.ts";
 import { parseCrn } from "../metrics/crn.ts";
 import type { MetricsPage, MetricsQuery, MetricsStore, MetricsSubject } from "../metrics/port.ts";
+import { CallError } from "./call-error.ts";
 import type { MetricsRecorder } from "./metrics-recorder.ts";
 
 export const METRICS_API_PREFIX = "/model-metrics";
@@ -20,22 +21,14 @@ const PREDICTION_WAIT_MS = 2000;
 export interface MetricsApiContext {
   store: MetricsStore;
   recorder: MetricsRecorder;
-  /** The user of the request's model API key; throws a MetricsApiError (401) without one. */
+  /** The user of the request's model API key; throws a CallError (401) without one. */
   authenticate(authorization: string | undefined): string;
   /**
-   * Throws a MetricsApiError unless `user` may use `model`'s metrics: a model served here, whose
+   * Throws a CallError unless `user` may use `model`'s metrics: a model served here, whose
    * spec.authentication.users (when it has them) lists the user.
    */
   authorize(user: string, model: string): void;
   now(): number;
-}
-
-export class MetricsApiError extends Error {
-  readonly code: ErrorCode;
-  constructor(code: ErrorCode, message: string) {
-    super(message);
-    this.code = code;
-  }
 }
 
 /** Answers one request under /model-metrics; resolves with the code answered. */
@@ -54,12 +47,12 @@ export async function serveMetricsApi(
     if (route === `POST ${METRICS_API_PREFIX}/aggregate`) {
       return await trackAggregate(context, request, response);
     }
-    throw new MetricsApiError(
+    throw new CallError(
       "request.invalid_input",
       `no route for ${route}: the metrics API has GET ${METRICS_API_PREFIX}, POST ${METRICS_API_PREFIX}/delayed and POST ${METRICS_API_PREFIX}/aggregate`,
     );
   } catch (error) {
-    const failure = error instanceof MetricsApiError ? error : storeFailure(error);
+    const failure = error instanceof CallError ? error : storeFailure(error);
     if (!response.headersSent) {
       sendJson(
         response,
@@ -77,13 +70,13 @@ export async function serveMetricsApi(
  * database cannot hold: PostgreSQL's data exceptions, class 22) is a 400 naming it; anything
  * else is the store failing.
  */
-function storeFailure(error: unknown): MetricsApiError {
+function storeFailure(error: unknown): CallError {
   const message = (error as Error).message ?? String(error);
   const code = (error as { code?: unknown }).code;
   if (error instanceof RangeError || (typeof code === "string" && code.startsWith("22"))) {
-    return new MetricsApiError("request.invalid_input", `the metrics store refused it: ${message}`);
+    return new CallError("request.invalid_input", `the metrics store refused it: ${message}`);
   }
-  return new MetricsApiError("metrics.unavailable", `the metrics store failed: ${message}`);
+  return new CallError("metrics.unavailable", `the metrics store failed: ${message}`);
 }
 
 async function read(
@@ -109,7 +102,7 @@ export function metricsPageJson(page: MetricsPage): string {
 
 /**
  * A read's query from its parameters: modelCrn, modelBuildCrn, modelDeploymentCrn,
- * startTimestampMs, endTimestampMs, limit and cursor. Throws a MetricsApiError naming the one
+ * startTimestampMs, endTimestampMs, limit and cursor. Throws a CallError naming the one
  * that is wrong.
  */
 export function metricsQueryOf(parameters: URLSearchParams): MetricsQuery {
@@ -122,7 +115,7 @@ export function metricsQueryOf(parameters: URLSearchParams): MetricsQuery {
   const until = millisecondsParameter(parameters, "endTimestampMs");
   const limit = parameters.get("limit");
   if (limit !== null && !/^[1-9][0-9]{0,4}$/.test(limit)) {
-    throw new MetricsApiError(
+    throw new CallError(
       "request.invalid_input",
       `limit must be a whole number from 1 to 10000, not "${limit}"`,
     );
@@ -147,10 +140,10 @@ async function trackDelayed(
   const shape = `POST ${METRICS_API_PREFIX}/delayed takes {"predictionUuid": "<the prediction's uuid>", "metrics": {...}}`;
   const uuid = body.predictionUuid;
   if (typeof uuid !== "string" || !/^[0-9a-f-]{36}$/i.test(uuid)) {
-    throw new MetricsApiError("request.invalid_input", `"predictionUuid" is not a uuid: ${shape}`);
+    throw new CallError("request.invalid_input", `"predictionUuid" is not a uuid: ${shape}`);
   }
   if (!isRecord(body.metrics)) {
-    throw new MetricsApiError("request.invalid_input", `"metrics" is not an object: ${shape}`);
+    throw new CallError("request.invalid_input", `"metrics" is not an object: ${shape}`);
   }
   // The metrics' own text, so that numbers JSON.parse would round are stored as written.
   const span = jsonTopLevelMembers(text)?.get("metrics") as { start: number; end: number };
@@ -182,8 +175,8 @@ async function findPrediction(context: MetricsApiContext, uuid: string): Promise
   }
 }
 
-function unknownPrediction(uuid: string): MetricsApiError {
-  return new MetricsApiError(
+function unknownPrediction(uuid: string): CallError {
+  return new CallError(
     "metrics.unknown_prediction",
     `no prediction with uuid ${uuid} tracked metrics: the uuid is in the model's answer ("uuid") when its function is decorated with model_metrics`,
   );
@@ -200,12 +193,12 @@ async function trackAggregate(
   const subject = subjectOf(body);
   context.authorize(user, subject.model);
   if (!isRecord(body.metrics)) {
-    throw new MetricsApiError("request.invalid_input", `"metrics" is not an object: ${shape}`);
+    throw new CallError("request.invalid_input", `"metrics" is not an object: ${shape}`);
   }
   const startMs = body.startTimestampMs;
   const endMs = body.endTimestampMs;
   if (!isMilliseconds(startMs) || !isMilliseconds(endMs) || endMs < startMs) {
-    throw new MetricsApiError(
+    throw new CallError(
       "request.invalid_input",
       `"startTimestampMs" and "endTimestampMs" must be ms since the epoch, the end not before the start: ${shape}`,
     );
@@ -230,7 +223,7 @@ export function subjectOf(fields: Record<string, unknown>): MetricsSubject {
     (name) => fields[name] !== undefined && fields[name] !== null && fields[name] !== "",
   );
   if (given.length === 0) {
-    throw new MetricsApiError(
+    throw new CallError(
       "request.invalid_input",
       "name what the metrics are of: modelCrn, modelBuildCrn or modelDeploymentCrn (modelship describe shows them)",
     );
@@ -239,13 +232,13 @@ export function subjectOf(fields: Record<string, unknown>): MetricsSubject {
     const value = fields[name];
     const subject = typeof value === "string" ? parseCrn(value) : `${name} is not a string`;
     if (typeof subject === "string") {
-      throw new MetricsApiError("request.invalid_input", `${name}: ${subject}`);
+      throw new CallError("request.invalid_input", `${name}: ${subject}`);
     }
     return subject;
   });
   const models = new Set(subjects.map((subject) => subject.model));
   if (models.size > 1) {
-    throw new MetricsApiError(
+    throw new CallError(
       "request.invalid_input",
       `${given.join(" and ")} name different models (${[...models].join(", ")})`,
     );
@@ -256,7 +249,7 @@ export function subjectOf(fields: Record<string, unknown>): MetricsSubject {
       const value = subject[field];
       if (value === undefined) continue;
       if (merged[field] !== undefined && merged[field] !== value) {
-        throw new MetricsApiError(
+        throw new CallError(
           "request.invalid_input",
           `${given.join(" and ")} name different ${field === "deploymentId" ? "rollouts" : `${field}s`}`,
         );
@@ -274,7 +267,7 @@ async function jsonBody(
   try {
     text = await readBody(request, METRICS_BODY_LIMIT_BYTES);
   } catch {
-    throw new MetricsApiError(
+    throw new CallError(
       "request.too_large",
       `a metrics body takes at most ${METRICS_BODY_LIMIT_BYTES / 1024 / 1024} MB`,
     );
@@ -283,13 +276,13 @@ async function jsonBody(
   try {
     body = JSON.parse(text);
   } catch (error) {
-    throw new MetricsApiError(
+    throw new CallError(
       "request.invalid_json",
       `the body is not JSON: ${(error as Error).message}`,
     );
   }
   if (!isRecord(body))
-    throw new MetricsApiError("request.invalid_input", "the body is not a JSON object");
+    throw new CallError("request.invalid_input", "the body is not a JSON object");
   return { body, text };
 }
 
@@ -301,7 +294,7 @@ function millisecondsParameter(parameters: URLSearchParams, name: string): numbe
   const value = parameters.get(name);
   if (value === null || value === "") return undefined;
   if (!/^[0-9]{1,16}$/.test(value)) {
-    throw new MetricsApiError(
+    throw new CallError(
       "request.invalid_input",
       `${name} must be ms since the epoch, not "${value}"`,
     );
