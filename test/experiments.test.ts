@@ -3,7 +3,7 @@
 // model is made in (cached), recorded in the metrics store — directly in STATE/metrics with no
 // `modelship up` running, through the admin API of the one that runs — and `modelship runs`
 // reading them back, `runs add` copying a file a run left into the work tree.
-import { execFileSync, spawn } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import {
   cpSync,
   existsSync,
@@ -21,7 +21,13 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { splitRunArguments } from "../controller/cli/run.ts";
 import type { Run } from "../controller/metrics/port.ts";
 import type { AdminFile } from "../controller/platform/local/admin.ts";
-import { type CliProcess, type CliRun, PROJECT_ROOT, startCli } from "./helpers/cli.ts";
+import {
+  type CliProcess,
+  type CliRun,
+  PROJECT_ROOT,
+  runCliAsync,
+  startCli,
+} from "./helpers/cli.ts";
 import { commitAll, gitEnv, runGit, writeFiles } from "./helpers/git.ts";
 import { eventually } from "./helpers/replica.ts";
 import { removeUpTestRoot, stopUp } from "./helpers/up.ts";
@@ -35,30 +41,13 @@ const ENV = {
   MODELSHIP_STATE_DIR: "",
   MODELSHIP_METRICS_URL: "",
 };
-const ENTRY_POINT = join(PROJECT_ROOT, "bin/modelship.js");
 let head: string;
 /** The environment of fit.py's dependencies, built by the first run. */
 let environment: string | undefined;
 
 /** A `modelship` command in the repository, not blocking this process (an `up` may be running). */
 function cli(args: string[], cwd = repo): Promise<CliRun> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [ENTRY_POINT, ...args], {
-      cwd,
-      env: { ...process.env, ...ENV },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (chunk) => {
-      stdout += chunk;
-    });
-    child.stderr.on("data", (chunk) => {
-      stderr += chunk;
-    });
-    child.once("error", reject);
-    child.once("close", (code) => resolve({ exitCode: code ?? -1, stdout, stderr }));
-  });
+  return runCliAsync(args, { cwd, env: ENV });
 }
 
 /** The one state directory the commands made, the default of `up` for this repository. */

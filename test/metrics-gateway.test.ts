@@ -2,7 +2,6 @@
 // replica agents (Python workers), a real gateway on a real port, the metrics store (PGlite in
 // process, and a real PostgreSQL server this test starts and stops), and the example's own
 // scripts (simulate.py, metrics_job.py) calling it through the Python SDK.
-import { spawn } from "node:child_process";
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -15,7 +14,7 @@ import {
   openEmbeddedMetricsStore,
   openPostgresMetricsStore,
 } from "../controller/metrics/sql-store.ts";
-import { PROJECT_ROOT } from "./helpers/cli.ts";
+import { PROJECT_ROOT, runProcess } from "./helpers/cli.ts";
 import { type RunningGateway, route, startGateway } from "./helpers/gateway.ts";
 import {
   type PostgresServer,
@@ -32,26 +31,11 @@ let replicas: RunningReplica[] = [];
 const accessKey = generateAccessKey();
 const apiKey = generateApiKey("ada", new Date());
 
-/** Runs a script of the example with the SDK's settings; resolves with its stdout. */
-function python(
-  script: string,
-  args: string[],
-  env: Record<string, string>,
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn("python3", [script, ...args], {
-      cwd: work,
-      env: { PATH: process.env.PATH ?? "", HOME: work, PYTHONPATH: PYTHON_PACKAGE, ...env },
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (chunk) => {
-      stdout += chunk;
-    });
-    child.stderr.on("data", (chunk) => {
-      stderr += chunk;
-    });
-    child.on("close", (code) => resolve({ code, stdout, stderr }));
+/** Runs a script of the example with the SDK's settings. */
+function python(script: string, args: string[], env: Record<string, string>) {
+  return runProcess("python3", [script, ...args], {
+    cwd: work,
+    env: { PATH: process.env.PATH ?? "", HOME: work, PYTHONPATH: PYTHON_PACKAGE, ...env },
   });
 }
 
@@ -166,7 +150,7 @@ describe("model metrics through the gateway, into PGlite", () => {
       ["--count", "50", "--ground-truth", "truth-b.jsonl", "--seed", "2"],
       env,
     );
-    expect(second.code).toBe(0);
+    expect(second.exitCode).toBe(0);
 
     // read_metrics: the 100 predictions, each with its uuid.
     const read = await python(
@@ -229,7 +213,7 @@ print(json.dumps([row["predictionUuid"] for row in rows if row["type"] == "predi
       ["--count", "50", "--ground-truth", "truth-c.jsonl", "--shift", "2", "--seed", "3"],
       env,
     );
-    expect(shifted.code).toBe(0);
+    expect(shifted.exitCode).toBe(0);
     const drifted = await python(
       "metrics_job.py",
       [

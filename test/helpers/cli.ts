@@ -11,6 +11,45 @@ export interface CliRun {
   stderr: string;
 }
 
+/**
+ * Runs a program to its end without blocking this process (a server it talks to may run in
+ * it): its exit code and everything it printed.
+ */
+export function runProcess(
+  command: string,
+  args: string[],
+  options: { cwd?: string; env?: NodeJS.ProcessEnv } = {},
+): Promise<CliRun> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, {
+      cwd: options.cwd ?? PROJECT_ROOT,
+      env: options.env ?? process.env,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (chunk) => {
+      stdout += chunk;
+    });
+    child.stderr.on("data", (chunk) => {
+      stderr += chunk;
+    });
+    child.once("error", reject);
+    child.once("close", (code) => resolve({ exitCode: code ?? -1, stdout, stderr }));
+  });
+}
+
+/** `modelship ARGS` to its end, without blocking this process (runCli does). */
+export function runCliAsync(
+  args: string[],
+  options: { cwd?: string; env?: NodeJS.ProcessEnv } = {},
+): Promise<CliRun> {
+  return runProcess(process.execPath, [ENTRY_POINT, ...args], {
+    ...options,
+    env: { ...process.env, ...options.env },
+  });
+}
+
 export function runCli(
   args: string[],
   options: { cwd?: string; env?: NodeJS.ProcessEnv } = {},
