@@ -320,8 +320,12 @@ function streamWatch(
     object.kind === kind &&
     (object.metadata.namespace ?? "default") === namespace &&
     (name === undefined || object.metadata.name === name);
-  const backlogLimit = WATCH_BACKLOG_BYTES;
-  const write = (event: WatchEvent) => {
+  const line = (event: WatchEvent) => `${JSON.stringify(event)}\n`;
+  /** What may wait unread beyond the list sent first (set once that is written). */
+  let backlogLimit = Number.POSITIVE_INFINITY;
+  // Watching before listing: a change between the two shows (perhaps twice), never not at all.
+  const stop = platform.store.watch((event) => {
+    if (!matches(event.object)) return;
     // A watcher that reads slower than the objects change would make this answer buffer
     // without bound: past the limit it is cut off, and starts again with a fresh list.
     if (response.writableLength > backlogLimit) {
@@ -329,17 +333,15 @@ function streamWatch(
       response.destroy();
       return;
     }
-    response.write(`${JSON.stringify(event)}\n`);
-  };
-  // Watching before listing: a change between the two shows (perhaps twice), never not at all.
-  const stop = platform.store.watch((event) => {
-    if (matches(event.object)) write(event);
+    response.write(line(event));
   });
   const now =
     name === undefined
       ? platform.store.list(kind, namespace)
       : [platform.store.get(kind, namespace, name)].filter((object) => object !== undefined);
-  for (const object of now) write({ type: "ADDED", object: object as Resource });
+  // The list goes whole, however large: the limit is on falling behind, not on its size.
+  for (const object of now) response.write(line({ type: "ADDED", object: object as Resource }));
+  backlogLimit = response.writableLength + WATCH_BACKLOG_BYTES;
   response.on("close", stop);
 }
 
