@@ -92,6 +92,7 @@ function declared(
     namespace: "default",
     name,
     repoPath,
+    line: 3,
     object: { apiVersion: "modelship.dev/v1alpha1", kind, metadata: { name, ...metadata }, spec },
   };
 }
@@ -126,6 +127,7 @@ describe("desiredObjects", () => {
       declared("Model", "iris", "models/iris/model.yaml"),
       syncedModel({
         ...SYNC_ANNOTATIONS,
+        "modelship.dev/manifest": "models/iris/model.yaml:3",
         "modelship.dev/source-path": "models/iris",
         "modelship.dev/manifest-files": '["models/iris/model.yaml"]',
       }),
@@ -135,6 +137,7 @@ describe("desiredObjects", () => {
       declared("Model", "iris", "model.yaml"),
       syncedModel({
         ...SYNC_ANNOTATIONS,
+        "modelship.dev/manifest": "model.yaml:3",
         "modelship.dev/source-path": ".",
         "modelship.dev/manifest-files": '["model.yaml"]',
       }),
@@ -154,6 +157,7 @@ describe("desiredObjects", () => {
       syncedModel(
         {
           ...SYNC_ANNOTATIONS,
+          "modelship.dev/manifest": "deploy/iris.yaml:3",
           "modelship.dev/source-path": "src/iris",
           "modelship.dev/manifest-files": '["deploy/iris.yaml"]',
         },
@@ -170,6 +174,7 @@ describe("desiredObjects", () => {
         {
           owner: "ada",
           ...SYNC_ANNOTATIONS,
+          "modelship.dev/manifest": "iris/model.yaml:3",
           "modelship.dev/source-path": "iris",
           "modelship.dev/manifest-files": '["iris/model.yaml"]',
         },
@@ -196,7 +201,7 @@ describe("desiredObjects", () => {
           name: "iris",
           namespace: "default",
           labels: { tier: "prod", ...SYNC_LABELS },
-          annotations: SYNC_ANNOTATIONS,
+          annotations: { ...SYNC_ANNOTATIONS, "modelship.dev/manifest": "deploy/iris.yaml:3" },
         },
         // The schema's defaults filled in, as the API server will store it.
         spec: {

@@ -26,6 +26,11 @@ export const ANNOTATION_MANIFEST_FILES = "modelship.dev/manifest-files";
  * inside this one's source path, which its build leaves out (source-filter.ts).
  */
 export const ANNOTATION_NESTED_SOURCES = "modelship.dev/nested-sources";
+/**
+ * On everything a sync applies: where it is declared, `path:line` (repo-relative) at the commit
+ * of ANNOTATION_COMMIT, so that the dashboard and `describe` point at the YAML to change.
+ */
+export const ANNOTATION_MANIFEST = "modelship.dev/manifest";
 export const ANNOTATION_AUTHOR = "modelship.dev/commit-author";
 /**
  * On a ModelDeployment: a new value restarts every replica (a new rollout of the same build).

@@ -9,6 +9,7 @@ import { type NamespacedName, sameName } from "../core/keys.ts";
 import {
   ANNOTATION_AUTHOR,
   ANNOTATION_COMMIT,
+  ANNOTATION_MANIFEST,
   ANNOTATION_MANIFEST_FILES,
   ANNOTATION_NESTED_SOURCES,
   ANNOTATION_SOURCE_PATH,
@@ -90,6 +91,7 @@ export function desiredObjects(
         ...metadata.annotations,
         [ANNOTATION_COMMIT]: revision.commit,
         [ANNOTATION_AUTHOR]: authorOf(revision),
+        [ANNOTATION_MANIFEST]: `${item.repoPath}:${item.line}`,
       };
       if (item.kind === "Model") {
         annotations[ANNOTATION_SOURCE_PATH] = modelSourcePath({

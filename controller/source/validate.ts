@@ -543,6 +543,8 @@ export interface DeclaredObject {
   name: string;
   /** The manifest file it came from, relative to the repository root. */
   repoPath: string;
+  /** The line of that file its document starts on (its first key). */
+  line: number;
   object: Record<string, unknown>;
 }
 
@@ -679,8 +681,10 @@ export async function validateManifests(
       ...(await modelSourceProblems(candidate, tree)),
     );
   }
-  const declared = candidates.flatMap(({ kind, namespace, name, repoPath, object }) =>
-    name === undefined ? [] : [{ kind, namespace, name, repoPath, object }],
+  const declared = candidates.flatMap(({ kind, namespace, name, repoPath, object, document }) =>
+    name === undefined
+      ? []
+      : [{ kind, namespace, name, repoPath, line: document.locate("").line, object }],
   );
   return { problems: problems.sort(compareProblems), objects: candidates.length, declared };
 }
