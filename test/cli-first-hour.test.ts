@@ -8,15 +8,16 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import type { ModelDeployment, ModelDeploymentStatus } from "../controller/api/types.generated.ts";
 import { keptBuildLines } from "../controller/cli/client.ts";
-import { topRows, topTable, topTotals } from "../controller/cli/operations.ts";
-import { deploymentSummary, sampleCalls } from "../controller/cli/samples.ts";
+import { topTable } from "../controller/cli/operations.ts";
 import {
   defaultStateDir,
   repositoryUrl,
   stateDirRefusal,
   workTreeOf,
 } from "../controller/cli/state-dir.ts";
+import { topRows, topTotals } from "../controller/core/overview.ts";
 import { formatBytes, formatCpu, parseQuantity } from "../controller/core/quantity.ts";
+import { deploymentSummary, sampleCalls } from "../controller/core/samples.ts";
 import { resourcesNote } from "../controller/platform/local/runtime.ts";
 
 const root = mkdtempSync(join(tmpdir(), "modelship-first-hour-"));

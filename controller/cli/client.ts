@@ -10,9 +10,9 @@ import type {
   ModelDeploymentStatus,
 } from "../api/types.generated.ts";
 import type { EventRecord, ReplicaInfo, Resource } from "../core/ports.ts";
+import { deploymentSummary, sampleCalls } from "../core/samples.ts";
 import { buildCrn, deploymentCrn, modelCrn } from "../metrics/crn.ts";
 import type { CommandResult, Output } from "./output.ts";
-import { deploymentSummary, sampleCalls } from "./samples.ts";
 import { findAdmin } from "./state-dir.ts";
 
 interface PrinterColumn {

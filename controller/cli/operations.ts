@@ -5,7 +5,8 @@
 import { parseArgs } from "node:util";
 import type { ModelDeployment } from "../api/types.generated.ts";
 import { ANNOTATION_RESTARTED_AT } from "../core/labels.ts";
-import { formatBytes, formatCpu, parseQuantity } from "../core/quantity.ts";
+import { type TopRow, type TopTotals, topRows, topTotals } from "../core/overview.ts";
+import { formatBytes, formatCpu } from "../core/quantity.ts";
 import { adminJson, formatTable, STATE_DIR_LINE, STATE_DIR_OPTION } from "./client.ts";
 import type { CommandResult, Output } from "./output.ts";
 
@@ -83,60 +84,6 @@ async function restartOnCluster(
     "application/merge-patch+json",
   );
   return namespace;
-}
-
-export interface TopRow {
-  namespace: string;
-  deployment: string;
-  model: string;
-  build: number | undefined;
-  ready: string;
-  replicas: number;
-  /** Cores requested: per replica times spec.replicas. */
-  cpu: number;
-  /** Bytes requested: per replica times spec.replicas. */
-  memory: number;
-  phase: string;
-}
-
-/** The overview's rows: deployments not stopped, with what they request. */
-export function topRows(deployments: ModelDeployment[]): TopRow[] {
-  return deployments
-    .filter((deployment) => !deployment.spec.stopped && deployment.status?.phase !== "Stopped")
-    .map((deployment) => {
-      const replicas = deployment.spec.replicas ?? 1;
-      const resources = deployment.spec.resources ?? {};
-      return {
-        namespace: deployment.metadata.namespace ?? "default",
-        deployment: deployment.metadata.name,
-        model: deployment.spec.model,
-        build: deployment.status?.servingBuild,
-        ready: deployment.status?.ready ?? `0/${replicas}`,
-        replicas,
-        // The schema's defaults, for an object stored without them.
-        cpu: parseQuantity(resources.cpu ?? "1") * replicas,
-        memory: parseQuantity(resources.memory ?? "2Gi") * replicas,
-        phase: deployment.status?.phase ?? "Pending",
-      };
-    });
-}
-
-export interface TopTotals {
-  models: number;
-  deployments: number;
-  replicas: number;
-  cpu: number;
-  memory: number;
-}
-
-export function topTotals(rows: TopRow[]): TopTotals {
-  return {
-    models: new Set(rows.map((row) => `${row.namespace}/${row.model}`)).size,
-    deployments: rows.length,
-    replicas: rows.reduce((sum, row) => sum + row.replicas, 0),
-    cpu: rows.reduce((sum, row) => sum + row.cpu, 0),
-    memory: rows.reduce((sum, row) => sum + row.memory, 0),
-  };
 }
 
 export function topTable(rows: TopRow[], totals: TopTotals): string {

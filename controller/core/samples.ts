@@ -28,8 +28,15 @@ function literal(text: string): string {
   return JSON.stringify(text);
 }
 
-/** The lines of the sample calls, each language under its own heading. */
-export function sampleCalls(inputs: SampleCallInputs): string[] {
+/** The sample calls, one snippet per language, and what to know before running them. */
+export interface SampleCallSnippets {
+  notes: string[];
+  curl: string;
+  python: string;
+  r: string;
+}
+
+export function sampleCallSnippets(inputs: SampleCallInputs): SampleCallSnippets {
   const url = `${inputs.gatewayUrl}/model`;
   const key = inputs.accessKey ?? MASKED_KEY;
   const body = JSON.stringify({ accessKey: key, request: inputs.input });
@@ -47,31 +54,48 @@ export function sampleCalls(inputs: SampleCallInputs): string[] {
         r: 'paste("Bearer", Sys.getenv("MODELSHIP_API_KEY"))',
       };
   const authenticated = inputs.authenticated;
-  const lines = ["Sample calls:"];
+  const notes: string[] = [];
   if (authenticated && !apiKey) {
-    lines.push(
-      "  # authentication is on: create an API key once (modelship apikeys create --user YOU)",
-      "  # and export MODELSHIP_API_KEY=<it> before calling",
+    notes.push(
+      "authentication is on: create an API key once (modelship apikeys create --user YOU)",
+      "and export MODELSHIP_API_KEY=<it> before calling",
     );
   }
   if (inputs.accessKey === undefined) {
-    lines.push("  # the access key is masked: describe --show-key prints it");
+    notes.push("the access key is masked: describe --show-key prints it");
   }
-  lines.push(
+  return {
+    notes,
+    curl: `curl -s -H 'Content-Type: application/json'${authenticated ? bearer.curl : ""} -d ${shellQuoted(body)} ${url}`,
+    python: [
+      "import json, os, requests",
+      `answer = requests.post(${literal(url)}, data=${literal(body)},`,
+      `    headers={"Content-Type": "application/json"${authenticated ? `, "Authorization": ${bearer.python}` : ""}})`,
+      "print(answer.json())",
+    ].join("\n"),
+    r: [
+      "library(httr)",
+      `answer <- POST(${literal(url)}, body = ${literal(body)},`,
+      `    add_headers("Content-Type" = "application/json"${authenticated ? `, "Authorization" = ${bearer.r}` : ""}))`,
+      "print(content(answer))",
+    ].join("\n"),
+  };
+}
+
+/** The lines of the sample calls, each language under its own heading (describe's). */
+export function sampleCalls(inputs: SampleCallInputs): string[] {
+  const snippets = sampleCallSnippets(inputs);
+  const indented = (text: string) => text.split("\n").map((line) => `    ${line}`);
+  return [
+    "Sample calls:",
+    ...snippets.notes.map((note) => `  # ${note}`),
     "  curl:",
-    `    curl -s -H 'Content-Type: application/json'${authenticated ? bearer.curl : ""} -d ${shellQuoted(body)} ${url}`,
+    ...indented(snippets.curl),
     "  Python:",
-    "    import json, os, requests",
-    `    answer = requests.post(${literal(url)}, data=${literal(body)},`,
-    `        headers={"Content-Type": "application/json"${authenticated ? `, "Authorization": ${bearer.python}` : ""}})`,
-    "    print(answer.json())",
+    ...indented(snippets.python),
     "  R:",
-    "    library(httr)",
-    `    answer <- POST(${literal(url)}, body = ${literal(body)},`,
-    `        add_headers("Content-Type" = "application/json"${authenticated ? `, "Authorization" = ${bearer.r}` : ""}))`,
-    "    print(content(answer))",
-  );
-  return lines;
+    ...indented(snippets.r),
+  ];
 }
 
 /** An abnormal-true condition (kstatus) that is set. */
