@@ -57,6 +57,11 @@ const COMMANDS: Record<string, Command> = {
     help: async () => (await import("./runs.ts")).RUNS_HELP,
     run: async (args, output) => (await import("./runs.ts")).runRuns(args, output),
   },
+  dashboard: {
+    summary: "a one-time link that signs a browser in to the dashboard of modelship up",
+    help: async () => (await import("./dashboard.ts")).DASHBOARD_HELP,
+    run: async (args, output) => (await import("./dashboard.ts")).runDashboard(args, output),
+  },
   keys: {
     summary: "show or rotate a model's access key",
     help: async () => (await import("./client.ts")).KEYS_HELP,

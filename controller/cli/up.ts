@@ -11,11 +11,14 @@ import {
   type AdminFile,
   coalesced,
   createAdminServer,
+  dashboardLink,
   newAdminToken,
 } from "../platform/local/admin.ts";
+import { DashboardSessions } from "../platform/local/dashboard-sessions.ts";
 import { LocalPlatform } from "../platform/local/platform.ts";
 import { lockStateDir, writeFileAtomic } from "../platform/local/state-files.ts";
 import { pullRequestPlanOf } from "../platform/pull-request-plan.ts";
+import { loadUiFiles, UI_PREFIX } from "../platform/ui-files.ts";
 import { isRemoteUrl } from "../source/git.ts";
 import { checkGitHubOptions, GITHUB_HELP_LINES, startGitHub } from "./github.ts";
 import type { CommandResult, Output } from "./output.ts";
@@ -231,8 +234,11 @@ async function serve(
     const stopNotifying = github && notifySyncs(platform.store, github.notifier);
     const token = newAdminToken();
     const webhookSecret = process.env.MODELSHIP_WEBHOOK_SECRET;
+    const sessions = new DashboardSessions(token);
+    const ui = loadUiFiles();
     const admin = createAdminServer(platform, {
-      token,
+      sessions,
+      ui,
       ...(webhookSecret ? { webhookSecret } : {}),
       ...(github ? { github: github.receiver } : {}),
     });
@@ -260,7 +266,11 @@ async function serve(
     writeFileAtomic(adminFile, JSON.stringify(file, null, 2), 0o600);
     output.out(
       `modelship up: ${url} (branch ${values.branch}, path ${values.path}), state in ${stateDir}\n` +
-        `gateway listening on ${platform.gatewayUrl}\nadmin API on ${adminUrl} (POST /hooks/git to fetch now)\n`,
+        `gateway listening on ${platform.gatewayUrl}\nadmin API on ${adminUrl} (POST /hooks/git to fetch now)\n` +
+        (ui.built
+          ? // The link signs one browser in, once, within 15 minutes; `modelship dashboard` makes another.
+            `dashboard on ${adminUrl}${UI_PREFIX}/ (sign in once with ${dashboardLink(adminUrl, sessions.newLinkCode())})\n`
+          : "dashboard: not built (run `npm run build` in the modelship checkout)\n"),
     );
 
     const signal = await stopSignal;

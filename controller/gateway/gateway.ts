@@ -255,6 +255,11 @@ export class Gateway {
     };
   }
 
+  /** The gateway's Prometheus metrics as data (the dashboard's traffic charts sample them). */
+  metricsSnapshot() {
+    return this.metrics.register.getMetricsAsJSON();
+  }
+
   busyReplicas(): [string, number][] {
     return [...this.models].map(([name, entry]) => [name, entry.dispatcher.busyCount]);
   }

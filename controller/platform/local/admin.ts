@@ -3,8 +3,13 @@
 // metrics, run and runs commands are its clients (docs/cli.md).
 import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import { BodyTooLarge, readBody, SERVER_OPTIONS } from "../../api/http.ts";
-import { KIND_NAMES, type Kind } from "../../api/schemas.ts";
+import {
+  BodyTooLarge,
+  DEFAULT_BODY_LIMIT_BYTES,
+  readBody,
+  SERVER_OPTIONS,
+} from "../../api/http.ts";
+import { GROUP_VERSION, KIND_NAMES, type Kind } from "../../api/schemas.ts";
 import type { Resource, WatchEvent } from "../../core/ports.ts";
 import { isGitHubDelivery, WEBHOOK_BODY_LIMIT, type WebhookReceiver } from "../../forge/webhook.ts";
 import { parseLifetime } from "../../gateway/keys.ts";
@@ -13,6 +18,8 @@ import { parseExactJson } from "../../metrics/exact-json.ts";
 import type { MetricsQuery, MetricsStore, RunRecord } from "../../metrics/port.ts";
 import { runRecordOf } from "../../metrics/run-record.ts";
 import type { LogLine } from "../../replica/log-ring.ts";
+import { UI_PREFIX, type UiFiles } from "../ui-files.ts";
+import type { DashboardSessions } from "./dashboard-sessions.ts";
 import type { LocalPlatform } from "./platform.ts";
 
 /** STATE/admin.json: how the CLI's client commands reach a running `modelship up`. */
@@ -45,11 +52,10 @@ async function readJson(request: IncomingMessage): Promise<Record<string, unknow
   return text ? (JSON.parse(text) as Record<string, unknown>) : {};
 }
 
-function authorized(request: IncomingMessage, token: string): boolean {
+/** The bearer token a request presents ("" without one). */
+function bearerOf(request: IncomingMessage): string {
   const header = request.headers.authorization ?? "";
-  const presented = Buffer.from(header.startsWith("Bearer ") ? header.slice(7) : "");
-  const expected = Buffer.from(token);
-  return presented.length === expected.length && timingSafeEqual(presented, expected);
+  return header.startsWith("Bearer ") ? header.slice(7) : "";
 }
 
 /** GitHub's webhook signature of `body`: `sha256=` and the HMAC-SHA256 in hex. */
@@ -105,8 +111,10 @@ export function rateLimit(ratePerSecond: number, burst: number, now = () => perf
 }
 
 export interface AdminOptions {
-  /** The admin API's bearer token. */
-  token: string;
+  /** Who may call: the admin token, and the dashboard's sessions made with it. */
+  sessions: DashboardSessions;
+  /** The dashboard's files, served at /ui. */
+  ui: UiFiles;
   /** When set, POST /hooks/git needs GitHub's X-Hub-Signature-256 made with it. */
   webhookSecret?: string;
   /** With --github-repo: takes GitHub's deliveries to /hooks/git (a push still fetches now). */
@@ -114,11 +122,13 @@ export interface AdminOptions {
 }
 
 export function createAdminServer(platform: LocalPlatform, options: AdminOptions): Server {
-  const { token, webhookSecret, github } = options;
+  const { sessions, ui, webhookSecret, github } = options;
   const syncSoon = coalesced(() => platform.syncNow(), 1000);
   // A forge sends a handful of calls a minute; a flood is turned away, and its connection closed
   // so that it cannot keep a cheap keep-alive stream of them going at the data plane's cost.
   const webhookAllowed = rateLimit(10, 20);
+  // Guessing a 192-bit token is hopeless anyway; this keeps a guesser from costing anything.
+  const signInAllowed = rateLimit(5, 20);
   const handle = async (request: IncomingMessage, response: ServerResponse) => {
     const url = new URL(request.url ?? "/", "http://admin");
     const method = request.method ?? "GET";
@@ -163,7 +173,14 @@ export function createAdminServer(platform: LocalPlatform, options: AdminOptions
       response.writeHead(200, { "content-type": platform.metrics.contentType }).end(text);
       return;
     }
-    if (!authorized(request, token)) {
+    // The dashboard's page and scripts: public, as a login page is; they hold no secret.
+    if (ui.serve(request, response, url.pathname)) return;
+    if (method === "POST" && url.pathname === "/api/v1/login") {
+      await signIn(sessions, signInAllowed, request, response);
+      return;
+    }
+    const bearer = bearerOf(request);
+    if (!sessions.accepts(bearer)) {
       send(response, 401, {
         error: "missing or wrong admin token (see admin.json in the state directory)",
       });
@@ -184,6 +201,14 @@ export function createAdminServer(platform: LocalPlatform, options: AdminOptions
     }
     const namespace = url.searchParams.get("namespace") ?? "default";
     const kind = KIND_NAMES[resource];
+    if (resource === "login" && method === "DELETE" && name === undefined) {
+      send(response, 200, { signedOut: sessions.signOut(bearer) });
+      return;
+    }
+    if (resource === "dashboard-links" && method === "POST" && name === undefined) {
+      send(response, 201, { url: dashboardLink(adminUrlOf(request), sessions.newLinkCode()) });
+      return;
+    }
     if (kind && method === "GET" && sub === undefined) {
       const watch = url.searchParams.get("watch");
       if (watch === "1" || watch === "true") {
@@ -191,12 +216,16 @@ export function createAdminServer(platform: LocalPlatform, options: AdminOptions
         return;
       }
       if (name === undefined) {
-        send(response, 200, { items: platform.store.list(kind, namespace) });
+        send(response, 200, listOf(kind, platform.store.list(kind, namespace), platform.store));
         return;
       }
       const object = platform.store.get(kind, namespace, name);
       if (object) send(response, 200, object);
       else send(response, 404, { error: `${kind} "${name}" not found in namespace ${namespace}` });
+      return;
+    }
+    if (kind === "ModelRepository" && name && sub === "files" && method === "GET") {
+      await fileAt(platform, name, url, response);
       return;
     }
     if (kind && name && sub === "events") {
@@ -214,6 +243,17 @@ export function createAdminServer(platform: LocalPlatform, options: AdminOptions
     }
     if (kind === "ModelDeployment" && name && sub === "replicas") {
       send(response, 200, { items: platform.runtime.replicas({ namespace, name }) });
+      return;
+    }
+    if (kind === "Model" && name && sub === "test" && method === "POST") {
+      await testCall(platform, namespace, name, request, response);
+      return;
+    }
+    if (kind === "Model" && name && sub === "traffic" && method === "GET") {
+      send(response, 200, {
+        intervalSeconds: platform.traffic.intervalMs / 1000,
+        items: platform.traffic.of(name),
+      });
       return;
     }
     if (kind === "ModelBuild" && name && sub === "logs") {
@@ -296,6 +336,143 @@ export function createAdminServer(platform: LocalPlatform, options: AdminOptions
     handle(request, response).catch((error: Error) => {
       if (!response.headersSent) send(response, 500, { error: error.message });
     });
+  });
+}
+
+/** A list in the API server's shape: `{apiVersion, kind: "ModelList", metadata, items}`. */
+function listOf(kind: Kind, items: Resource[], store: { currentVersion: string }) {
+  return {
+    apiVersion: GROUP_VERSION,
+    kind: `${kind}List`,
+    metadata: { resourceVersion: store.currentVersion },
+    items,
+  };
+}
+
+/** The URL this server answered on, from the socket (a Host header could say anything). */
+function adminUrlOf(request: IncomingMessage): string {
+  return `http://${request.socket.localAddress}:${request.socket.localPort}`;
+}
+
+/** A one-time sign-in link: the code is in the fragment, which no browser sends to a server. */
+export function dashboardLink(adminUrl: string, code: string): string {
+  return `${adminUrl}${UI_PREFIX}/#code=${code}`;
+}
+
+/** POST /api/v1/login: `{"token": ADMIN_TOKEN}` or `{"code": LINK_CODE}` → a session token. */
+async function signIn(
+  sessions: DashboardSessions,
+  allowed: () => boolean,
+  request: IncomingMessage,
+  response: ServerResponse,
+) {
+  if (!allowed()) {
+    request.resume();
+    send(response, 429, { error: "too many sign-ins: at most 5 a second" });
+    return;
+  }
+  let credential: Record<string, unknown>;
+  try {
+    const parsed = JSON.parse(await readBody(request, 4096)) as unknown;
+    credential = typeof parsed === "object" && parsed !== null ? (parsed as typeof credential) : {};
+  } catch {
+    send(response, 400, { error: 'the body must be {"token": "..."} or {"code": "..."}' });
+    return;
+  }
+  const outcome = sessions.signIn(credential);
+  if (outcome === "wrong-token") {
+    send(response, 401, {
+      error: "wrong admin token: it is the token in admin.json in the state directory",
+    });
+  } else if (outcome === "used-or-expired-link") {
+    send(response, 401, {
+      error: "this sign-in link was used or has expired: run `modelship dashboard` for a new one",
+    });
+  } else {
+    send(response, 200, outcome);
+  }
+}
+
+/** The largest file the dashboard's manifest view shows. */
+const FILE_VIEW_LIMIT = 1024 * 1024;
+
+/**
+ * GET /api/v1/modelrepositories/NAME/files?commit=C&path=P: a file at a commit, where the
+ * dashboard's "declared at" links lead (git is the source of truth; this shows it, read-only).
+ */
+async function fileAt(
+  platform: LocalPlatform,
+  repository: string,
+  url: URL,
+  response: ServerResponse,
+) {
+  const commit = url.searchParams.get("commit") ?? "";
+  const path = url.searchParams.get("path") ?? "";
+  if (!/^[0-9a-f]{40}$/.test(commit) || path === "" || path.startsWith("/")) {
+    send(response, 400, {
+      error: "commit (40 hex digits) and path (relative to the repository root) are required",
+    });
+    return;
+  }
+  const text = await platform.fileAt(repository, commit, path);
+  if (text === undefined) {
+    send(response, 404, { error: `no file ${path} at commit ${commit.slice(0, 7)}` });
+  } else if (Buffer.byteLength(text) > FILE_VIEW_LIMIT) {
+    send(response, 413, { error: `${path} is larger than 1 MB` });
+  } else {
+    send(response, 200, { commit, path, text });
+  }
+}
+
+/** The most of a model's answer the Test widget shows. */
+const TEST_ANSWER_LIMIT = 1024 * 1024;
+
+/**
+ * POST /api/v1/models/NAME/test: the dashboard's Test widget. The body is the model's input; it
+ * is sent through the gateway as any caller's would be (with the caller's model API key from
+ * `x-modelship-api-key`, when the model wants one), and the answer comes back with its status
+ * and how long it took.
+ */
+async function testCall(
+  platform: LocalPlatform,
+  namespace: string,
+  name: string,
+  request: IncomingMessage,
+  response: ServerResponse,
+) {
+  if (!platform.store.get("Model", namespace, name)) {
+    request.resume();
+    send(response, 404, { error: `Model "${name}" not found in namespace ${namespace}` });
+    return;
+  }
+  let input: string;
+  try {
+    input = await readBody(request, DEFAULT_BODY_LIMIT_BYTES);
+    JSON.parse(input);
+  } catch (error) {
+    const tooLarge = error instanceof BodyTooLarge;
+    send(response, tooLarge ? 413 : 400, {
+      error: tooLarge ? error.message : `the input is not JSON: ${(error as Error).message}`,
+    });
+    return;
+  }
+  const apiKey = request.headers["x-modelship-api-key"];
+  const started = performance.now();
+  const answer = await fetch(`${platform.gatewayUrl}/models/${encodeURIComponent(name)}/predict`, {
+    method: "POST",
+    headers: {
+      "content-type": "application/json",
+      ...(typeof apiKey === "string" && apiKey ? { authorization: `Bearer ${apiKey}` } : {}),
+    },
+    body: input,
+  });
+  const text = await answer.text();
+  const latencyMs = Math.round((performance.now() - started) * 1000) / 1000;
+  send(response, 200, {
+    status: answer.status,
+    latencyMs,
+    body: text.length > TEST_ANSWER_LIMIT ? text.slice(0, TEST_ANSWER_LIMIT) : text,
+    truncated: text.length > TEST_ANSWER_LIMIT,
   });
 }
 

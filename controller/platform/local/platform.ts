@@ -27,6 +27,7 @@ import { predictPlan } from "./predict.ts";
 import { LocalRuntime } from "./runtime.ts";
 import { checkModelUserReads, defaultBuildsDir, type ModelUser, modelUser } from "./sandbox.ts";
 import { LocalStore } from "./store.ts";
+import { TrafficHistory } from "./traffic.ts";
 
 export interface LocalPlatformOptions {
   stateDir: string;
@@ -117,6 +118,8 @@ export class LocalPlatform {
   readonly metricsStore: MetricsStore | undefined;
   /** The controller's metrics (served on the admin API's /metrics). */
   readonly metrics = new Registry();
+  /** The last hour of each model's calls and latency, for the dashboard. */
+  readonly traffic: TrafficHistory;
   gatewayUrl = "";
   private readonly options: LocalPlatformOptions;
   private readonly sources: GitSources;
@@ -141,6 +144,7 @@ export class LocalPlatform {
       log,
       ...(options.metricsStore ? { metricsStore: options.metricsStore } : {}),
     });
+    this.traffic = new TrafficHistory({ read: () => this.gateway.metricsSnapshot() });
     this.modelUser = modelUser();
     this.socketDir = replicaSocketDir(stateDir);
     this.runtime = new LocalRuntime({
@@ -213,6 +217,7 @@ export class LocalPlatform {
     this.controller.enqueueAll();
     this.refreshGateway();
     this.controller.start();
+    this.traffic.start();
   }
 
   /**
@@ -255,6 +260,22 @@ export class LocalPlatform {
       });
     }
     return plan;
+  }
+
+  /**
+   * A file of a repository at a commit already fetched (the dashboard's view of a manifest);
+   * undefined when there is no such file or commit.
+   */
+  async fileAt(repository: string, commit: string, path: string): Promise<string | undefined> {
+    try {
+      return await this.sources
+        .named({ namespace: NAMESPACE, name: repository })
+        .tree(commit)
+        .readText(path);
+    } catch {
+      // An unknown repository or commit: the same answer as a missing file.
+      return undefined;
+    }
   }
 
   /** Fetches the repositories now (the webhook, `POST /hooks/git`). */
@@ -304,6 +325,7 @@ export class LocalPlatform {
 
   async stop(): Promise<void> {
     this.stopWatching?.();
+    this.traffic.stop();
     await this.controller.stop();
     await this.builder.stop();
     await this.runtime.stopAll();

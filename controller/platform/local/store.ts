@@ -106,6 +106,11 @@ export class LocalStore implements Store {
     for (const listener of this.listeners) listener(event);
   }
 
+  /** The store's resourceVersion now: a list's, as the API server gives one. */
+  get currentVersion(): string {
+    return String(this.resourceVersion);
+  }
+
   private nextVersion(): string {
     this.resourceVersion += 1;
     return String(this.resourceVersion);
