@@ -23,13 +23,15 @@ const MAY_IMPORT: Record<string, string[]> = {
   metrics: [],
   platform: ["api", "core", "source", "reconcile", "gateway", "replica", "forge", "metrics"],
   cli: ["api", "core", "source", "reconcile", "gateway", "replica", "forge", "platform", "metrics"],
+  // The dashboard runs in a browser: it shares only the pure helpers and the generated types.
+  ui: ["api", "core"],
 };
 
 function files(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((entry) =>
     entry.isDirectory()
       ? files(join(dir, entry.name))
-      : entry.name.endsWith(".ts")
+      : /\.tsx?$/.test(entry.name)
         ? [join(dir, entry.name)]
         : [],
   );

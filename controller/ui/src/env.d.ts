@@ -1,0 +1,2 @@
+// Vite bundles the style sheets the code imports.
+declare module "*.css";

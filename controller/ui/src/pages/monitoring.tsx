@@ -1,0 +1,305 @@
+// A model's Monitoring, as CDSW shows it: each replica's status and counters, the calls and
+// latency of the last hour, the metrics the model tracks, and its replicas' log — stdout and
+// stderr marked, newest first, live.
+import { useEffect, useMemo, useState } from "preact/hooks";
+import { followLines } from "../api.ts";
+import { Chart, type ChartProps } from "../chart.tsx";
+import { Badge, Empty, ErrorNote, Table } from "../components.tsx";
+import { usePoll } from "../hooks.ts";
+import type { LogEntry, Model, ModelDeployment, ReplicaInfo, TrafficPoint } from "../types.ts";
+
+/** CDSW's replica counters, in its order. */
+const COUNTERS: [string, string][] = [
+  ["received", "Received"],
+  ["processed", "Processed"],
+  ["success", "Success"],
+  ["failure", "Failure"],
+  ["error", "Error"],
+  ["busy", "Busy"],
+  ["notReady", "Not ready"],
+  ["restarts", "Restarts"],
+];
+
+export function MonitoringTab({
+  model,
+  deployments,
+}: {
+  model: Model;
+  deployments: ModelDeployment[];
+}) {
+  const name = model.metadata.name;
+  return (
+    <>
+      {deployments.length === 0 && (
+        <Empty>Nothing runs this model, so there is nothing to watch.</Empty>
+      )}
+      {deployments.map((deployment) => (
+        <Replicas key={deployment.metadata.name} deployment={deployment.metadata.name} />
+      ))}
+      <Traffic model={name} />
+      <TrackedMetrics model={name} />
+      <Logs model={name} running={deployments.some((deployment) => !deployment.spec.stopped)} />
+    </>
+  );
+}
+
+function Replicas({ deployment }: { deployment: string }) {
+  const replicas = usePoll<{ items: ReplicaInfo[] }>(
+    `/api/v1/modeldeployments/${encodeURIComponent(deployment)}/replicas`,
+    2000,
+  );
+  const items = replicas.data?.items ?? [];
+  return (
+    <div class="card">
+      <h2>Replicas of {deployment}</h2>
+      <ErrorNote message={replicas.error} />
+      {replicas.data && items.length === 0 ? (
+        <Empty>No replica runs.</Empty>
+      ) : (
+        <Table
+          label={`Replicas of ${deployment}`}
+          head={["Replica", "Build", "Status", ...COUNTERS.map(([, label]) => label)]}
+        >
+          {items.map((replica) => (
+            <tr key={replica.id}>
+              <th scope="row">
+                <code>{replica.id}</code>
+              </th>
+              <td>{replica.build}</td>
+              <td>
+                <Badge phase={replica.ready ? "Ready" : "Not ready"} />
+                {replica.reason && <span class="muted"> {replica.reason}</span>}
+              </td>
+              {COUNTERS.map(([key]) => (
+                <td key={key} class="number">
+                  {replica.stats[key] ?? 0}
+                </td>
+              ))}
+            </tr>
+          ))}
+        </Table>
+      )}
+    </div>
+  );
+}
+
+/** The chart data for the traffic points: times in seconds, then each series. */
+export function trafficSeries(points: TrafficPoint[]): {
+  rate: ChartProps["data"];
+  latency: ChartProps["data"];
+} {
+  const times = points.map((point) => Date.parse(point.time) / 1000);
+  return {
+    rate: [
+      times,
+      points.map((point) => point.callsPerSecond),
+      points.map((point) => point.errorsPerSecond),
+    ],
+    latency: [
+      times,
+      points.map((point) => point.latencyMs?.p50 ?? null),
+      points.map((point) => point.latencyMs?.p99 ?? null),
+    ],
+  };
+}
+
+function Traffic({ model }: { model: string }) {
+  const traffic = usePoll<{ intervalSeconds: number; items: TrafficPoint[] }>(
+    `/api/v1/models/${encodeURIComponent(model)}/traffic`,
+    5000,
+  );
+  const points = traffic.data?.items ?? [];
+  const series = useMemo(() => trafficSeries(points), [traffic.data]);
+  const calls = points.reduce(
+    (sum, point) => sum + point.callsPerSecond * (traffic.data?.intervalSeconds ?? 0),
+    0,
+  );
+  return (
+    <div class="card">
+      <h2>Calls and latency, last hour</h2>
+      <ErrorNote message={traffic.error} />
+      {points.length < 2 ? (
+        <Empty>Measuring: a point every {traffic.data?.intervalSeconds ?? 5} s.</Empty>
+      ) : (
+        <>
+          <p class="meta" data-testid="traffic-total">
+            {Math.round(calls)} calls in the last{" "}
+            {Math.round((points.length * (traffic.data?.intervalSeconds ?? 5)) / 60)} min
+          </p>
+          <div class="columns">
+            <Chart
+              title="Request rate"
+              unit="calls/s"
+              series={[
+                { label: "calls", color: "#2563eb" },
+                { label: "errors", color: "#dc2626" },
+              ]}
+              data={series.rate}
+            />
+            <Chart
+              title="Latency"
+              unit="ms"
+              series={[
+                { label: "p50", color: "#059669" },
+                { label: "p99", color: "#d97706" },
+              ]}
+              data={series.latency}
+            />
+          </div>
+        </>
+      )}
+    </div>
+  );
+}
+
+interface MetricsRow {
+  type: string;
+  predictionUuid?: string;
+  modelBuildCrn?: string;
+  startTimeStampMs: number;
+  metrics: Record<string, unknown>;
+}
+
+/** The numeric metrics of the rows, as chart series: name → values by row (null when absent). */
+export function numericMetrics(rows: MetricsRow[]): Map<string, (number | null)[]> {
+  const names = new Set<string>();
+  for (const row of rows) {
+    for (const [key, value] of Object.entries(row.metrics)) {
+      if (typeof value === "number" && Number.isFinite(value)) names.add(key);
+    }
+  }
+  const series = new Map<string, (number | null)[]>();
+  for (const key of [...names].sort().slice(0, 4)) {
+    series.set(
+      key,
+      rows.map((row) => {
+        const value = row.metrics[key];
+        return typeof value === "number" && Number.isFinite(value) ? value : null;
+      }),
+    );
+  }
+  return series;
+}
+
+const METRIC_COLORS = ["#7c3aed", "#0891b2", "#be185d", "#65a30d"];
+const METRICS_WINDOW_MS = 15 * 60 * 1000;
+
+function TrackedMetrics({ model }: { model: string }) {
+  // A stable window start per minute, so that polling does not make a new path each time.
+  const minute = Math.floor(Date.now() / 60_000) * 60_000;
+  const query = new URLSearchParams({
+    modelCrn: `crn:modelship:${model}`,
+    startTimestampMs: String(minute - METRICS_WINDOW_MS),
+    limit: "2000",
+  });
+  const read = usePoll<{ metrics: MetricsRow[]; next?: string }>(
+    `/api/v1/model-metrics?${query}`,
+    10_000,
+  );
+  const rows = (read.data?.metrics ?? []).filter((row) => row.type === "prediction");
+  const series = numericMetrics(rows);
+  const unavailable = read.error?.includes("without a metrics store");
+  return (
+    <div class="card">
+      <h2>Tracked metrics, last 15 minutes</h2>
+      {unavailable ? (
+        <Empty>This modelship up runs without a metrics store.</Empty>
+      ) : (
+        <ErrorNote message={read.error} />
+      )}
+      {read.data && rows.length === 0 && (
+        <Empty>
+          No tracked metrics: a model tracks them with <code>track_metric</code> (docs/metrics.md).
+        </Empty>
+      )}
+      {series.size > 0 && (
+        <Chart
+          title="Tracked metrics"
+          unit="value"
+          series={[...series.keys()].map((label, index) => ({
+            label,
+            color: METRIC_COLORS[index] as string,
+          }))}
+          data={[rows.map((row) => row.startTimeStampMs / 1000), ...series.values()]}
+        />
+      )}
+      {rows.length > 0 && (
+        <Table label="Latest tracked metrics" head={["Time", "Build", "Prediction", "Metrics"]}>
+          {rows
+            .slice(-10)
+            .reverse()
+            .map((row) => (
+              <tr key={row.predictionUuid ?? row.startTimeStampMs}>
+                <td>{new Date(row.startTimeStampMs).toLocaleTimeString()}</td>
+                <td>{row.modelBuildCrn?.split("/").pop() ?? "—"}</td>
+                <td>
+                  <code>{row.predictionUuid?.slice(0, 8) ?? "—"}</code>
+                </td>
+                <td>
+                  <code class="wrap">{JSON.stringify(row.metrics)}</code>
+                </td>
+              </tr>
+            ))}
+        </Table>
+      )}
+    </div>
+  );
+}
+
+/** The most log lines the pane keeps. */
+const LOG_LINES = 1000;
+
+function Logs({ model, running }: { model: string; running: boolean }) {
+  const [lines, setLines] = useState<LogEntry[]>([]);
+  const [paused, setPaused] = useState(false);
+  useEffect(() => {
+    if (!running || paused) return;
+    const abort = new AbortController();
+    let pending: LogEntry[] = [];
+    let flush: number | undefined;
+    void followLines<LogEntry>(
+      `/api/v1/logs/${encodeURIComponent(model)}?follow=1`,
+      (entry) => {
+        pending.push(entry);
+        flush ??= window.setTimeout(() => {
+          flush = undefined;
+          const batch = pending;
+          pending = [];
+          // Newest first, as CDSW shows it.
+          setLines((old) => [...batch.reverse(), ...old].slice(0, LOG_LINES));
+        }, 50);
+      },
+      abort.signal,
+      () => setLines([]),
+    );
+    return () => {
+      abort.abort();
+      window.clearTimeout(flush);
+    };
+  }, [model, running, paused]);
+  return (
+    <div class="card">
+      <div class="title-row">
+        <h2>Log {running && !paused && <span class="live">live</span>}</h2>
+        <button type="button" onClick={() => setPaused(!paused)} aria-pressed={paused}>
+          {paused ? "Resume" : "Pause"}
+        </button>
+      </div>
+      {lines.length === 0 ? (
+        <Empty>{running ? "No output yet." : "No replica runs."}</Empty>
+      ) : (
+        // biome-ignore lint/a11y/noNoninteractiveTabindex: the log scrolls; the keyboard must reach it.
+        <ol class="log-lines" aria-label={`Log of ${model}, newest first`} tabIndex={0}>
+          {lines.map((entry) => (
+            <li key={`${entry.replica} ${entry.seq}`} class={entry.stream}>
+              <time>{entry.time.slice(11, 19)}</time>
+              <span class="stream">{entry.stream}</span>
+              <span class="replica">{entry.replica.split("-").pop()}</span>
+              <span class="text">{entry.line}</span>
+            </li>
+          ))}
+        </ol>
+      )}
+    </div>
+  );
+}
