@@ -52,6 +52,9 @@ export interface GatewayOptions {
  */
 const UPSTREAM_GRACE_MS = 5000;
 
+/** The most of a refused body the gateway reads to the end, to answer it 413 cleanly. */
+const DRAIN_LIMIT_BYTES = 64 * 1024 * 1024;
+
 const LATENCY_BUCKETS = [
   0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60,
 ];
@@ -675,8 +678,12 @@ export class Gateway {
 
   private sendFailure(response: ServerResponse, error: unknown): string {
     if (error instanceof BodyTooLarge) {
-      // The rest of the body is not read: the connection cannot carry another request.
-      response.setHeader("connection", "close");
+      // The rest of the body is read and dropped (readBody resumes it). Closing at once would
+      // make a client still sending see a broken pipe instead of this answer, so a body of a
+      // size said up front and within reason is drained and the connection kept; one larger
+      // or of no stated size is cut off when the answer has gone.
+      const declared = Number(response.req?.headers["content-length"]);
+      if (!(declared <= DRAIN_LIMIT_BYTES)) response.setHeader("connection", "close");
       error = new CallError("request.too_large", error.message);
     }
     if (!(error instanceof CallError)) {
