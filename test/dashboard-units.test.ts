@@ -6,19 +6,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
 import { afterAll, describe, expect, it } from "vitest";
+import { bucketQuantile, pointBetween, type TrafficTotals } from "../controller/core/traffic.ts";
 import {
   DashboardSessions,
   LINK_LIFETIME_MS,
   MAX_CREDENTIALS,
   SESSION_LIFETIME_MS,
 } from "../controller/platform/local/dashboard-sessions.ts";
-import {
-  bucketQuantile,
-  pointBetween,
-  TrafficHistory,
-  type TrafficTotals,
-  totalsByModel,
-} from "../controller/platform/local/traffic.ts";
+import { TrafficHistory, totalsByModel } from "../controller/platform/local/traffic.ts";
 import { loadUiFiles } from "../controller/platform/ui-files.ts";
 import { validateManifests } from "../controller/source/validate.ts";
 import { MemoryTree } from "./helpers/memory-tree.ts";

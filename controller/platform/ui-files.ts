@@ -87,7 +87,7 @@ export function loadUiFiles(dist: string = UI_DIST): UiFiles {
         return true;
       }
       const rest = pathname.slice(UI_PREFIX.length);
-      // The pages are routed in the page itself (#/models/…): every path but an asset is the page.
+      // The pages are routed in the page itself (#/models/…), so /ui/ is the one page there is.
       const file = rest === "/" ? index : files.get(rest);
       if (!file) {
         response

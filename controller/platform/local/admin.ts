@@ -128,7 +128,8 @@ export function createAdminServer(platform: LocalPlatform, options: AdminOptions
   // so that it cannot keep a cheap keep-alive stream of them going at the data plane's cost.
   const webhookAllowed = rateLimit(10, 20);
   // Guessing a 192-bit token is hopeless anyway; this keeps a guesser from costing anything.
-  const signInAllowed = rateLimit(5, 20);
+  // Only refusals count, so that a guesser cannot lock out the one who has the token.
+  const failedSignIns = rateLimit(5, 20);
   const handle = async (request: IncomingMessage, response: ServerResponse) => {
     const url = new URL(request.url ?? "/", "http://admin");
     const method = request.method ?? "GET";
@@ -176,7 +177,7 @@ export function createAdminServer(platform: LocalPlatform, options: AdminOptions
     // The dashboard's page and scripts: public, as a login page is; they hold no secret.
     if (ui.serve(request, response, url.pathname)) return;
     if (method === "POST" && url.pathname === "/api/v1/login") {
-      await signIn(sessions, signInAllowed, request, response);
+      await signIn(sessions, failedSignIns, request, response);
       return;
     }
     const bearer = bearerOf(request);
@@ -206,7 +207,16 @@ export function createAdminServer(platform: LocalPlatform, options: AdminOptions
       return;
     }
     if (resource === "dashboard-links" && method === "POST" && name === undefined) {
+      // Only the admin token makes links: a session that could would renew itself for ever.
+      if (!sessions.isAdminToken(bearer)) {
+        send(response, 403, { error: "only the admin token (admin.json) makes sign-in links" });
+        return;
+      }
       send(response, 201, { url: dashboardLink(adminUrlOf(request), sessions.newLinkCode()) });
+      return;
+    }
+    if (resource === "watch" && method === "GET" && name === undefined) {
+      streamWatchAll(platform, namespace, response);
       return;
     }
     if (kind && method === "GET" && sub === undefined) {
@@ -359,18 +369,16 @@ export function dashboardLink(adminUrl: string, code: string): string {
   return `${adminUrl}${UI_PREFIX}/#code=${code}`;
 }
 
-/** POST /api/v1/login: `{"token": ADMIN_TOKEN}` or `{"code": LINK_CODE}` → a session token. */
+/**
+ * POST /api/v1/login: `{"token": ADMIN_TOKEN}` or `{"code": LINK_CODE}` → a session token. A
+ * refusal takes one of `refusals`' tokens; when there is none left, the next refusal is a 429.
+ */
 async function signIn(
   sessions: DashboardSessions,
-  allowed: () => boolean,
+  refusals: () => boolean,
   request: IncomingMessage,
   response: ServerResponse,
 ) {
-  if (!allowed()) {
-    request.resume();
-    send(response, 429, { error: "too many sign-ins: at most 5 a second" });
-    return;
-  }
   let credential: Record<string, unknown>;
   try {
     const parsed = JSON.parse(await readBody(request, 4096)) as unknown;
@@ -380,7 +388,9 @@ async function signIn(
     return;
   }
   const outcome = sessions.signIn(credential);
-  if (outcome === "wrong-token") {
+  if (typeof outcome === "string" && !refusals()) {
+    send(response, 429, { error: "too many failed sign-ins: at most 5 a second" });
+  } else if (outcome === "wrong-token") {
     send(response, 401, {
       error: "wrong admin token: it is the token in admin.json in the state directory",
     });
@@ -492,12 +502,30 @@ function streamWatch(
   name: string | undefined,
   response: ServerResponse,
 ): void {
-  response.writeHead(200, { "content-type": "application/json;stream=watch" });
   const matches = (object: Resource) =>
     object.kind === kind &&
     (object.metadata.namespace ?? "default") === namespace &&
     (name === undefined || object.metadata.name === name);
-  const line = (event: WatchEvent) => `${JSON.stringify(event)}\n`;
+  const now =
+    name === undefined
+      ? platform.store.list(kind, namespace)
+      : [platform.store.get(kind, namespace, name)].filter((object) => object !== undefined);
+  follow(platform, matches, now as Resource[], response);
+}
+
+/**
+ * Sends `now` as ADDED events, then each change of the store that `matches`, until the caller
+ * hangs up; with `bookmark` (a resourceVersion), a BOOKMARK between the two.
+ */
+function follow(
+  platform: LocalPlatform,
+  matches: (object: Resource) => boolean,
+  now: Resource[],
+  response: ServerResponse,
+  bookmark?: string,
+): void {
+  response.writeHead(200, { "content-type": "application/json;stream=watch" });
+  const line = (event: WatchEvent | BookmarkEvent) => `${JSON.stringify(event)}\n`;
   /** What may wait unread beyond the list sent first (set once that is written). */
   let backlogLimit = Number.POSITIVE_INFINITY;
   // Watching before listing: a change between the two shows (perhaps twice), never not at all.
@@ -512,14 +540,49 @@ function streamWatch(
     }
     response.write(line(event));
   });
-  const now =
-    name === undefined
-      ? platform.store.list(kind, namespace)
-      : [platform.store.get(kind, namespace, name)].filter((object) => object !== undefined);
   // The list goes whole, however large: the limit is on falling behind, not on its size.
-  for (const object of now) response.write(line({ type: "ADDED", object: object as Resource }));
+  for (const object of now) response.write(line({ type: "ADDED", object }));
+  if (bookmark !== undefined) {
+    response.write(
+      line({
+        type: "BOOKMARK",
+        object: {
+          kind: "Bookmark",
+          metadata: {
+            resourceVersion: bookmark,
+            annotations: { "k8s.io/initial-events-end": "true" },
+          },
+        },
+      }),
+    );
+  }
   backlogLimit = response.writableLength + WATCH_BACKLOG_BYTES;
   response.on("close", stop);
+}
+
+interface BookmarkEvent {
+  type: "BOOKMARK";
+  object: {
+    kind: "Bookmark";
+    metadata: { resourceVersion: string; annotations: Record<string, string> };
+  };
+}
+
+/** The kinds GET /api/v1/watch follows: every kind the store holds. */
+const WATCHED_KINDS: Kind[] = ["ModelRepository", "Model", "ModelBuild", "ModelDeployment"];
+
+/**
+ * `GET /api/v1/watch`: every kind's objects in one stream, as `?watch=1` sends one kind's, with
+ * a BOOKMARK (annotated `k8s.io/initial-events-end`, as the API server's watch-list marks it)
+ * once the objects there are have been sent. One connection instead of one per kind: a
+ * browser opens at most six to a server, and the dashboard's tabs share them.
+ */
+function streamWatchAll(platform: LocalPlatform, namespace: string, response: ServerResponse) {
+  const matches = (object: Resource) =>
+    WATCHED_KINDS.includes(object.kind as Kind) &&
+    (object.metadata.namespace ?? "default") === namespace;
+  const now = WATCHED_KINDS.flatMap((kind) => platform.store.list(kind, namespace) as Resource[]);
+  follow(platform, matches, now, response, platform.store.currentVersion);
 }
 
 /** `modelship metrics`: the store's rows, with the gateway's /model-metrics parameters. */

@@ -95,9 +95,20 @@ export function ConfirmButton({
   const [state, setState] = useState<"idle" | "asking" | "working">("idle");
   const [outcome, setOutcome] = useState<{ ok: boolean; text: string } | undefined>();
   const confirm = useRef<HTMLButtonElement>(null);
+  const trigger = useRef<HTMLButtonElement>(null);
+  /** Whether the question was answered (focus goes back to the button that asked it). */
+  const answered = useRef(false);
   useEffect(() => {
     if (state === "asking") confirm.current?.focus();
+    if (state === "idle" && answered.current) {
+      answered.current = false;
+      trigger.current?.focus();
+    }
   }, [state]);
+  const backOut = () => {
+    answered.current = true;
+    setState("idle");
+  };
   const run = async () => {
     setState("working");
     try {
@@ -106,12 +117,13 @@ export function ConfirmButton({
     } catch (error) {
       setOutcome({ ok: false, text: (error as Error).message });
     }
+    answered.current = true;
     setState("idle");
   };
   if (state === "idle") {
     return (
       <span class="confirm">
-        <button type="button" onClick={() => setState("asking")}>
+        <button type="button" ref={trigger} onClick={() => setState("asking")}>
           {label}
         </button>
         {outcome && (
@@ -124,7 +136,7 @@ export function ConfirmButton({
   }
   return (
     // biome-ignore lint/a11y/noStaticElementInteractions: Escape anywhere in the question backs out.
-    <span class="confirm asking" onKeyDown={(event) => event.key === "Escape" && setState("idle")}>
+    <span class="confirm asking" onKeyDown={(event) => event.key === "Escape" && backOut()}>
       <span>{question}</span>
       <button
         type="button"
@@ -135,7 +147,7 @@ export function ConfirmButton({
       >
         Confirm
       </button>
-      <button type="button" onClick={() => setState("idle")} disabled={state === "working"}>
+      <button type="button" onClick={backOut} disabled={state === "working"}>
         Cancel
       </button>
     </span>

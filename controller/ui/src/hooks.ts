@@ -10,50 +10,110 @@ export interface Live<T> {
   loaded: boolean;
 }
 
-interface WatchEvent<T> {
-  type: "ADDED" | "MODIFIED" | "DELETED";
-  object: T;
+interface WatchEvent {
+  type: "ADDED" | "MODIFIED" | "DELETED" | "BOOKMARK";
+  object: Resource;
 }
 
+const KIND_OF: Record<string, string> = {
+  modelrepositories: "ModelRepository",
+  models: "Model",
+  modelbuilds: "ModelBuild",
+  modeldeployments: "ModelDeployment",
+};
+
 /**
- * The objects of a kind, kept current by the admin API's watch (`?watch=1`): the list arrives as
- * ADDED events, then each change as it happens. Sorted by name.
+ * One watch of every kind per tab (GET /api/v1/watch), shared by every component that shows a
+ * list: a browser opens at most six connections to a server, and a watch holds one for good.
+ * After each (re)connection the objects there are arrive first, then a BOOKMARK: only then is
+ * the new list swapped in, so that a reconnection never flashes an empty page.
  */
+const hub = {
+  objects: new Map<string, Map<string, Resource>>(),
+  loaded: false,
+  listeners: new Set<() => void>(),
+  abort: undefined as AbortController | undefined,
+  /** Stops the watch a while after the last listener went (a page change re-subscribes). */
+  idle: undefined as number | undefined,
+  flush: undefined as number | undefined,
+};
+
+function publish(): void {
+  // A burst of events (a list of hundreds) makes one render.
+  hub.flush ??= window.setTimeout(() => {
+    hub.flush = undefined;
+    for (const listener of hub.listeners) listener();
+  }, 30);
+}
+
+function startHub(): void {
+  const abort = new AbortController();
+  hub.abort = abort;
+  let incoming: Map<string, Map<string, Resource>> | undefined;
+  const apply = (target: Map<string, Map<string, Resource>>, event: WatchEvent) => {
+    const byName = target.get(event.object.kind) ?? new Map<string, Resource>();
+    target.set(event.object.kind, byName);
+    if (event.type === "DELETED") byName.delete(event.object.metadata.name);
+    else byName.set(event.object.metadata.name, event.object);
+  };
+  const following = followLines<WatchEvent>(
+    "/api/v1/watch",
+    (event) => {
+      if (event.type === "BOOKMARK") {
+        hub.objects = incoming ?? new Map();
+        incoming = undefined;
+        hub.loaded = true;
+        publish();
+      } else if (incoming) {
+        apply(incoming, event);
+      } else {
+        apply(hub.objects, event);
+        publish();
+      }
+    },
+    abort.signal,
+    () => {
+      incoming = new Map();
+    },
+  );
+  // Ended (signed out, or stopped): the next subscriber starts a new one.
+  void following.finally(() => {
+    if (hub.abort !== abort) return;
+    hub.abort = undefined;
+    hub.loaded = false;
+  });
+}
+
+function subscribe(listener: () => void): () => void {
+  window.clearTimeout(hub.idle);
+  hub.listeners.add(listener);
+  if (!hub.abort) startHub();
+  return () => {
+    hub.listeners.delete(listener);
+    if (hub.listeners.size > 0) return;
+    hub.idle = window.setTimeout(() => {
+      hub.abort?.abort();
+      hub.abort = undefined;
+      hub.loaded = false;
+      hub.objects = new Map();
+    }, 10_000);
+  };
+}
+
+function snapshot<T extends Resource>(kind: string): Live<T> {
+  const items = [...(hub.objects.get(kind)?.values() ?? [])] as T[];
+  items.sort((a, b) => a.metadata.name.localeCompare(b.metadata.name));
+  return { items, loaded: hub.loaded };
+}
+
+/** The objects of a kind (by its plural), kept current by the shared watch. Sorted by name. */
 export function useWatch<T extends Resource>(plural: string): Live<T> {
-  const [live, setLive] = useState<Live<T>>({ items: [], loaded: false });
+  const kind = KIND_OF[plural] as string;
+  const [live, setLive] = useState<Live<T>>(() => snapshot<T>(kind));
   useEffect(() => {
-    const abort = new AbortController();
-    let objects = new Map<string, T>();
-    let flush: number | undefined;
-    // A list of hundreds of objects arrives as hundreds of events: one render for them all.
-    const publish = () => {
-      flush ??= window.setTimeout(() => {
-        flush = undefined;
-        const items = [...objects.values()].sort((a, b) =>
-          a.metadata.name.localeCompare(b.metadata.name),
-        );
-        setLive({ items, loaded: true });
-      }, 30);
-    };
-    void followLines<WatchEvent<T>>(
-      `/api/v1/${plural}?watch=1`,
-      (event) => {
-        if (event.type === "DELETED") objects.delete(event.object.metadata.name);
-        else objects.set(event.object.metadata.name, event.object);
-        publish();
-      },
-      abort.signal,
-      () => {
-        // A new connection starts with the whole list again.
-        objects = new Map();
-        publish();
-      },
-    );
-    return () => {
-      abort.abort();
-      window.clearTimeout(flush);
-    };
-  }, [plural]);
+    setLive(snapshot<T>(kind));
+    return subscribe(() => setLive(snapshot<T>(kind)));
+  }, [kind]);
   return live;
 }
 
@@ -96,7 +156,7 @@ export function useRoute(): string[] {
       .split("?")[0]
       ?.split("/")
       .filter(Boolean)
-      .map(decodeURIComponent) ?? [];
+      .map(decodeSegment) ?? [];
   const [route, setRoute] = useState(read);
   useEffect(() => {
     const changed = () => setRoute(read());
@@ -104,6 +164,15 @@ export function useRoute(): string[] {
     return () => window.removeEventListener("hashchange", changed);
   }, []);
   return route;
+}
+
+/** A route segment as written when it is not valid percent-encoding (a hand-edited hash). */
+function decodeSegment(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return segment;
+  }
 }
 
 /** The query after the route (`#/source?path=…&line=3`). */

@@ -65,14 +65,24 @@ function Shell() {
   const route = useRoute();
   const [section = "models", ...rest] = route;
   let page: preact.JSX.Element;
-  if (section === "models" && rest[0]) page = <ModelPage name={rest[0]} tab={rest[1] ?? ""} />;
+  // Keyed by name: another model's page starts afresh (no shown key, input or answer carried over).
+  if (section === "models" && rest[0])
+    page = <ModelPage key={rest[0]} name={rest[0]} tab={rest[1] ?? ""} />;
   else if (section === "repository") page = <RepositoryPage />;
   else if (section === "admin") page = <AdminPage />;
   else if (section === "source") page = <SourcePage />;
   else page = <ModelsPage />;
   return (
     <>
-      <a class="skip" href="#main">
+      <a
+        class="skip"
+        href="#main"
+        onClick={(event) => {
+          // The hash is the route: focus the content instead of navigating to "#main".
+          event.preventDefault();
+          document.getElementById("main")?.focus();
+        }}
+      >
         Skip to content
       </a>
       <header>
@@ -90,7 +100,9 @@ function Shell() {
           Sign out
         </button>
       </header>
-      <main id="main">{page}</main>
+      <main id="main" tabIndex={-1}>
+        {page}
+      </main>
     </>
   );
 }

@@ -12,7 +12,7 @@ export type {
   ModelRepository,
 } from "../../api/types.generated.ts";
 export type { EventRecord, ReplicaInfo } from "../../core/ports.ts";
-export type { TrafficPoint } from "../../platform/local/traffic.ts";
+export type { TrafficPoint } from "../../core/traffic.ts";
 
 export interface Resource {
   apiVersion: string;

@@ -69,21 +69,16 @@ function ApiKeys() {
   const [user, setUser] = useState("");
   const [expires, setExpires] = useState("30d");
   const [created, setCreated] = useState<{ key: string; user: string } | undefined>();
-  const [error, setError] = useState<string | undefined>();
-  const create = async (event: Event) => {
-    event.preventDefault();
-    setError(undefined);
-    try {
-      const answer = await api<{ key: string; record: { user: string } }>("/api/v1/apikeys", {
-        method: "POST",
-        body: JSON.stringify({ user, expires }),
-      });
-      setCreated({ key: answer.key, user: answer.record.user });
-      setUser("");
-      setVersion(version + 1);
-    } catch (failure) {
-      setError((failure as Error).message);
-    }
+  // Asked before it is done, as the other operations are; the server says what is wrong.
+  const create = async () => {
+    const answer = await api<{ key: string; record: { user: string } }>("/api/v1/apikeys", {
+      method: "POST",
+      body: JSON.stringify({ user, expires }),
+    });
+    setCreated({ key: answer.key, user: answer.record.user });
+    setUser("");
+    setVersion((old) => old + 1);
+    return "created";
   };
   return (
     <div class="card">
@@ -118,7 +113,7 @@ function ApiKeys() {
           ))}
         </Table>
       )}
-      <form class="inline-form" onSubmit={create}>
+      <form class="inline-form" onSubmit={(event) => event.preventDefault()}>
         <label for="apikey-user">User</label>
         <input
           id="apikey-user"
@@ -133,9 +128,12 @@ function ApiKeys() {
           size={6}
           onInput={(event) => setExpires((event.target as HTMLInputElement).value)}
         />
-        <button type="submit">Create API key</button>
+        <ConfirmButton
+          label="Create API key"
+          question={`Create an API key for ${user || "(no user)"}, valid ${expires}?`}
+          action={create}
+        />
       </form>
-      <ErrorNote message={error} />
       {created && (
         <div class="created" role="status">
           <p>

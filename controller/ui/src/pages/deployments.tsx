@@ -4,7 +4,7 @@
 import { useState } from "preact/hooks";
 import { deploymentSummary } from "../../../core/samples.ts";
 import { api } from "../api.ts";
-import { Badge, Code, ConfirmButton, Empty, SourceLink, Table } from "../components.tsx";
+import { Badge, Code, ConfirmButton, Empty, ErrorNote, SourceLink, Table } from "../components.tsx";
 import { manifestOf, shortCommit, toYaml, when } from "../format.ts";
 import type { ModelDeployment } from "../types.ts";
 
@@ -91,7 +91,10 @@ export function declaredYaml(
 }
 
 function ChangeAsYaml({ deployment }: { deployment: ModelDeployment }) {
-  const [replicas, setReplicas] = useState(deployment.spec.replicas ?? 1);
+  const [replicasText, setReplicasText] = useState(String(deployment.spec.replicas ?? 1));
+  const replicas = Number(replicasText);
+  // The upper bound is the installation's: `modelship validate` checks it before the commit.
+  const valid = /^[1-9][0-9]{0,3}$/.test(replicasText);
   const [stopped, setStopped] = useState(deployment.spec.stopped ?? false);
   const manifest = manifestOf(deployment);
   const id = deployment.metadata.name;
@@ -104,9 +107,9 @@ function ChangeAsYaml({ deployment }: { deployment: ModelDeployment }) {
           id={`replicas-${id}`}
           type="number"
           min={1}
-          max={64}
-          value={replicas}
-          onInput={(event) => setReplicas(Number((event.target as HTMLInputElement).value) || 1)}
+          value={replicasText}
+          aria-invalid={!valid}
+          onInput={(event) => setReplicasText((event.target as HTMLInputElement).value)}
         />
         <label>
           <input
@@ -121,7 +124,13 @@ function ChangeAsYaml({ deployment }: { deployment: ModelDeployment }) {
         Commit this to {manifest ? `${manifest.path} (line ${manifest.line})` : "its manifest"} on
         the branch modelship follows; the rollout starts when the commit is synced.
       </p>
-      <Code label="YAML to commit" text={declaredYaml(deployment, { replicas, stopped })} />
+      {valid ? (
+        <Code label="YAML to commit" text={declaredYaml(deployment, { replicas, stopped })} />
+      ) : (
+        <ErrorNote
+          message={`Replicas (spec.replicas) must be a whole number of at least 1, not "${replicasText}"`}
+        />
+      )}
     </details>
   );
 }

@@ -1,8 +1,8 @@
 // A model's Monitoring, as CDSW shows it: each replica's status and counters, the calls and
 // latency of the last hour, the metrics the model tracks, and its replicas' log — stdout and
 // stderr marked, newest first, live.
-import { useEffect, useMemo, useState } from "preact/hooks";
-import { followLines } from "../api.ts";
+import { useCallback, useEffect, useMemo, useRef, useState } from "preact/hooks";
+import { api, followLines } from "../api.ts";
 import { Chart, type ChartProps } from "../chart.tsx";
 import { Badge, Empty, ErrorNote, Table } from "../components.tsx";
 import { usePoll } from "../hooks.ts";
@@ -28,27 +28,50 @@ export function MonitoringTab({
   deployments: ModelDeployment[];
 }) {
   const name = model.metadata.name;
+  // Which replicas run, by deployment: the log follows those, and again when they change.
+  const [replicaIds, setReplicaIds] = useState<Record<string, string>>({});
+  const onReplicas = useCallback(
+    (deployment: string, ids: string) =>
+      setReplicaIds((old) => (old[deployment] === ids ? old : { ...old, [deployment]: ids })),
+    [],
+  );
   return (
     <>
       {deployments.length === 0 && (
         <Empty>Nothing runs this model, so there is nothing to watch.</Empty>
       )}
       {deployments.map((deployment) => (
-        <Replicas key={deployment.metadata.name} deployment={deployment.metadata.name} />
+        <Replicas
+          key={deployment.metadata.name}
+          deployment={deployment.metadata.name}
+          onReplicas={onReplicas}
+        />
       ))}
       <Traffic model={name} />
       <TrackedMetrics model={name} />
-      <Logs model={name} running={deployments.some((deployment) => !deployment.spec.stopped)} />
+      <Logs
+        model={name}
+        running={deployments.some((deployment) => !deployment.spec.stopped)}
+        replicas={Object.values(replicaIds).join(" ")}
+      />
     </>
   );
 }
 
-function Replicas({ deployment }: { deployment: string }) {
+function Replicas({
+  deployment,
+  onReplicas,
+}: {
+  deployment: string;
+  onReplicas: (deployment: string, ids: string) => void;
+}) {
   const replicas = usePoll<{ items: ReplicaInfo[] }>(
     `/api/v1/modeldeployments/${encodeURIComponent(deployment)}/replicas`,
     2000,
   );
   const items = replicas.data?.items ?? [];
+  const ids = items.map((replica) => replica.id).join(" ");
+  useEffect(() => onReplicas(deployment, ids), [deployment, ids, onReplicas]);
   return (
     <div class="card">
       <h2>Replicas of {deployment}</h2>
@@ -184,30 +207,75 @@ export function numericMetrics(rows: MetricsRow[]): Map<string, (number | null)[
 const METRIC_COLORS = ["#7c3aed", "#0891b2", "#be185d", "#65a30d"];
 const METRICS_WINDOW_MS = 15 * 60 * 1000;
 
-function TrackedMetrics({ model }: { model: string }) {
-  // A stable window start per minute, so that polling does not make a new path each time.
-  const minute = Math.floor(Date.now() / 60_000) * 60_000;
-  const query = new URLSearchParams({
-    modelCrn: `crn:modelship:${model}`,
-    startTimestampMs: String(minute - METRICS_WINDOW_MS),
-    limit: "2000",
+/** The most predictions the chart and table keep: the newest. */
+const METRICS_ROWS = 2000;
+
+/**
+ * The predictions a model tracked since the page opened (and the 15 minutes before), read page
+ * by page (the store answers oldest first) every 10 s from where the last read ended.
+ */
+function useTrackedRows(model: string): { rows: MetricsRow[]; error: string | undefined } {
+  const [state, setState] = useState<{ rows: MetricsRow[]; error: string | undefined }>({
+    rows: [],
+    error: undefined,
   });
-  const read = usePoll<{ metrics: MetricsRow[]; next?: string }>(
-    `/api/v1/model-metrics?${query}`,
-    10_000,
-  );
-  const rows = (read.data?.metrics ?? []).filter((row) => row.type === "prediction");
+  useEffect(() => {
+    let stopped = false;
+    let timer: number | undefined;
+    let rows: MetricsRow[] = [];
+    let since = Date.now() - METRICS_WINDOW_MS;
+    const tick = async () => {
+      try {
+        let cursor: string | undefined;
+        do {
+          const query = new URLSearchParams({
+            modelCrn: `crn:modelship:${model}`,
+            startTimestampMs: String(since),
+            limit: "1000",
+            ...(cursor ? { cursor } : {}),
+          });
+          const page = await api<{ metrics: MetricsRow[]; next?: string }>(
+            `/api/v1/model-metrics?${query}`,
+          );
+          const fresh = page.metrics.filter((row) => row.type === "prediction");
+          // A window starts at or before its end: the rows at `since` were read the last time.
+          const known = new Set(rows.map((row) => row.predictionUuid));
+          rows = [...rows, ...fresh.filter((row) => !known.has(row.predictionUuid))].slice(
+            -METRICS_ROWS,
+          );
+          cursor = page.next;
+        } while (cursor && !stopped);
+        since = rows.at(-1)?.startTimeStampMs ?? since;
+        if (!stopped) setState({ rows, error: undefined });
+      } catch (error) {
+        if (!stopped) setState({ rows, error: (error as Error).message });
+      }
+      if (!stopped) timer = window.setTimeout(tick, 10_000);
+    };
+    void tick();
+    return () => {
+      stopped = true;
+      window.clearTimeout(timer);
+    };
+  }, [model]);
+  return state;
+}
+
+function TrackedMetrics({ model }: { model: string }) {
+  const read = useTrackedRows(model);
+  const rows = read.rows;
   const series = numericMetrics(rows);
   const unavailable = read.error?.includes("without a metrics store");
   return (
     <div class="card">
-      <h2>Tracked metrics, last 15 minutes</h2>
+      <h2>Tracked metrics</h2>
+      <p class="meta">From 15 minutes before this page opened; the latest 2,000.</p>
       {unavailable ? (
         <Empty>This modelship up runs without a metrics store.</Empty>
       ) : (
         <ErrorNote message={read.error} />
       )}
-      {read.data && rows.length === 0 && (
+      {!read.error && rows.length === 0 && (
         <Empty>
           No tracked metrics: a model tracks them with <code>track_metric</code> (docs/metrics.md).
         </Empty>
@@ -249,34 +317,47 @@ function TrackedMetrics({ model }: { model: string }) {
 /** The most log lines the pane keeps. */
 const LOG_LINES = 1000;
 
-function Logs({ model, running }: { model: string; running: boolean }) {
+/**
+ * The replicas' log, newest first. The stream follows the replicas there are when it opens, so
+ * it opens again when they change (a rollout, a restart); lines already shown are not repeated,
+ * and the replaced replicas' lines stay.
+ */
+function Logs({ model, running, replicas }: { model: string; running: boolean; replicas: string }) {
   const [lines, setLines] = useState<LogEntry[]>([]);
   const [paused, setPaused] = useState(false);
+  const seen = useRef(new Set<string>());
   useEffect(() => {
-    if (!running || paused) return;
+    if (!running || paused || replicas === "") return;
     const abort = new AbortController();
     let pending: LogEntry[] = [];
     let flush: number | undefined;
     void followLines<LogEntry>(
       `/api/v1/logs/${encodeURIComponent(model)}?follow=1`,
       (entry) => {
+        const key = `${entry.replica} ${entry.seq}`;
+        if (seen.current.has(key)) return;
+        seen.current.add(key);
         pending.push(entry);
         flush ??= window.setTimeout(() => {
           flush = undefined;
           const batch = pending;
           pending = [];
-          // Newest first, as CDSW shows it.
-          setLines((old) => [...batch.reverse(), ...old].slice(0, LOG_LINES));
+          // Newest first, as CDSW shows it; a batch from several replicas in time order.
+          batch.sort((a, b) => b.time.localeCompare(a.time));
+          setLines((old) => {
+            const kept = [...batch, ...old].slice(0, LOG_LINES);
+            seen.current = new Set(kept.map((line) => `${line.replica} ${line.seq}`));
+            return kept;
+          });
         }, 50);
       },
       abort.signal,
-      () => setLines([]),
     );
     return () => {
       abort.abort();
       window.clearTimeout(flush);
     };
-  }, [model, running, paused]);
+  }, [model, running, paused, replicas]);
   return (
     <div class="card">
       <div class="title-row">

@@ -48,7 +48,9 @@ export function RepositoryPage() {
               </dd>
               <dt>Last attempted commit</dt>
               <dd>
-                <code>{shortCommit(status?.lastAttemptedCommit)}</code>
+                <code data-testid="attempted-commit">
+                  {shortCommit(status?.lastAttemptedCommit)}
+                </code>
               </dd>
               <dt>Last sync</dt>
               <dd>
