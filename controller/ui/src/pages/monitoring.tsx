@@ -126,6 +126,10 @@ export function trafficSeries(points: TrafficPoint[]): {
   };
 }
 
+/** "40 s", "12 min": how long the points cover. */
+const span = (seconds: number) =>
+  seconds < 120 ? `${Math.round(seconds)} s` : `${Math.round(seconds / 60)} min`;
+
 function Traffic({ model }: { model: string }) {
   const traffic = usePoll<{ intervalSeconds: number; items: TrafficPoint[] }>(
     `/api/v1/models/${encodeURIComponent(model)}/traffic`,
@@ -147,7 +151,7 @@ function Traffic({ model }: { model: string }) {
         <>
           <p class="meta" data-testid="traffic-total">
             {Math.round(calls)} calls in the last{" "}
-            {Math.round((points.length * (traffic.data?.intervalSeconds ?? 5)) / 60)} min
+            {span(points.length * (traffic.data?.intervalSeconds ?? 5))}
           </p>
           <div class="columns">
             <Chart
