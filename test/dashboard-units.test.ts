@@ -12,7 +12,7 @@ import {
   LINK_LIFETIME_MS,
   MAX_CREDENTIALS,
   SESSION_LIFETIME_MS,
-} from "../controller/platform/local/dashboard-sessions.ts";
+} from "../controller/platform/dashboard-sessions.ts";
 import { TrafficHistory, totalsByModel } from "../controller/platform/local/traffic.ts";
 import { loadUiFiles } from "../controller/platform/ui-files.ts";
 import { validateManifests } from "../controller/source/validate.ts";

@@ -6,15 +6,15 @@ import { parseArgs } from "node:util";
 import { closeServer, listen } from "../api/http.ts";
 import { metricsUrlFlag, openConfiguredMetricsStore, startRetention } from "../metrics/open.ts";
 import type { MetricsStore } from "../metrics/port.ts";
+import { dashboardLink } from "../platform/dashboard-api.ts";
+import { DashboardSessions } from "../platform/dashboard-sessions.ts";
 import { notifySyncs } from "../platform/forge-notifications.ts";
 import {
   type AdminFile,
   coalesced,
   createAdminServer,
-  dashboardLink,
   newAdminToken,
 } from "../platform/local/admin.ts";
-import { DashboardSessions } from "../platform/local/dashboard-sessions.ts";
 import { LocalPlatform } from "../platform/local/platform.ts";
 import { lockStateDir, writeFileAtomic } from "../platform/local/state-files.ts";
 import { pullRequestPlanOf } from "../platform/pull-request-plan.ts";

@@ -9,8 +9,7 @@ import {
   readBody,
   SERVER_OPTIONS,
 } from "../../api/http.ts";
-import { GROUP_VERSION, KIND_NAMES, type Kind } from "../../api/schemas.ts";
-import type { Resource, WatchEvent } from "../../core/ports.ts";
+import { KIND_NAMES } from "../../api/schemas.ts";
 import { isGitHubDelivery, WEBHOOK_BODY_LIMIT, type WebhookReceiver } from "../../forge/webhook.ts";
 import { parseLifetime } from "../../gateway/keys.ts";
 import { metricsPageJson, metricsQueryOf } from "../../gateway/metrics-api.ts";
@@ -18,8 +17,9 @@ import { parseExactJson } from "../../metrics/exact-json.ts";
 import type { MetricsQuery, MetricsStore, RunRecord } from "../../metrics/port.ts";
 import { runRecordOf } from "../../metrics/run-record.ts";
 import type { LogLine } from "../../replica/log-ring.ts";
-import { UI_PREFIX, type UiFiles } from "../ui-files.ts";
-import type { DashboardSessions } from "./dashboard-sessions.ts";
+import { bearerOf, rateLimit, send, serveSharedRoutes, signIn } from "../dashboard-api.ts";
+import type { DashboardSessions } from "../dashboard-sessions.ts";
+import type { UiFiles } from "../ui-files.ts";
 import type { LocalPlatform } from "./platform.ts";
 
 /** STATE/admin.json: how the CLI's client commands reach a running `modelship up`. */
@@ -36,26 +36,11 @@ export function newAdminToken(): string {
   return randomBytes(24).toString("hex");
 }
 
-function send(response: ServerResponse, status: number, body: unknown): void {
-  const text = JSON.stringify(body);
-  response.writeHead(status, {
-    "content-type": "application/json",
-    "content-length": Buffer.byteLength(text),
-  });
-  response.end(text);
-}
-
 async function readJson(request: IncomingMessage): Promise<Record<string, unknown>> {
   const chunks: Buffer[] = [];
   for await (const chunk of request) chunks.push(chunk as Buffer);
   const text = Buffer.concat(chunks).toString("utf8");
   return text ? (JSON.parse(text) as Record<string, unknown>) : {};
-}
-
-/** The bearer token a request presents ("" without one). */
-function bearerOf(request: IncomingMessage): string {
-  const header = request.headers.authorization ?? "";
-  return header.startsWith("Bearer ") ? header.slice(7) : "";
 }
 
 /** GitHub's webhook signature of `body`: `sha256=` and the HMAC-SHA256 in hex. */
@@ -90,23 +75,6 @@ export function coalesced(action: () => void, intervalMs: number): () => void {
       action();
     }, wait);
     trailing.unref();
-  };
-}
-
-/**
- * A token bucket: `ratePerSecond` on average, `burst` at once. What goes past it is turned away
- * before any work is done for it.
- */
-export function rateLimit(ratePerSecond: number, burst: number, now = () => performance.now()) {
-  let tokens = burst;
-  let last = now();
-  return (): boolean => {
-    const time = now();
-    tokens = Math.min(burst, tokens + ((time - last) / 1000) * ratePerSecond);
-    last = time;
-    if (tokens < 1) return false;
-    tokens -= 1;
-    return true;
   };
 }
 
@@ -177,7 +145,13 @@ export function createAdminServer(platform: LocalPlatform, options: AdminOptions
     // The dashboard's page and scripts: public, as a login page is; they hold no secret.
     if (ui.serve(request, response, url.pathname)) return;
     if (method === "POST" && url.pathname === "/api/v1/login") {
-      await signIn(sessions, failedSignIns, request, response);
+      await signIn(
+        sessions,
+        failedSignIns,
+        request,
+        response,
+        "it is the token in admin.json in the state directory",
+      );
       return;
     }
     const bearer = bearerOf(request);
@@ -202,36 +176,9 @@ export function createAdminServer(platform: LocalPlatform, options: AdminOptions
     }
     const namespace = url.searchParams.get("namespace") ?? "default";
     const kind = KIND_NAMES[resource];
-    if (resource === "login" && method === "DELETE" && name === undefined) {
-      send(response, 200, { signedOut: sessions.signOut(bearer) });
-      return;
-    }
-    if (resource === "dashboard-links" && method === "POST" && name === undefined) {
-      // Only the admin token makes links: a session that could would renew itself for ever.
-      if (!sessions.isAdminToken(bearer)) {
-        send(response, 403, { error: "only the admin token (admin.json) makes sign-in links" });
-        return;
-      }
-      send(response, 201, { url: dashboardLink(adminUrlOf(request), sessions.newLinkCode()) });
-      return;
-    }
-    if (resource === "watch" && method === "GET" && name === undefined) {
-      streamWatchAll(platform, namespace, response);
-      return;
-    }
-    if (kind && method === "GET" && sub === undefined) {
-      const watch = url.searchParams.get("watch");
-      if (watch === "1" || watch === "true") {
-        streamWatch(platform, kind, namespace, name, response);
-        return;
-      }
-      if (name === undefined) {
-        send(response, 200, listOf(kind, platform.store.list(kind, namespace), platform.store));
-        return;
-      }
-      const object = platform.store.get(kind, namespace, name);
-      if (object) send(response, 200, object);
-      else send(response, 404, { error: `${kind} "${name}" not found in namespace ${namespace}` });
+    const shared = { method, url, resource, name, sub, namespace, bearer };
+    const store = platform.store;
+    if (serveSharedRoutes(shared, request, response, store, sessions, store.currentVersion)) {
       return;
     }
     if (kind === "ModelRepository" && name && sub === "files" && method === "GET") {
@@ -349,60 +296,6 @@ export function createAdminServer(platform: LocalPlatform, options: AdminOptions
   });
 }
 
-/** A list in the API server's shape: `{apiVersion, kind: "ModelList", metadata, items}`. */
-function listOf(kind: Kind, items: Resource[], store: { currentVersion: string }) {
-  return {
-    apiVersion: GROUP_VERSION,
-    kind: `${kind}List`,
-    metadata: { resourceVersion: store.currentVersion },
-    items,
-  };
-}
-
-/** The URL this server answered on, from the socket (a Host header could say anything). */
-function adminUrlOf(request: IncomingMessage): string {
-  return `http://${request.socket.localAddress}:${request.socket.localPort}`;
-}
-
-/** A one-time sign-in link: the code is in the fragment, which no browser sends to a server. */
-export function dashboardLink(adminUrl: string, code: string): string {
-  return `${adminUrl}${UI_PREFIX}/#code=${code}`;
-}
-
-/**
- * POST /api/v1/login: `{"token": ADMIN_TOKEN}` or `{"code": LINK_CODE}` → a session token. A
- * refusal takes one of `refusals`' tokens; when there is none left, the next refusal is a 429.
- */
-async function signIn(
-  sessions: DashboardSessions,
-  refusals: () => boolean,
-  request: IncomingMessage,
-  response: ServerResponse,
-) {
-  let credential: Record<string, unknown>;
-  try {
-    const parsed = JSON.parse(await readBody(request, 4096)) as unknown;
-    credential = typeof parsed === "object" && parsed !== null ? (parsed as typeof credential) : {};
-  } catch {
-    send(response, 400, { error: 'the body must be {"token": "..."} or {"code": "..."}' });
-    return;
-  }
-  const outcome = sessions.signIn(credential);
-  if (typeof outcome === "string" && !refusals()) {
-    send(response, 429, { error: "too many failed sign-ins: at most 5 a second" });
-  } else if (outcome === "wrong-token") {
-    send(response, 401, {
-      error: "wrong admin token: it is the token in admin.json in the state directory",
-    });
-  } else if (outcome === "used-or-expired-link") {
-    send(response, 401, {
-      error: "this sign-in link was used or has expired: run `modelship dashboard` for a new one",
-    });
-  } else {
-    send(response, 200, outcome);
-  }
-}
-
 /** The largest file the dashboard's manifest view shows. */
 const FILE_VIEW_LIMIT = 1024 * 1024;
 
@@ -484,105 +377,6 @@ async function testCall(
     body: text.length > TEST_ANSWER_LIMIT ? text.slice(0, TEST_ANSWER_LIMIT) : text,
     truncated: text.length > TEST_ANSWER_LIMIT,
   });
-}
-
-/** How far a watcher may fall behind before it is cut off (it lists and watches again). */
-const WATCH_BACKLOG_BYTES = 1024 * 1024;
-
-/**
- * `GET /api/v1/PLURAL[/NAME]?watch=1`: the objects as a stream of events, as the Kubernetes API
- * server's watch — one JSON object per line, `{"type": "ADDED" | "MODIFIED" | "DELETED",
- * "object": {...}}`, first an ADDED for each object there is now, then each change as it
- * happens, until the caller hangs up. The dashboard and `get --watch` follow it.
- */
-function streamWatch(
-  platform: LocalPlatform,
-  kind: Kind,
-  namespace: string,
-  name: string | undefined,
-  response: ServerResponse,
-): void {
-  const matches = (object: Resource) =>
-    object.kind === kind &&
-    (object.metadata.namespace ?? "default") === namespace &&
-    (name === undefined || object.metadata.name === name);
-  const now =
-    name === undefined
-      ? platform.store.list(kind, namespace)
-      : [platform.store.get(kind, namespace, name)].filter((object) => object !== undefined);
-  follow(platform, matches, now as Resource[], response);
-}
-
-/**
- * Sends `now` as ADDED events, then each change of the store that `matches`, until the caller
- * hangs up; with `bookmark` (a resourceVersion), a BOOKMARK between the two.
- */
-function follow(
-  platform: LocalPlatform,
-  matches: (object: Resource) => boolean,
-  now: Resource[],
-  response: ServerResponse,
-  bookmark?: string,
-): void {
-  response.writeHead(200, { "content-type": "application/json;stream=watch" });
-  const line = (event: WatchEvent | BookmarkEvent) => `${JSON.stringify(event)}\n`;
-  /** What may wait unread beyond the list sent first (set once that is written). */
-  let backlogLimit = Number.POSITIVE_INFINITY;
-  // Watching before listing: a change between the two shows (perhaps twice), never not at all.
-  const stop = platform.store.watch((event) => {
-    if (!matches(event.object)) return;
-    // A watcher that reads slower than the objects change would make this answer buffer
-    // without bound: past the limit it is cut off, and starts again with a fresh list.
-    if (response.writableLength > backlogLimit) {
-      stop();
-      response.destroy();
-      return;
-    }
-    response.write(line(event));
-  });
-  // The list goes whole, however large: the limit is on falling behind, not on its size.
-  for (const object of now) response.write(line({ type: "ADDED", object }));
-  if (bookmark !== undefined) {
-    response.write(
-      line({
-        type: "BOOKMARK",
-        object: {
-          kind: "Bookmark",
-          metadata: {
-            resourceVersion: bookmark,
-            annotations: { "k8s.io/initial-events-end": "true" },
-          },
-        },
-      }),
-    );
-  }
-  backlogLimit = response.writableLength + WATCH_BACKLOG_BYTES;
-  response.on("close", stop);
-}
-
-interface BookmarkEvent {
-  type: "BOOKMARK";
-  object: {
-    kind: "Bookmark";
-    metadata: { resourceVersion: string; annotations: Record<string, string> };
-  };
-}
-
-/** The kinds GET /api/v1/watch follows: every kind the store holds. */
-const WATCHED_KINDS: Kind[] = ["ModelRepository", "Model", "ModelBuild", "ModelDeployment"];
-
-/**
- * `GET /api/v1/watch`: every kind's objects in one stream, as `?watch=1` sends one kind's, with
- * a BOOKMARK (annotated `k8s.io/initial-events-end`, as the API server's watch-list marks it)
- * once the objects there are have been sent. One connection instead of one per kind: a
- * browser opens at most six to a server, and the dashboard's tabs share them.
- */
-function streamWatchAll(platform: LocalPlatform, namespace: string, response: ServerResponse) {
-  const matches = (object: Resource) =>
-    WATCHED_KINDS.includes(object.kind as Kind) &&
-    (object.metadata.namespace ?? "default") === namespace;
-  const now = WATCHED_KINDS.flatMap((kind) => platform.store.list(kind, namespace) as Resource[]);
-  follow(platform, matches, now, response, platform.store.currentVersion);
 }
 
 /** `modelship metrics`: the store's rows, with the gateway's /model-metrics parameters. */
