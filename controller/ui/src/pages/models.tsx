@@ -51,7 +51,11 @@ export function ModelsPage() {
                     <Badge phase="Not deployed" />
                   ) : (
                     own.map((deployment) => (
-                      <Badge key={deployment.metadata.name} phase={deployment.status?.phase} />
+                      // No status yet: nothing has reported on it, so it is still to come.
+                      <Badge
+                        key={deployment.metadata.name}
+                        phase={deployment.status?.phase ?? "Pending"}
+                      />
                     ))
                   )}
                 </td>

@@ -95,7 +95,7 @@ function Replicas({
               </td>
               {COUNTERS.map(([key]) => (
                 <td key={key} class="number">
-                  {replica.stats[key] ?? 0}
+                  {replica.stats[key] ?? "—"}
                 </td>
               ))}
             </tr>
