@@ -74,17 +74,10 @@ function Shell() {
   else page = <ModelsPage />;
   return (
     <>
-      <a
-        class="skip"
-        href="#main"
-        onClick={(event) => {
-          // The hash is the route: focus the content instead of navigating to "#main".
-          event.preventDefault();
-          document.getElementById("main")?.focus();
-        }}
-      >
+      {/* A button, not a link: the hash is the route, and "#main" would be a page of its own. */}
+      <button type="button" class="skip" onClick={() => document.getElementById("main")?.focus()}>
         Skip to content
-      </a>
+      </button>
       <header>
         <a class="brand" href="#/models">
           modelship
