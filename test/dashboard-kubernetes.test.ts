@@ -8,7 +8,7 @@ import { join } from "node:path";
 import type { Browser } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CHROMIUM, launchChromium } from "./helpers/browser.ts";
-import { type CliProcess, PROJECT_ROOT, startCli } from "./helpers/cli.ts";
+import { type CliProcess, PROJECT_ROOT, runCliAsync, startCli } from "./helpers/cli.ts";
 import { eventually } from "./helpers/replica.ts";
 import { startCluster, type TestCluster } from "./k8s/cluster.ts";
 
@@ -194,4 +194,66 @@ describe("modelship dashboard --kubernetes", () => {
     },
     60_000,
   );
+});
+
+describe("the controller's dashboard (MODELSHIP_DASHBOARD_TOKEN)", () => {
+  const TOKEN = "d".repeat(48);
+  let controller: CliProcess;
+
+  beforeAll(async () => {
+    controller = await startCli(
+      [
+        "controller",
+        "--kubeconfig",
+        cluster.kubeconfigPath,
+        "--namespace",
+        NAMESPACE,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--no-leader-elect",
+      ],
+      { env: { MODELSHIP_DASHBOARD_TOKEN: TOKEN } },
+    );
+  }, 60_000);
+
+  afterAll(async () => {
+    if (controller) expect(await controller.stop()).toBe(0);
+  }, 60_000);
+
+  it("serves the page, and the API to the token alone, beside its health", async () => {
+    const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
+    await eventually(
+      async () =>
+        (await fetch(`${controller.url}/api/v1/models`, { headers: bearer(TOKEN) })).status === 200,
+      30_000,
+    );
+    const list = (await (
+      await fetch(`${controller.url}/api/v1/models`, { headers: bearer(TOKEN) })
+    ).json()) as { items: { metadata: { name: string } }[] };
+    expect(list.items.map((item) => item.metadata.name)).toEqual(["iris"]);
+    const wrong = await fetch(`${controller.url}/api/v1/models`, {
+      headers: bearer("e".repeat(48)),
+    });
+    expect(wrong.status).toBe(401);
+    expect(await wrong.text()).not.toContain(TOKEN);
+    expect((await fetch(`${controller.url}/ui/`)).status).toBe(200);
+    expect((await fetch(`${controller.url}/healthz`)).status).toBe(200);
+    // A link for a browser, made with the token.
+    const link = await fetch(`${controller.url}/api/v1/dashboard-links`, {
+      method: "POST",
+      headers: bearer(TOKEN),
+    });
+    expect(((await link.json()) as { url: string }).url).toMatch(/\/ui\/#code=/);
+  });
+
+  it("refuses a token too short to be one, naming the setting", async () => {
+    const run = await runCliAsync(
+      ["controller", "--kubeconfig", cluster.kubeconfigPath, "--host", "127.0.0.1", "--port", "0"],
+      { env: { ...process.env, MODELSHIP_DASHBOARD_TOKEN: "short" } },
+    );
+    expect(run.exitCode).not.toBe(0);
+    expect(run.stderr).toContain("MODELSHIP_DASHBOARD_TOKEN must be at least 32 characters");
+  });
 });

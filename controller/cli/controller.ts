@@ -10,12 +10,16 @@ import { collectDefaultMetrics, Gauge, Registry } from "prom-client";
 import { closeServer, listen, SERVER_OPTIONS } from "../api/http.ts";
 import { urlNamesRepository } from "../forge/github.ts";
 import { isGitHubDelivery } from "../forge/webhook.ts";
+import { DashboardSessions } from "../platform/dashboard-sessions.ts";
 import { notifySyncs } from "../platform/forge-notifications.ts";
 import { KubeClient, loadKubeConfig } from "../platform/kubernetes/client.ts";
+import { clusterDashboardHandler, isDashboardPath } from "../platform/kubernetes/dashboard.ts";
 import { LeaderElector } from "../platform/kubernetes/leader.ts";
 import { KubernetesPlatform, requestSync } from "../platform/kubernetes/platform.ts";
 import { settingsFromEnv, watchedNamespaces } from "../platform/kubernetes/settings.ts";
+import { KubeStore } from "../platform/kubernetes/store.ts";
 import { pullRequestPlanOf } from "../platform/pull-request-plan.ts";
+import { loadUiFiles } from "../platform/ui-files.ts";
 import { ControllerMetrics } from "../reconcile/metrics.ts";
 import type { Plan } from "../reconcile/plan.ts";
 import { checkGitHubOptions, GITHUB_HELP_LINES, startGitHub } from "./github.ts";
@@ -28,7 +32,8 @@ Runs the reconcilers against a Kubernetes API server: syncs ModelRepositories, b
 Jobs, rolls out Deployments and writes status. Of several replicas, the Lease holder reconciles.
 On --port: /healthz; /readyz (200 while the API server answers this replica, leader or
 standby); /leaderz (200 only on the leader); /metrics (modelship_controller_leader is 1 on the
-leader); POST /hooks/git fetches every repository now, on whichever replica it reaches.
+leader); POST /hooks/git fetches every repository now, on whichever replica it reaches; with
+MODELSHIP_DASHBOARD_TOKEN set, the dashboard at /ui, signed in with that token.
 
 Settings come from the environment (kustomize/base/config.yaml): MODELSHIP_NAMESPACE,
 MODELSHIP_BUILD_NAMESPACE, MODELSHIP_BUILD_CPU, MODELSHIP_BUILD_MEMORY, MODELSHIP_BUILD_CACHE_REPO,
@@ -146,6 +151,11 @@ export async function runController(args: string[], output: Output): Promise<Com
         },
       })
     : undefined;
+  const token = dashboardToken();
+  /** The dashboard, once its caches are filled (until then its paths answer 503). */
+  let dashboard: Awaited<ReturnType<typeof startDashboard>> | undefined;
+  const dashboardStore =
+    token && new KubeStore(client, settings.namespace, (line) => log(`dashboard: ${line}`));
   const server = createServer(SERVER_OPTIONS, (request, response) => {
     const path = request.url ?? "/";
     if (
@@ -177,6 +187,9 @@ export async function runController(args: string[], output: Output): Promise<Com
         .end(
           leading ? "leading" : `standing by${elector?.holder ? `: ${elector.holder} leads` : ""}`,
         );
+    } else if (token && isDashboardPath(path.split("?")[0] ?? "")) {
+      if (dashboard) dashboard(request, response);
+      else response.writeHead(503).end("the dashboard is filling its caches: try again shortly");
     } else if (path === "/metrics") {
       registry
         .metrics()
@@ -189,6 +202,15 @@ export async function runController(args: string[], output: Output): Promise<Com
   });
   const url = await listen(server, values.host, parsePort(values.port, "--port", 8081));
   output.out(`controller listening on ${url} (namespace ${settings.namespace})\n`);
+  // Beside the reconcilers, leader or not; a failure to start it is logged, and the rest runs.
+  if (token && dashboardStore) {
+    startDashboard(dashboardStore, client, settings.namespace, token, log).then(
+      (started) => {
+        dashboard = started;
+      },
+      (error: Error) => log(`dashboard: could not start: ${error.message}`),
+    );
+  }
 
   /** Reconciles while this process leads; a fresh platform each time, so no stale cache. */
   const lead = async (): Promise<"lost" | "stopped"> => {
@@ -244,6 +266,45 @@ export async function runController(args: string[], output: Output): Promise<Com
   github?.stop();
   await elector?.release();
   await closeServer(server);
+  // Stopped whether or not it has started: a start still waiting ends with it.
+  if (dashboardStore) await dashboardStore.stop();
   client.close();
   return { exitCode: 0 };
+}
+
+/** MODELSHIP_DASHBOARD_TOKEN, checked: undefined when unset (no dashboard). */
+function dashboardToken(): string | undefined {
+  const token = process.env.MODELSHIP_DASHBOARD_TOKEN;
+  if (!token) return undefined;
+  if (token.length < 32) {
+    throw new Error(
+      "MODELSHIP_DASHBOARD_TOKEN must be at least 32 characters (openssl rand -hex 24)",
+    );
+  }
+  return token;
+}
+
+/**
+ * With MODELSHIP_DASHBOARD_TOKEN (a Secret's, kustomize/base), every replica, leader or not,
+ * serves the dashboard on --port: informers of its own, sign-in with the token or a link made
+ * with it (docs/dashboard.md#on-a-cluster).
+ */
+async function startDashboard(
+  store: KubeStore,
+  client: KubeClient,
+  namespace: string,
+  token: string,
+  log: (line: string) => void,
+) {
+  await store.start();
+  const handle = clusterDashboardHandler({
+    store,
+    client,
+    namespace,
+    sessions: new DashboardSessions(token),
+    ui: loadUiFiles(),
+    tokenHint: "it is the token of the Secret modelship-dashboard (MODELSHIP_DASHBOARD_TOKEN)",
+  });
+  log("dashboard on /ui (sign in with MODELSHIP_DASHBOARD_TOKEN)");
+  return handle;
 }

@@ -68,7 +68,14 @@ async function serveClusterDashboard(
   const stopSignal = untilStopSignal();
   try {
     await store.start();
-    const server = createClusterDashboardServer({ store, client, namespace, sessions, ui });
+    const server = createClusterDashboardServer({
+      store,
+      client,
+      namespace,
+      sessions,
+      ui,
+      tokenHint: "this dashboard has no token to type in: open the link it printed at start",
+    });
     const url = await listen(server, "127.0.0.1", port);
     output.out(
       `dashboard listening on ${url} (namespace ${namespace} of ${config.getCurrentCluster()?.server ?? "the cluster"})\n` +

@@ -1,6 +1,7 @@
 # The modelship image: the controller, the gateway, and the build's init container
-# (`modelship build-context`). Build from the repository root:
-#   docker build -f kustomize/images/modelship.Dockerfile -t ghcr.io/modelship/modelship:0.1.0 .
+# (`modelship build-context`). Build from the repository root, after `npm run build` (the
+# dashboard's files, controller/ui/dist, which `COPY controller` takes along):
+#   npm run build && docker build -f kustomize/images/modelship.Dockerfile -t ghcr.io/modelship/modelship:0.1.0 .
 # The base is a build argument, for a mirror or an air-gapped registry (the tests build it on a
 # local Debian: test/images/build-bases.sh).
 ARG NODE_IMAGE=node:24-bookworm-slim

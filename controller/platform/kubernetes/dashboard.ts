@@ -21,6 +21,8 @@ export interface ClusterDashboardOptions {
   namespace: string;
   sessions: DashboardSessions;
   ui: UiFiles;
+  /** What the sign-in page says when the token is wrong: where the right one is. */
+  tokenHint: string;
 }
 
 interface Pod {
@@ -59,26 +61,26 @@ export function replicaOfPod(pod: Pod): ReplicaInfo {
   };
 }
 
-export function createClusterDashboardServer(options: ClusterDashboardOptions): Server {
-  const { store, client, namespace, sessions, ui } = options;
+/**
+ * The dashboard's requests: /ui and /api/v1/…. `modelship dashboard --kubernetes` serves it
+ * alone; the controller serves it beside /healthz and /metrics when given a token.
+ */
+export function clusterDashboardHandler(
+  options: ClusterDashboardOptions,
+): (request: IncomingMessage, response: ServerResponse) => void {
+  const { store, client, namespace, sessions, ui, tokenHint } = options;
   const failedSignIns = rateLimit(5, 20);
   const handle = async (request: IncomingMessage, response: ServerResponse) => {
     const url = new URL(request.url ?? "/", "http://dashboard");
     const method = request.method ?? "GET";
     if (ui.serve(request, response, url.pathname)) return;
     if (method === "POST" && url.pathname === "/api/v1/login") {
-      await signIn(
-        sessions,
-        failedSignIns,
-        request,
-        response,
-        "sign in with the link modelship dashboard printed",
-      );
+      await signIn(sessions, failedSignIns, request, response, tokenHint);
       return;
     }
     const bearer = bearerOf(request);
     if (!sessions.accepts(bearer)) {
-      send(response, 401, { error: "not signed in: open the link modelship dashboard printed" });
+      send(response, 401, { error: `not signed in: ${tokenHint}` });
       return;
     }
     let parts: string[];
@@ -123,12 +125,21 @@ export function createClusterDashboardServer(options: ClusterDashboardOptions): 
       error: `${method} ${url.pathname} is not served on a cluster yet: the dashboard there shows the objects, their status and replicas, and restarts (docs/dashboard.md#on-a-cluster)`,
     });
   };
-  return createServer(SERVER_OPTIONS, (request, response) => {
+  return (request, response) => {
     handle(request, response).catch((error: Error) => {
       // The API server's refusal (RBAC, a missing object) is the answer, with its status.
       if (!response.headersSent) {
         send(response, error instanceof KubeError ? error.status : 500, { error: error.message });
       }
     });
-  });
+  };
+}
+
+export function createClusterDashboardServer(options: ClusterDashboardOptions): Server {
+  return createServer(SERVER_OPTIONS, clusterDashboardHandler(options));
+}
+
+/** Whether a path is the dashboard's (its page, or its API) rather than the controller's own. */
+export function isDashboardPath(path: string): boolean {
+  return path === "/ui" || path.startsWith("/ui/") || path.startsWith("/api/v1/");
 }
