@@ -114,7 +114,11 @@ describe("modelship dashboard --kubernetes", () => {
       .pipeThrough(new TextDecoderStream())
       .getReader();
     let text = "";
-    while (!text.includes('"BOOKMARK"')) text += (await reader.read()).value ?? "";
+    while (!text.includes('"BOOKMARK"')) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error(`the watch ended before its BOOKMARK: ${text}`);
+      text += value;
+    }
     const kinds = text
       .trim()
       .split("\n")

@@ -296,26 +296,46 @@ describe.skipIf(!CHROMIUM)("the dashboard in chromium (skipped without /usr/bin/
     expect(await page.evaluate("document.activeElement.textContent")).toBe("Restart");
   });
 
-  it("follows the new replicas' log after the rollout and the restart", async () => {
+  it("follows the new replicas' log after a restart replaces the ones it opened on", async () => {
+    type Replicas = { items: ReplicaInfo[] };
+    const replicasPath = "/api/v1/modeldeployments/add-numbers/replicas";
+    /** The replicas of the rollout that serves, once it alone runs: two, ready. */
+    const settled = async () => {
+      let ids: string[] = [];
+      await eventually(async () => {
+        const { items } = await api<Replicas>(replicasPath);
+        ids = items.map((item) => item.id);
+        return items.length === 2 && items.every((item) => item.ready);
+      }, 60_000);
+      return ids;
+    };
+    const before = await settled();
     await show("#/models/add-numbers/monitoring");
     const log = page.getByRole("list", { name: /Log of add-numbers/ });
-    // The restart's replicas are up when both answer; their lines are the new code's.
+    await log.waitFor();
+    // A restart from the API: every replica the pane's stream opened on is replaced.
+    await fetch(`${admin.url}/api/v1/modeldeployments/add-numbers/restart`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${admin.token}` },
+    });
+    let after: string[] = [];
     await eventually(async () => {
-      const replicas = await api<{ items: ReplicaInfo[] }>(
-        "/api/v1/modeldeployments/add-numbers/replicas",
-      );
-      return replicas.items.length === 2 && replicas.items.every((item) => item.ready);
+      after = await settled();
+      return after.every((id) => !before.includes(id));
     }, 60_000);
+    const shortIds = after.map((id) => id.split("-").pop());
+    // A line the model prints on a new replica shows, with that replica's id.
     await expect
       .poll(
         async () => {
           await postJson(`${up.url}/models/add-numbers/predict`, { a: 7, b: 8 });
-          return log.textContent();
+          const lines = log.locator("li", { hasText: "summing 7 and 8" }).locator(".replica");
+          return (await lines.allTextContents()).some((id) => shortIds.includes(id));
         },
         { timeout: 30_000, interval: 1000 },
       )
-      .toContain("summing 7 and 8");
-  }, 90_000);
+      .toBe(true);
+  }, 150_000);
 
   it("shows a broken commit's error at its file and line on Repository, and keeps serving", async () => {
     await show("#/repository");
@@ -324,7 +344,7 @@ describe.skipIf(!CHROMIUM)("the dashboard in chromium (skipped without /usr/bin/
     const line = broken.split("\n").findIndex((text) => text.includes("replicas: many")) + 1;
     const commit = commitAll(repo, GIT_ENV, "a typo", { "models.yaml": broken });
     expect((await fetchNow()).status).toBe(202);
-    const alert = page.getByRole("alert");
+    const alert = page.getByRole("alert").first();
     await expect
       .poll(() => alert.textContent(), { timeout: 30_000 })
       .toContain(`models.yaml:${line}:`);
@@ -337,7 +357,7 @@ describe.skipIf(!CHROMIUM)("the dashboard in chromium (skipped without /usr/bin/
     );
     commitAll(repo, GIT_ENV, "fix the typo", { "models.yaml": MANIFESTS });
     expect((await fetchNow()).status).toBe(202);
-    await expect.poll(() => alert.count(), { timeout: 30_000 }).toBe(0);
+    await expect.poll(() => page.getByRole("alert").count(), { timeout: 30_000 }).toBe(0);
   }, 90_000);
 
   it("shows the admin totals: active models, replicas, CPU and memory requested", async () => {

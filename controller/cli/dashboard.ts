@@ -54,7 +54,9 @@ async function serveClusterDashboard(
   output: Output,
 ): Promise<CommandResult> {
   const port = parsePort(values.port, "--port", 8090);
-  const { KubeClient, loadKubeConfig } = await import("../platform/kubernetes/client.ts");
+  const { KubeClient, customCollectionPath, loadKubeConfig } = await import(
+    "../platform/kubernetes/client.ts"
+  );
   const { KubeStore } = await import("../platform/kubernetes/store.ts");
   const { createClusterDashboardServer } = await import("../platform/kubernetes/dashboard.ts");
   const config = loadKubeConfig(values.kubeconfig);
@@ -67,7 +69,22 @@ async function serveClusterDashboard(
   const ui = loadUiFiles();
   const stopSignal = untilStopSignal();
   try {
-    await store.start();
+    // A kind the user may not list (RBAC), or a cluster without the CRDs, is said now, with the
+    // API server's words: the informers would retry it for ever.
+    for (const kind of ["ModelRepository", "Model", "ModelBuild", "ModelDeployment"]) {
+      try {
+        await client.request("GET", `${customCollectionPath(kind, namespace)}?limit=1`);
+      } catch (error) {
+        output.err(
+          `modelship dashboard: cannot list ${kind}s in namespace ${namespace}: ${(error as Error).message}\n`,
+        );
+        return { exitCode: 1 };
+      }
+    }
+    // Interrupted while the caches fill: stop then, not once they are full.
+    if ((await Promise.race([store.start().then(() => "started"), stopSignal])) !== "started") {
+      return { exitCode: 0 };
+    }
     const server = createClusterDashboardServer({
       store,
       client,

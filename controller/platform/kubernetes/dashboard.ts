@@ -128,9 +128,19 @@ export function clusterDashboardHandler(
   return (request, response) => {
     handle(request, response).catch((error: Error) => {
       // The API server's refusal (RBAC, a missing object) is the answer, with its status.
-      if (!response.headersSent) {
-        send(response, error instanceof KubeError ? error.status : 500, { error: error.message });
+      if (response.headersSent) {
+        response.destroy();
+        return;
       }
+      // A 401 of the API server's is about the kubeconfig's credentials, not the browser's
+      // session: passed on as such, the page would sign out for nothing.
+      const status = error instanceof KubeError ? error.status : 500;
+      send(response, status === 401 ? 502 : status, {
+        error:
+          status === 401
+            ? `the cluster refused this dashboard's credentials: ${error.message}`
+            : error.message,
+      });
     });
   };
 }

@@ -60,7 +60,8 @@ function startHub(): void {
     "/api/v1/watch",
     (event) => {
       if (event.type === "BOOKMARK") {
-        hub.objects = incoming ?? new Map();
+        // Only the first after a (re)connection ends a list; another would be a progress mark.
+        if (incoming) hub.objects = incoming;
         incoming = undefined;
         hub.loaded = true;
         publish();

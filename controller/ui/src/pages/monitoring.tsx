@@ -241,12 +241,15 @@ function useTrackedRows(model: string): { rows: MetricsRow[]; error: string | un
           const page = await api<{ metrics: MetricsRow[]; next?: string }>(
             `/api/v1/model-metrics?${query}`,
           );
-          const fresh = page.metrics.filter((row) => row.type === "prediction");
-          // A window starts at or before its end: the rows at `since` were read the last time.
-          const known = new Set(rows.map((row) => row.predictionUuid));
-          rows = [...rows, ...fresh.filter((row) => !known.has(row.predictionUuid))].slice(
-            -METRICS_ROWS,
-          );
+          // By uuid: a row read again (the window starts at the last one read) replaces the
+          // old one, with the delayed metrics merged into it since.
+          const byUuid = new Map(rows.map((row) => [row.predictionUuid, row]));
+          for (const row of page.metrics) {
+            if (row.type === "prediction") byUuid.set(row.predictionUuid, row);
+          }
+          rows = [...byUuid.values()]
+            .sort((a, b) => a.startTimeStampMs - b.startTimeStampMs)
+            .slice(-METRICS_ROWS);
           cursor = page.next;
         } while (cursor && !stopped);
         since = rows.at(-1)?.startTimeStampMs ?? since;
@@ -318,6 +321,12 @@ function TrackedMetrics({ model }: { model: string }) {
   );
 }
 
+const logKey = (line: LogEntry) => `${line.replica} ${line.seq}`;
+
+/** Later first; within one replica and millisecond, the later line (by its seq) first. */
+const newestFirst = (a: LogEntry, b: LogEntry) =>
+  b.time.localeCompare(a.time) || (a.replica === b.replica ? b.seq - a.seq : 0);
+
 /** The most log lines the pane keeps. */
 const LOG_LINES = 1000;
 
@@ -338,19 +347,24 @@ function Logs({ model, running, replicas }: { model: string; running: boolean; r
     void followLines<LogEntry>(
       `/api/v1/logs/${encodeURIComponent(model)}?follow=1`,
       (entry) => {
-        const key = `${entry.replica} ${entry.seq}`;
-        if (seen.current.has(key)) return;
-        seen.current.add(key);
+        // A reconnection replays what the replicas still hold: what is shown already is skipped.
+        if (seen.current.has(`${entry.replica} ${entry.seq}`)) return;
         pending.push(entry);
         flush ??= window.setTimeout(() => {
           flush = undefined;
           const batch = pending;
           pending = [];
-          // Newest first, as CDSW shows it; a batch from several replicas in time order.
-          batch.sort((a, b) => b.time.localeCompare(a.time));
           setLines((old) => {
-            const kept = [...batch, ...old].slice(0, LOG_LINES);
-            seen.current = new Set(kept.map((line) => `${line.replica} ${line.seq}`));
+            const shown = new Set(old.map(logKey));
+            const fresh = batch.filter((line) => {
+              const key = logKey(line);
+              if (shown.has(key)) return false;
+              shown.add(key);
+              return true;
+            });
+            // Newest first, as CDSW shows it: a replayed old line goes where it belongs.
+            const kept = [...fresh, ...old].sort(newestFirst).slice(0, LOG_LINES);
+            seen.current = new Set(kept.map(logKey));
             return kept;
           });
         }, 50);
