@@ -444,5 +444,7 @@ describe("every error in the registry", () => {
       expect(answer.body).toMatchObject({ success: false, error: code });
       expect(answer.body.message.length).toBeGreaterThan(20);
     },
+    // The metrics codes open an embedded PostgreSQL (PGlite): seconds on a busy machine.
+    30_000,
   );
 });

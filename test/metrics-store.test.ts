@@ -129,7 +129,8 @@ async function readAll(store: SqlMetricsStore, query: MetricsQuery): Promise<Met
 const idOf = (row: MetricsRow) => row.predictionUuid ?? `${row.type}@${row.startTimeStampMs}`;
 
 describe.each(BACKENDS)("the metrics store on $name", (backend) => {
-  describe("migrations", () => {
+  // Each test opens fresh databases (PGlite compiles its WebAssembly): seconds on a busy machine.
+  describe("migrations", { timeout: 30_000 }, () => {
     it("makes the schema on an empty database and records versions 1 and 2", async () => {
       const client = await (await backend.freshDatabase())();
       try {
