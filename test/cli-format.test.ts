@@ -1,12 +1,8 @@
 // CLI table output: printer-column JSONPath, kubectl ages, column padding, `get` tables.
 import { describe, expect, it } from "vitest";
 import type { Model, ModelBuild, ModelDeployment } from "../controller/api/types.generated.ts";
-import {
-  evaluateJsonPath,
-  formatAge,
-  formatTable,
-  resourceTable,
-} from "../controller/cli/client.ts";
+import { evaluateJsonPath, formatTable, resourceTable } from "../controller/cli/client.ts";
+import { formatAge } from "../controller/core/age.ts";
 
 const NOW = new Date("2026-03-10T12:00:00.000Z");
 const ago = (seconds: number) => new Date(NOW.getTime() - seconds * 1000).toISOString();

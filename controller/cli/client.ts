@@ -9,6 +9,7 @@ import type {
   Model,
   ModelDeploymentStatus,
 } from "../api/types.generated.ts";
+import { formatAge } from "../core/age.ts";
 import type { EventRecord, ReplicaInfo, Resource } from "../core/ports.ts";
 import { deploymentSummary, sampleCalls } from "../core/samples.ts";
 import { buildCrn, deploymentCrn, modelCrn } from "../metrics/crn.ts";
@@ -156,15 +157,6 @@ export function evaluateJsonPath(object: unknown, path: string): unknown {
     }
   }
   return value;
-}
-
-/** kubectl's age: 45s, 12m, 3h, 5d. */
-export function formatAge(from: string, now: Date): string {
-  const seconds = Math.max(0, Math.floor((now.getTime() - Date.parse(from)) / 1000));
-  if (seconds < 120) return `${seconds}s`;
-  if (seconds < 7200) return `${Math.floor(seconds / 60)}m`;
-  if (seconds < 172_800) return `${Math.floor(seconds / 3600)}h`;
-  return `${Math.floor(seconds / 86_400)}d`;
 }
 
 export function printerColumns(kind: Kind): PrinterColumn[] {

@@ -1,15 +1,11 @@
 // Small formatting helpers the pages share.
 import { conditionOf } from "../../api/conditions.ts";
+import { formatAge } from "../../core/age.ts";
 import type { Condition, Resource } from "./types.ts";
 
-/** "3s", "4m", "2h", "5d" since `time`, as kubectl's AGE column. */
+/** "45s", "12m", "3h", "5d" since `time`, as kubectl's AGE column (and `modelship get`). */
 export function age(time: string | undefined, now: number): string {
-  if (!time) return "—";
-  const seconds = Math.max(0, Math.round((now - Date.parse(time)) / 1000));
-  if (seconds < 60) return `${seconds}s`;
-  if (seconds < 3600) return `${Math.floor(seconds / 60)}m`;
-  if (seconds < 86_400) return `${Math.floor(seconds / 3600)}h`;
-  return `${Math.floor(seconds / 86_400)}d`;
+  return time ? formatAge(time, new Date(now)) : "—";
 }
 
 /** A timestamp in the viewer's time zone, to the second. */
