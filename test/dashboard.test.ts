@@ -4,7 +4,7 @@
 // the admin totals, the access key masked until asked, keyboard use, and screenshots of every
 // page at desktop and phone size (test/artifacts/dashboard). The API it reads is checked too.
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, statSync } from "node:fs";
+import { mkdtempSync, statSync } from "node:fs";
 import { request as httpRequest } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -18,7 +18,7 @@ import { artifactsDir, CHROMIUM, launchChromium } from "./helpers/browser.ts";
 import { type CliProcess, runCliAsync, startCli } from "./helpers/cli.ts";
 import { commitAll, gitEnv } from "./helpers/git.ts";
 import { eventually, postJson } from "./helpers/replica.ts";
-import { adminGet, removeUpTestRoot } from "./helpers/up.ts";
+import { adminFileOf, adminGet, removeUpTestRoot } from "./helpers/up.ts";
 
 const root = mkdtempSync(join(tmpdir(), "modelship-dashboard-"));
 const repo = join(root, "repo");
@@ -113,7 +113,7 @@ beforeAll(async () => {
     "--interval",
     "1h",
   ]);
-  admin = JSON.parse(readFileSync(join(stateDir, "admin.json"), "utf8")) as AdminFile;
+  admin = adminFileOf(stateDir);
   link = /sign in once with (\S+)\)/.exec(up.stdout())?.[1] as string;
   await eventually(
     async () =>

@@ -2,7 +2,7 @@
 // set, and a flood of it neither floods the sync nor slows the models down; a malformed path gets
 // nothing but the 401 from a caller without the token.
 import { execFileSync, spawn } from "node:child_process";
-import { mkdtempSync, readFileSync } from "node:fs";
+import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -12,7 +12,7 @@ import { type CliProcess, PROJECT_ROOT, startCli } from "./helpers/cli.ts";
 import { commitAll, gitEnv, runGit } from "./helpers/git.ts";
 import { openModelManifest } from "./helpers/manifests.ts";
 import { eventually, postJson } from "./helpers/replica.ts";
-import { removeUpTestRoot } from "./helpers/up.ts";
+import { adminFileOf, removeUpTestRoot } from "./helpers/up.ts";
 
 const root = mkdtempSync(join(tmpdir(), "modelship-admin-"));
 const repo = join(root, "repo");
@@ -82,7 +82,7 @@ beforeAll(async () => {
     ["up", "--repo", repo, "--state-dir", stateDir, "--port", "0", "--interval", "1h"],
     { env: { MODELSHIP_WEBHOOK_SECRET: SECRET } },
   );
-  admin = JSON.parse(readFileSync(join(stateDir, "admin.json"), "utf8")) as AdminFile;
+  admin = adminFileOf(stateDir);
   await eventually(
     async () => (await postJson(`${up.url}/models/echo/predict`, { a: 1 })).status === 200,
     60_000,

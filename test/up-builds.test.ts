@@ -13,7 +13,7 @@ import { type CliProcess, startCli } from "./helpers/cli.ts";
 import { commitAll, gitEnv } from "./helpers/git.ts";
 import { openModelManifest } from "./helpers/manifests.ts";
 import { eventually, postJson } from "./helpers/replica.ts";
-import { adminGet, removeUpTestRoot } from "./helpers/up.ts";
+import { adminFileOf, adminGet, removeUpTestRoot } from "./helpers/up.ts";
 
 const root = mkdtempSync(join(tmpdir(), "modelship-builds-"));
 const GIT_ENV = gitEnv({ name: "Christine Darden", email: "christine@example.com" });
@@ -64,7 +64,7 @@ async function startUp(name: string, files: Record<string, string>, flags: strin
     ...["up", "--repo", repo, "--state-dir", stateDir, "--port", "0", "--interval", "1s"],
     ...flags,
   ]);
-  const admin = JSON.parse(readFileSync(join(stateDir, "admin.json"), "utf8")) as AdminFile;
+  const admin = adminFileOf(stateDir);
   const get = <T>(path: string) => adminGet<T>(admin, path);
   return { repo, up, admin, get };
 }

@@ -6,7 +6,7 @@
 
 import { execFileSync } from "node:child_process";
 import { createHmac, randomUUID } from "node:crypto";
-import { mkdtempSync, readFileSync } from "node:fs";
+import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -16,7 +16,7 @@ import { FakeGitHub } from "./helpers/fake-github.ts";
 import { commitAll, gitEnv, runGit } from "./helpers/git.ts";
 import { openModelManifest } from "./helpers/manifests.ts";
 import { eventually, postJson } from "./helpers/replica.ts";
-import { removeUpTestRoot, stopUp } from "./helpers/up.ts";
+import { adminFileOf, removeUpTestRoot, stopUp } from "./helpers/up.ts";
 
 const root = mkdtempSync(join(tmpdir(), "modelship-github-"));
 const repo = join(root, "repo");
@@ -67,7 +67,7 @@ beforeAll(async () => {
       },
     },
   );
-  admin = JSON.parse(readFileSync(join(stateDir, "admin.json"), "utf8")) as AdminFile;
+  admin = adminFileOf(stateDir);
 }, 30_000);
 
 afterAll(async () => {

@@ -5,7 +5,7 @@
 // around the gateway. They find nothing and reach nothing. The real command, real git, a real
 // build and a real Python worker.
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { mkdtempSync, readdirSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -14,7 +14,7 @@ import { type CliProcess, startCli } from "./helpers/cli.ts";
 import { commitAll, gitEnv } from "./helpers/git.ts";
 import { openModelManifest } from "./helpers/manifests.ts";
 import { eventually, postJson } from "./helpers/replica.ts";
-import { removeUpTestRoot } from "./helpers/up.ts";
+import { adminFileOf, removeUpTestRoot } from "./helpers/up.ts";
 
 const root = mkdtempSync(join(tmpdir(), "modelship-sandbox-"));
 const repo = join(root, "repo");
@@ -112,7 +112,7 @@ beforeAll(async () => {
     ["up", "--repo", repo, "--state-dir", stateDir, "--port", "0", "--interval", "1s"],
     { env: { MODELSHIP_GIT_TOKEN: GIT_TOKEN, MODELSHIP_WEBHOOK_SECRET: WEBHOOK_SECRET } },
   );
-  admin = JSON.parse(readFileSync(join(stateDir, "admin.json"), "utf8")) as AdminFile;
+  admin = adminFileOf(stateDir);
   // The admin token exists only now: the spy that looks for it comes in the next commit.
   const stateFiles = ["admin.json", "secrets/keys.json", "store.json"].map((file) =>
     join(stateDir, file),

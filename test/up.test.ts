@@ -1,7 +1,7 @@
 // `modelship up` end to end: a real git repository in a temp dir, the real command as a
 // process, real builds, replicas and HTTP. One story, in order, as a user lives it.
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync } from "node:fs";
+import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -10,7 +10,7 @@ import type { AdminFile } from "../controller/platform/local/admin.ts";
 import { type CliProcess, runCli, startCli } from "./helpers/cli.ts";
 import { commitAll, gitEnv, runGit, writeFiles } from "./helpers/git.ts";
 import { eventually, postJson } from "./helpers/replica.ts";
-import { adminGet as adminGetOf, removeUpTestRoot, stopUp } from "./helpers/up.ts";
+import { adminFileOf, adminGet as adminGetOf, removeUpTestRoot, stopUp } from "./helpers/up.ts";
 
 const root = mkdtempSync(join(tmpdir(), "modelship-up-"));
 const repo = join(root, "repo");
@@ -80,7 +80,7 @@ async function startUp(): Promise<void> {
     "--interval",
     "1h",
   ]);
-  admin = JSON.parse(readFileSync(join(stateDir, "admin.json"), "utf8")) as AdminFile;
+  admin = adminFileOf(stateDir);
 }
 
 async function deployedBuild(build: number): Promise<void> {

@@ -11,6 +11,19 @@ export interface CliRun {
   stderr: string;
 }
 
+/** What a child prints on stdout and stderr, kept as it comes (its streams must be pipes). */
+function printed(child: ChildProcess): { stdout: () => string; stderr: () => string } {
+  let stdout = "";
+  let stderr = "";
+  child.stdout?.on("data", (chunk) => {
+    stdout += chunk;
+  });
+  child.stderr?.on("data", (chunk) => {
+    stderr += chunk;
+  });
+  return { stdout: () => stdout, stderr: () => stderr };
+}
+
 /**
  * Runs a program to its end without blocking this process (a server it talks to may run in
  * it): its exit code and everything it printed.
@@ -26,16 +39,11 @@ export function runProcess(
       env: options.env ?? process.env,
       stdio: ["ignore", "pipe", "pipe"],
     });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (chunk) => {
-      stdout += chunk;
-    });
-    child.stderr.on("data", (chunk) => {
-      stderr += chunk;
-    });
+    const output = printed(child);
     child.once("error", reject);
-    child.once("close", (code) => resolve({ exitCode: code ?? -1, stdout, stderr }));
+    child.once("close", (code) =>
+      resolve({ exitCode: code ?? -1, stdout: output.stdout(), stderr: output.stderr() }),
+    );
   });
 }
 
@@ -91,33 +99,28 @@ export async function startCli(
     env: { ...process.env, ...options.env },
     stdio: ["ignore", "pipe", "pipe"],
   });
-  let stdout = "";
-  let stderr = "";
-  child.stdout.on("data", (chunk) => {
-    stdout += chunk;
-  });
-  child.stderr.on("data", (chunk) => {
-    stderr += chunk;
-  });
+  const { stdout, stderr } = printed(child);
   running.add(child);
   const exited = new Promise<number | null>((resolve) => child.once("exit", resolve));
   exited.then(() => running.delete(child));
   const url = await new Promise<string>((resolve, reject) => {
     const check = () => {
-      const match = /listening on (http:\/\/\S+|unix:\S+)/.exec(stdout);
+      const match = /listening on (http:\/\/\S+|unix:\S+)/.exec(stdout());
       if (match) {
         child.stdout.off("data", check);
         resolve(match[1] as string);
       }
     };
     child.stdout.on("data", check);
-    exited.then((code) => reject(new Error(`modelship ${args[0]} exited with ${code}: ${stderr}`)));
+    exited.then((code) =>
+      reject(new Error(`modelship ${args[0]} exited with ${code}: ${stderr()}`)),
+    );
   });
   return {
     child,
     url,
-    stdout: () => stdout,
-    stderr: () => stderr,
+    stdout,
+    stderr,
     async stop() {
       if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
       return exited;

@@ -2,12 +2,17 @@
 // As root, `up` (and its LocalPlatform) keeps builds outside the state directory
 // (/var/tmp/modelship/<hash>, see sandbox.ts), so removing a test's temporary directory alone
 // would leave every build behind, gigabytes over a few runs.
-import { existsSync, readdirSync, rmSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { expect } from "vitest";
 import type { AdminFile } from "../../controller/platform/local/admin.ts";
 import { defaultBuildsDir, modelUser } from "../../controller/platform/local/sandbox.ts";
 import type { CliProcess } from "./cli.ts";
+
+/** STATE/admin.json of a running `up`: its admin API's URL and token. */
+export function adminFileOf(stateDir: string): AdminFile {
+  return JSON.parse(readFileSync(join(stateDir, "admin.json"), "utf8")) as AdminFile;
+}
 
 /** GET on a running `up`'s admin API, with its token; the answer's JSON. */
 export async function adminGet<T>(admin: AdminFile, path: string): Promise<T> {
