@@ -5,31 +5,25 @@ import { readFileSync } from "node:fs";
 import { Ajv2020, type ValidateFunction } from "ajv/dist/2020.js";
 import addFormatsModule from "ajv-formats";
 
-export const API_GROUP = "modelship.dev";
-export const API_VERSION = "v1alpha1";
-export const GROUP_VERSION = `${API_GROUP}/${API_VERSION}`;
+import {
+  API_GROUP,
+  API_VERSION,
+  DEFAULT_MAX_REPLICAS,
+  GROUP_VERSION,
+  KIND_NAMES,
+  KINDS,
+  type Kind,
+} from "./kinds.ts";
 
-export const KINDS = ["ModelRepository", "Model", "ModelBuild", "ModelDeployment"] as const;
-export type Kind = (typeof KINDS)[number];
-
-/** The names a URL or a command line may give a kind: plural, singular and kubectl's short names. */
-export const KIND_NAMES: Record<string, Kind> = {
-  modelrepositories: "ModelRepository",
-  modelrepository: "ModelRepository",
-  mrepo: "ModelRepository",
-  models: "Model",
-  model: "Model",
-  mdl: "Model",
-  modelbuilds: "ModelBuild",
-  modelbuild: "ModelBuild",
-  mb: "ModelBuild",
-  modeldeployments: "ModelDeployment",
-  modeldeployment: "ModelDeployment",
-  md: "ModelDeployment",
+export {
+  API_GROUP,
+  API_VERSION,
+  DEFAULT_MAX_REPLICAS,
+  GROUP_VERSION,
+  KIND_NAMES,
+  KINDS,
+  type Kind,
 };
-
-/** The default upper bound of ModelDeployment spec.replicas; an installation may raise it. */
-export const DEFAULT_MAX_REPLICAS = 9;
 
 export type JsonSchema = { [keyword: string]: unknown };
 

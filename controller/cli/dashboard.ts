@@ -1,11 +1,11 @@
 // `modelship dashboard`: a new one-time sign-in link to the dashboard of a running `modelship up`
 // (docs/dashboard.md); with --kubernetes, the dashboard of a cluster, served from this machine
 // with the kubeconfig's credentials (the cluster's own authentication and RBAC).
-import { randomBytes } from "node:crypto";
 import { parseArgs } from "node:util";
 import { closeServer, listen } from "../api/http.ts";
+import { KINDS } from "../api/kinds.ts";
 import { dashboardLink } from "../platform/dashboard-api.ts";
-import { DashboardSessions } from "../platform/dashboard-sessions.ts";
+import { DashboardSessions, newAdminToken } from "../platform/dashboard-sessions.ts";
 import { loadUiFiles, UI_PREFIX } from "../platform/ui-files.ts";
 import { adminJson, STATE_DIR_LINE, STATE_DIR_OPTION } from "./client.ts";
 import type { CommandResult, Output } from "./output.ts";
@@ -65,13 +65,13 @@ async function serveClusterDashboard(
   const client = new KubeClient(config);
   const store = new KubeStore(client, namespace, (line) => output.err(`${line}\n`));
   // The token exists only in this process: a browser gets in through the link printed below.
-  const sessions = new DashboardSessions(randomBytes(24).toString("hex"));
+  const sessions = new DashboardSessions(newAdminToken());
   const ui = loadUiFiles();
   const stopSignal = untilStopSignal();
   try {
     // A kind the user may not list (RBAC), or a cluster without the CRDs, is said now, with the
     // API server's words: the informers would retry it for ever.
-    for (const kind of ["ModelRepository", "Model", "ModelBuild", "ModelDeployment"]) {
+    for (const kind of KINDS) {
       try {
         await client.request("GET", `${customCollectionPath(kind, namespace)}?limit=1`);
       } catch (error) {

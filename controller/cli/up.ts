@@ -7,14 +7,9 @@ import { closeServer, listen } from "../api/http.ts";
 import { metricsUrlFlag, openConfiguredMetricsStore, startRetention } from "../metrics/open.ts";
 import type { MetricsStore } from "../metrics/port.ts";
 import { dashboardLink } from "../platform/dashboard-api.ts";
-import { DashboardSessions } from "../platform/dashboard-sessions.ts";
+import { DashboardSessions, newAdminToken } from "../platform/dashboard-sessions.ts";
 import { notifySyncs } from "../platform/forge-notifications.ts";
-import {
-  type AdminFile,
-  coalesced,
-  createAdminServer,
-  newAdminToken,
-} from "../platform/local/admin.ts";
+import { type AdminFile, coalesced, createAdminServer } from "../platform/local/admin.ts";
 import { LocalPlatform } from "../platform/local/platform.ts";
 import { lockStateDir, writeFileAtomic } from "../platform/local/state-files.ts";
 import { pullRequestPlanOf } from "../platform/pull-request-plan.ts";

@@ -4,7 +4,7 @@
 // with items, a watch of one kind or of all of them, as the API server sends them).
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { readBody } from "../api/http.ts";
-import { GROUP_VERSION, KIND_NAMES, type Kind } from "../api/schemas.ts";
+import { GROUP_VERSION, KIND_NAMES, KINDS, type Kind } from "../api/schemas.ts";
 import type { Resource, WatchEvent } from "../core/ports.ts";
 import type { DashboardSessions } from "./dashboard-sessions.ts";
 import { UI_PREFIX } from "./ui-files.ts";
@@ -26,7 +26,7 @@ export function send(response: ServerResponse, status: number, body: unknown): v
 }
 
 /** The bearer token a request presents ("" without one). */
-export function bearerOf(request: IncomingMessage): string {
+function bearerOf(request: IncomingMessage): string {
   const header = request.headers.authorization ?? "";
   return header.startsWith("Bearer ") ? header.slice(7) : "";
 }
@@ -72,7 +72,7 @@ export function dashboardLink(serverUrl: string, code: string): string {
  * POST /api/v1/login: `{"token": ADMIN_TOKEN}` or `{"code": LINK_CODE}` → a session token. A
  * refusal takes one of `refusals`' tokens; when there is none left, the next refusal is a 429.
  */
-export async function signIn(
+async function signIn(
   sessions: DashboardSessions,
   refusals: () => boolean,
   request: IncomingMessage,
@@ -185,9 +185,6 @@ interface BookmarkEvent {
   };
 }
 
-/** The kinds GET /api/v1/watch follows: every kind the store holds. */
-const WATCHED_KINDS: Kind[] = ["ModelRepository", "Model", "ModelBuild", "ModelDeployment"];
-
 /**
  * `GET /api/v1/watch`: every kind's objects in one stream, as `?watch=1` sends one kind's, with
  * a BOOKMARK (annotated `k8s.io/initial-events-end`, as the API server's watch-list marks it)
@@ -201,9 +198,9 @@ export function streamWatchAll(
   resourceVersion: string,
 ) {
   const matches = (object: Resource) =>
-    WATCHED_KINDS.includes(object.kind as Kind) &&
+    (KINDS as readonly string[]).includes(object.kind) &&
     (object.metadata.namespace ?? "default") === namespace;
-  const now = WATCHED_KINDS.flatMap((kind) => store.list(kind, namespace));
+  const now = KINDS.flatMap((kind) => store.list(kind, namespace));
   follow(store, matches, now, response, resourceVersion);
 }
 
@@ -216,6 +213,55 @@ export interface ApiCall {
   sub: string | undefined;
   namespace: string;
   bearer: string;
+}
+
+/** Who may call a dashboard server's API, and what a caller is told otherwise. */
+export interface ApiGate {
+  sessions: DashboardSessions;
+  /** Takes one token per refused sign-in (rateLimit). */
+  failedSignIns: () => boolean;
+  /** Where the right token is, for a refused sign-in. */
+  tokenHint: string;
+  /** The 401 of a call without a token this server accepts. */
+  refusal: string;
+}
+
+/**
+ * How every dashboard server starts on a request that is not a file of /ui: POST
+ * /api/v1/login answered; then the bearer token checked; then — only for a caller who has one,
+ * so that the rest gets nothing but the 401 — the path decoded and split. Undefined when it
+ * has answered.
+ */
+export async function apiCallOf(
+  request: IncomingMessage,
+  response: ServerResponse,
+  url: URL,
+  gate: ApiGate,
+  namespace: string,
+): Promise<ApiCall | undefined> {
+  const method = request.method ?? "GET";
+  if (method === "POST" && url.pathname === "/api/v1/login") {
+    await signIn(gate.sessions, gate.failedSignIns, request, response, gate.tokenHint);
+    return undefined;
+  }
+  const bearer = bearerOf(request);
+  if (!gate.sessions.accepts(bearer)) {
+    send(response, 401, { error: gate.refusal });
+    return undefined;
+  }
+  let parts: string[];
+  try {
+    parts = url.pathname.split("/").filter(Boolean).map(decodeURIComponent);
+  } catch {
+    send(response, 400, { error: `not a valid path: ${url.pathname}` });
+    return undefined;
+  }
+  const [api, version, resource, name, sub] = parts;
+  if (api !== "api" || version !== "v1" || resource === undefined) {
+    send(response, 404, { error: `no route for ${method} ${url.pathname}` });
+    return undefined;
+  }
+  return { method, url, resource, name, sub, namespace, bearer };
 }
 
 /**

@@ -12,6 +12,11 @@ export const SESSION_LIFETIME_MS = 12 * 60 * 60 * 1000;
 /** The most links and sessions kept at once; past it, the oldest go first. */
 export const MAX_CREDENTIALS = 64;
 
+/** A server's own token (up's admin token, or one a dashboard process keeps to itself). */
+export function newAdminToken(): string {
+  return randomBytes(24).toString("hex");
+}
+
 const hashOf = (secret: string) => createHash("sha256").update(secret).digest("hex");
 
 export interface SignIn {

@@ -9,7 +9,7 @@ import { SERVER_OPTIONS } from "../../api/http.ts";
 import { KIND_NAMES } from "../../api/schemas.ts";
 import { ANNOTATION_RESTARTED_AT, LABEL_BUILD, LABEL_DEPLOYMENT } from "../../core/labels.ts";
 import type { ReplicaInfo } from "../../core/ports.ts";
-import { bearerOf, rateLimit, send, serveSharedRoutes, signIn } from "../dashboard-api.ts";
+import { apiCallOf, rateLimit, send, serveSharedRoutes } from "../dashboard-api.ts";
 import type { DashboardSessions } from "../dashboard-sessions.ts";
 import type { UiFiles } from "../ui-files.ts";
 import { customPath, type KubeClient, KubeError } from "./client.ts";
@@ -69,36 +69,22 @@ export function clusterDashboardHandler(
   options: ClusterDashboardOptions,
 ): (request: IncomingMessage, response: ServerResponse) => void {
   const { store, client, namespace, sessions, ui, tokenHint } = options;
-  const failedSignIns = rateLimit(5, 20);
+  const gate = {
+    sessions,
+    failedSignIns: rateLimit(5, 20),
+    tokenHint,
+    refusal: `not signed in: ${tokenHint}`,
+  };
   const handle = async (request: IncomingMessage, response: ServerResponse) => {
     const url = new URL(request.url ?? "/", "http://dashboard");
     const method = request.method ?? "GET";
     if (ui.serve(request, response, url.pathname)) return;
-    if (method === "POST" && url.pathname === "/api/v1/login") {
-      await signIn(sessions, failedSignIns, request, response, tokenHint);
-      return;
-    }
-    const bearer = bearerOf(request);
-    if (!sessions.accepts(bearer)) {
-      send(response, 401, { error: `not signed in: ${tokenHint}` });
-      return;
-    }
-    let parts: string[];
-    try {
-      parts = url.pathname.split("/").filter(Boolean).map(decodeURIComponent);
-    } catch {
-      send(response, 400, { error: `not a valid path: ${url.pathname}` });
-      return;
-    }
-    const [api, version, resource, name, sub] = parts;
-    if (api !== "api" || version !== "v1" || resource === undefined) {
-      send(response, 404, { error: `no route for ${method} ${url.pathname}` });
-      return;
-    }
+    const call = await apiCallOf(request, response, url, gate, namespace);
+    if (!call) return;
+    const { resource, name, sub } = call;
     const kind = KIND_NAMES[resource];
-    const shared = { method, url, resource, name, sub, namespace, bearer };
     // The cluster's objects have resourceVersions of their own; a list here is the cache's.
-    if (serveSharedRoutes(shared, request, response, store, sessions, "")) return;
+    if (serveSharedRoutes(call, request, response, store, sessions, "")) return;
     if (kind === "ModelDeployment" && name && sub === "restart" && method === "POST") {
       // As `kubectl rollout restart` does it: a merge patch of the annotation, as this user.
       const restartedAt = new Date().toISOString();

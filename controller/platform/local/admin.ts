@@ -1,7 +1,7 @@
 // The admin API of a running `modelship up`, on 127.0.0.1 with a bearer token that only the
 // state directory holds (admin.json, mode 0600). The CLI's get, describe, logs, keys, apikeys,
 // metrics, run and runs commands are its clients (docs/cli.md).
-import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
+import { createHmac, timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import {
   BodyTooLarge,
@@ -17,7 +17,7 @@ import { parseExactJson } from "../../metrics/exact-json.ts";
 import type { MetricsQuery, MetricsStore, RunRecord } from "../../metrics/port.ts";
 import { runRecordOf } from "../../metrics/run-record.ts";
 import type { LogLine } from "../../replica/log-ring.ts";
-import { bearerOf, rateLimit, send, serveSharedRoutes, signIn } from "../dashboard-api.ts";
+import { apiCallOf, rateLimit, send, serveSharedRoutes } from "../dashboard-api.ts";
 import type { DashboardSessions } from "../dashboard-sessions.ts";
 import type { UiFiles } from "../ui-files.ts";
 import type { LocalPlatform } from "./platform.ts";
@@ -30,10 +30,6 @@ export interface AdminFile {
   pid: number;
   /** What it follows, so a client in that repository's work tree finds it. */
   repository?: { url: string; branch: string; path: string };
-}
-
-export function newAdminToken(): string {
-  return randomBytes(24).toString("hex");
 }
 
 async function readJson(request: IncomingMessage): Promise<Record<string, unknown>> {
@@ -95,9 +91,14 @@ export function createAdminServer(platform: LocalPlatform, options: AdminOptions
   // A forge sends a handful of calls a minute; a flood is turned away, and its connection closed
   // so that it cannot keep a cheap keep-alive stream of them going at the data plane's cost.
   const webhookAllowed = rateLimit(10, 20);
-  // Guessing a 192-bit token is hopeless anyway; this keeps a guesser from costing anything.
-  // Only refusals count, so that a guesser cannot lock out the one who has the token.
-  const failedSignIns = rateLimit(5, 20);
+  const gate = {
+    sessions,
+    // Guessing a 192-bit token is hopeless anyway; this keeps a guesser from costing anything.
+    // Only refusals count, so that a guesser cannot lock out the one who has the token.
+    failedSignIns: rateLimit(5, 20),
+    tokenHint: "it is the token in admin.json in the state directory",
+    refusal: "missing or wrong admin token (see admin.json in the state directory)",
+  };
   const handle = async (request: IncomingMessage, response: ServerResponse) => {
     const url = new URL(request.url ?? "/", "http://admin");
     const method = request.method ?? "GET";
@@ -144,41 +145,18 @@ export function createAdminServer(platform: LocalPlatform, options: AdminOptions
     }
     // The dashboard's page and scripts: public, as a login page is; they hold no secret.
     if (ui.serve(request, response, url.pathname)) return;
-    if (method === "POST" && url.pathname === "/api/v1/login") {
-      await signIn(
-        sessions,
-        failedSignIns,
-        request,
-        response,
-        "it is the token in admin.json in the state directory",
-      );
-      return;
-    }
-    const bearer = bearerOf(request);
-    if (!sessions.accepts(bearer)) {
-      send(response, 401, {
-        error: "missing or wrong admin token (see admin.json in the state directory)",
-      });
-      return;
-    }
-    // Decoded only now: what a caller without the token sends gets no answer but the 401.
-    let parts: string[];
-    try {
-      parts = url.pathname.split("/").filter(Boolean).map(decodeURIComponent);
-    } catch {
-      send(response, 400, { error: `not a valid path: ${url.pathname}` });
-      return;
-    }
-    const [api, version, resource, name, sub] = parts;
-    if (api !== "api" || version !== "v1" || resource === undefined) {
-      send(response, 404, { error: `no route for ${method} ${url.pathname}` });
-      return;
-    }
-    const namespace = url.searchParams.get("namespace") ?? "default";
+    const call = await apiCallOf(
+      request,
+      response,
+      url,
+      gate,
+      url.searchParams.get("namespace") ?? "default",
+    );
+    if (!call) return;
+    const { resource, name, sub, namespace } = call;
     const kind = KIND_NAMES[resource];
-    const shared = { method, url, resource, name, sub, namespace, bearer };
     const store = platform.store;
-    if (serveSharedRoutes(shared, request, response, store, sessions, store.currentVersion)) {
+    if (serveSharedRoutes(call, request, response, store, sessions, store.currentVersion)) {
       return;
     }
     if (kind === "ModelRepository" && name && sub === "files" && method === "GET") {

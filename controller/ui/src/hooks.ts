@@ -1,6 +1,7 @@
 // What the pages share: live lists of objects (a watch), answers polled while a page shows them,
 // and the route in the location's hash.
 import { useEffect, useState } from "preact/hooks";
+import { KIND_NAMES } from "../../api/kinds.ts";
 import { api, followLines } from "./api.ts";
 import type { Resource } from "./types.ts";
 
@@ -14,13 +15,6 @@ interface WatchEvent {
   type: "ADDED" | "MODIFIED" | "DELETED" | "BOOKMARK";
   object: Resource;
 }
-
-const KIND_OF: Record<string, string> = {
-  modelrepositories: "ModelRepository",
-  models: "Model",
-  modelbuilds: "ModelBuild",
-  modeldeployments: "ModelDeployment",
-};
 
 /**
  * One watch of every kind per tab (GET /api/v1/watch), shared by every component that shows a
@@ -109,7 +103,7 @@ function snapshot<T extends Resource>(kind: string): Live<T> {
 
 /** The objects of a kind (by its plural), kept current by the shared watch. Sorted by name. */
 export function useWatch<T extends Resource>(plural: string): Live<T> {
-  const kind = KIND_OF[plural] as string;
+  const kind = KIND_NAMES[plural] as string;
   const [live, setLive] = useState<Live<T>>(() => snapshot<T>(kind));
   useEffect(() => {
     setLive(snapshot<T>(kind));
