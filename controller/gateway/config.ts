@@ -38,6 +38,55 @@ export interface GatewayConfig {
   apiKeys: ApiKeyRecord[];
 }
 
+/** A change to what the gateway serves, for `Gateway.applyChanges()`: only what changed. */
+export interface GatewayChanges {
+  /** Models added, or changed (each its whole route). */
+  models?: ModelRoute[];
+  /** Names of models no longer served. */
+  removed?: string[];
+  /** All the API keys, when they changed. */
+  apiKeys?: ApiKeyRecord[];
+}
+
+/** A route's identity: its JSON (every field counts, the replicas too). */
+export function routeFingerprint(route: ModelRoute): string {
+  return JSON.stringify(route);
+}
+
+/**
+ * Turns whole configurations, made again at every event, into the changes since the last one
+ * that went in (Gateway.applyChanges): a feed that sends only what changed.
+ */
+export class GatewayChangeTracker {
+  private applied = new Map<string, string>();
+  private appliedApiKeys: string | undefined;
+
+  /**
+   * The changes from what was applied to `config`, or undefined when there are none. `commit()`
+   * records `config` as applied: call it once the gateway took the changes.
+   */
+  changesTo(config: GatewayConfig): { changes: GatewayChanges; commit(): void } | undefined {
+    const fingerprints = new Map<string, string>();
+    const models: ModelRoute[] = [];
+    for (const route of config.models) {
+      const fingerprint = routeFingerprint(route);
+      fingerprints.set(route.name, fingerprint);
+      if (this.applied.get(route.name) !== fingerprint) models.push(route);
+    }
+    const removed = [...this.applied.keys()].filter((name) => !fingerprints.has(name));
+    const apiKeys = JSON.stringify(config.apiKeys);
+    const keysChanged = apiKeys !== this.appliedApiKeys;
+    if (models.length === 0 && removed.length === 0 && !keysChanged) return undefined;
+    return {
+      changes: { models, removed, ...(keysChanged ? { apiKeys: config.apiKeys } : {}) },
+      commit: () => {
+        this.applied = fingerprints;
+        this.appliedApiKeys = apiKeys;
+      },
+    };
+  }
+}
+
 let validateConfig: ValidateFunction | undefined;
 
 function configValidator(): ValidateFunction {

@@ -3,7 +3,7 @@
 // input, waits in the model's queue for a free replica, and passes the replica's answer through.
 import { randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import type { ValidateFunction } from "ajv/dist/2020.js";
+import type { ErrorObject } from "ajv/dist/2020.js";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import { CODE_HEADER, ERROR_STATUS } from "../api/errors.ts";
 import {
@@ -17,11 +17,16 @@ import {
   SERVER_OPTIONS,
   sendJson,
 } from "../api/http.ts";
-import { newInputSchemaAjv } from "../api/schemas.ts";
 import type { MetricsStore, PredictionRecord } from "../metrics/port.ts";
 import { CallError } from "./call-error.ts";
-import type { GatewayConfig, ModelRoute } from "./config.ts";
+import {
+  type GatewayChanges,
+  type GatewayConfig,
+  type ModelRoute,
+  routeFingerprint,
+} from "./config.ts";
 import { ModelDispatcher, type ReplicaSlot } from "./dispatcher.ts";
+import { type InputValidator, InputValidators } from "./input-validators.ts";
 import { type ApiKeyRecord, checkApiKey, hashKey } from "./keys.ts";
 import { METRICS_API_PREFIX, serveMetricsApi } from "./metrics-api.ts";
 import { MetricsRecorder, type MetricsRecorderOptions } from "./metrics-recorder.ts";
@@ -66,12 +71,18 @@ interface ModelMeters {
   busy: { inc(): void };
 }
 
-interface ModelEntry {
+/** What a model's route makes, checked, before it goes in. */
+interface PreparedModel {
   route: ModelRoute;
+  /** The route as JSON: a model whose route has not changed is kept as it is. */
+  fingerprint: string;
+  validator: InputValidator | undefined;
+  allowedUsers: Set<string> | undefined;
+}
+
+interface ModelEntry extends PreparedModel {
   dispatcher: ModelDispatcher;
   meters: ModelMeters;
-  validateInput: ValidateFunction | undefined;
-  allowedUsers: Set<string> | undefined;
 }
 
 function gatewayMetrics(gateway: Gateway, processMetrics: boolean) {
@@ -163,6 +174,7 @@ export class Gateway {
   private models = new Map<string, ModelEntry>();
   private byAccessKeyHash = new Map<string, ModelEntry>();
   private apiKeys = new Map<string, ApiKeyRecord>();
+  private readonly validators = new InputValidators();
   private configured = false;
   /** Calls between arrival and answer. */
   private callsInFlight = 0;
@@ -196,54 +208,107 @@ export class Gateway {
   /**
    * The registry port: takes the whole configuration. Models that stay keep their queue and
    * their replicas' state; keys take effect for the very next call (a rotated key is refused).
+   * It costs what changed: a model whose route is as before is kept as it is.
    */
   apply(config: GatewayConfig): void {
-    // Everything that can fail comes first: a rejected configuration changes nothing.
-    const validators = new Map<string, ValidateFunction>();
+    const changed: ModelRoute[] = [];
+    const fingerprints = new Map<string, string>();
     for (const route of config.models) {
-      for (const replica of route.replicas) {
-        if (replica.secret !== undefined && !/^[\x21-\x7e]+$/.test(replica.secret)) {
-          // It goes in a header: a line break or a space would let it add or break headers.
-          throw new Error(
-            `model "${route.name}": replica ${replica.id}: secret must be printable ASCII without spaces`,
-          );
-        }
+      const fingerprint = routeFingerprint(route);
+      fingerprints.set(route.name, fingerprint);
+      if (this.models.get(route.name)?.fingerprint !== fingerprint) changed.push(route);
+    }
+    const removed = [...this.models.keys()].filter((name) => !fingerprints.has(name));
+    this.applyChanges({ models: changed, removed, apiKeys: config.apiKeys });
+  }
+
+  /**
+   * Takes only what changed: models added or changed (whole routes), models removed by name,
+   * and the API keys when they changed. All or nothing: a change that fails leaves the gateway
+   * as it was.
+   */
+  applyChanges(changes: GatewayChanges): void {
+    // Everything that can fail comes first: a rejected configuration changes nothing.
+    const prepared = new Map<string, PreparedModel>();
+    try {
+      for (const route of changes.models ?? []) {
+        const previous = prepared.get(route.name);
+        if (previous?.validator) this.validators.release(previous.validator);
+        prepared.set(route.name, this.prepareEntry(route));
       }
-      if (!route.inputSchema) continue;
+    } catch (error) {
+      for (const entry of prepared.values()) {
+        if (entry.validator) this.validators.release(entry.validator);
+      }
+      throw error;
+    }
+    for (const name of changes.removed ?? []) {
+      const entry = this.models.get(name);
+      if (!entry || prepared.has(name)) continue;
+      entry.dispatcher.close();
+      if (entry.validator) this.validators.release(entry.validator);
+      this.models.delete(name);
+      this.unindexAccessKey(entry);
+    }
+    for (const [name, model] of prepared) {
+      const current = this.models.get(name);
+      if (current) {
+        if (current.validator) this.validators.release(current.validator);
+        this.unindexAccessKey(current);
+      }
+      // A model that stays keeps its queue, its replicas' state and its meters.
+      const entry: ModelEntry = {
+        ...model,
+        dispatcher: current?.dispatcher ?? new ModelDispatcher(),
+        meters: current?.meters ?? this.metersOf(name),
+      };
+      entry.dispatcher.setReplicas(entry.route.replicas, {
+        responseLimitBytes: this.responseLimit,
+      });
+      this.models.set(name, entry);
+      if (entry.route.accessKeySha256) this.byAccessKeyHash.set(entry.route.accessKeySha256, entry);
+    }
+    if (changes.apiKeys) {
+      this.apiKeys = new Map(changes.apiKeys.map((record) => [record.id, record]));
+    }
+    let largest = this.bodyLimit;
+    for (const entry of this.models.values()) largest = Math.max(largest, this.bodyLimitOf(entry));
+    this.largestBodyLimit = largest;
+    this.configured = true;
+    // Schemas that changed compile now, between calls, rather than in the change itself.
+    this.validators.compileLater();
+  }
+
+  /** A model's new entry, before it is in: the checks that may reject the configuration. */
+  private prepareEntry(route: ModelRoute): PreparedModel {
+    for (const replica of route.replicas) {
+      if (replica.secret !== undefined && !/^[\x21-\x7e]+$/.test(replica.secret)) {
+        // It goes in a header: a line break or a space would let it add or break headers.
+        throw new Error(
+          `model "${route.name}": replica ${replica.id}: secret must be printable ASCII without spaces`,
+        );
+      }
+    }
+    let validator: InputValidator | undefined;
+    if (route.inputSchema) {
       try {
-        // One ajv per model: two models' schemas may share an $id.
-        validators.set(route.name, newInputSchemaAjv().compile(route.inputSchema));
+        validator = this.validators.acquire(route.inputSchema);
       } catch (error) {
         throw new Error(`model "${route.name}": inputSchema: ${(error as Error).message}`);
       }
     }
-    const next = new Map<string, ModelEntry>();
-    for (const route of config.models) {
-      const entry: ModelEntry = {
-        route,
-        dispatcher: this.models.get(route.name)?.dispatcher ?? new ModelDispatcher(),
-        meters: this.metersOf(route.name),
-        validateInput: validators.get(route.name),
-        allowedUsers: route.authentication.users ? new Set(route.authentication.users) : undefined,
-      };
-      entry.dispatcher.setReplicas(route.replicas, { responseLimitBytes: this.responseLimit });
-      next.set(route.name, entry);
-    }
-    for (const [name, entry] of this.models) {
-      if (!next.has(name)) entry.dispatcher.close();
-    }
-    this.models = next;
-    this.byAccessKeyHash = new Map(
-      [...next.values()]
-        .filter((entry) => entry.route.accessKeySha256)
-        .map((entry) => [entry.route.accessKeySha256 as string, entry]),
-    );
-    this.apiKeys = new Map(config.apiKeys.map((record) => [record.id, record]));
-    this.largestBodyLimit = Math.max(
-      this.bodyLimit,
-      ...[...next.values()].map((entry) => this.bodyLimitOf(entry)),
-    );
-    this.configured = true;
+    return {
+      route,
+      fingerprint: routeFingerprint(route),
+      validator,
+      allowedUsers: route.authentication.users ? new Set(route.authentication.users) : undefined,
+    };
+  }
+
+  /** Drops the access key index's entry of a model, unless another model took that hash. */
+  private unindexAccessKey(entry: ModelEntry): void {
+    const hash = entry.route.accessKeySha256;
+    if (hash && this.byAccessKeyHash.get(hash) === entry) this.byAccessKeyHash.delete(hash);
   }
 
   private bodyLimitOf(entry: ModelEntry): number {
@@ -261,6 +326,15 @@ export class Gateway {
   /** The gateway's Prometheus metrics as data (the dashboard's traffic charts sample them). */
   metricsSnapshot() {
     return this.metrics.register.getMetricsAsJSON();
+  }
+
+  /** What the configuration holds: models, distinct input schemas, schemas not yet compiled. */
+  configurationStats(): { models: number; schemas: number; schemasToCompile: number } {
+    return {
+      models: this.models.size,
+      schemas: this.validators.size,
+      schemasToCompile: this.validators.pendingCount,
+    };
   }
 
   busyReplicas(): [string, number][] {
@@ -523,11 +597,19 @@ export class Gateway {
   }
 
   private checkInput(entry: ModelEntry, request: unknown): void {
-    const validate = entry.validateInput;
-    if (!validate || validate(request)) return;
-    const problems = (validate.errors ?? []).map(
-      (error) => `${error.instancePath || "/"}: ${error.message}`,
-    );
+    const { validator } = entry;
+    if (!validator) return;
+    let errors: ErrorObject[] | undefined;
+    try {
+      errors = validator.problems(request);
+    } catch (error) {
+      // Its meta-schema passed, so the configuration took it; Ajv could still not compile it.
+      throw new Error(
+        `the inputSchema of model "${entry.route.name}" cannot be compiled: ${(error as Error).message}`,
+      );
+    }
+    if (!errors) return;
+    const problems = errors.map((error) => `${error.instancePath || "/"}: ${error.message}`);
     throw new CallError(
       "request.invalid_input",
       `the request does not match the inputSchema of model "${entry.route.name}": ${problems.join("; ")}`,

@@ -3,7 +3,7 @@
 // model's access key, `apikeys.json` the hashed API key records, `replicas.key` the key each
 // deployment's gateway secret derives from). Every change feeds the gateway.
 // stop() ends the watches and any key read in flight: nothing is left running or connected.
-import type { GatewayConfig } from "../../gateway/config.ts";
+import { GatewayChangeTracker, type GatewayConfig } from "../../gateway/config.ts";
 import type { Gateway } from "../../gateway/gateway.ts";
 import { type ApiKeyRecord, hashKey } from "../../gateway/keys.ts";
 import { gatewayConfigFrom } from "../routes.ts";
@@ -41,6 +41,8 @@ export class KubeGatewayFeed {
     replicaKey: string | undefined;
   } = { access: new Map(), apiKeys: [], replicaKey: undefined };
   private scheduled = false;
+  /** What the gateway was last given: each refresh sends only what changed since. */
+  private readonly tracker = new GatewayChangeTracker();
   private keyTimer: NodeJS.Timeout | undefined;
   /** A key read asked for out of turn (see refresh()), while it runs. */
   private keysLoading: Promise<void> | undefined;
@@ -158,7 +160,12 @@ export class KubeGatewayFeed {
     let config: GatewayConfig;
     try {
       config = this.config();
-      this.gateway.apply(config);
+      // Refreshes come with every event and every key read (5 s): most change nothing.
+      const next = this.tracker.changesTo(config);
+      if (next) {
+        this.gateway.applyChanges(next.changes);
+        next.commit();
+      }
     } catch (error) {
       this.log(`gateway: kept the previous configuration: ${(error as Error).message}`);
       return;

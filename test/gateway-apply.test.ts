@@ -1,0 +1,187 @@
+// Gateway.apply() and applyChanges(): a configuration change costs what changed. Models whose
+// route is as before keep their queue and validator; identical schemas share one validator;
+// what is removed is released; a broken change changes nothing.
+import { afterEach, describe, expect, it } from "vitest";
+import type { GatewayConfig, ModelRoute } from "../controller/gateway/config.ts";
+import { Gateway } from "../controller/gateway/gateway.ts";
+import { type RunningGateway, startGateway } from "./helpers/gateway.ts";
+import { postJson } from "./helpers/replica.ts";
+
+const running: RunningGateway[] = [];
+afterEach(async () => {
+  await Promise.all(running.splice(0).map((each) => each.stop()));
+});
+
+const numberSchema = (minimum: number) => ({
+  type: "object",
+  required: ["x"],
+  properties: { x: { type: "number", minimum } },
+});
+
+function model(name: string, overrides: Partial<ModelRoute> = {}): ModelRoute {
+  return {
+    name,
+    authentication: { enabled: false },
+    queueTimeoutSeconds: 0,
+    timeoutSeconds: 30,
+    stopped: false,
+    replicas: [],
+    ...overrides,
+  };
+}
+
+function config(models: ModelRoute[]): GatewayConfig {
+  return { models, apiKeys: [] };
+}
+
+function dispatcherOf(gateway: Gateway, name: string) {
+  return new Map(gateway.dispatchers()).get(name);
+}
+
+/** Waits for the background compiles apply() leaves for later. */
+async function compiled(gateway: Gateway): Promise<void> {
+  while (gateway.configurationStats().schemasToCompile > 0) {
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+}
+
+describe("Gateway.apply()", () => {
+  it.each([
+    {
+      what: "the same configuration again",
+      first: [model("a", { inputSchema: numberSchema(0) }), model("b")],
+      second: [model("a", { inputSchema: numberSchema(0) }), model("b")],
+      kept: ["a", "b"],
+      schemas: 1,
+    },
+    {
+      what: "one model's schema changed",
+      first: [model("a", { inputSchema: numberSchema(0) }), model("b")],
+      second: [model("a", { inputSchema: numberSchema(1) }), model("b")],
+      kept: ["a", "b"], // the queue stays even when the route changes
+      schemas: 1,
+    },
+    {
+      what: "two models with one schema",
+      first: [model("a", { inputSchema: numberSchema(0) })],
+      second: [
+        model("a", { inputSchema: numberSchema(0) }),
+        model("b", { inputSchema: numberSchema(0) }),
+      ],
+      kept: ["a"],
+      schemas: 1,
+    },
+    {
+      what: "a model removed",
+      first: [
+        model("a", { inputSchema: numberSchema(0) }),
+        model("b", { inputSchema: numberSchema(2) }),
+      ],
+      second: [model("b", { inputSchema: numberSchema(2) })],
+      kept: ["b"],
+      schemas: 1,
+    },
+    {
+      what: "every model removed",
+      first: [model("a", { inputSchema: numberSchema(0) })],
+      second: [],
+      kept: [],
+      schemas: 0,
+    },
+  ])("$what: keeps what stays, frees what goes", async ({ first, second, kept, schemas }) => {
+    const gateway = new Gateway();
+    gateway.apply(config(first));
+    const before = new Map(gateway.dispatchers());
+    gateway.apply(config(second));
+    for (const name of kept) expect(dispatcherOf(gateway, name)).toBe(before.get(name));
+    for (const { name } of second) {
+      if (!kept.includes(name)) expect(before.has(name)).toBe(false);
+    }
+    expect(gateway.configurationStats()).toMatchObject({ models: second.length, schemas });
+    await compiled(gateway);
+    expect(gateway.configurationStats().schemasToCompile).toBe(0);
+    await gateway.close(0);
+  });
+
+  it.each([
+    { what: "a schema of a type that does not exist", inputSchema: { type: "nope" } },
+    {
+      what: "a pattern that is not a regular expression",
+      inputSchema: { type: "string", pattern: "[" },
+    },
+    { what: "a reference that does not resolve", inputSchema: { $ref: "#/$defs/missing" } },
+  ])("rejects $what and changes nothing", async ({ inputSchema }) => {
+    const gateway = new Gateway();
+    gateway.apply(config([model("a", { inputSchema: numberSchema(0) })]));
+    const before = dispatcherOf(gateway, "a");
+    expect(() =>
+      gateway.apply(
+        config([model("a", { inputSchema: numberSchema(5) }), model("b", { inputSchema })]),
+      ),
+    ).toThrow(/model "b": inputSchema/);
+    expect(dispatcherOf(gateway, "a")).toBe(before);
+    // The change that failed took nothing: neither its new schema for "a" nor "b".
+    expect(gateway.configurationStats()).toMatchObject({ models: 1, schemas: 1 });
+    await gateway.close(0);
+  });
+
+  it("checks a call against a schema not yet compiled, and against the new one after a change", async () => {
+    const gateway = await startGateway(config([model("a", { inputSchema: numberSchema(0) })]));
+    running.push(gateway);
+    // Called at once: the compile in the background has not run yet.
+    expect(gateway.gateway.configurationStats().schemasToCompile).toBe(1);
+    const refused = await postJson(`${gateway.url}/models/a/predict`, { x: -1 });
+    expect(refused.status).toBe(400);
+    expect(refused.body).toMatchObject({ error: "request.invalid_input" });
+    gateway.gateway.applyChanges({ models: [model("a", { inputSchema: numberSchema(-5) })] });
+    // x = -1 passes the new schema, and the model has no replica: it is busy, not invalid.
+    const passed = await postJson(`${gateway.url}/models/a/predict`, { x: -1 });
+    expect(passed.body).toMatchObject({ error: "model.busy" });
+  });
+});
+
+describe("Gateway.applyChanges()", () => {
+  it("changes only the models it names, removes by name, and keeps the API keys unless given", async () => {
+    const gateway = new Gateway();
+    const apiKeys = [
+      {
+        id: "k1",
+        user: "alice",
+        sha256: "0".repeat(64),
+        createdAt: "2026-01-01T00:00:00Z",
+        expiresAt: "2027-01-01T00:00:00Z",
+      },
+    ];
+    gateway.apply({ models: [model("a"), model("b"), model("c")], apiKeys });
+    const before = new Map(gateway.dispatchers());
+    gateway.applyChanges({ models: [model("b", { stopped: true })], removed: ["c"] });
+    const after = new Map(gateway.dispatchers());
+    expect([...after.keys()].sort()).toEqual(["a", "b"]);
+    expect(after.get("a")).toBe(before.get("a"));
+    expect(after.get("b")).toBe(before.get("b"));
+    expect(before.get("c")?.closed).toBe(true);
+    // The keys were not part of the change: they still are what they were.
+    gateway.applyChanges({ models: [model("d")] });
+    expect(() =>
+      gateway.applyChanges({ models: [model("e", { inputSchema: { type: 1 } })] }),
+    ).toThrow(/model "e"/);
+    expect(gateway.configurationStats().models).toBe(3);
+    await gateway.close(0);
+  });
+
+  it("finds a model by its new access key and no longer by the old one", async () => {
+    const gateway = await startGateway(config([model("a", { accessKeySha256: "a".repeat(64) })]));
+    running.push(gateway);
+    const { hashKey } = await import("../controller/gateway/keys.ts");
+    const oldKey = "old-key";
+    const newKey = "new-key";
+    gateway.gateway.applyChanges({ models: [model("a", { accessKeySha256: hashKey(oldKey) })] });
+    const first = await postJson(`${gateway.url}/model`, { accessKey: oldKey, request: {} });
+    expect(first.body).toMatchObject({ error: "model.busy" });
+    gateway.gateway.applyChanges({ models: [model("a", { accessKeySha256: hashKey(newKey) })] });
+    const refused = await postJson(`${gateway.url}/model`, { accessKey: oldKey, request: {} });
+    expect(refused.body).toMatchObject({ error: "auth.invalid_key" });
+    const served = await postJson(`${gateway.url}/model`, { accessKey: newKey, request: {} });
+    expect(served.body).toMatchObject({ error: "model.busy" });
+  });
+});
