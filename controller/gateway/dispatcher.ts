@@ -11,6 +11,7 @@ import type { ReplicaAddress } from "./config.ts";
 import {
   type ConnectionSettings,
   PROBE_TIMEOUT_MS,
+  type ReplicaChannel,
   ReplicaConnection,
   targetOf,
 } from "./upstream.ts";
@@ -18,8 +19,8 @@ import {
 export interface ReplicaSlot {
   readonly id: string;
   readonly url: string;
-  /** The keep-alive connection to this replica, used by one call at a time. */
-  readonly connection: ReplicaConnection;
+  /** The keep-alive connection to this replica (or its agent in this process), one call at a time. */
+  readonly connection: ReplicaChannel;
   /** This gateway has a call in flight on it. */
   busy: boolean;
   /** Not tried before this time (ms, performance.now()); never while ejected. */
@@ -72,11 +73,24 @@ interface Waiter {
   settled: boolean;
 }
 
-function newSlot(address: ReplicaAddress, settings: ConnectionSettings): ReplicaSlot {
+/** How a replica is reached: over a connection to its URL unless a platform says otherwise. */
+export type ChannelFactory = (
+  address: ReplicaAddress,
+  settings: ConnectionSettings,
+) => ReplicaChannel;
+
+export const connectionTo: ChannelFactory = (address, settings) =>
+  new ReplicaConnection(targetOf(address.url), settings);
+
+function newSlot(
+  address: ReplicaAddress,
+  settings: ConnectionSettings,
+  channelOf: ChannelFactory,
+): ReplicaSlot {
   return {
     id: address.id,
     url: address.url,
-    connection: new ReplicaConnection(targetOf(address.url), settings),
+    connection: channelOf(address, settings),
     busy: false,
     heldUntil: 0,
     holdMs: 0,
@@ -99,6 +113,7 @@ export class ModelDispatcher {
   private wakeAt = Number.POSITIVE_INFINITY;
   private readonly now: () => number;
   private readonly probe: Probe;
+  private readonly channelOf: ChannelFactory;
   /** The model is gone (or the gateway stops): waiters were let go, not timed out. */
   closed = false;
   /** Replicas ejected since this model was first configured (probes that fail do not count). */
@@ -107,9 +122,11 @@ export class ModelDispatcher {
   constructor(
     now: () => number = () => performance.now(),
     probe: Probe = (slot) => slot.connection.probe(PROBE_TIMEOUT_MS),
+    channelOf: ChannelFactory = connectionTo,
   ) {
     this.now = now;
     this.probe = probe;
+    this.channelOf = channelOf;
   }
 
   /**
@@ -130,7 +147,7 @@ export class ModelDispatcher {
         ...(address.secret === undefined ? {} : { secret: address.secret }),
       };
       kept?.connection.configure(own);
-      next.push(kept ?? newSlot(address, own));
+      next.push(kept ?? newSlot(address, own, this.channelOf));
       current.delete(key);
     }
     for (const gone of current.values()) this.remove(gone);

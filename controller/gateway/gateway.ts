@@ -25,7 +25,13 @@ import {
   type ModelRoute,
   routeFingerprint,
 } from "./config.ts";
-import { ModelDispatcher, type ReplicaSlot } from "./dispatcher.ts";
+import {
+  type ChannelFactory,
+  connectionTo,
+  ModelDispatcher,
+  type ReplicaSlot,
+} from "./dispatcher.ts";
+import { InProcessChannel, type InProcessReplicas } from "./in-process.ts";
 import { type InputValidator, InputValidators } from "./input-validators.ts";
 import { type ApiKeyRecord, checkApiKey, hashKey } from "./keys.ts";
 import { METRICS_API_PREFIX, serveMetricsApi } from "./metrics-api.ts";
@@ -49,6 +55,11 @@ export interface GatewayOptions {
   metricsRecorder?: Omit<MetricsRecorderOptions, "store" | "register" | "log">;
   /** Where the gateway logs what goes wrong out of band (the metrics store failing). */
   log?: (line: string) => void;
+  /**
+   * Replica agents in this process, by URL (under `modelship up`): called directly, without
+   * HTTP (in-process.ts). Any other replica is reached over a connection to its URL.
+   */
+  inProcessReplicas?: InProcessReplicas;
 }
 
 /**
@@ -175,6 +186,7 @@ export class Gateway {
   private byAccessKeyHash = new Map<string, ModelEntry>();
   private apiKeys = new Map<string, ApiKeyRecord>();
   private readonly validators = new InputValidators();
+  private readonly channelOf: ChannelFactory;
   private configured = false;
   /** Calls between arrival and answer. */
   private callsInFlight = 0;
@@ -192,6 +204,15 @@ export class Gateway {
     this.metrics = gatewayMetrics(this, options.processMetrics ?? false);
     this.unknownModelMeters = this.metersOf("");
     this.metricsStore = options.metricsStore;
+    const inProcess = options.inProcessReplicas;
+    this.channelOf = inProcess
+      ? (address, settings) => {
+          const replica = inProcess(address.url);
+          return replica
+            ? new InProcessChannel(replica, settings.responseLimitBytes)
+            : connectionTo(address, settings);
+        }
+      : connectionTo;
     this.metricsRecorder =
       options.metricsStore &&
       new MetricsRecorder({
@@ -259,7 +280,8 @@ export class Gateway {
       // A model that stays keeps its queue, its replicas' state and its meters.
       const entry: ModelEntry = {
         ...model,
-        dispatcher: current?.dispatcher ?? new ModelDispatcher(),
+        dispatcher:
+          current?.dispatcher ?? new ModelDispatcher(undefined, undefined, this.channelOf),
         meters: current?.meters ?? this.metersOf(name),
       };
       entry.dispatcher.setReplicas(entry.route.replicas, {
@@ -673,7 +695,8 @@ export class Gateway {
         dispatcher.release(slot, "answered");
         response.writeHead(result.status, {
           "content-type": "application/json",
-          "content-length": result.body.length,
+          "content-length":
+            typeof result.body === "string" ? Buffer.byteLength(result.body) : result.body.length,
           [CODE_HEADER]: result.code,
         });
         response.end(result.body);

@@ -21,7 +21,8 @@ export type UpstreamOutcome =
       kind: "answer";
       status: number;
       code: string;
-      body: Buffer;
+      /** The agent's body, passed on as it is (a string from an agent in this process). */
+      body: Buffer | string;
       /** The metrics the prediction tracked (JSON text), from the agent's metrics header. */
       metricsJson: string | undefined;
       /** What the replica serves (its serves header), when it tracked metrics. */
@@ -110,7 +111,22 @@ export interface Head {
   serves: string | undefined;
 }
 
-export class ReplicaConnection {
+/**
+ * How the gateway reaches one replica, one call at a time: a connection (ReplicaConnection), or
+ * an agent in its own process (InProcessChannel, in-process.ts).
+ */
+export interface ReplicaChannel {
+  /** Takes new settings (a rotated secret, the response limit) for the next call and probe. */
+  configure(settings: ConnectionSettings): void;
+  send(body: string, uuid: string, callerMs: number, replicaMs: number): Promise<UpstreamResult>;
+  /** The caller has been answered; the call waits only to learn whether the replica is alive. */
+  readonly late: boolean;
+  close(): void;
+  /** Whether an agent is there: what is wrong, or undefined. */
+  probe(timeoutMs: number): Promise<string | undefined>;
+}
+
+export class ReplicaConnection implements ReplicaChannel {
   private readonly target: ReplicaTarget;
   /** The Host header's value. */
   private readonly authority: string;

@@ -18,7 +18,7 @@ import {
   sendError,
   sendJson,
 } from "../api/http.ts";
-import type { ReplicaAgent, ReplicaServes } from "./agent.ts";
+import type { ReplicaAgent, ReplicaAnswer, ReplicaServes } from "./agent.ts";
 import type { LogLine } from "./log-ring.ts";
 
 export interface ReplicaServerOptions {
@@ -100,10 +100,37 @@ function replicaMetrics(agent: ReplicaAgent, options: ReplicaServerOptions) {
   return { register, answers, duration };
 }
 
+/** What a replica answers to a call, with its headers' values: the HTTP side's and in process. */
+export interface EndpointAnswer {
+  status: number;
+  code: string;
+  body: string;
+  /** The metrics the prediction tracked, and what the replica serves, when it tracked any. */
+  metricsJson?: string;
+  serves?: string;
+}
+
+/**
+ * A replica's HTTP server, and its predict for a caller in the same process (the gateway under
+ * `modelship up`): both count the call in the replica's metrics.
+ */
+export interface ReplicaEndpoint {
+  server: Server;
+  /** POST /predict for a request the caller has checked is JSON. */
+  predict(requestText: string, uuid: string | undefined): Promise<EndpointAnswer>;
+}
+
 export function createReplicaServer(
   agent: ReplicaAgent,
   options: ReplicaServerOptions = {},
 ): Server {
+  return createReplicaEndpoint(agent, options).server;
+}
+
+export function createReplicaEndpoint(
+  agent: ReplicaAgent,
+  options: ReplicaServerOptions = {},
+): ReplicaEndpoint {
   const bodyLimit = options.bodyLimitBytes ?? DEFAULT_BODY_LIMIT_BYTES;
   const metrics = replicaMetrics(agent, options);
   const secret = options.gatewaySecret === undefined ? undefined : sha256(options.gatewaySecret);
@@ -145,16 +172,23 @@ export function createReplicaServer(
       return;
     }
     const uuid = request.headers[UUID_HEADER];
-    const answer = await agent.predict(text, typeof uuid === "string" ? uuid : undefined);
-    metrics.answers.inc({ code: answer.code });
-    if (answer.workerSeconds !== undefined) metrics.duration.observe(answer.workerSeconds);
+    const answer = await called(agent.predict(text, typeof uuid === "string" ? uuid : undefined));
     // Tracked metrics go back in a header, beside the caller's body rather than in it: the
     // gateway stores them and passes the body on untouched.
     if (answer.metricsJson !== undefined) {
       response.setHeader(METRICS_HEADER, answer.metricsJson);
-      if (serves !== undefined) response.setHeader(SERVES_HEADER, serves);
+      if (answer.serves !== undefined) response.setHeader(SERVES_HEADER, answer.serves);
     }
     sendJson(response, answer.status, answer.body, answer.code);
+  }
+
+  /** Counts an answer in the replica's metrics, and adds what the replica serves to it. */
+  async function called(pending: Promise<ReplicaAnswer>): Promise<EndpointAnswer> {
+    const answer = await pending;
+    metrics.answers.inc({ code: answer.code });
+    if (answer.workerSeconds !== undefined) metrics.duration.observe(answer.workerSeconds);
+    if (answer.metricsJson === undefined || serves === undefined) return answer;
+    return { ...answer, serves };
   }
 
   function logs(url: URL, response: ServerResponse): void {
@@ -264,7 +298,10 @@ export function createReplicaServer(
   }
 
   const server = createServer(SERVER_OPTIONS, route);
-  return server;
+  return {
+    server,
+    predict: (requestText, uuid) => called(agent.predict(requestText, uuid, { checked: true })),
+  };
 }
 
 /** SERVES_HEADER's value. */

@@ -142,6 +142,8 @@ export class LocalPlatform {
     this.gateway = new Gateway({
       processMetrics: true,
       log,
+      // The replicas' agents run in this process: the gateway calls them without HTTP.
+      inProcessReplicas: (url) => this.runtime.inProcessReplica(url),
       ...(options.metricsStore ? { metricsStore: options.metricsStore } : {}),
     });
     this.traffic = new TrafficHistory({ read: () => this.gateway.metricsSnapshot() });

@@ -4,7 +4,9 @@
 // call in flight is done. A new build that cannot load stops the rollout; the old replicas keep
 // serving. Agents run in this process, each on its own Unix socket in a directory only this
 // process's user may enter: the gateway is the only way to a replica (docs/security.md). Their
-// workers are processes, run as the model user with the model's environment alone.
+// workers are processes, run as the model user with the model's environment alone. The gateway
+// in this process calls them without the socket (inProcessReplica): the socket serves the
+// agents' other endpoints, and anyone else allowed in the directory.
 import { randomBytes } from "node:crypto";
 import type { Server } from "node:http";
 import { join } from "node:path";
@@ -19,7 +21,7 @@ import type {
 } from "../../core/ports.ts";
 import { parseQuantity } from "../../core/quantity.ts";
 import { ReplicaAgent } from "../../replica/agent.ts";
-import { createReplicaServer } from "../../replica/agent-server.ts";
+import { createReplicaEndpoint, type ReplicaEndpoint } from "../../replica/agent-server.ts";
 import { servesOf } from "../serves.ts";
 import { type ModelUser, modelEnvironment } from "./sandbox.ts";
 
@@ -32,6 +34,8 @@ export interface LocalReplica {
   build: number;
   agent: ReplicaAgent;
   server: Server;
+  /** Its predict, for the gateway in this process. */
+  predict: ReplicaEndpoint["predict"];
   url: string;
   /** Taken out of the gateway, finishing its last call. */
   stopping: boolean;
@@ -97,6 +101,8 @@ export function replicaId(spec: RolloutSpec): string {
 
 export class LocalRuntime implements Runtime {
   private readonly deployments = new Map<string, DeploymentState>();
+  /** Every replica running, by URL: the gateway in this process calls them directly. */
+  private readonly byUrl = new Map<string, LocalReplica>();
   /** The resources line each deployment was last told of (resourcesNote). */
   private readonly resourcesSaid = new Map<string, string>();
   private readonly onChange: (deployment: NamespacedName) => void;
@@ -190,6 +196,11 @@ export class LocalRuntime implements Runtime {
       url: replica.url,
       stats: { ...replica.agent.stats },
     }));
+  }
+
+  /** The replica at `url`, to be called in this process; undefined once it stopped. */
+  inProcessReplica(url: string): Pick<LocalReplica, "predict"> | undefined {
+    return this.byUrl.get(url);
   }
 
   /** The agents themselves, for logs. */
@@ -307,7 +318,7 @@ export class LocalRuntime implements Runtime {
       onStateChange: () => this.onChange(spec.deployment),
     });
     // As large a body as the gateway lets through for this model.
-    const server = createReplicaServer(
+    const { server, predict } = createReplicaEndpoint(
       agent,
       spec.maxRequestBytes === undefined ? {} : { bodyLimitBytes: spec.maxRequestBytes },
     );
@@ -317,15 +328,18 @@ export class LocalRuntime implements Runtime {
       join(this.socketDir, `${randomBytes(6).toString("hex")}.sock`),
     );
     agent.start();
-    return {
+    const replica: LocalReplica = {
       id: agent.options.replicaId,
       deploymentId: spec.deploymentId,
       build: spec.build.spec.number,
       agent,
       server,
+      predict,
       url,
       stopping: false,
     };
+    this.byUrl.set(url, replica);
+    return replica;
   }
 
   /** Out of the gateway first, then the call in flight finishes, then the worker stops. */
@@ -336,6 +350,7 @@ export class LocalRuntime implements Runtime {
     await replica.agent.stop(replica.agent.options.timeoutSeconds * 1000);
     replica.server.closeAllConnections();
     await closed;
+    this.byUrl.delete(replica.url);
     state.replicas = state.replicas.filter((other) => other !== replica);
     this.onChange(state.spec.deployment);
   }

@@ -8,11 +8,12 @@ free for the logs. See docs/workers.md for the protocol.
 """
 
 import argparse
+import collections
 import importlib.util
 import inspect
 import os
-import queue
 import re
+import select
 import sys
 import threading
 import traceback
@@ -68,36 +69,66 @@ def load_function(path, function_name):
 
 
 class _RequestReader:
-    """Reads request lines on a thread of their own, so that the worker knows at every moment how
-    many requests it holds: one being answered plus any the agent sent before that answer. The
-    agent promises one at a time; `in_flight()` above 1 means it broke that promise."""
+    """Reads request lines from the agent's pipe, on the worker's own thread: a reader thread
+    would hand every request over through a queue and a switch between threads, which cost
+    more than some models' whole call. It still knows at every moment how many requests it
+    holds: `in_flight()` takes in, without waiting, whatever the agent sent meanwhile, and
+    counts it with the one being answered. The agent promises one at a time; `in_flight()`
+    above 1 means it broke that promise."""
 
-    def __init__(self, requests):
-        self._lines = queue.Queue()
-        self._received = 0
-        self._answered = 0
+    def __init__(self, fd):
+        self._fd = fd
+        self._buffer = bytearray()
+        self._lines = collections.deque()
+        self._closed = False
+        self._answering = False
+        # in_flight() may be called from threads the model starts, while this one reads.
         self._lock = threading.Lock()
-        thread = threading.Thread(target=self._read, args=(requests,), daemon=True)
-        thread.start()
 
-    def _read(self, requests):
-        for line in requests:
+    def _take(self, wait):
+        """Reads what the pipe has (waiting for it when `wait`) and splits it into lines."""
+        if not wait and not select.select([self._fd], [], [], 0)[0]:
+            return
+        chunk = os.read(self._fd, _READ_BYTES)
+        if not chunk:
+            self._closed = True
+            return
+        self._buffer += chunk
+        start = 0
+        while True:
+            end = self._buffer.find(b"\n", start)
+            if end < 0:
+                break
+            line = bytes(self._buffer[start:end])
             if line.strip():
-                with self._lock:
-                    self._received += 1
-                self._lines.put(line)
-        self._lines.put(None)  # the agent closed the pipe: time to exit
+                self._lines.append(line)
+            start = end + 1
+        del self._buffer[:start]
 
     def __iter__(self):
-        return iter(self._lines.get, None)
+        while True:
+            with self._lock:
+                while not self._lines and not self._closed:
+                    self._take(wait=True)
+                if not self._lines:
+                    return  # the agent closed the pipe: time to exit
+                line = self._lines.popleft()
+                self._answering = True
+            yield line
 
     def answered(self):
         with self._lock:
-            self._answered += 1
+            self._answering = False
 
     def in_flight(self):
         with self._lock:
-            return self._received - self._answered
+            if not self._closed:
+                self._take(wait=False)
+            return (1 if self._answering else 0) + len(self._lines)
+
+
+#: How much of the pipe one read takes: a request is a line, usually far smaller.
+_READ_BYTES = 1 << 16
 
 
 def _answer(request_id, response, prediction):
@@ -120,13 +151,17 @@ def _answer(request_id, response, prediction):
     return f'{text},"response":{response_text}}}'
 
 
-def serve(function, requests, answers, with_traceback=False):
+#: The id at the head of a request line (bytes, as read).
+_ID = re.compile(rb'\{"id":(\d+)')
+
+
+def serve(function, request_fd, answers, with_traceback=False):
     """Answers each request line with one answer line, until the requests pipe closes."""
-    reader = _runtime.reader = _RequestReader(requests)
+    reader = _runtime.reader = _RequestReader(request_fd)
     for line in reader:
         # The agent writes the id first: it is known even when the request cannot be decoded
         # (an integer of more digits than Python converts, say).
-        found = re.match(r'\{"id":(\d+)', line)
+        found = _ID.match(line)
         request_id = int(found.group(1)) if found else None
         try:
             message = _decode(line)
@@ -164,7 +199,6 @@ def main(argv=None):
 
     # Prints reach the agent's log at once, not when a pipe buffer fills.
     sys.stdout.reconfigure(line_buffering=True)
-    requests = os.fdopen(args.request_fd, "r", encoding="utf-8")
     answers = os.fdopen(args.answer_fd, "w", encoding="utf-8")
 
     try:
@@ -175,7 +209,7 @@ def main(argv=None):
         return EXIT_LOAD_ERROR
     answers.write(_encode({"type": "ready", "protocol": PROTOCOL_VERSION, "runtime": "python3"}) + "\n")
     answers.flush()
-    serve(function, requests, answers, with_traceback)
+    serve(function, args.request_fd, answers, with_traceback)
     return 0
 
 
