@@ -13,7 +13,6 @@ import {
   statSync,
   symlinkSync,
 } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { delimiter, dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -22,6 +21,7 @@ import type { AdminFile } from "../controller/platform/local/admin.ts";
 import { type CliProcess, runCli, startCli } from "./helpers/cli.ts";
 import { commitAll, gitEnv, runGit } from "./helpers/git.ts";
 import { openModelManifest } from "./helpers/manifests.ts";
+import { freePort } from "./helpers/ports.ts";
 import { eventually, postJson } from "./helpers/replica.ts";
 import { adminGet as adminGetOf, removeUpTestRoot, stopUp } from "./helpers/up.ts";
 
@@ -147,14 +147,6 @@ const call = () =>
     { a: 1, b: 2 },
     { authorization: `Bearer ${apiKey}` },
   );
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 async function synced(): Promise<void> {
   await hook();

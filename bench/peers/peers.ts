@@ -1,0 +1,456 @@
+// npm run bench:peers — modelship beside its peers, serving the same pickled scikit-learn model
+// (iris: petal width from petal length) on this machine, in one run (docs/benchmarks.md):
+// modelship `up` with 1 and 2 replicas, BentoML, MLflow `models serve`, and a hand-written
+// FastAPI + uvicorn app with 1 and 2 workers, each peer in a venv of its own installed from PyPI
+// by setup.sh (versions pinned and printed). One load generator for all (load.ts, a process of
+// its own); closed loop at concurrency 1, 4 and 16, and an open loop at a fixed rate; rounds
+// interleaved so that each server meets the same background; every server idle while another is
+// measured. Prints throughput, p50/p99, 2xx, 429s and errors, the ratio to modelship with one
+// replica in the same round, the RSS of each server's processes, and the load average.
+//
+//   npm run bench:peers [-- --quick] [-- --rounds N] [-- --only fastapi-1,modelship-1]
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpus, homedir, loadavg, tmpdir, totalmem } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { freePort } from "../../test/helpers/ports.ts";
+
+const HERE = fileURLToPath(new URL(".", import.meta.url));
+const ROOT = join(HERE, "../..");
+const PEERS_DIR = process.env.PEERS_DIR ?? join(homedir(), ".cache/modelship-bench/peers");
+const argv = process.argv.slice(2);
+const quick = argv.includes("--quick");
+const ROUNDS = Number(argv[argv.indexOf("--rounds") + 1]) || (quick ? 1 : 3);
+const SECONDS = quick ? 1.5 : 4;
+const ONLY = argv.includes("--only") ? argv[argv.indexOf("--only") + 1]?.split(",") : undefined;
+/** The open loop's rate: below every server's capacity, so that it measures latency at a load. */
+const OPEN_RATE = 250;
+
+interface Scenario {
+  name: string;
+  mode: "closed" | "open";
+  concurrency?: number;
+  rate?: number;
+}
+
+const SCENARIOS: Scenario[] = [
+  { name: "c=1", mode: "closed", concurrency: 1 },
+  { name: "c=4", mode: "closed", concurrency: 4 },
+  { name: "c=16", mode: "closed", concurrency: 16 },
+  { name: `open ${OPEN_RATE}/s`, mode: "open", rate: OPEN_RATE },
+];
+
+interface Server {
+  name: string;
+  port: number;
+  path: string;
+  body: string;
+  child: ChildProcess;
+  /** Extra clean-up once stopped (a temporary repository and state). */
+  cleanup?: () => void;
+  peakRssBytes: number;
+}
+
+interface Result {
+  ok: number;
+  busy: number;
+  errors: number;
+  statuses: Record<string, number>;
+  throughput: number;
+  p50: number;
+  p99: number;
+}
+
+const servers: Server[] = [];
+
+function launch(
+  command: string,
+  args: string[],
+  env: Record<string, string>,
+  log: string,
+): ChildProcess {
+  // A process group of its own, so that stopping it stops the workers it started.
+  const child = spawn(command, args, {
+    env: { ...process.env, ...env },
+    detached: true,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let tail = "";
+  const keep = (chunk: Buffer) => {
+    tail = (tail + chunk.toString()).slice(-4000);
+  };
+  child.stdout?.on("data", keep);
+  child.stderr?.on("data", keep);
+  child.on("exit", (code, signal) => {
+    if (!stopping) console.error(`${log} exited (${code ?? signal}); its last output:\n${tail}`);
+  });
+  return child;
+}
+
+/** Waits until a prediction answers 200 with the petal width. */
+async function ready(server: Server, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (server.child.exitCode !== null) throw new Error(`${server.name} exited before it served`);
+    try {
+      const answer = await fetch(`http://127.0.0.1:${server.port}${server.path}`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: server.body,
+      });
+      const text = await answer.text();
+      if (answer.ok && /1\.88/.test(text)) return;
+    } catch {}
+    if (Date.now() > deadline)
+      throw new Error(`${server.name} did not serve within ${timeoutMs / 1000} s`);
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+}
+
+function python(venv: string): string {
+  return join(PEERS_DIR, venv, "bin");
+}
+
+async function startFastapi(workers: number): Promise<Server> {
+  const port = await freePort();
+  const child = launch(
+    join(python("fastapi"), "uvicorn"),
+    ["fastapi_app:app", "--app-dir", HERE, "--host", "127.0.0.1", "--port", String(port)].concat([
+      "--workers",
+      String(workers),
+      "--no-access-log",
+      "--log-level",
+      "warning",
+    ]),
+    { MODEL_PATH: join(PEERS_DIR, "model.pkl") },
+    `fastapi-${workers}`,
+  );
+  return {
+    name: `fastapi-${workers}`,
+    port,
+    path: "/predict",
+    body: '{"petal_length":5.4}',
+    child,
+    peakRssBytes: 0,
+  };
+}
+
+async function startBentoml(): Promise<Server> {
+  const port = await freePort();
+  const child = launch(
+    join(python("bentoml"), "bentoml"),
+    [
+      "serve",
+      "bento_service:Iris",
+      "--working-dir",
+      HERE,
+      "--host",
+      "127.0.0.1",
+      "--port",
+      String(port),
+    ],
+    {
+      MODEL_PATH: join(PEERS_DIR, "model.pkl"),
+      BENTOML_DO_NOT_TRACK: "true",
+      BENTOML_HOME: join(PEERS_DIR, "bentoml-home"),
+    },
+    "bentoml",
+  );
+  return {
+    name: "bentoml",
+    port,
+    path: "/predict",
+    body: '{"petal_length":5.4}',
+    child,
+    peakRssBytes: 0,
+  };
+}
+
+async function startMlflow(): Promise<Server> {
+  const port = await freePort();
+  const child = launch(
+    join(python("mlflow"), "mlflow"),
+    ["models", "serve", "-m", join(PEERS_DIR, "mlflow-model"), "--env-manager", "local"].concat([
+      "--host",
+      "127.0.0.1",
+      "--port",
+      String(port),
+      "--workers",
+      "1",
+    ]),
+    {
+      MLFLOW_TRACKING_URI: `file://${join(PEERS_DIR, "mlruns")}`,
+      PATH: `${python("mlflow")}:${process.env.PATH}`,
+    },
+    "mlflow",
+  );
+  return {
+    name: "mlflow",
+    port,
+    path: "/invocations",
+    body: '{"inputs":[[5.4]]}',
+    child,
+    peakRssBytes: 0,
+  };
+}
+
+/** modelship up over a git repository of its own: the bench's iris model with the same pickle. */
+async function startModelship(replicas: number): Promise<Server> {
+  const work = mkdtempSync(join(tmpdir(), `modelship-peers-${replicas}-`));
+  const repo = join(work, "repo");
+  cpSync(join(HERE, "modelship"), repo, { recursive: true });
+  cpSync(join(PEERS_DIR, "model.pkl"), join(repo, "model.pkl"));
+  const manifest = join(repo, "model.yaml");
+  writeFileSync(
+    manifest,
+    readFileSync(manifest, "utf8").replace("replicas: 1", `replicas: ${replicas}`),
+  );
+  const git = (...args: string[]) => execFileSync("git", args, { cwd: repo, stdio: "ignore" });
+  git("init", "-q", "-b", "main");
+  git("add", ".");
+  git("-c", "user.name=bench", "-c", "user.email=bench@example.com", "commit", "-qm", "iris");
+  const port = await freePort();
+  const child = launch(
+    join(ROOT, "node_modules/.bin/node"),
+    [
+      join(ROOT, "bin/modelship.js"),
+      "up",
+      "--repo",
+      repo,
+      "--port",
+      String(port),
+      "--admin-port",
+      "0",
+    ].concat(["--state-dir", join(work, "state")]),
+    {},
+    `modelship-${replicas}`,
+  );
+  return {
+    name: `modelship-${replicas}`,
+    port,
+    path: "/models/iris/predict",
+    body: '{"petal_length":5.4}',
+    child,
+    cleanup: () => rmSync(work, { recursive: true, force: true }),
+    peakRssBytes: 0,
+  };
+}
+
+/** The pids of a process and all its descendants, from /proc. */
+function processTree(root: number): number[] {
+  const children = new Map<number, number[]>();
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+      const parent = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      children.set(parent, [...(children.get(parent) ?? []), Number(entry)]);
+    } catch {}
+  }
+  const tree: number[] = [];
+  const visit = (pid: number) => {
+    tree.push(pid);
+    for (const child of children.get(pid) ?? []) visit(child);
+  };
+  visit(root);
+  return tree;
+}
+
+function rssBytes(pids: number[]): number {
+  let total = 0;
+  for (const pid of pids) {
+    try {
+      const found = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+      total += Number(found?.[1] ?? 0) * 1024;
+    } catch {}
+  }
+  return total;
+}
+
+function sampleRss(server: Server): void {
+  if (server.child.pid === undefined) return;
+  server.peakRssBytes = Math.max(server.peakRssBytes, rssBytes(processTree(server.child.pid)));
+}
+
+function runLoad(server: Server, scenario: Scenario): Promise<Result> {
+  const settings = {
+    port: server.port,
+    path: server.path,
+    body: server.body,
+    mode: scenario.mode,
+    concurrency: scenario.concurrency,
+    rate: scenario.rate,
+    seconds: SECONDS,
+  };
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [join(HERE, "load.ts"), JSON.stringify(settings)], {
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    let out = "";
+    child.stdout.on("data", (chunk) => {
+      out += chunk;
+    });
+    // RSS in the middle of the load, when every worker is busy.
+    const sampler = setTimeout(() => sampleRss(server), (SECONDS / 2 + 0.5) * 1000);
+    child.on("exit", (code) => {
+      clearTimeout(sampler);
+      if (code !== 0) reject(new Error(`the load generator exited with ${code}`));
+      else resolve(JSON.parse(out) as Result);
+    });
+  });
+}
+
+let stopping = false;
+async function stopServers(): Promise<void> {
+  stopping = true;
+  await Promise.all(
+    servers.map(async (server) => {
+      const pid = server.child.pid;
+      if (pid === undefined || server.child.exitCode !== null) return;
+      const exited = new Promise((resolve) => server.child.once("exit", resolve));
+      try {
+        process.kill(-pid, "SIGTERM");
+      } catch {}
+      const timer = setTimeout(() => {
+        try {
+          process.kill(-pid, "SIGKILL");
+        } catch {}
+      }, 15_000);
+      await exited;
+      clearTimeout(timer);
+    }),
+  );
+  for (const server of servers) server.cleanup?.();
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  if (sorted.length === 0) return Number.NaN;
+  return sorted.length % 2 === 1
+    ? (sorted[middle] as number)
+    : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2;
+}
+
+function versions(): string {
+  return execFileSync("bash", [join(HERE, "setup.sh")], {
+    encoding: "utf8",
+    env: { ...process.env, PEERS_DIR },
+  })
+    .split("\n")
+    .filter((line) => /^(fastapi|bentoml|mlflow):/.test(line))
+    .join("\n");
+}
+
+process.on("SIGINT", () => void stopServers().then(() => process.exit(130)));
+
+console.log("setting up the peers' venvs (setup.sh; only what is missing)…");
+const installed = versions();
+const [loadBefore] = loadavg();
+console.log(
+  `${cpus().length} × ${cpus()[0]?.model}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}, ${execFileSync("python3", ["--version"], { encoding: "utf8" }).trim()}; load average ${loadBefore?.toFixed(2)}`,
+);
+console.log(installed);
+console.log(
+  `modelship ${JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")).version} at ${execFileSync("git", ["rev-parse", "--short", "HEAD"], { cwd: ROOT, encoding: "utf8" }).trim()}`,
+);
+
+const starters: [string, () => Promise<Server>][] = [
+  ["modelship-1", () => startModelship(1)],
+  ["modelship-2", () => startModelship(2)],
+  ["fastapi-1", () => startFastapi(1)],
+  ["fastapi-2", () => startFastapi(2)],
+  ["bentoml", startBentoml],
+  ["mlflow", startMlflow],
+];
+try {
+  for (const [name, starter] of starters) {
+    if (ONLY && !ONLY.includes(name)) continue;
+    const server = await starter();
+    servers.push(server);
+    // One at a time: a build and a server starting would share the cores with the others'.
+    await ready(server, 600_000);
+    sampleRss(server);
+    console.log(
+      `${name} serves on 127.0.0.1:${server.port}${server.path} (RSS ${(server.peakRssBytes / 2 ** 20).toFixed(0)} MB idle)`,
+    );
+  }
+  const results = new Map<string, Result[]>();
+  const ratios = new Map<string, number[]>();
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const scenario of SCENARIOS) {
+      // Each round starts with another server, so that none is always measured first.
+      const order = servers.map((_, index) => servers[(index + round) % servers.length] as Server);
+      const byServer = new Map<string, Result>();
+      for (const server of order) {
+        const result = await runLoad(server, scenario);
+        byServer.set(server.name, result);
+        const key = `${scenario.name} ${server.name}`;
+        results.set(key, [...(results.get(key) ?? []), result]);
+      }
+      const base = byServer.get("modelship-1");
+      for (const [name, result] of byServer) {
+        if (!base) continue;
+        const key = `${scenario.name} ${name}`;
+        const ratio =
+          scenario.mode === "open" ? base.p50 / result.p50 : result.throughput / base.throughput;
+        ratios.set(key, [...(ratios.get(key) ?? []), ratio]);
+      }
+      console.log(
+        `round ${round + 1}, ${scenario.name}: ${[...byServer].map(([name, r]) => `${name} ${r.throughput.toFixed(0)}/s`).join(", ")}`,
+      );
+    }
+  }
+  const [loadAfter] = loadavg();
+  console.log(
+    `\nload average ${loadBefore?.toFixed(2)} before, ${loadAfter?.toFixed(2)} after; ${ROUNDS} rounds of ${SECONDS} s each, medians\n`,
+  );
+  console.log("| load | server | calls/s | × modelship-1 | p50 ms | p99 ms | 2xx | 429 | errors |");
+  console.log("|---|---|---|---|---|---|---|---|---|");
+  for (const scenario of SCENARIOS) {
+    for (const server of servers) {
+      const key = `${scenario.name} ${server.name}`;
+      const list = results.get(key) ?? [];
+      const ratio = ratios.get(key);
+      console.log(
+        `| ${scenario.name} | ${server.name} | ${median(list.map((r) => r.throughput)).toFixed(0)} | ${ratio ? median(ratio).toFixed(2) : "—"} | ${median(list.map((r) => r.p50)).toFixed(3)} | ${median(list.map((r) => r.p99)).toFixed(3)} | ${list.reduce((sum, r) => sum + r.ok, 0)} | ${list.reduce((sum, r) => sum + r.busy, 0)} | ${list.reduce((sum, r) => sum + r.errors, 0)} |`,
+      );
+    }
+  }
+  console.log(
+    `\nIn the open loop (${OPEN_RATE} calls/s), × modelship-1 is modelship-1's p50 ÷ the server's: below 1 is slower.`,
+  );
+  console.log("\n| server | RSS of all its processes, at most (MB) |\n|---|---|");
+  for (const server of servers)
+    console.log(`| ${server.name} | ${(server.peakRssBytes / 2 ** 20).toFixed(0)} |`);
+  // The targets of issue 16, against the hand-written baseline measured in the same rounds.
+  const check = (what: string, key: string, versus: string) => {
+    const ours = ratios.get(key);
+    const theirs = ratios.get(versus);
+    if (!ours || !theirs) return;
+    const value = median(ours.map((own, index) => own / (theirs[index] as number)));
+    console.log(
+      `${what}: ${value.toFixed(2)} ${value >= 0.9 ? "(≥ 0.9: met)" : "(< 0.9: NOT met)"}`,
+    );
+  };
+  console.log("");
+  for (const scenario of SCENARIOS.filter((each) => each.mode === "closed")) {
+    check(
+      `modelship-1 ÷ fastapi-1 at ${scenario.name}`,
+      `${scenario.name} modelship-1`,
+      `${scenario.name} fastapi-1`,
+    );
+  }
+  for (const scenario of SCENARIOS.filter((each) => each.mode === "closed")) {
+    check(
+      `modelship-2 ÷ fastapi-2 at ${scenario.name}`,
+      `${scenario.name} modelship-2`,
+      `${scenario.name} fastapi-2`,
+    );
+  }
+  const errors = [...results.values()].flat().reduce((sum, r) => sum + r.errors, 0);
+  console.log(`errors in all: ${errors}`);
+} finally {
+  await stopServers();
+}
