@@ -349,6 +349,76 @@ describe("LocalBuilder", { timeout: 120_000 }, () => {
   });
 });
 
+describe("builds that share an environment (--env-cache)", () => {
+  const buildScript = "#!/usr/bin/env bash\necho built >> built.txt\n";
+
+  async function cached(name: string, files: Record<string, string>, runtime: "python3" | "r") {
+    return build({
+      name: `default/${name}`,
+      runtime,
+      sourceDir: source(files, `source-${name}`),
+      outputDir: join(root, name),
+      envCacheDir: join(root, "envs"),
+    });
+  }
+
+  const environmentOf = (out: string, runtime: "python3" | "r") =>
+    realpathSync(join(out, runtime === "python3" ? "venv" : "rlib"));
+
+  it.each([
+    { runtime: "python3" as const, requirements: "requirements.txt" },
+    { runtime: "r" as const, requirements: "install.R" },
+  ])(
+    "$runtime: a code-only change links the first build's environment; new requirements make another",
+    async ({ runtime, requirements }) => {
+      const files = { "add.py": ADD, "build.sh": buildScript, [requirements]: "one\n" };
+      const first = await cached("first", files, runtime);
+      expect(first.status.phase).toBe("Succeeded");
+      const second = await cached("second", { ...files, "add.py": `${ADD}\n# changed\n` }, runtime);
+      expect(second.status.phase).toBe("Succeeded");
+      expect(second.logs).toMatch(/using the environment of earlier builds/);
+      expect(second.logs).not.toMatch(/creating the/);
+      expect(environmentOf(second.out, runtime)).toBe(environmentOf(first.out, runtime));
+      // The build script still ran, in the second build's own source.
+      expect(readFileSync(join(second.out, "src/built.txt"), "utf8")).toBe("built\n");
+      // Made read-only by the build that made it.
+      expect(writeBits(environmentOf(first.out, runtime))).toBe(0);
+
+      const other = await cached("other", { ...files, [requirements]: "two\n" }, runtime);
+      expect(other.status.phase).toBe("Succeeded");
+      expect(environmentOf(other.out, runtime)).not.toBe(environmentOf(first.out, runtime));
+      const script = await cached(
+        "script",
+        { ...files, "build.sh": `${buildScript}true\n` },
+        runtime,
+      );
+      expect(environmentOf(script.out, runtime)).not.toBe(environmentOf(first.out, runtime));
+    },
+    60_000,
+  );
+
+  it("leaves nothing in the cache when the build that makes an environment fails", async () => {
+    const files = { "add.py": ADD, "build.sh": "#!/usr/bin/env bash\nexit 3\n" };
+    const failed = await cached("failed", files, "r");
+    expect(failed.status.phase).toBe("Failed");
+    const entries = execFileSync("ls", ["-A", join(root, "envs")], { encoding: "utf8" });
+    expect(entries).toBe("");
+  });
+
+  it("runs a Python build's own interpreter from the shared venv", async () => {
+    const files = {
+      "add.py": ADD,
+      "build.sh": '#!/usr/bin/env bash\npython -c "import sys; print(sys.prefix)" > prefix.txt\n',
+    };
+    await cached("first", files, "python3");
+    const second = await cached("second", files, "python3");
+    const prefix = readFileSync(join(second.out, "src/prefix.txt"), "utf8").trim();
+    expect(realpathSync(prefix)).toBe(environmentOf(second.out, "python3"));
+    const python = JSON.parse(readFileSync(join(second.out, "build.json"), "utf8")).python;
+    expect(execFileSync(python, ["-c", "print(6 * 7)"], { encoding: "utf8" }).trim()).toBe("42");
+  }, 60_000);
+});
+
 /** Whether a process runs (a zombie, dead but not yet reaped, does not). */
 function alive(pid: number): boolean {
   try {

@@ -6,6 +6,15 @@
 # build script need is installed.
 #
 #   local-build.sh --runtime python3|r --source DIR --output DIR [--build-script NAME]
+#                  [--env-cache DIR]
+#
+# With --env-cache, builds of the same dependency set share one environment: the venv (or R
+# library) is made once, in DIR/<key>, where <key> hashes the runtime and its version, the build
+# script and the requirements files (requirements*.txt; R: install.R, DESCRIPTION). The first
+# build of a key makes it and its build script fills it; it is read-only from then on, and a
+# later build of the same key links it (OUTPUT/venv -> DIR/<key>/venv) and runs its build script
+# in it, where the same pip install finds everything installed. A code-only change then
+# installs nothing. A build that fails leaves no entry behind.
 #
 # Progress lines start with "==> "; the one failure line starts with "==> error: " (on stderr),
 # and the builder (controller/platform/local/builder.ts) uses it as the build's message.
@@ -33,20 +42,21 @@ json_string() {
   printf '"%s"' "$s"
 }
 
-runtime="" source_dir="" output="" build_script="" explicit_script=0
+runtime="" source_dir="" output="" build_script="" explicit_script=0 env_cache=""
 while (($# > 0)); do
   case $1 in
-    --runtime | --source | --output | --build-script)
+    --runtime | --source | --output | --build-script | --env-cache)
       (($# >= 2)) || FAIL_CODE=2 fail "$1 needs a value"
       case $1 in
         --runtime) runtime=$2 ;;
         --source) source_dir=$2 ;;
         --output) output=$2 ;;
         --build-script) build_script=$2 explicit_script=1 ;;
+        --env-cache) env_cache=$2 ;;
       esac
       shift 2
       ;;
-    *) FAIL_CODE=2 fail "unknown argument: $1 (usage: local-build.sh --runtime python3|r --source DIR --output DIR [--build-script NAME])" ;;
+    *) FAIL_CODE=2 fail "unknown argument: $1 (usage: local-build.sh --runtime python3|r --source DIR --output DIR [--build-script NAME] [--env-cache DIR])" ;;
   esac
 done
 
@@ -140,15 +150,56 @@ if [[ -z $build_script ]]; then
   fi
 fi
 
+# The environment's cache entry, when there is a cache: DIR/<key> of what decides what the build
+# script installs. `shared` is set when this build uses an entry (made now, or before), and
+# `making` when it makes it: it is published (complete) only if the build succeeds.
+shared="" making=""
+if [[ -n $env_cache ]]; then
+  mkdir -p -- "$env_cache"
+  # Absolute: builds link to it, and a venv's scripts name its interpreter by its path.
+  env_cache=$(cd -- "$env_cache" && pwd)
+  key=$(
+    {
+      printf 'runtime %s\n' "$runtime"
+      case $runtime in
+        python3) "$python_interpreter" -c 'import sys; print(sys.version)' ;;
+        r) Rscript --version 2>&1 ;;
+      esac
+      printf 'build script %s\n' "$build_script"
+      if [[ -n $build_script ]]; then cat -- "$output/src/$build_script"; fi
+      for file in "$output/src"/requirements*.txt "$output/src/install.R" "$output/src/DESCRIPTION"; do
+        if [[ -f $file ]]; then printf 'file %s\n' "${file##*/}" && cat -- "$file"; fi
+      done
+    } | sha256sum | cut -c1-32
+  )
+  entry=$env_cache/$key
+  if [[ -f $entry/complete ]]; then
+    shared=$entry
+    echo "==> using the environment of earlier builds with the same build script and requirements ($entry)"
+  elif mkdir -- "$entry" 2>/dev/null; then
+    shared=$entry making=$entry
+    # Whatever ends this build before it is published takes the half-made entry with it.
+    trap '[[ -f $making/complete ]] || { chmod -R u+w -- "$making" 2>/dev/null; rm -rf -- "$making"; }' EXIT
+  else
+    echo "==> another build is making the environment for this build script and requirements; this one makes its own"
+  fi
+fi
+
 python="" rlib=""
 case $runtime in
   python3)
     interpreter=$python_interpreter
-    echo "==> creating the virtualenv $output/venv ($interpreter -m venv --system-site-packages)"
-    "$interpreter" -m venv --system-site-packages "$output/venv" ||
-      fail "could not create the virtualenv with $interpreter"
+    venv=$output/venv
+    if [[ -n $shared ]]; then venv=$shared/venv; fi
+    if [[ -z $shared || -n $making ]]; then
+      echo "==> creating the virtualenv $venv ($interpreter -m venv --system-site-packages)"
+      "$interpreter" -m venv --system-site-packages "$venv" ||
+        fail "could not create the virtualenv with $interpreter"
+    fi
+    if [[ -n $shared ]]; then ln -s -- "$venv" "$output/venv"; fi
     python=$output/venv/bin/python
-    export VIRTUAL_ENV=$output/venv
+    # The venv's own path: its scripts (pip) name its interpreter by it.
+    export VIRTUAL_ENV=$venv
     export PATH=$VIRTUAL_ENV/bin:$PATH
     unset PYTHONHOME
     # modelship's Python package (the SDK: track_metric, model_metrics) imports in the build
@@ -158,9 +209,14 @@ case $runtime in
     ;;
   r)
     rlib=$output/rlib
-    echo "==> creating the R library $rlib"
-    mkdir -- "$rlib"
-    export R_LIBS_USER=$rlib
+    library=$rlib
+    if [[ -n $shared ]]; then library=$shared/rlib; fi
+    if [[ -z $shared || -n $making ]]; then
+      echo "==> creating the R library $library"
+      mkdir -- "$library"
+    fi
+    if [[ -n $shared ]]; then ln -s -- "$library" "$rlib"; fi
+    export R_LIBS_USER=$library
     ;;
 esac
 
@@ -173,8 +229,18 @@ else
   echo "==> no build script"
 fi
 
-# Everything but build.json first, so that build.json appears only when the rest is final.
-chmod -R a-w -- "$output/src" ${python:+"$output/venv"} ${rlib:+"$rlib"}
+# Everything but build.json first, so that build.json appears only when the rest is final. A
+# shared environment is made read-only once, by the build that made it, and then published.
+if [[ -n $making ]]; then
+  chmod -R a-w -- "$making"/venv "$making"/rlib 2>/dev/null || true
+  chmod u+w -- "$making"
+  touch -- "$making/complete"
+  chmod a-w -- "$making"
+fi
+chmod -R a-w -- "$output/src"
+if [[ -z $shared ]]; then
+  chmod -R a-w -- ${python:+"$output/venv"} ${rlib:+"$rlib"}
+fi
 {
   printf '{"runtime": %s, "python": %s, "rLibs": %s, "buildScript": %s}\n' \
     "$(json_string "$runtime")" "$(json_string "$python")" "$(json_string "$rlib")" \

@@ -44,6 +44,12 @@ export class LocalBuilderPort implements Builder {
     return `${build.metadata.namespace ?? NAMESPACE}/${build.metadata.name}`;
   }
 
+  /** Environments shared by builds with the same build script and requirements (docs/builds.md). */
+  get envCacheDir(): string {
+    // A name no namespace can have, beside the namespaces' directories.
+    return join(this.buildsDir, ".envs");
+  }
+
   outputDir(build: ModelBuild): string {
     return join(this.buildsDir, build.metadata.namespace ?? NAMESPACE, build.metadata.name);
   }
@@ -66,11 +72,14 @@ export class LocalBuilderPort implements Builder {
       sourceDir,
       build.spec.exclude ?? [],
     );
-    // The build runs as the model user: it reads its source and makes its output directory.
+    // The build runs as the model user: it reads its source and makes its output directory,
+    // and its environment in the cache when it is the first of its dependency set.
     await mkdir(dirname(outputDir), { recursive: true });
+    await mkdir(this.envCacheDir, { recursive: true });
     if (this.user) {
       await chownTree(sourceDir, this.user);
       await chown(dirname(outputDir), this.user.uid, this.user.gid);
+      await chown(this.envCacheDir, this.user.uid, this.user.gid);
     }
     this.builder.start({
       name,
@@ -78,6 +87,7 @@ export class LocalBuilderPort implements Builder {
       sourceDir,
       outputDir,
       ...(build.spec.buildScript ? { buildScript: build.spec.buildScript } : {}),
+      envCacheDir: this.envCacheDir,
       ...(this.user ? { user: this.user } : {}),
       // The console follows the build as it goes, each line marked with its model and build.
       onLine: (line) => this.log(`${build.spec.model} build ${build.spec.number} | ${line}`),

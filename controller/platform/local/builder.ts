@@ -17,6 +17,11 @@ export interface LocalBuildRequest {
   /** Where the build goes; must not exist yet. */
   outputDir: string;
   buildScript?: string;
+  /**
+   * Where builds of the same build script and requirements share their venv or R library
+   * (local-build.sh --env-cache); undefined: each build makes its own.
+   */
+  envCacheDir?: string;
   /** The build's whole environment: nothing of this process's is passed on. */
   env?: Record<string, string>;
   /** Run the build as this user (see docs/security.md); undefined: as this process. */
@@ -173,6 +178,7 @@ export class LocalBuilder {
     const args = ["--runtime", request.runtime, "--source", resolve(request.sourceDir)];
     args.push("--output", outputDir);
     if (request.buildScript !== undefined) args.push("--build-script", request.buildScript);
+    if (request.envCacheDir !== undefined) args.push("--env-cache", resolve(request.envCacheDir));
     const maxLogLines = this.maxLogLines;
     // An execa transform: called with each line (without its newline), yields nothing.
     const onLine = request.onLine;
