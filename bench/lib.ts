@@ -1,6 +1,7 @@
 // What the benchmarks share: real processes of `modelship` on 127.0.0.1 (replica agents, a
 // gateway), a keep-alive HTTP client, percentiles and a closed-loop load.
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { cpSync, existsSync } from "node:fs";
 import { Agent, request } from "node:http";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -119,4 +120,52 @@ export async function closedLoop(
 export function stopAll(): void {
   client.destroy();
   for (const child of children) child.kill("SIGTERM");
+}
+
+/**
+ * A git repository (one commit on main) of the iris model bench:peers and bench:up-commit serve
+ * (bench/peers/modelship), with the pickle every peer serves: `pickle`, else one fitted now by
+ * the same script. `edit` changes the files before the commit.
+ */
+export function irisRepository(
+  repo: string,
+  pickle: string,
+  edit: (dir: string) => void = () => {},
+): void {
+  cpSync(join(ROOT, "bench/peers/modelship"), repo, { recursive: true });
+  if (existsSync(pickle)) cpSync(pickle, join(repo, "model.pkl"));
+  else execFileSync("python3", [join(ROOT, "bench/peers/fit_iris.py"), join(repo, "model.pkl")]);
+  edit(repo);
+  const git = (...args: string[]) =>
+    execFileSync("git", args, { cwd: repo, env: BENCH_GIT_ENV, stdio: "ignore" });
+  git("init", "-q", "-b", "main");
+  git("add", ".");
+  git("commit", "-qm", "iris");
+}
+
+export const BENCH_GIT_ENV = {
+  ...process.env,
+  GIT_AUTHOR_NAME: "bench",
+  GIT_AUTHOR_EMAIL: "bench@example.com",
+  GIT_COMMITTER_NAME: "bench",
+  GIT_COMMITTER_EMAIL: "bench@example.com",
+};
+
+/** `modelship up` following `repo`, its gateway on `port`, its state in `stateDir`: command and arguments. */
+export function upCommand(repo: string, port: number, stateDir: string): [string, string[]] {
+  return [
+    join(ROOT, "node_modules/.bin/node"),
+    [
+      ENTRY,
+      "up",
+      "--repo",
+      repo,
+      "--port",
+      String(port),
+      "--admin-port",
+      "0",
+      "--state-dir",
+      stateDir,
+    ],
+  ];
 }

@@ -10,11 +10,12 @@
 //
 //   npm run bench:peers [-- --quick] [-- --rounds N] [-- --only fastapi-1,modelship-1]
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, homedir, loadavg, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { freePort } from "../../test/helpers/ports.ts";
+import { irisRepository, upCommand } from "../lib.ts";
 
 const HERE = fileURLToPath(new URL(".", import.meta.url));
 const ROOT = join(HERE, "../..");
@@ -199,33 +200,16 @@ async function startMlflow(): Promise<Server> {
 async function startModelship(replicas: number): Promise<Server> {
   const work = mkdtempSync(join(tmpdir(), `modelship-peers-${replicas}-`));
   const repo = join(work, "repo");
-  cpSync(join(HERE, "modelship"), repo, { recursive: true });
-  cpSync(join(PEERS_DIR, "model.pkl"), join(repo, "model.pkl"));
-  const manifest = join(repo, "model.yaml");
-  writeFileSync(
-    manifest,
-    readFileSync(manifest, "utf8").replace("replicas: 1", `replicas: ${replicas}`),
-  );
-  const git = (...args: string[]) => execFileSync("git", args, { cwd: repo, stdio: "ignore" });
-  git("init", "-q", "-b", "main");
-  git("add", ".");
-  git("-c", "user.name=bench", "-c", "user.email=bench@example.com", "commit", "-qm", "iris");
+  irisRepository(repo, join(PEERS_DIR, "model.pkl"), (dir) => {
+    const manifest = join(dir, "model.yaml");
+    writeFileSync(
+      manifest,
+      readFileSync(manifest, "utf8").replace("replicas: 1", `replicas: ${replicas}`),
+    );
+  });
   const port = await freePort();
-  const child = launch(
-    join(ROOT, "node_modules/.bin/node"),
-    [
-      join(ROOT, "bin/modelship.js"),
-      "up",
-      "--repo",
-      repo,
-      "--port",
-      String(port),
-      "--admin-port",
-      "0",
-    ].concat(["--state-dir", join(work, "state")]),
-    {},
-    `modelship-${replicas}`,
-  );
+  const [command, args] = upCommand(repo, port, join(work, "state"));
+  const child = launch(command, args, {}, `modelship-${replicas}`);
   return {
     name: `modelship-${replicas}`,
     port,

@@ -18,7 +18,9 @@ import { DEFAULT_RECONCILE_SETTINGS, type ReconcileContext } from "../../reconci
 import { Controller } from "../../reconcile/controller.ts";
 import { ControllerMetrics } from "../../reconcile/metrics.ts";
 import { loadChange, type Plan, planChange, repositoryPlanOptions } from "../../reconcile/plan.ts";
+import { isRemoteUrl } from "../../source/git.ts";
 import { GitSources } from "../../source/git-sources.ts";
+import { watchBranch } from "../../source/ref-watch.ts";
 import { gatewayConfigFrom } from "../routes.ts";
 import { LocalBuilderPort } from "./builder-port.ts";
 import { LocalEventRecorder } from "./events.ts";
@@ -126,6 +128,8 @@ export class LocalPlatform {
   private readonly context: ReconcileContext;
   private refreshScheduled = false;
   private stopWatching: (() => void) | undefined;
+  /** Stops watching a local repository's branch (ref-watch.ts). */
+  private stopWatchingBranch: (() => void) | undefined;
 
   constructor(options: LocalPlatformOptions) {
     this.options = options;
@@ -215,6 +219,12 @@ export class LocalPlatform {
         ...(repository.interval ? { interval: repository.interval } : {}),
       },
     });
+    // A repository on this machine: a commit is seen when its ref moves, not at the next poll.
+    if (!isRemoteUrl(repository.url)) {
+      this.stopWatchingBranch = watchBranch(resolve(repository.url), repository.branch, () =>
+        this.syncNow(),
+      );
+    }
     // A restart picks up where the last run was: every object gets a pass.
     this.controller.enqueueAll();
     this.refreshGateway();
@@ -327,6 +337,7 @@ export class LocalPlatform {
 
   async stop(): Promise<void> {
     this.stopWatching?.();
+    this.stopWatchingBranch?.();
     this.traffic.stop();
     await this.controller.stop();
     await this.builder.stop();

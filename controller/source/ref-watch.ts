@@ -1,0 +1,96 @@
+// Sees a local repository's branch move the moment it does, instead of at the next poll: a
+// commit, a merge, a reset or a `git revert` rewrites `refs/heads/<branch>` (by renaming a
+// lock file over it), and `git pack-refs` or a fetch may move it into `packed-refs`. Both are
+// watched; anything else in the git directory is not a change of the branch. The watch only
+// says "look now": the sync reads the branch itself, so a missed or extra event costs nothing
+// but a poll's wait or a sync that finds nothing new (docs/source.md).
+import { type FSWatcher, readFileSync, statSync, watch } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+
+/** Events closer together than this make one call: a commit writes the ref more than once. */
+const SETTLE_MS = 10;
+
+/**
+ * The git directory of the repository at `path`: its `.git` (a directory, or a file naming it,
+ * as in a worktree), or `path` itself when it is bare. Undefined when it is none of these.
+ */
+export function gitDirectoryOf(path: string): string | undefined {
+  const dotGit = join(path, ".git");
+  try {
+    if (statSync(dotGit).isDirectory()) return dotGit;
+    const named = /^gitdir:\s*(.+)$/m.exec(readFileSync(dotGit, "utf8"))?.[1]?.trim();
+    return named === undefined ? undefined : resolve(path, named);
+  } catch {}
+  try {
+    if (statSync(join(path, "HEAD")).isFile() && statSync(join(path, "refs")).isDirectory()) {
+      return path;
+    }
+  } catch {}
+  return undefined;
+}
+
+/**
+ * The common git directory, where refs live: a worktree's git directory names it in `commondir`.
+ */
+function commonDirectoryOf(gitDirectory: string): string {
+  try {
+    const common = readFileSync(join(gitDirectory, "commondir"), "utf8").trim();
+    return resolve(gitDirectory, common);
+  } catch {
+    return gitDirectory;
+  }
+}
+
+/**
+ * Calls `onMove` soon after `branch` of the repository at `path` may have moved. Returns what
+ * stops the watch; undefined when `path` is not a local repository whose refs can be watched
+ * (the caller then relies on its poll).
+ */
+export function watchBranch(
+  path: string,
+  branch: string,
+  onMove: () => void,
+): (() => void) | undefined {
+  const gitDirectory = gitDirectoryOf(path);
+  if (gitDirectory === undefined) return undefined;
+  const common = commonDirectoryOf(gitDirectory);
+  const refFile = join("refs", "heads", branch);
+  let timer: NodeJS.Timeout | undefined;
+  const moved = () => {
+    if (timer !== undefined) return;
+    timer = setTimeout(() => {
+      timer = undefined;
+      onMove();
+    }, SETTLE_MS);
+  };
+  const watchers: FSWatcher[] = [];
+  try {
+    // The branch's own directory under refs/heads (a branch "team/x" lives in refs/heads/team).
+    const branchDirectory = join(common, dirname(refFile));
+    const branchName = refFile.slice(dirname(refFile).length + 1);
+    watchers.push(
+      watch(branchDirectory, (_event, name) => {
+        if (name === branchName) moved();
+      }),
+    );
+  } catch {
+    // No directory for it yet (a branch not made yet, or only packed): packed-refs and the
+    // poll see it come.
+  }
+  try {
+    watchers.push(
+      watch(common, (_event, name) => {
+        if (name === "packed-refs") moved();
+      }),
+    );
+  } catch {
+    for (const watcher of watchers) watcher.close();
+    return undefined;
+  }
+  // A watcher that fails later (its directory removed) is closed; the poll remains.
+  for (const watcher of watchers) watcher.on("error", () => watcher.close());
+  return () => {
+    clearTimeout(timer);
+    for (const watcher of watchers) watcher.close();
+  };
+}

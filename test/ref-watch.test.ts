@@ -1,0 +1,127 @@
+// watchBranch: a local repository's branch moving is seen at once — a commit, a commit on a
+// branch in a folder, a worktree's commit, a push into a bare repository, refs packed — and
+// nothing else is: a commit on another branch, a file in the work tree.
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { gitDirectoryOf, watchBranch } from "../controller/source/ref-watch.ts";
+import { gitEnv, runGit } from "./helpers/git.ts";
+
+const env = gitEnv({ name: "Katherine Johnson", email: "katherine@example.com" });
+const roots: string[] = [];
+const stops: (() => void)[] = [];
+afterEach(() => {
+  for (const stop of stops.splice(0)) stop();
+  for (const root of roots.splice(0)) rmSync(root, { recursive: true, force: true });
+});
+
+/** A repository with one commit on main (and a branch `other`), in a directory of its own. */
+function repository(): string {
+  const root = mkdtempSync(join(tmpdir(), "modelship-ref-watch-"));
+  roots.push(root);
+  const dir = join(root, "repo");
+  runGit(root, env, "init", "-q", "-b", "main", dir);
+  commit(dir, "first");
+  runGit(dir, env, "branch", "other");
+  return dir;
+}
+
+let counter = 0;
+function commit(dir: string, message: string): void {
+  counter += 1;
+  writeFileSync(join(dir, `file-${counter}.txt`), message);
+  runGit(dir, env, "add", ".");
+  runGit(dir, env, "commit", "-q", "-m", message);
+}
+
+/** How many times the watch fired while `change` ran, counted after a settle. */
+async function callsDuring(dir: string, branch: string, change: () => void): Promise<number> {
+  let calls = 0;
+  const stop = watchBranch(dir, branch, () => {
+    calls += 1;
+  });
+  expect(stop).toBeDefined();
+  stops.push(stop as () => void);
+  change();
+  // fs events and the watch's own settle: well within this, on a loaded machine too.
+  await new Promise((resolve) => setTimeout(resolve, 400));
+  return calls;
+}
+
+describe("watchBranch", () => {
+  it.each([
+    {
+      what: "a commit on the branch",
+      branch: "main",
+      change: (dir: string) => commit(dir, "second"),
+      seen: true,
+    },
+    {
+      what: "a git revert",
+      branch: "main",
+      change: (dir: string) => runGit(dir, env, "revert", "--no-edit", "HEAD"),
+      seen: true,
+    },
+    {
+      what: "refs packed (git pack-refs: the branch moves into packed-refs)",
+      branch: "main",
+      change: (dir: string) => runGit(dir, env, "pack-refs", "--all", "--prune"),
+      seen: true,
+    },
+    {
+      what: "a commit on another branch",
+      branch: "main",
+      change: (dir: string) => {
+        runGit(dir, env, "checkout", "-q", "other");
+        commit(dir, "elsewhere");
+      },
+      seen: false,
+    },
+    {
+      what: "a file written in the work tree",
+      branch: "main",
+      change: (dir: string) => writeFileSync(join(dir, "draft.txt"), "not committed"),
+      seen: false,
+    },
+  ])("$what: seen $seen", async ({ branch, change, seen }) => {
+    const dir = repository();
+    const calls = await callsDuring(dir, branch, () => change(dir));
+    if (seen) expect(calls).toBeGreaterThanOrEqual(1);
+    else expect(calls).toBe(0);
+  });
+
+  it("sees a branch in a folder (team/iris)", async () => {
+    const dir = repository();
+    runGit(dir, env, "checkout", "-q", "-b", "team/iris");
+    const calls = await callsDuring(dir, "team/iris", () => commit(dir, "in a folder"));
+    expect(calls).toBeGreaterThanOrEqual(1);
+  });
+
+  it("sees a commit made in a worktree of the repository", async () => {
+    const dir = repository();
+    const worktree = join(dir, "..", "worktree");
+    runGit(dir, env, "worktree", "add", "-q", worktree, "other");
+    expect(gitDirectoryOf(worktree)).toContain(join(".git", "worktrees"));
+    const calls = await callsDuring(worktree, "other", () => commit(worktree, "from the worktree"));
+    expect(calls).toBeGreaterThanOrEqual(1);
+  });
+
+  it("sees a push into a bare repository", async () => {
+    const dir = repository();
+    const bare = join(dir, "..", "bare.git");
+    runGit(dir, env, "clone", "-q", "--bare", dir, bare);
+    const calls = await callsDuring(bare, "main", () => {
+      commit(dir, "to push");
+      runGit(dir, env, "push", "-q", bare, "main");
+    });
+    expect(calls).toBeGreaterThanOrEqual(1);
+  });
+
+  it("has nothing to watch where there is no repository", () => {
+    const root = mkdtempSync(join(tmpdir(), "modelship-ref-watch-"));
+    roots.push(root);
+    expect(gitDirectoryOf(root)).toBeUndefined();
+    expect(watchBranch(root, "main", () => {})).toBeUndefined();
+  });
+});
