@@ -2,14 +2,18 @@
 // route is as before keep their queue and validator; identical schemas share one validator;
 // what is removed is released; a broken change changes nothing.
 import { afterEach, describe, expect, it } from "vitest";
-import type { GatewayConfig, ModelRoute } from "../controller/gateway/config.ts";
+import {
+  GatewayChangeTracker,
+  type GatewayConfig,
+  type ModelRoute,
+} from "../controller/gateway/config.ts";
 import { Gateway } from "../controller/gateway/gateway.ts";
 import { type RunningGateway, startGateway } from "./helpers/gateway.ts";
 import { postJson } from "./helpers/replica.ts";
 
-const running: RunningGateway[] = [];
+const runningGateways: RunningGateway[] = [];
 afterEach(async () => {
-  await Promise.all(running.splice(0).map((each) => each.stop()));
+  await Promise.all(runningGateways.splice(0).map((each) => each.stop()));
 });
 
 const numberSchema = (minimum: number) => ({
@@ -127,7 +131,7 @@ describe("Gateway.apply()", () => {
 
   it("checks a call against a schema not yet compiled, and against the new one after a change", async () => {
     const gateway = await startGateway(config([model("a", { inputSchema: numberSchema(0) })]));
-    running.push(gateway);
+    runningGateways.push(gateway);
     // Called at once: the compile in the background has not run yet.
     expect(gateway.gateway.configurationStats().schemasToCompile).toBe(1);
     const refused = await postJson(`${gateway.url}/models/a/predict`, { x: -1 });
@@ -142,17 +146,15 @@ describe("Gateway.apply()", () => {
 
 describe("Gateway.applyChanges()", () => {
   it("changes only the models it names, removes by name, and keeps the API keys unless given", async () => {
-    const gateway = new Gateway();
-    const apiKeys = [
-      {
-        id: "k1",
-        user: "alice",
-        sha256: "0".repeat(64),
-        createdAt: "2026-01-01T00:00:00Z",
-        expiresAt: "2027-01-01T00:00:00Z",
-      },
-    ];
-    gateway.apply({ models: [model("a"), model("b"), model("c")], apiKeys });
+    const { generateApiKey } = await import("../controller/gateway/keys.ts");
+    const alice = generateApiKey("alice", new Date());
+    const secured = (name: string) => model(name, { authentication: { enabled: true } });
+    const started = await startGateway({
+      models: [secured("a"), model("b"), model("c")],
+      apiKeys: [alice.record],
+    });
+    runningGateways.push(started);
+    const { gateway, url } = started;
     const before = new Map(gateway.dispatchers());
     gateway.applyChanges({ models: [model("b", { stopped: true })], removed: ["c"] });
     const after = new Map(gateway.dispatchers());
@@ -160,18 +162,58 @@ describe("Gateway.applyChanges()", () => {
     expect(after.get("a")).toBe(before.get("a"));
     expect(after.get("b")).toBe(before.get("b"));
     expect(before.get("c")?.closed).toBe(true);
-    // The keys were not part of the change: they still are what they were.
+    // The keys were not part of the change: alice's key still opens model "a" (busy: no replica).
     gateway.applyChanges({ models: [model("d")] });
+    const call = () =>
+      postJson(`${url}/models/a/predict`, { x: 1 }, { authorization: `Bearer ${alice.key}` });
+    expect((await call()).body).toMatchObject({ error: "model.busy" });
+    gateway.applyChanges({ apiKeys: [] });
+    expect((await call()).body).toMatchObject({ error: "auth.invalid_key" });
     expect(() =>
       gateway.applyChanges({ models: [model("e", { inputSchema: { type: 1 } })] }),
     ).toThrow(/model "e"/);
     expect(gateway.configurationStats().models).toBe(3);
+  });
+
+  it("takes the later of one name given twice, and a failing change keeps the schemas others use", async () => {
+    const gateway = new Gateway();
+    gateway.apply(config([model("a", { inputSchema: numberSchema(0) })]));
+    expect(() =>
+      gateway.applyChanges({
+        models: [
+          model("b", { inputSchema: numberSchema(0) }),
+          model("b", { inputSchema: numberSchema(1) }),
+          model("c", { inputSchema: { type: "nope" } }),
+        ],
+      }),
+    ).toThrow(/model "c"/);
+    // Model a's schema is still there, once.
+    expect(gateway.configurationStats()).toMatchObject({ models: 1, schemas: 1 });
+    gateway.applyChanges({
+      models: [
+        model("b", { inputSchema: numberSchema(0) }),
+        model("b", { inputSchema: numberSchema(1) }),
+      ],
+    });
+    expect(gateway.configurationStats()).toMatchObject({ models: 2, schemas: 2 });
     await gateway.close(0);
+  });
+
+  it("keeps a shared access key hash on the model that still has it", async () => {
+    const { hashKey } = await import("../controller/gateway/keys.ts");
+    const hash = hashKey("shared-key");
+    const started = await startGateway(
+      config([model("a", { accessKeySha256: hash }), model("b", { accessKeySha256: hash })]),
+    );
+    runningGateways.push(started);
+    started.gateway.applyChanges({ removed: ["b"] });
+    const answer = await postJson(`${started.url}/model`, { accessKey: "shared-key", request: {} });
+    expect(answer.body).toMatchObject({ error: "model.busy" });
   });
 
   it("finds a model by its new access key and no longer by the old one", async () => {
     const gateway = await startGateway(config([model("a", { accessKeySha256: "a".repeat(64) })]));
-    running.push(gateway);
+    runningGateways.push(gateway);
     const { hashKey } = await import("../controller/gateway/keys.ts");
     const oldKey = "old-key";
     const newKey = "new-key";
@@ -183,5 +225,28 @@ describe("Gateway.applyChanges()", () => {
     expect(refused.body).toMatchObject({ error: "auth.invalid_key" });
     const served = await postJson(`${gateway.url}/model`, { accessKey: newKey, request: {} });
     expect(served.body).toMatchObject({ error: "model.busy" });
+  });
+});
+
+describe("GatewayChangeTracker", () => {
+  it("sends what changed since the last change that went in, and nothing when nothing did", () => {
+    const tracker = new GatewayChangeTracker();
+    const first = tracker.changesTo(config([model("a"), model("b")]));
+    expect(first?.changes.models?.map((route) => route.name)).toEqual(["a", "b"]);
+    // Not committed (the gateway refused it): the same again is still a change.
+    expect(tracker.changesTo(config([model("a"), model("b")]))).toBeDefined();
+    first?.commit();
+    expect(tracker.changesTo(config([model("a"), model("b")]))).toBeUndefined();
+    const next = tracker.changesTo(config([model("a", { stopped: true })]));
+    expect(next?.changes).toEqual({ models: [model("a", { stopped: true })], removed: ["b"] });
+    next?.commit();
+    const keys = tracker.changesTo({ models: [model("a", { stopped: true })], apiKeys: [] });
+    expect(keys).toBeUndefined();
+    const rotated = tracker.changesTo({
+      models: [model("a", { stopped: true })],
+      apiKeys: [{ id: "k", user: "u", sha256: "0".repeat(64), createdAt: "", expiresAt: "" }],
+    });
+    expect(rotated?.changes).toMatchObject({ models: [], removed: [] });
+    expect(rotated?.changes.apiKeys).toHaveLength(1);
   });
 });

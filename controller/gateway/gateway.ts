@@ -253,8 +253,12 @@ export class Gateway {
     const prepared = new Map<string, PreparedModel>();
     try {
       for (const route of changes.models ?? []) {
+        // A name twice in one change: the later route is the one that goes in.
         const previous = prepared.get(route.name);
-        if (previous?.validator) this.validators.release(previous.validator);
+        if (previous) {
+          prepared.delete(route.name);
+          if (previous.validator) this.validators.release(previous.validator);
+        }
         prepared.set(route.name, this.prepareEntry(route));
       }
     } catch (error) {
@@ -327,10 +331,20 @@ export class Gateway {
     };
   }
 
-  /** Drops the access key index's entry of a model, unless another model took that hash. */
+  /**
+   * Drops a model going away (or changing) from the access key index. Two models configured
+   * with one key hash share it: the index then goes to the other one.
+   */
   private unindexAccessKey(entry: ModelEntry): void {
     const hash = entry.route.accessKeySha256;
-    if (hash && this.byAccessKeyHash.get(hash) === entry) this.byAccessKeyHash.delete(hash);
+    if (!hash || this.byAccessKeyHash.get(hash) !== entry) return;
+    this.byAccessKeyHash.delete(hash);
+    for (const other of this.models.values()) {
+      if (other !== entry && other.route.accessKeySha256 === hash) {
+        this.byAccessKeyHash.set(hash, other);
+        break;
+      }
+    }
   }
 
   private bodyLimitOf(entry: ModelEntry): number {

@@ -65,6 +65,12 @@ export class InProcessChannel implements ReplicaChannel {
       const timer = setTimeout(() => {
         if (answered) return;
         answered = true;
+        // The caller's deadline is the replica's (no grace left): silent now, as over a
+        // connection.
+        if (replicaMs <= callerMs) {
+          resolve({ kind: "silent" });
+          return;
+        }
         // The agent answers by its timeoutSeconds (it kills the worker then): one still silent
         // after the replica's time is broken, as over a connection.
         this.waitingLate = true;

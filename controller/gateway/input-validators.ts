@@ -14,10 +14,19 @@ const COMPILE_SLICE_MS = 5;
 /**
  * Keywords that make a schema depend on others or name itself: such a schema gets an Ajv of its
  * own (two models may use one $id for different schemas) and is compiled at once, so that a
- * reference that does not resolve rejects the configuration rather than a call.
+ * reference that does not resolve rejects the configuration rather than a call. So does a
+ * `$schema` naming another dialect than the one the gateway's Ajv speaks (2020-12).
  */
 const SELF_CONTAINED_NOT =
-  /"\$(?:id|ref|anchor|dynamicRef|dynamicAnchor|recursiveRef|recursiveAnchor|schema)"\s*:/;
+  /"\$(?:id|ref|anchor|dynamicRef|dynamicAnchor|recursiveRef|recursiveAnchor)"\s*:/;
+const OTHER_DIALECT = /"\$schema"\s*:\s*"(?!https:\/\/json-schema\.org\/draft\/2020-12\/schema#?")/;
+
+/**
+ * The shared Ajv keeps something of every schema it compiled, even once removed (its value
+ * scope): after this many schemas freed, later ones go to a new instance, and the old one is
+ * freed with the last validator that uses it.
+ */
+const DISPOSALS_PER_AJV = 500;
 
 export class InputValidator {
   readonly text: string;
@@ -26,6 +35,8 @@ export class InputValidator {
   users = 0;
   private compiled: ValidateFunction | undefined;
   private readonly ajv: Ajv2020;
+  /** No model has it any more; a call still holding it compiles it on an Ajv of its own. */
+  private disposed = false;
 
   constructor(text: string, schema: Record<string, unknown>, ajv: Ajv2020) {
     this.text = text;
@@ -33,12 +44,17 @@ export class InputValidator {
     this.ajv = ajv;
   }
 
+  sharesAjv(ajv: Ajv2020): boolean {
+    return this.ajv === ajv;
+  }
+
   get isCompiled(): boolean {
     return this.compiled !== undefined;
   }
 
   compile(): ValidateFunction {
-    const compiled = this.compiled ?? this.ajv.compile(this.schema);
+    const compiled =
+      this.compiled ?? (this.disposed ? newInputSchemaAjv() : this.ajv).compile(this.schema);
     this.compiled = compiled;
     return compiled;
   }
@@ -51,13 +67,15 @@ export class InputValidator {
 
   /** Frees what Ajv keeps of it (the shared instance caches each schema it compiled). */
   dispose(): void {
+    this.disposed = true;
     if (this.compiled !== undefined) this.ajv.removeSchema(this.schema);
   }
 }
 
 export class InputValidators {
   /** One Ajv for every self-contained schema: creating one costs more than a compile. */
-  private readonly shared = newInputSchemaAjv();
+  private shared = newInputSchemaAjv();
+  private disposedOfShared = 0;
   private readonly byText = new Map<string, InputValidator>();
   private pending: InputValidator[] = [];
   private scheduled = false;
@@ -74,7 +92,7 @@ export class InputValidators {
     const text = JSON.stringify(schema);
     let validator = this.byText.get(text);
     if (validator === undefined) {
-      if (SELF_CONTAINED_NOT.test(text)) {
+      if (SELF_CONTAINED_NOT.test(text) || OTHER_DIALECT.test(text)) {
         validator = new InputValidator(text, schema, newInputSchemaAjv());
         validator.compile(); // throws for a reference that does not resolve
       } else {
@@ -96,6 +114,10 @@ export class InputValidators {
     if (validator.users > 0 || this.byText.get(validator.text) !== validator) return;
     this.byText.delete(validator.text);
     validator.dispose();
+    if (validator.sharesAjv(this.shared) && ++this.disposedOfShared >= DISPOSALS_PER_AJV) {
+      this.shared = newInputSchemaAjv();
+      this.disposedOfShared = 0;
+    }
   }
 
   /** Compiles what acquire() left for later, in slices between calls. */
