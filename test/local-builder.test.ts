@@ -397,12 +397,57 @@ describe("builds that share an environment (--env-cache)", () => {
     60_000,
   );
 
+  it("gives a build whose script writes into the shared (read-only) environment one of its own", async () => {
+    // As another user than root, for whom read-only means something.
+    const nobody = { uid: 65534, gid: 65534 };
+    execFileSync("chmod", ["0777", root]);
+    const files = {
+      "add.py": ADD,
+      "build.sh": '#!/usr/bin/env bash\nset -e\ntouch "$R_LIBS_USER/installed-$$"\n',
+    };
+    const first = await build({
+      name: "default/first",
+      sourceDir: source(files, "source-first"),
+      outputDir: join(root, "first"),
+      envCacheDir: join(root, "envs"),
+      user: nobody,
+    });
+    expect(first.status.phase).toBe("Succeeded");
+    const second = await build({
+      name: "default/second",
+      sourceDir: source(files, "source-second"),
+      outputDir: join(root, "second"),
+      envCacheDir: join(root, "envs"),
+      user: nobody,
+    });
+    expect(second.status.phase).toBe("Succeeded");
+    expect(second.logs).toMatch(/running it again in an environment of its own/);
+    // Its own library, not a link to the first build's.
+    expect(realpathSync(join(second.out, "rlib"))).toBe(join(realpathSync(second.out), "rlib"));
+  });
+
+  it("makes again an environment a killed build left half made", async () => {
+    const files = { "add.py": ADD, "build.sh": buildScript };
+    const first = await cached("first", files, "r");
+    const entry = dirname(environmentOf(first.out, "r"));
+    // As a build killed before it published: the entry without its mark, and no lock held.
+    execFileSync("chmod", ["-R", "u+w", entry]);
+    rmSync(join(entry, "complete"));
+    const second = await cached("second", files, "r");
+    expect(second.status.phase).toBe("Succeeded");
+    expect(second.logs).toMatch(/removing the environment a killed build left half made/);
+    expect(environmentOf(second.out, "r")).toBe(join(entry, "rlib"));
+    const third = await cached("third", files, "r");
+    expect(third.logs).toMatch(/using the environment of earlier builds/);
+  });
+
   it("leaves nothing in the cache when the build that makes an environment fails", async () => {
     const files = { "add.py": ADD, "build.sh": "#!/usr/bin/env bash\nexit 3\n" };
     const failed = await cached("failed", files, "r");
     expect(failed.status.phase).toBe("Failed");
+    // Only the lock file, which is how a later build knows nobody is making it.
     const entries = execFileSync("ls", ["-A", join(root, "envs")], { encoding: "utf8" });
-    expect(entries).toBe("");
+    expect(entries.trim().split("\n")).toEqual([expect.stringMatching(/^[0-9a-f]{32}\.lock$/)]);
   });
 
   it("runs a Python build's own interpreter from the shared venv", async () => {

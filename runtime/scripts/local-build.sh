@@ -152,7 +152,9 @@ fi
 
 # The environment's cache entry, when there is a cache: DIR/<key> of what decides what the build
 # script installs. `shared` is set when this build uses an entry (made now, or before), and
-# `making` when it makes it: it is published (complete) only if the build succeeds.
+# `making` when it makes it, holding DIR/<key>.lock while it does: the entry is published
+# (complete) only if the build succeeds. An entry without `complete` whose lock nobody holds was
+# left by a build that was killed: it is made again.
 shared="" making=""
 if [[ -n $env_cache ]]; then
   mkdir -p -- "$env_cache"
@@ -162,21 +164,31 @@ if [[ -n $env_cache ]]; then
     {
       printf 'runtime %s\n' "$runtime"
       case $runtime in
-        python3) "$python_interpreter" -c 'import sys; print(sys.version)' ;;
-        r) Rscript --version 2>&1 ;;
+        python3) "$python_interpreter" -c 'import sys; print(sys.version, sys.executable, sys.prefix)' ;;
+        r) Rscript --version 2>&1 && command -v Rscript ;;
       esac
       printf 'build script %s\n' "$build_script"
       if [[ -n $build_script ]]; then cat -- "$output/src/$build_script"; fi
-      for file in "$output/src"/requirements*.txt "$output/src/install.R" "$output/src/DESCRIPTION"; do
+      for file in "$output/src"/requirements*.txt "$output/src"/constraints*.txt \
+        "$output/src/pyproject.toml" "$output/src/setup.py" "$output/src/setup.cfg" \
+        "$output/src/install.R" "$output/src/DESCRIPTION" "$output/src/renv.lock"; do
         if [[ -f $file ]]; then printf 'file %s\n' "${file##*/}" && cat -- "$file"; fi
       done
+      # Where packages come from is part of what gets installed.
+      env | grep -E '^(PIP_|UV_|R_REPOS|CRAN)' | sort || true
     } | sha256sum | cut -c1-32
   )
   entry=$env_cache/$key
   if [[ -f $entry/complete ]]; then
     shared=$entry
     echo "==> using the environment of earlier builds with the same build script and requirements ($entry)"
-  elif mkdir -- "$entry" 2>/dev/null; then
+  elif exec {lock}>"$entry.lock" && flock -n "$lock"; then
+    if [[ -e $entry ]]; then
+      echo "==> removing the environment a killed build left half made ($entry)"
+      chmod -R u+w -- "$entry" 2>/dev/null || true
+      rm -rf -- "$entry"
+    fi
+    mkdir -- "$entry" || fail "cannot create the shared environment $entry"
     shared=$entry making=$entry
     # Whatever ends this build before it is published takes the half-made entry with it.
     trap '[[ -f $making/complete ]] || { chmod -R u+w -- "$making" 2>/dev/null; rm -rf -- "$making"; }' EXIT
@@ -186,44 +198,70 @@ if [[ -n $env_cache ]]; then
 fi
 
 python="" rlib=""
-case $runtime in
-  python3)
-    interpreter=$python_interpreter
-    venv=$output/venv
-    if [[ -n $shared ]]; then venv=$shared/venv; fi
-    if [[ -z $shared || -n $making ]]; then
-      echo "==> creating the virtualenv $venv ($interpreter -m venv --system-site-packages)"
-      "$interpreter" -m venv --system-site-packages "$venv" ||
-        fail "could not create the virtualenv with $interpreter"
-    fi
-    if [[ -n $shared ]]; then ln -s -- "$venv" "$output/venv"; fi
-    python=$output/venv/bin/python
-    # The venv's own path: its scripts (pip) name its interpreter by it.
-    export VIRTUAL_ENV=$venv
-    export PATH=$VIRTUAL_ENV/bin:$PATH
-    unset PYTHONHOME
-    # modelship's Python package (the SDK: track_metric, model_metrics) imports in the build
-    # script too, as CDSW's cdsw library does.
-    PYTHONPATH=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/../python" && pwd)${PYTHONPATH:+:$PYTHONPATH}
-    export PYTHONPATH
-    ;;
-  r)
-    rlib=$output/rlib
-    library=$rlib
-    if [[ -n $shared ]]; then library=$shared/rlib; fi
-    if [[ -z $shared || -n $making ]]; then
-      echo "==> creating the R library $library"
-      mkdir -- "$library"
-    fi
-    if [[ -n $shared ]]; then ln -s -- "$library" "$rlib"; fi
-    export R_LIBS_USER=$library
-    ;;
-esac
+# Makes the build's environment: its own (`private`), or the shared entry's (made now when this
+# build makes it, else linked).
+prepare_environment() {
+  case $runtime in
+    python3)
+      interpreter=$python_interpreter
+      venv=$output/venv
+      if [[ $1 == shared ]]; then venv=$shared/venv; fi
+      if [[ $1 == private || -n $making ]]; then
+        echo "==> creating the virtualenv $venv ($interpreter -m venv --system-site-packages)"
+        "$interpreter" -m venv --system-site-packages "$venv" ||
+          fail "could not create the virtualenv with $interpreter"
+      fi
+      if [[ $1 == shared ]]; then ln -s -- "$venv" "$output/venv"; fi
+      python=$output/venv/bin/python
+      # The venv's own path: its scripts (pip) name its interpreter by it.
+      export VIRTUAL_ENV=$venv
+      export PATH=$VIRTUAL_ENV/bin:$base_path
+      unset PYTHONHOME
+      # modelship's Python package (the SDK: track_metric, model_metrics) imports in the build
+      # script too, as CDSW's cdsw library does.
+      PYTHONPATH=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/../python" && pwd)${base_pythonpath:+:$base_pythonpath}
+      export PYTHONPATH
+      ;;
+    r)
+      rlib=$output/rlib
+      library=$rlib
+      if [[ $1 == shared ]]; then library=$shared/rlib; fi
+      if [[ $1 == private || -n $making ]]; then
+        echo "==> creating the R library $library"
+        mkdir -- "$library"
+      fi
+      if [[ $1 == shared ]]; then ln -s -- "$library" "$rlib"; fi
+      export R_LIBS_USER=$library
+      ;;
+  esac
+}
+base_path=$PATH base_pythonpath=${PYTHONPATH:-}
 
-if [[ -n $build_script ]]; then
-  echo "==> running build script $build_script"
+# Runs the build script; its exit code in `code`.
+run_build_script() {
   code=0
   (cd -- "$output/src" && exec "${script_interpreter[@]}" "./$build_script" </dev/null) || code=$?
+}
+
+if [[ -n $shared ]]; then prepare_environment shared; else prepare_environment private; fi
+if [[ -n $build_script ]]; then
+  echo "==> running build script $build_script"
+  run_build_script
+  if ((code != 0)) && [[ -n $shared && -z $making ]]; then
+    # In the shared environment, which is read-only: a script that installs more than the
+    # first build did (an R install.packages, pip --upgrade) fails there. It gets an
+    # environment of its own, and the source as it was, once.
+    echo "==> build script $build_script exited with code $code in the shared environment; running it again in an environment of its own"
+    rm -f -- "$output/venv" "$output/rlib"
+    chmod -R u+w -- "$output/src"
+    rm -rf -- "$output/src"
+    mkdir -- "$output/src"
+    cp -R -- "$source_dir/." "$output/src/"
+    chmod -R u+w -- "$output/src"
+    shared=""
+    prepare_environment private
+    run_build_script
+  fi
   ((code == 0)) || FAIL_CODE=$code fail "build script $build_script exited with code $code"
 else
   echo "==> no build script"

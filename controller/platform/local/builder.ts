@@ -2,7 +2,7 @@
 // runtime/scripts/local-build.sh for each build, keeps its output, and reports its phase.
 // Statuses live in memory only; the caller keeps them in its store, and after a restart
 // `LocalBuilder.completedImage` tells a finished build's directory from an unfinished one.
-import { access } from "node:fs/promises";
+import { access, lstat } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { execa } from "execa";
@@ -100,12 +100,18 @@ export class LocalBuilder {
 
   /**
    * "local:<outputDir>" when outputDir holds a finished build (its build.json exists, and
-   * local-build.sh writes it last), else undefined: not built, still building, or failed.
+   * local-build.sh writes it last), else undefined: not built, still building, or failed. A
+   * build whose shared environment is gone (its link leads nowhere) is not finished either.
    */
   static async completedImage(outputDir: string): Promise<string | undefined> {
     const dir = resolve(outputDir);
     try {
       await access(join(dir, "build.json"));
+      for (const environment of ["venv", "rlib"]) {
+        const path = join(dir, environment);
+        const link = await lstat(path).catch(() => undefined);
+        if (link?.isSymbolicLink()) await access(path);
+      }
       return `local:${dir}`;
     } catch {
       return undefined;
