@@ -29,7 +29,8 @@ Options:
   --repo PATH|URL      the git repository (default: the current directory)
   --branch B           the branch to follow (default: main)
   --path P             the directory of the manifests inside the repository (default: .)
-  --interval D         how often to look for new commits (default 5s for a path, 30s for a URL)
+  --interval D         how often to look for new commits (default 5s for a path, 30s for a URL);
+                       a path's branch is also watched, so its commits are seen at once
   --port PORT          the gateway's port (default 8080)
   --host HOST          default 127.0.0.1
   --admin-port PORT    the admin API's port, and so the webhook URL's (default: --port + 1, so

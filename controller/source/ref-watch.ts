@@ -5,7 +5,7 @@
 // says "look now": the sync reads the branch itself, so a missed or extra event costs nothing
 // but a poll's wait or a sync that finds nothing new (docs/source.md).
 import { type FSWatcher, readFileSync, statSync, watch } from "node:fs";
-import { dirname, join, resolve } from "node:path";
+import { join, relative, resolve } from "node:path";
 
 /** Events closer together than this make one call: a commit writes the ref more than once. */
 const SETTLE_MS = 10;
@@ -65,17 +65,16 @@ export function watchBranch(
   };
   const watchers: FSWatcher[] = [];
   try {
-    // The branch's own directory under refs/heads (a branch "team/x" lives in refs/heads/team).
-    const branchDirectory = join(common, dirname(refFile));
-    const branchName = refFile.slice(dirname(refFile).length + 1);
+    // All of refs/heads, which git never removes: a branch "team/x" lives in refs/heads/team,
+    // a directory git makes with the first such branch and removes when pack-refs empties it.
+    const branchPath = relative(join("refs", "heads"), refFile);
     watchers.push(
-      watch(branchDirectory, (_event, name) => {
-        if (name === branchName) moved();
+      watch(join(common, "refs", "heads"), { recursive: true }, (_event, name) => {
+        if (name === branchPath) moved();
       }),
     );
   } catch {
-    // No directory for it yet (a branch not made yet, or only packed): packed-refs and the
-    // poll see it come.
+    // No refs/heads (a repository with refs only packed): packed-refs and the poll remain.
   }
   try {
     watchers.push(

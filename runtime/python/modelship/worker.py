@@ -85,18 +85,21 @@ class _RequestReader:
         # in_flight() may be called from threads the model starts, while this one reads.
         self._lock = threading.Lock()
 
-    def _take(self, wait):
-        """Reads what the pipe has (waiting for it when `wait`) and splits it into lines."""
-        if not wait and not select.select([self._fd], [], [], 0)[0]:
+    def _take(self):
+        """Takes in what the pipe holds now, without waiting, split into lines. The caller holds
+        the lock."""
+        if not select.select([self._fd], [], [], 0)[0]:
             return
         chunk = os.read(self._fd, _READ_BYTES)
         if not chunk:
             self._closed = True
             return
+        # Only the new bytes can hold a newline: a long line is not scanned again per chunk.
+        searched = len(self._buffer)
         self._buffer += chunk
         start = 0
         while True:
-            end = self._buffer.find(b"\n", start)
+            end = self._buffer.find(b"\n", searched if start == 0 else start)
             if end < 0:
                 break
             line = bytes(self._buffer[start:end])
@@ -108,13 +111,22 @@ class _RequestReader:
     def __iter__(self):
         while True:
             with self._lock:
-                while not self._lines and not self._closed:
-                    self._take(wait=True)
-                if not self._lines:
+                if self._lines:
+                    line = self._lines.popleft()
+                    self._answering = True
+                elif self._closed:
                     return  # the agent closed the pipe: time to exit
-                line = self._lines.popleft()
-                self._answering = True
-            yield line
+                else:
+                    line = None
+            if line is not None:
+                yield line
+                continue
+            # Waiting for the next request without the lock: a thread of the model's may ask
+            # requests_in_flight() meanwhile, and gets its answer at once.
+            select.select([self._fd], [], [])
+            with self._lock:
+                # Looked at again under the lock: such a thread may have taken it in already.
+                self._take()
 
     def answered(self):
         with self._lock:
@@ -123,7 +135,7 @@ class _RequestReader:
     def in_flight(self):
         with self._lock:
             if not self._closed:
-                self._take(wait=False)
+                self._take()
             return (1 if self._answering else 0) + len(self._lines)
 
 
