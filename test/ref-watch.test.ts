@@ -109,6 +109,24 @@ describe("watchBranch", () => {
     await eventually(() => calls > before);
   });
 
+  it("sees every commit, one after another (the ref's file is replaced each time)", async () => {
+    const dir = repository();
+    let calls = 0;
+    const stop = watchBranch(dir, "main", () => {
+      calls += 1;
+    });
+    stops.push(stop as () => void);
+    for (let round = 1; round <= 3; round++) {
+      const before = calls;
+      commit(dir, `commit ${round}`);
+      await eventually(() => calls > before);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    const before = calls;
+    runGit(dir, env, "revert", "--no-edit", "HEAD");
+    await eventually(() => calls > before);
+  });
+
   it("sees a commit made in a worktree of the repository", async () => {
     const dir = repository();
     const worktree = join(dir, "..", "worktree");

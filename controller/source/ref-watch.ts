@@ -4,8 +4,8 @@
 // watched; anything else in the git directory is not a change of the branch. The watch only
 // says "look now": the sync reads the branch itself, so a missed or extra event costs nothing
 // but a poll's wait or a sync that finds nothing new (docs/source.md).
-import { type FSWatcher, readFileSync, statSync, watch } from "node:fs";
-import { join, relative, resolve } from "node:path";
+import { existsSync, type FSWatcher, readFileSync, statSync, watch } from "node:fs";
+import { basename, dirname, join, resolve } from "node:path";
 
 /** Events closer together than this make one call: a commit writes the ref more than once. */
 const SETTLE_MS = 10;
@@ -54,7 +54,6 @@ export function watchBranch(
   const gitDirectory = gitDirectoryOf(path);
   if (gitDirectory === undefined) return undefined;
   const common = commonDirectoryOf(gitDirectory);
-  const refFile = join("refs", "heads", branch);
   let timer: NodeJS.Timeout | undefined;
   const moved = () => {
     if (timer !== undefined) return;
@@ -64,15 +63,42 @@ export function watchBranch(
     }, SETTLE_MS);
   };
   const watchers: FSWatcher[] = [];
+  // Directories only, never files: git replaces a ref's file (a lock file renamed over it),
+  // and a watch on the file would follow the old one. A branch "team/x" lives in
+  // refs/heads/team, a directory git makes with the first such branch and removes when
+  // pack-refs empties it: its watch is made again whenever refs/heads changes.
+  const heads = join(common, "refs", "heads");
+  const folder = dirname(branch) === "." ? undefined : dirname(branch);
+  let folderWatcher: FSWatcher | undefined;
+  const watchFolder = () => {
+    if (folder === undefined || folderWatcher !== undefined) return;
+    try {
+      const watcher = watch(join(heads, folder), (_event, name) => {
+        if (name === basename(branch)) moved();
+      });
+      watcher.on("error", () => {
+        watcher.close();
+        if (folderWatcher === watcher) folderWatcher = undefined;
+      });
+      folderWatcher = watcher;
+    } catch {
+      // Not there yet: made again when refs/heads changes.
+    }
+  };
+  const topLevel = folder === undefined ? branch : (folder.split("/")[0] as string);
   try {
-    // All of refs/heads, which git never removes: a branch "team/x" lives in refs/heads/team,
-    // a directory git makes with the first such branch and removes when pack-refs empties it.
-    const branchPath = relative(join("refs", "heads"), refFile);
     watchers.push(
-      watch(join(common, "refs", "heads"), { recursive: true }, (_event, name) => {
-        if (name === branchPath) moved();
+      watch(heads, (_event, name) => {
+        if (name !== topLevel) return;
+        moved();
+        if (folderWatcher !== undefined && !existsSync(join(heads, folder as string))) {
+          folderWatcher.close();
+          folderWatcher = undefined;
+        }
+        watchFolder();
       }),
     );
+    watchFolder();
   } catch {
     // No refs/heads (a repository with refs only packed): packed-refs and the poll remain.
   }
@@ -84,6 +110,7 @@ export function watchBranch(
     );
   } catch {
     for (const watcher of watchers) watcher.close();
+    folderWatcher?.close();
     return undefined;
   }
   // A watcher that fails later (its directory removed) is closed; the poll remains.
@@ -91,5 +118,6 @@ export function watchBranch(
   return () => {
     clearTimeout(timer);
     for (const watcher of watchers) watcher.close();
+    folderWatcher?.close();
   };
 }
