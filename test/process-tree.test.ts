@@ -1,15 +1,31 @@
 // A worker's whole process tree belongs to its replica: children the model forks (on import or
 // in a call), grandchildren left as orphans, processes that ignore SIGTERM — none of them
 // outlives a stop, a timeout or a crash, and none of them can wedge a stop.
-import { readFileSync } from "node:fs";
-import { afterEach, describe, expect, it } from "vitest";
-import { eventually, postJson, type RunningReplica, startReplica } from "./helpers/replica.ts";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { PreloadedParents } from "../controller/replica/preloaded-parents.ts";
+import {
+  eventually,
+  MODELS_DIR,
+  postJson,
+  type RunningReplica,
+  startReplica,
+} from "./helpers/replica.ts";
 
 const running: RunningReplica[] = [];
 /** Every pid a test saw: killed at the end whatever happened, so no test leaves one behind. */
 const seen = new Set<number>();
+/** Preloaded parents of the forked variant, and where they listen. */
+let parents: PreloadedParents | undefined;
+let parentsDir: string | undefined;
 afterEach(async () => {
   await Promise.all(running.splice(0).map((replica) => replica.stop()));
+  await parents?.stopAll();
+  if (parentsDir) rmSync(parentsDir, { recursive: true, force: true });
+  parents = undefined;
+  parentsDir = undefined;
   for (const pid of seen) {
     try {
       process.kill(pid, "SIGKILL");
@@ -20,8 +36,24 @@ afterEach(async () => {
 
 const GRACE_MS = 500;
 
+/** How the variant starts workers: afresh, or forked from a preloaded parent of the file. */
+let forked = false;
+
 async function readyReplica(file: string, functionName: string, timeoutSeconds = 30) {
-  const replica = await startReplica({ file, functionName, timeoutSeconds, killGraceMs: GRACE_MS });
+  let forkServer: string | undefined;
+  if (forked) {
+    parentsDir ??= mkdtempSync(join(tmpdir(), "modelship-parents-"));
+    parents ??= new PreloadedParents(parentsDir);
+    forkServer = (await parents.acquire({ file, functionName, cwd: MODELS_DIR }))?.socketPath;
+    expect(forkServer).toBeDefined();
+  }
+  const replica = await startReplica({
+    file,
+    functionName,
+    timeoutSeconds,
+    killGraceMs: GRACE_MS,
+    ...(forkServer ? { forkServer } : {}),
+  });
   running.push(replica);
   await replica.agent.whenReady();
   return replica;
@@ -52,7 +84,14 @@ async function timedStop(replica: RunningReplica): Promise<number> {
   return performance.now() - started;
 }
 
-describe("a replica's process tree", () => {
+describe.each([
+  { variant: "a worker started afresh", fork: false },
+  { variant: "a worker forked from a preloaded parent", fork: true },
+])("a replica's process tree, $variant", ({ fork }) => {
+  beforeEach(() => {
+    forked = fork;
+  });
+
   it("is stopped whole: a forked child that ignores SIGTERM and holds the pipes does not wedge the stop", async () => {
     const replica = await readyReplica("processes.py", "forks_stubborn_child");
     const { body } = await postJson(`${replica.url}/predict`, {});
@@ -73,12 +112,18 @@ describe("a replica's process tree", () => {
     await eventually(() => !pids.some(alive), 3000);
   });
 
-  it("takes down what the model's import started", async () => {
+  it("takes down what the model's import started (forked: with the parent, which imported it)", async () => {
     const replica = await readyReplica("forks_on_import.py", "predict");
     const { body } = await postJson(`${replica.url}/predict`, {});
     const pids = track(body.response.worker, body.response.helper);
     expect(pids.map(alive)).toEqual([true, true]);
     await timedStop(replica);
+    if (fork) {
+      // The import ran once, in the parent: its helper serves every replica, and goes with it.
+      await eventually(() => !alive(body.response.worker), 3000);
+      expect(alive(body.response.helper)).toBe(true);
+      await parents?.stopAll();
+    }
     await eventually(() => !pids.some(alive), 3000);
   });
 

@@ -10,12 +10,12 @@
 //
 //   npm run bench:peers [-- --quick] [-- --rounds N] [-- --only fastapi-1,modelship-1]
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, homedir, loadavg, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { freePort } from "../../test/helpers/ports.ts";
-import { irisRepository, upCommand } from "../lib.ts";
+import { irisRepository, processTree, upCommand } from "../lib.ts";
 
 const HERE = fileURLToPath(new URL(".", import.meta.url));
 const ROOT = join(HERE, "../..");
@@ -219,26 +219,6 @@ async function startModelship(replicas: number): Promise<Server> {
     cleanup: () => rmSync(work, { recursive: true, force: true }),
     peakRssBytes: 0,
   };
-}
-
-/** The pids of a process and all its descendants, from /proc. */
-function processTree(root: number): number[] {
-  const children = new Map<number, number[]>();
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
-      const parent = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-      children.set(parent, [...(children.get(parent) ?? []), Number(entry)]);
-    } catch {}
-  }
-  const tree: number[] = [];
-  const visit = (pid: number) => {
-    tree.push(pid);
-    for (const child of children.get(pid) ?? []) visit(child);
-  };
-  visit(root);
-  return tree;
 }
 
 function rssBytes(pids: number[]): number {

@@ -63,6 +63,11 @@ export interface ReplicaOptions {
   memoryLimitBytes?: number;
   /** Told of every state change: a supervisor updates the gateway when readiness changes. */
   onStateChange?: (state: ReplicaState) => void;
+  /**
+   * Python: the socket of the model's preloaded parent; each worker (the first, and each after
+   * a crash or a timeout) is forked from it instead of loading the file (WorkerOptions).
+   */
+  forkServer?: string;
 }
 
 export interface ReplicaStats {
@@ -203,6 +208,7 @@ export class ReplicaAgent {
       maxResponseBytes: this.responseLimitBytes,
       killGraceMs: options.killGraceMs,
       memoryLimitBytes: options.memoryLimitBytes,
+      forkServer: options.forkServer,
     });
     this.worker = worker;
     this.setState(generation === 1 ? "starting" : "restarting");

@@ -89,6 +89,12 @@ export interface WorkerOptions {
    * past it fails inside the worker (Python's MemoryError, R's "cannot allocate vector").
    */
   memoryLimitBytes?: number | undefined;
+  /**
+   * Python: the socket of the model's preloaded parent (fork_server.py). The worker is then
+   * forked from it (launch_worker.py), sharing what the file loaded, instead of loading it
+   * afresh; without a parent there, it loads it itself.
+   */
+  forkServer?: string | undefined;
 }
 
 export const DEFAULT_KILL_GRACE_MS = 2000;
@@ -112,16 +118,27 @@ export function inheritedEnvironment(from: NodeJS.ProcessEnv): Record<string, st
 
 const PYTHON_PACKAGE_DIR = fileURLToPath(new URL("../../runtime/python/", import.meta.url));
 const R_WORKER = fileURLToPath(new URL("../../runtime/r/worker.R", import.meta.url));
+const PYTHON_LAUNCHER = fileURLToPath(
+  new URL("../../runtime/python/launch_worker.py", import.meta.url),
+);
 
 /** The shell's exit code when it cannot set the limit: the worker never starts unlimited. */
 const LIMIT_FAILED_EXIT = 111;
 
-function commandOf(options: WorkerOptions): [string, string[]] {
+/** The program and its arguments: a worker, a launcher of a forked one, or a preloaded parent. */
+function programOf(options: WorkerOptions, parentSocket: string | undefined): [string, string[]] {
   const target = ["--file", options.file, "--function", options.functionName];
-  const [command, args]: [string, string[]] =
-    options.runtime === "python3"
-      ? ["python3", ["-m", "modelship.worker", ...target]]
-      : ["Rscript", ["--vanilla", R_WORKER, ...target]];
+  if (options.runtime === "r") return ["Rscript", ["--vanilla", R_WORKER, ...target]];
+  if (parentSocket !== undefined) {
+    return ["python3", ["-m", "modelship.fork_server", ...target, "--socket", parentSocket]];
+  }
+  // -S: the launcher imports nothing beyond the standard library's core.
+  if (options.forkServer !== undefined) return ["python3", ["-S", PYTHON_LAUNCHER, ...target]];
+  return ["python3", ["-m", "modelship.worker", ...target]];
+}
+
+function commandOf(options: WorkerOptions, parentSocket?: string | undefined): [string, string[]] {
+  const [command, args] = programOf(options, parentSocket);
   if (options.memoryLimitBytes === undefined) return [command, args];
   // Node cannot set a child's rlimits; a POSIX shell can, and then becomes the worker (exec).
   const kilobytes = Math.max(1, Math.ceil(options.memoryLimitBytes / 1024));
@@ -142,6 +159,13 @@ function environmentOf(options: WorkerOptions): NodeJS.ProcessEnv {
   const env = { ...(options.env ?? inheritedEnvironment(process.env)) };
   if (options.runtime === "python3") {
     env.PYTHONPATH = [PYTHON_PACKAGE_DIR, env.PYTHONPATH].filter(Boolean).join(":");
+    if (options.forkServer !== undefined) {
+      env.MODELSHIP_FORK_SERVER = options.forkServer;
+      // The forked child sets its own limit: the launcher's (the ulimit wrapper) is not its.
+      if (options.memoryLimitBytes !== undefined) {
+        env.MODELSHIP_FORK_MEMORY_LIMIT_BYTES = String(options.memoryLimitBytes);
+      }
+    }
   }
   return env;
 }
@@ -291,6 +315,30 @@ function nestingDepth(json: string): number {
 function headerSafe(unit: string): string {
   const code = unit.charCodeAt(0);
   return code < 0x20 ? " " : `\\u${code.toString(16).padStart(4, "0")}`;
+}
+
+/**
+ * Starts a model's preloaded parent (fork_server.py) listening on `socketPath`: as a worker is
+ * started (its directory, environment, user, memory limit; its own process group, killed with
+ * the agent), but it serves forks, not calls. Its output is not the replicas' log: only its
+ * first line, `{"type": "listening", ...}`, is read.
+ */
+export function spawnPreloadedParent(options: WorkerOptions, socketPath: string): ChildProcess {
+  const [command, args] = commandOf({ ...options, forkServer: undefined }, socketPath);
+  const child = spawn(command, args, {
+    cwd: options.cwd,
+    env: environmentOf({ ...options, forkServer: undefined }),
+    ...identityOf(options),
+    detached: true,
+    stdio: ["ignore", "pipe", "ignore"],
+  });
+  if (child.pid !== undefined) trackGroup(child.pid);
+  return child;
+}
+
+/** Signals the process group of a process started here (a worker, a preloaded parent). */
+export function signalProcessGroup(pid: number, signal: NodeJS.Signals): boolean {
+  return signalGroup(pid, signal);
 }
 
 export class WorkerProcess {

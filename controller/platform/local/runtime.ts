@@ -20,8 +20,9 @@ import type {
   Runtime,
 } from "../../core/ports.ts";
 import { parseQuantity } from "../../core/quantity.ts";
-import { ReplicaAgent } from "../../replica/agent.ts";
+import { ReplicaAgent, workerEnvironment } from "../../replica/agent.ts";
 import { createReplicaEndpoint, type ReplicaEndpoint } from "../../replica/agent-server.ts";
+import { PreloadedParents } from "../../replica/preloaded-parents.ts";
 import { servesOf } from "../serves.ts";
 import { type ModelUser, modelEnvironment } from "./sandbox.ts";
 
@@ -39,6 +40,8 @@ export interface LocalReplica {
   url: string;
   /** Taken out of the gateway, finishing its last call. */
   stopping: boolean;
+  /** Lets go of the preloaded parent its workers are forked from, if any. */
+  releaseParent: () => void;
 }
 
 interface DeploymentState {
@@ -110,6 +113,8 @@ export class LocalRuntime implements Runtime {
 
   private readonly socketDir: string;
   private readonly user: ModelUser | undefined;
+  /** Python replicas are forked from one preloaded parent per build and environment. */
+  private readonly parents: PreloadedParents;
 
   /**
    * `onChange` is called whenever a deployment's replicas or their readiness change. Replicas
@@ -121,10 +126,14 @@ export class LocalRuntime implements Runtime {
     socketDir: string;
     user?: ModelUser | undefined;
     log?: (line: string) => void;
+    /** How long a preloaded parent no replica uses is kept (default PARENT_IDLE_MS). */
+    parentIdleMs?: number;
   }) {
     this.onChange = options.onChange;
     this.socketDir = options.socketDir;
     this.user = options.user;
+    // Not in socketDir: the parents and launchers run as the model user, who may not enter it.
+    this.parents = new PreloadedParents(undefined, options.parentIdleMs);
     this.log = options.log ?? (() => {});
   }
 
@@ -231,6 +240,12 @@ export class LocalRuntime implements Runtime {
     await Promise.all(
       [...this.deployments.values()].map((state) => this.stop(state.spec.deployment)),
     );
+    await this.parents.stopAll();
+  }
+
+  /** How many preloaded parents run now, in use or kept for a rollback. */
+  get preloadedParents(): number {
+    return this.parents.size;
   }
 
   /** Brings the replicas to the state's spec, one replica at a time. */
@@ -302,6 +317,23 @@ export class LocalRuntime implements Runtime {
 
   private async startReplica(spec: RolloutSpec): Promise<LocalReplica> {
     const directory = buildDirectory(spec.build.status?.image);
+    const env = replicaEnvironment(spec, directory);
+    const identity = this.user ? { uid: this.user.uid, gid: this.user.gid } : {};
+    const memoryLimitBytes =
+      spec.resources?.memory === undefined ? undefined : parseQuantity(spec.resources.memory);
+    // The file is loaded once, by the parent, with the deployment's environment (what a
+    // replica adds, its ids, its workers get when they are forked).
+    const parent =
+      spec.build.spec.runtime === "python3"
+        ? await this.parents.acquire({
+            file: spec.build.spec.file,
+            functionName: spec.build.spec.function,
+            cwd: join(directory, "src"),
+            env: workerEnvironment(process.env, env, false),
+            ...identity,
+            ...(memoryLimitBytes === undefined ? {} : { memoryLimitBytes }),
+          })
+        : undefined;
     const agent: ReplicaAgent = new ReplicaAgent({
       replicaId: replicaId(spec),
       serves: servesOf(spec),
@@ -309,12 +341,11 @@ export class LocalRuntime implements Runtime {
       file: spec.build.spec.file,
       functionName: spec.build.spec.function,
       directory: join(directory, "src"),
-      env: replicaEnvironment(spec, directory),
-      ...(this.user ? { uid: this.user.uid, gid: this.user.gid } : {}),
+      env,
+      ...identity,
       timeoutSeconds: spec.timeoutSeconds,
-      ...(spec.resources?.memory === undefined
-        ? {}
-        : { memoryLimitBytes: parseQuantity(spec.resources.memory) }),
+      ...(memoryLimitBytes === undefined ? {} : { memoryLimitBytes }),
+      ...(parent ? { forkServer: parent.socketPath } : {}),
       onStateChange: () => this.onChange(spec.deployment),
     });
     // As large a body as the gateway lets through for this model.
@@ -337,6 +368,7 @@ export class LocalRuntime implements Runtime {
       predict,
       url,
       stopping: false,
+      releaseParent: () => parent?.release(),
     };
     this.byUrl.set(url, replica);
     return replica;
@@ -351,6 +383,7 @@ export class LocalRuntime implements Runtime {
     replica.server.closeAllConnections();
     await closed;
     this.byUrl.delete(replica.url);
+    replica.releaseParent();
     state.replicas = state.replicas.filter((other) => other !== replica);
     this.onChange(state.spec.deployment);
   }

@@ -1,0 +1,105 @@
+// npm run bench:replica-memory — what each replica of the iris model costs in memory
+// (docs/benchmarks.md): 1 to 9 replica agents in this process, their workers forked from one
+// preloaded parent (as `modelship up` runs Python replicas), against the same number of workers
+// that each load the file themselves, in the same run. Each replica answers a call before it is
+// measured (a model's first call touches pages the load did not). Memory is the sum over every
+// process of the model's (the parent, each launcher and worker) of PSS, from
+// /proc/PID/smaps_rollup: what the machine gives them, each shared page divided among those that
+// share it. RSS counts a shared page once per process, so it is printed too, but says little here.
+import { execFileSync } from "node:child_process";
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { homedir, loadavg, tmpdir } from "node:os";
+import { join } from "node:path";
+import { ReplicaAgent } from "../controller/replica/agent.ts";
+import { PreloadedParents } from "../controller/replica/preloaded-parents.ts";
+import { processTree, ROOT } from "./lib.ts";
+
+const MAX_REPLICAS = 9;
+const PEERS_DIR = process.env.PEERS_DIR ?? join(homedir(), ".cache/modelship-bench/peers");
+
+const work = mkdtempSync(join(tmpdir(), "modelship-replica-memory-"));
+const model = join(work, "iris");
+cpSync(join(ROOT, "bench/peers/modelship"), model, { recursive: true });
+const pickle = join(PEERS_DIR, "model.pkl");
+if (existsSync(pickle)) cpSync(pickle, join(model, "model.pkl"));
+else execFileSync("python3", [join(ROOT, "bench/peers/fit_iris.py"), join(model, "model.pkl")]);
+
+/** PSS and RSS in MB, summed over this process's descendants. */
+function memory(): { pss: number; rss: number } {
+  let pss = 0;
+  let rss = 0;
+  for (const pid of processTree(process.pid).slice(1)) {
+    try {
+      const rollup = readFileSync(`/proc/${pid}/smaps_rollup`, "utf8");
+      pss += Number(/^Pss:\s+(\d+)/m.exec(rollup)?.[1] ?? 0);
+      rss += Number(/^Rss:\s+(\d+)/m.exec(rollup)?.[1] ?? 0);
+    } catch {}
+  }
+  return { pss: pss / 1024, rss: rss / 1024 };
+}
+
+async function replicas(forked: boolean): Promise<{ pss: number; rss: number }[]> {
+  const parents = new PreloadedParents(join(work, forked ? "forked" : "plain"));
+  execFileSync("mkdir", ["-p", join(work, forked ? "forked" : "plain")]);
+  const options = { file: "predict.py", functionName: "predict", cwd: model };
+  const parent = forked ? await parents.acquire(options) : undefined;
+  if (forked && !parent) throw new Error("the preloaded parent did not start");
+  const agents: ReplicaAgent[] = [];
+  const measured: { pss: number; rss: number }[] = [];
+  try {
+    for (let count = 1; count <= MAX_REPLICAS; count++) {
+      const agent = new ReplicaAgent({
+        replicaId: `iris-${count}`,
+        runtime: "python3",
+        file: "predict.py",
+        functionName: "predict",
+        directory: model,
+        timeoutSeconds: 30,
+        ...(parent ? { forkServer: parent.socketPath } : {}),
+      });
+      agents.push(agent);
+      agent.start();
+      await agent.whenReady();
+      const answer = await agent.predict('{"petal_length": 5.4}');
+      if (answer.status !== 200) throw new Error(`iris answered ${answer.body}`);
+      // Let the kernel settle what the call touched.
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      measured.push(memory());
+    }
+  } finally {
+    await Promise.all(agents.map((agent) => agent.stop()));
+    parent?.release();
+    await parents.stopAll();
+  }
+  return measured;
+}
+
+const [loadBefore] = loadavg();
+try {
+  const forked = await replicas(true);
+  const plain = await replicas(false);
+  console.log(
+    `iris (scikit-learn), Python ${execFileSync("python3", ["--version"], { encoding: "utf8" }).trim()}; load average ${loadBefore?.toFixed(2)}\n`,
+  );
+  console.log(
+    "| replicas | forked: PSS of all, MB | added by this one | plain workers: PSS, MB | added | forked RSS sum, MB |",
+  );
+  console.log("|---|---|---|---|---|---|");
+  for (let index = 0; index < MAX_REPLICAS; index++) {
+    const f = forked[index] as { pss: number; rss: number };
+    const p = plain[index] as { pss: number; rss: number };
+    const fAdded = index === 0 ? "" : (f.pss - (forked[index - 1]?.pss ?? 0)).toFixed(1);
+    const pAdded = index === 0 ? "" : (p.pss - (plain[index - 1]?.pss ?? 0)).toFixed(1);
+    console.log(
+      `| ${index + 1} | ${f.pss.toFixed(1)} | ${fAdded} | ${p.pss.toFixed(1)} | ${pAdded} | ${f.rss.toFixed(0)} |`,
+    );
+  }
+  const added = forked.slice(1).map((each, index) => each.pss - (forked[index]?.pss ?? 0));
+  const worst = Math.max(...added);
+  console.log(
+    `\nthe 2nd to ${MAX_REPLICAS}th forked replica each added at most ${worst.toFixed(1)} MB ${worst <= 20 ? "(≤ 20 MB: met)" : "(> 20 MB: NOT met)"}`,
+  );
+} finally {
+  execFileSync("chmod", ["-R", "u+w", work]);
+  rmSync(work, { recursive: true, force: true });
+}
