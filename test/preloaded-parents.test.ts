@@ -177,4 +177,32 @@ describe("replicas forked from a preloaded parent", () => {
     expect(parents.size).toBe(2);
     await eventually(() => parents.size === 0, 5000);
   });
+
+  it("keeps what the import opened and printed out of the way, and hands over an environment of any size", async () => {
+    writeFileSync(
+      join(dir, "chatty.py"),
+      `import os
+print("x" * 20000, flush=True)  # more than the handshake's tail
+journal = open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "journal.txt"), "a")
+
+def predict(args):
+    journal.write("call\\n")
+    journal.flush()
+    return {"big": len(os.environ.get("BIG", "")), "fd": journal.fileno()}
+`,
+    );
+    const parent = await parents.acquire({ ...options(), file: "chatty.py" });
+    expect(parent).toBeDefined();
+    const big = "b".repeat(100_000); // more than one socket buffer, less than one variable may hold
+    const agent = await replica("chatty", parent?.socketPath, {
+      file: "chatty.py",
+      env: { BIG: big },
+    });
+    await agent.whenReady();
+    const answer = await call(agent);
+    expect(answer.json.response.big).toBe(big.length);
+    // The file the import opened is still the import's: not the worker's pipes (3, 4), open.
+    expect(answer.json.response.fd).toBeGreaterThan(4);
+    expect(readFileSync(join(dir, "journal.txt"), "utf8")).toBe("call\n");
+  });
 });

@@ -51,6 +51,7 @@ interface Server {
   /** Extra clean-up once stopped (a temporary repository and state). */
   cleanup?: () => void;
   peakRssBytes: number;
+  peakPssBytes: number;
 }
 
 interface Result {
@@ -134,6 +135,7 @@ async function startFastapi(workers: number): Promise<Server> {
     body: '{"petal_length":5.4}',
     child,
     peakRssBytes: 0,
+    peakPssBytes: 0,
   };
 }
 
@@ -165,6 +167,7 @@ async function startBentoml(): Promise<Server> {
     body: '{"petal_length":5.4}',
     child,
     peakRssBytes: 0,
+    peakPssBytes: 0,
   };
 }
 
@@ -193,6 +196,7 @@ async function startMlflow(): Promise<Server> {
     body: '{"inputs":[[5.4]]}',
     child,
     peakRssBytes: 0,
+    peakPssBytes: 0,
   };
 }
 
@@ -218,23 +222,33 @@ async function startModelship(replicas: number): Promise<Server> {
     child,
     cleanup: () => rmSync(work, { recursive: true, force: true }),
     peakRssBytes: 0,
+    peakPssBytes: 0,
   };
 }
 
-function rssBytes(pids: number[]): number {
-  let total = 0;
+/**
+ * RSS and PSS summed over `pids`, in bytes. RSS counts a page shared by several processes (a
+ * forked worker's, a shared library's) once in each; PSS divides it among them, so its sum is
+ * what the machine gives the server.
+ */
+function memoryBytes(pids: number[]): { rss: number; pss: number } {
+  let rss = 0;
+  let pss = 0;
   for (const pid of pids) {
     try {
-      const found = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
-      total += Number(found?.[1] ?? 0) * 1024;
+      const rollup = readFileSync(`/proc/${pid}/smaps_rollup`, "utf8");
+      rss += Number(/^Rss:\s+(\d+)/m.exec(rollup)?.[1] ?? 0) * 1024;
+      pss += Number(/^Pss:\s+(\d+)/m.exec(rollup)?.[1] ?? 0) * 1024;
     } catch {}
   }
-  return total;
+  return { rss, pss };
 }
 
 function sampleRss(server: Server): void {
   if (server.child.pid === undefined) return;
-  server.peakRssBytes = Math.max(server.peakRssBytes, rssBytes(processTree(server.child.pid)));
+  const { rss, pss } = memoryBytes(processTree(server.child.pid));
+  server.peakRssBytes = Math.max(server.peakRssBytes, rss);
+  server.peakPssBytes = Math.max(server.peakPssBytes, pss);
 }
 
 function runLoad(server: Server, scenario: Scenario): Promise<Result> {
@@ -385,9 +399,13 @@ try {
   console.log(
     `\nIn the open loop (${OPEN_RATE} calls/s), × modelship-1 is modelship-1's p50 ÷ the server's: below 1 is slower.`,
   );
-  console.log("\n| server | RSS of all its processes, at most (MB) |\n|---|---|");
-  for (const server of servers)
-    console.log(`| ${server.name} | ${(server.peakRssBytes / 2 ** 20).toFixed(0)} |`);
+  console.log(
+    "\n| server | RSS of all its processes, at most (MB) | PSS of all its processes, at most (MB) |\n|---|---|---|",
+  );
+  for (const server of servers) {
+    const mb = (bytes: number) => (bytes / 2 ** 20).toFixed(0);
+    console.log(`| ${server.name} | ${mb(server.peakRssBytes)} | ${mb(server.peakPssBytes)} |`);
+  }
   // The targets of issue 16, against the hand-written baseline measured in the same rounds.
   const check = (what: string, key: string, versus: string) => {
     const ours = ratios.get(key);

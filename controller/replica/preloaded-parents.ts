@@ -12,6 +12,7 @@ import {
   DEFAULT_KILL_GRACE_MS,
   signalProcessGroup,
   spawnPreloadedParent,
+  untrackProcessGroup,
   type WorkerOptions,
 } from "./worker-process.ts";
 
@@ -131,12 +132,21 @@ export class PreloadedParents {
       ended: false,
     };
     parent.listening = new Promise<boolean>((resolve) => {
-      let text = "";
-      const timer = setTimeout(() => resolve(false), LISTEN_TIMEOUT_MS);
+      // Its stdout carries what the file prints at import too: the handshake is looked for in
+      // the last few KB of it, however much came before.
+      let tail = "";
+      let heard = false;
+      const timer = setTimeout(() => {
+        // Too slow: stopped, so that it holds no memory, and the next replica tries again.
+        if (child.pid !== undefined) signalProcessGroup(child.pid, "SIGKILL");
+        parent.ended = true;
+        resolve(false);
+      }, LISTEN_TIMEOUT_MS);
       child.stdout?.on("data", (chunk: Buffer) => {
-        if (text.length > 4096) return;
-        text += chunk.toString("utf8");
-        if (/"type":\s*"listening"/.test(text)) {
+        if (heard) return;
+        tail = (tail + chunk.toString("utf8")).slice(-8192);
+        if (/\{"type": "listening", "loaded": (true|false)\}\n/.test(tail)) {
+          heard = true;
           clearTimeout(timer);
           resolve(true);
         }
@@ -150,8 +160,13 @@ export class PreloadedParents {
         // What the file's import started in the parent's group (a helper that ignores
         // SIGTERM) goes with it, now, while the group's id cannot have been reused. Its forked
         // workers die with it on their own (PR_SET_PDEATHSIG).
-        if (child.pid !== undefined) signalProcessGroup(child.pid, "SIGKILL");
+        if (child.pid !== undefined) {
+          signalProcessGroup(child.pid, "SIGKILL");
+          untrackProcessGroup(child.pid);
+        }
         ended();
+        // A parent that ended by itself (a crash) leaves its directory: removed now.
+        void rm(directory, { recursive: true, force: true });
       });
       child.once("error", ended);
     });

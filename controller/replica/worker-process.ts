@@ -336,6 +336,11 @@ export function spawnPreloadedParent(options: WorkerOptions, socketPath: string)
   return child;
 }
 
+/** A preloaded parent's group is gone: it is not to be killed on the way out. */
+export function untrackProcessGroup(pid: number): void {
+  liveGroups.delete(pid);
+}
+
 /** Signals the process group of a process started here (a worker, a preloaded parent). */
 export function signalProcessGroup(pid: number, signal: NodeJS.Signals): boolean {
   return signalGroup(pid, signal);

@@ -4,7 +4,7 @@
 // watched; anything else in the git directory is not a change of the branch. The watch only
 // says "look now": the sync reads the branch itself, so a missed or extra event costs nothing
 // but a poll's wait or a sync that finds nothing new (docs/source.md).
-import { existsSync, type FSWatcher, readFileSync, statSync, watch } from "node:fs";
+import { type FSWatcher, readFileSync, statSync, watch } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 
 /** Events closer together than this make one call: a commit writes the ref more than once. */
@@ -66,7 +66,8 @@ export function watchBranch(
   // Directories only, never files: git replaces a ref's file (a lock file renamed over it),
   // and a watch on the file would follow the old one. A branch "team/x" lives in
   // refs/heads/team, a directory git makes with the first such branch and removes when
-  // pack-refs empties it: its watch is made again whenever refs/heads changes.
+  // pack-refs empties it: its watch is made again whenever refs/heads changes. (A branch two
+  // folders deep whose inner folder alone is made again is left to the poll.)
   const heads = join(common, "refs", "heads");
   const folder = dirname(branch) === "." ? undefined : dirname(branch);
   let folderWatcher: FSWatcher | undefined;
@@ -91,10 +92,10 @@ export function watchBranch(
       watch(heads, (_event, name) => {
         if (name !== topLevel) return;
         moved();
-        if (folderWatcher !== undefined && !existsSync(join(heads, folder as string))) {
-          folderWatcher.close();
-          folderWatcher = undefined;
-        }
+        // The folder may have been removed and made again: a watch on the old one hears
+        // nothing, so it is made afresh.
+        folderWatcher?.close();
+        folderWatcher = undefined;
         watchFolder();
       }),
     );

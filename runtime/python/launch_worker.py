@@ -29,13 +29,12 @@ def main():
     try:
         connection.connect(path)
         message = {"env": dict(os.environ), "memoryLimitBytes": int(limit) if limit else None}
-        socket.send_fds(connection, [json.dumps(message).encode()], [1, 2, 3, 4])
+        # One byte carries the fds; the message follows as a line, however long it is.
+        socket.send_fds(connection, [b"F"], [1, 2, 3, 4])
+        connection.sendall(json.dumps(message).encode() + b"\n")
     except OSError:
         connection.close()
         _become_worker()
-    # The child has its own copies; ours would keep the agent's pipes open after it ends.
-    os.close(3)
-    os.close(4)
     child = None
     # A signal that comes before the child's pid is passed on as soon as it is known.
     pending = []
@@ -53,14 +52,21 @@ def main():
         signal.signal(signum, pass_on)
     received = b""
     while True:
-        chunk = connection.recv(4096)
+        try:
+            chunk = connection.recv(4096)
+        except OSError:
+            chunk = b""
         if not chunk:
+            if child is None:
+                # Refused, or the parent went away before it forked: this becomes the worker,
+                # on the pipes it still holds.
+                connection.close()
+                _become_worker()
             # The parent went away without saying how the child ended (its child dies with it).
-            if child is not None:
-                try:
-                    os.killpg(child, signal.SIGKILL)
-                except OSError:
-                    pass
+            try:
+                os.killpg(child, signal.SIGKILL)
+            except OSError:
+                pass
             print("modelship: the model's preloaded parent went away", file=sys.stderr)
             return 70
         received += chunk
@@ -69,6 +75,9 @@ def main():
             message = json.loads(line)
             if "pid" in message:
                 child = message["pid"]
+                # The child has its own copies; ours would keep the agent's pipes open after it.
+                os.close(3)
+                os.close(4)
                 for signum in pending:
                     pass_on(signum, None)
             elif "exited" in message:

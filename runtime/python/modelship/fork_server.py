@@ -44,19 +44,28 @@ def _die_with_parent():
         pass
 
 
-def _child(function, failure, fds, message, with_traceback):
+def _child(function, failure, fds, message, with_traceback, parent_fds, parent_pid):
     """In the forked child: becomes the replica's worker on the launcher's fds. Never returns."""
     try:
         os.setsid()  # a process group of its own: the agent's stop and kill reach all it starts
         _die_with_parent()
+        # The parent may have ended before prctl took effect: then nothing would end this one.
+        if os.getppid() != parent_pid:
+            os._exit(70)
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         # Out of the way first: a handed fd may have any number, 3 or 4 included.
         high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 10) for fd in fds]
         for target, fd in zip((1, 2, REQUEST_FD, ANSWER_FD), high):
             os.dup2(fd, target)
-        # Nothing else of the parent's: its listener, the other launchers' connections (a
-        # launcher must see its end close when the parent goes), the wake pipe.
-        os.closerange(ANSWER_FD + 1, os.sysconf("SC_OPEN_MAX"))
+        # Nothing of the parent's own (what the model's import opened stays open, as in a
+        # worker started afresh).
+        for fd in (set(parent_fds) | set(fds) | set(high)) - {1, 2, REQUEST_FD, ANSWER_FD}:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
         os.environ.clear()
         os.environ.update(message.get("env") or {})
         limit = message.get("memoryLimitBytes")
@@ -108,6 +117,42 @@ def _forget(selector, connection):
     connection.close()
 
 
+def _reserve_protocol_fds():
+    """Puts /dev/null on fds 3 and 4 while the file loads, so that what the import opens gets
+    other numbers, as in a worker started afresh (whose 3 and 4 are its pipes)."""
+    for fd in (REQUEST_FD, ANSWER_FD):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+
+
+def _read_request(connection):
+    """The launcher's fds and its message: one byte carries the fds, then a line of JSON of any
+    length. Returns (fds, message); fds is empty when the launcher sent none or went away."""
+    fds = []
+    try:
+        _, fds, _, _ = socket.recv_fds(connection, 1, _HANDED_FDS)
+        if len(fds) != _HANDED_FDS:
+            raise ValueError("no fds")
+        connection.settimeout(10)  # it writes the rest at once; a stalled one is dropped
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = connection.recv(1 << 16)
+            if not chunk:
+                raise ValueError("the launcher went away")
+            data += chunk
+        connection.settimeout(None)
+        return fds, json.loads(data.decode())
+    except (OSError, ValueError):
+        for fd in fds:
+            os.close(fd)
+        return [], {}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="modelship.fork_server")
     parser.add_argument("--file", required=True)
@@ -116,6 +161,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     with_traceback = os.environ.get("MODELSHIP_TRACEBACKS") == "1"
 
+    _reserve_protocol_fds()
     function, failure = None, None
     try:
         function = worker.load_function(args.file, args.function)
@@ -131,6 +177,20 @@ def main(argv=None):
     os.set_blocking(wake_write, False)
     signal.set_wakeup_fd(wake_write)
     signal.signal(signal.SIGCHLD, lambda *_: None)
+    children = {}  # pid -> the launcher's connection
+    by_connection = {}  # connection -> pid
+
+    def stop(signum, _frame):
+        # The workers' own process groups go too: PR_SET_PDEATHSIG reaches a child, not what
+        # it started.
+        for pid in children:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        os._exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
     # What the file loaded stays out of the collector's way: a collection in a child would touch
     # (and so copy) every page of it.
     gc.freeze()
@@ -139,66 +199,91 @@ def main(argv=None):
     selector = selectors.DefaultSelector()
     selector.register(listener, selectors.EVENT_READ, "listener")
     selector.register(wake_read, selectors.EVENT_READ, "wake")
-    children = {}  # pid -> the launcher's connection
-    by_connection = {}  # connection -> pid
+
+    def own_fds():
+        """What a child must not keep: the listener, the wake pipe, the selector, every
+        launcher's connection (a launcher must see its end close when the parent goes)."""
+        fds = [listener.fileno(), wake_read, wake_write, selector.fileno()]
+        return fds + [connection.fileno() for connection in by_connection] + [
+            key.fileobj.fileno() for key in selector.get_map().values() if key.data == "launcher"
+        ]
+
+    def reap():
+        for pid in list(children):
+            try:
+                reaped, status = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                reaped, status = pid, 0
+            if reaped == 0:
+                continue
+            # What the worker left in its process group (a daemon it forked) goes too.
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except OSError:
+                pass
+            connection = children.pop(pid)
+            if by_connection.pop(connection, None) is not None:
+                _send(connection, {"exited": _status_of(status)})
+            _forget(selector, connection)
+
+    def serve_launcher(connection):
+        pid = by_connection.get(connection)
+        if pid is not None:
+            # The launcher has nothing more to say: its end closed (or was reset), so it is gone.
+            try:
+                gone = not connection.recv(1)
+            except OSError:
+                gone = True
+            if gone:
+                try:
+                    os.killpg(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+                # Reaped later, like any child; nothing is sent to a launcher gone.
+                by_connection.pop(connection, None)
+                try:
+                    selector.unregister(connection)
+                except (KeyError, ValueError):
+                    pass
+            return
+        fds, message = _read_request(connection)
+        if not fds:
+            _forget(selector, connection)
+            return
+        sys.stdout.flush()
+        sys.stderr.flush()
+        closing = own_fds()
+        parent_pid = os.getpid()
+        try:
+            pid = os.fork()
+        except OSError:
+            for fd in fds:
+                os.close(fd)
+            _forget(selector, connection)  # the launcher becomes a worker itself
+            return
+        if pid == 0:
+            _child(function, failure, fds, message, with_traceback, closing, parent_pid)
+        for fd in fds:
+            os.close(fd)
+        children[pid] = connection
+        by_connection[connection] = pid
+        _send(connection, {"pid": pid})
+
     while True:
         for key, _ in selector.select():
-            if key.data == "listener":
-                connection, _ = listener.accept()
-                selector.register(connection, selectors.EVENT_READ, "launcher")
-            elif key.data == "wake":
-                os.read(wake_read, 4096)
-                while children:
-                    try:
-                        pid, status = os.waitpid(-1, os.WNOHANG)
-                    except ChildProcessError:
-                        break
-                    if pid == 0:
-                        break
-                    # What the worker left in its process group (a daemon it forked) goes too,
-                    # as the agent's reaping of a worker started afresh does.
-                    try:
-                        os.killpg(pid, signal.SIGKILL)
-                    except OSError:
-                        pass
-                    connection = children.pop(pid, None)
-                    if connection is not None:
-                        by_connection.pop(connection, None)
-                        _send(connection, {"exited": _status_of(status)})
-                        _forget(selector, connection)
-            else:
-                connection = key.fileobj
-                pid = by_connection.get(connection)
-                if pid is not None:
-                    # The launcher has nothing more to say: its end closed, so it is gone.
-                    if not connection.recv(1):
-                        try:
-                            os.killpg(pid, signal.SIGKILL)
-                        except OSError:
-                            pass
-                        # Reaped later, like any child; nothing is sent to a launcher gone.
-                        selector.unregister(connection)
-                    continue
-                try:
-                    data, fds, _, _ = socket.recv_fds(connection, 1 << 20, _HANDED_FDS)
-                    message = json.loads(data.decode() or "{}")
-                except (OSError, ValueError):
-                    data, fds, message = b"", [], {}
-                if len(fds) != _HANDED_FDS:
-                    for fd in fds:
-                        os.close(fd)
-                    _forget(selector, connection)
-                    continue
-                sys.stdout.flush()
-                sys.stderr.flush()
-                pid = os.fork()
-                if pid == 0:
-                    _child(function, failure, fds, message, with_traceback)
-                for fd in fds:
-                    os.close(fd)
-                children[pid] = connection
-                by_connection[connection] = pid
-                _send(connection, {"pid": pid})
+            # Nothing that goes wrong with one launcher may end the parent: its children die
+            # with it.
+            try:
+                if key.data == "listener":
+                    connection, _ = listener.accept()
+                    selector.register(connection, selectors.EVENT_READ, "launcher")
+                elif key.data == "wake":
+                    os.read(wake_read, 4096)
+                    reap()
+                else:
+                    serve_launcher(key.fileobj)
+            except OSError:
+                continue
 
 
 if __name__ == "__main__":
