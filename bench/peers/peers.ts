@@ -110,6 +110,27 @@ async function ready(server: Server, timeoutMs: number): Promise<void> {
   }
 }
 
+/** A server started, not yet measured. */
+function serverOf(
+  name: string,
+  port: number,
+  path: string,
+  body: string,
+  child: ChildProcess,
+  cleanup?: () => void,
+): Server {
+  return {
+    name,
+    port,
+    path,
+    body,
+    child,
+    ...(cleanup ? { cleanup } : {}),
+    peakRssBytes: 0,
+    peakPssBytes: 0,
+  };
+}
+
 function python(venv: string): string {
   return join(PEERS_DIR, venv, "bin");
 }
@@ -128,15 +149,7 @@ async function startFastapi(workers: number): Promise<Server> {
     { MODEL_PATH: join(PEERS_DIR, "model.pkl") },
     `fastapi-${workers}`,
   );
-  return {
-    name: `fastapi-${workers}`,
-    port,
-    path: "/predict",
-    body: '{"petal_length":5.4}',
-    child,
-    peakRssBytes: 0,
-    peakPssBytes: 0,
-  };
+  return serverOf(`fastapi-${workers}`, port, "/predict", '{"petal_length":5.4}', child);
 }
 
 async function startBentoml(): Promise<Server> {
@@ -160,15 +173,7 @@ async function startBentoml(): Promise<Server> {
     },
     "bentoml",
   );
-  return {
-    name: "bentoml",
-    port,
-    path: "/predict",
-    body: '{"petal_length":5.4}',
-    child,
-    peakRssBytes: 0,
-    peakPssBytes: 0,
-  };
+  return serverOf("bentoml", port, "/predict", '{"petal_length":5.4}', child);
 }
 
 async function startMlflow(): Promise<Server> {
@@ -189,15 +194,7 @@ async function startMlflow(): Promise<Server> {
     },
     "mlflow",
   );
-  return {
-    name: "mlflow",
-    port,
-    path: "/invocations",
-    body: '{"inputs":[[5.4]]}',
-    child,
-    peakRssBytes: 0,
-    peakPssBytes: 0,
-  };
+  return serverOf("mlflow", port, "/invocations", '{"inputs":[[5.4]]}', child);
 }
 
 /** modelship up over a git repository of its own: the bench's iris model with the same pickle. */
@@ -214,16 +211,14 @@ async function startModelship(replicas: number): Promise<Server> {
   const port = await freePort();
   const [command, args] = upCommand(repo, port, join(work, "state"));
   const child = launch(command, args, {}, `modelship-${replicas}`);
-  return {
-    name: `modelship-${replicas}`,
+  return serverOf(
+    `modelship-${replicas}`,
     port,
-    path: "/models/iris/predict",
-    body: '{"petal_length":5.4}',
+    "/models/iris/predict",
+    '{"petal_length":5.4}',
     child,
-    cleanup: () => rmSync(work, { recursive: true, force: true }),
-    peakRssBytes: 0,
-    peakPssBytes: 0,
-  };
+    () => rmSync(work, { recursive: true, force: true }),
+  );
 }
 
 /**

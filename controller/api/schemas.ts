@@ -5,15 +5,7 @@ import { readFileSync } from "node:fs";
 import { Ajv2020, type ValidateFunction } from "ajv/dist/2020.js";
 import addFormatsModule from "ajv-formats";
 
-import {
-  API_GROUP,
-  API_VERSION,
-  DEFAULT_MAX_REPLICAS,
-  GROUP_VERSION,
-  KIND_NAMES,
-  KINDS,
-  type Kind,
-} from "./kinds.ts";
+import { DEFAULT_MAX_REPLICAS, KINDS, type Kind } from "./kinds.ts";
 
 export {
   API_GROUP,
@@ -23,7 +15,7 @@ export {
   KIND_NAMES,
   KINDS,
   type Kind,
-};
+} from "./kinds.ts";
 
 export type JsonSchema = { [keyword: string]: unknown };
 

@@ -54,6 +54,27 @@ export function routeFingerprint(route: ModelRoute): string {
 }
 
 /**
+ * What changed from the routes given so far (each name's fingerprint by `fingerprintOf`, all
+ * their names `names`) to `config`: its routes that are new or differ, the names it no longer
+ * has, and the fingerprint of each of its routes.
+ */
+export function routeChanges(
+  config: GatewayConfig,
+  fingerprintOf: (name: string) => string | undefined,
+  names: Iterable<string>,
+): { models: ModelRoute[]; removed: string[]; fingerprints: Map<string, string> } {
+  const fingerprints = new Map<string, string>();
+  const models: ModelRoute[] = [];
+  for (const route of config.models) {
+    const fingerprint = routeFingerprint(route);
+    fingerprints.set(route.name, fingerprint);
+    if (fingerprintOf(route.name) !== fingerprint) models.push(route);
+  }
+  const removed = [...names].filter((name) => !fingerprints.has(name));
+  return { models, removed, fingerprints };
+}
+
+/**
  * Turns whole configurations, made again at every event, into the changes since the last one
  * that went in (Gateway.applyChanges): a feed that sends only what changed.
  */
@@ -66,14 +87,11 @@ export class GatewayChangeTracker {
    * records `config` as applied: call it once the gateway took the changes.
    */
   changesTo(config: GatewayConfig): { changes: GatewayChanges; commit(): void } | undefined {
-    const fingerprints = new Map<string, string>();
-    const models: ModelRoute[] = [];
-    for (const route of config.models) {
-      const fingerprint = routeFingerprint(route);
-      fingerprints.set(route.name, fingerprint);
-      if (this.applied.get(route.name) !== fingerprint) models.push(route);
-    }
-    const removed = [...this.applied.keys()].filter((name) => !fingerprints.has(name));
+    const { models, removed, fingerprints } = routeChanges(
+      config,
+      (name) => this.applied.get(name),
+      this.applied.keys(),
+    );
     const apiKeys = JSON.stringify(config.apiKeys);
     const keysChanged = apiKeys !== this.appliedApiKeys;
     if (models.length === 0 && removed.length === 0 && !keysChanged) return undefined;

@@ -23,6 +23,7 @@ import {
   type GatewayChanges,
   type GatewayConfig,
   type ModelRoute,
+  routeChanges,
   routeFingerprint,
 } from "./config.ts";
 import {
@@ -232,15 +233,12 @@ export class Gateway {
    * It costs what changed: a model whose route is as before is kept as it is.
    */
   apply(config: GatewayConfig): void {
-    const changed: ModelRoute[] = [];
-    const fingerprints = new Map<string, string>();
-    for (const route of config.models) {
-      const fingerprint = routeFingerprint(route);
-      fingerprints.set(route.name, fingerprint);
-      if (this.models.get(route.name)?.fingerprint !== fingerprint) changed.push(route);
-    }
-    const removed = [...this.models.keys()].filter((name) => !fingerprints.has(name));
-    this.applyChanges({ models: changed, removed, apiKeys: config.apiKeys });
+    const { models, removed } = routeChanges(
+      config,
+      (name) => this.models.get(name)?.fingerprint,
+      this.models.keys(),
+    );
+    this.applyChanges({ models, removed, apiKeys: config.apiKeys });
   }
 
   /**

@@ -137,10 +137,14 @@ mkdir -p -- "$(dirname -- "$output")"
 mkdir -- "$output" || fail "cannot create the output directory $output"
 output=$(cd -- "$output" && pwd)
 
+# The model's source, as the build script gets it (writable: it may write model.pkl).
+copy_source() {
+  mkdir -- "$output/src"
+  cp -R -- "$source_dir/." "$output/src/"
+  chmod -R u+w -- "$output/src"
+}
 echo "==> copying $source_dir to $output/src"
-mkdir -- "$output/src"
-cp -R -- "$source_dir/." "$output/src/"
-chmod -R u+w -- "$output/src"
+copy_source
 
 if [[ -z $build_script ]]; then
   if [[ -f $output/src/build.sh ]]; then
@@ -156,6 +160,11 @@ fi
 # (complete) only if the build succeeds. An entry without `complete` whose lock nobody holds was
 # left by a build that was killed: it is made again.
 shared="" making=""
+# Removes a (read-only) cache entry.
+remove_entry() {
+  chmod -R u+w -- "$1" 2>/dev/null || true
+  rm -rf -- "$1"
+}
 if [[ -n $env_cache ]]; then
   mkdir -p -- "$env_cache"
   # Absolute: builds link to it, and a venv's scripts name its interpreter by its path.
@@ -185,13 +194,12 @@ if [[ -n $env_cache ]]; then
   elif exec {lock}>"$entry.lock" && flock -n "$lock"; then
     if [[ -e $entry ]]; then
       echo "==> removing the environment a killed build left half made ($entry)"
-      chmod -R u+w -- "$entry" 2>/dev/null || true
-      rm -rf -- "$entry"
+      remove_entry "$entry"
     fi
     mkdir -- "$entry" || fail "cannot create the shared environment $entry"
     shared=$entry making=$entry
     # Whatever ends this build before it is published takes the half-made entry with it.
-    trap '[[ -f $making/complete ]] || { chmod -R u+w -- "$making" 2>/dev/null; rm -rf -- "$making"; }' EXIT
+    trap '[[ -f $making/complete ]] || remove_entry "$making"' EXIT
   else
     echo "==> another build is making the environment for this build script and requirements; this one makes its own"
   fi
@@ -255,9 +263,7 @@ if [[ -n $build_script ]]; then
     rm -f -- "$output/venv" "$output/rlib"
     chmod -R u+w -- "$output/src"
     rm -rf -- "$output/src"
-    mkdir -- "$output/src"
-    cp -R -- "$source_dir/." "$output/src/"
-    chmod -R u+w -- "$output/src"
+    copy_source
     shared=""
     prepare_environment private
     run_build_script

@@ -126,14 +126,12 @@ export class LocalRuntime implements Runtime {
     socketDir: string;
     user?: ModelUser | undefined;
     log?: (line: string) => void;
-    /** How long a preloaded parent no replica uses is kept (default PARENT_IDLE_MS). */
-    parentIdleMs?: number;
   }) {
     this.onChange = options.onChange;
     this.socketDir = options.socketDir;
     this.user = options.user;
     // Not in socketDir: the parents and launchers run as the model user, who may not enter it.
-    this.parents = new PreloadedParents(undefined, options.parentIdleMs);
+    this.parents = new PreloadedParents();
     this.log = options.log ?? (() => {});
   }
 
@@ -241,11 +239,6 @@ export class LocalRuntime implements Runtime {
       [...this.deployments.values()].map((state) => this.stop(state.spec.deployment)),
     );
     await this.parents.stopAll();
-  }
-
-  /** How many preloaded parents run now, in use or kept for a rollback. */
-  get preloadedParents(): number {
-    return this.parents.size;
   }
 
   /** Brings the replicas to the state's spec, one replica at a time. */
