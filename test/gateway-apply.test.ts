@@ -8,7 +8,7 @@ import {
   type ModelRoute,
 } from "../controller/gateway/config.ts";
 import { Gateway } from "../controller/gateway/gateway.ts";
-import { type RunningGateway, startGateway } from "./helpers/gateway.ts";
+import { type RunningGateway, route, startGateway } from "./helpers/gateway.ts";
 import { postJson } from "./helpers/replica.ts";
 
 const runningGateways: RunningGateway[] = [];
@@ -22,16 +22,9 @@ const numberSchema = (minimum: number) => ({
   properties: { x: { type: "number", minimum } },
 });
 
+/** A route with no replica that answers 429 at once (its queue does not wait). */
 function model(name: string, overrides: Partial<ModelRoute> = {}): ModelRoute {
-  return {
-    name,
-    authentication: { enabled: false },
-    queueTimeoutSeconds: 0,
-    timeoutSeconds: 30,
-    stopped: false,
-    replicas: [],
-    ...overrides,
-  };
+  return route(name, [], { queueTimeoutSeconds: 0, ...overrides });
 }
 
 function config(models: ModelRoute[]): GatewayConfig {
