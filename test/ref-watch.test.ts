@@ -36,18 +36,24 @@ function commit(dir: string, message: string): void {
   runGit(dir, env, "commit", "-q", "-m", message);
 }
 
-/** How many times the watch fired while `change` ran, counted after a settle. */
-async function callsDuring(dir: string, branch: string, change: () => void): Promise<number> {
+/** Watches `branch` (stopped after the test); how many times the watch has fired so far. */
+function watched(dir: string, branch: string): () => number {
   let calls = 0;
   const stop = watchBranch(dir, branch, () => {
     calls += 1;
   });
   expect(stop).toBeDefined();
   stops.push(stop as () => void);
+  return () => calls;
+}
+
+/** How many times the watch fired while `change` ran, counted after a settle. */
+async function callsDuring(dir: string, branch: string, change: () => void): Promise<number> {
+  const calls = watched(dir, branch);
   change();
   // fs events and the watch's own settle: well within this, on a loaded machine too.
   await new Promise((resolve) => setTimeout(resolve, 400));
-  return calls;
+  return calls();
 }
 
 describe("watchBranch", () => {
@@ -94,37 +100,29 @@ describe("watchBranch", () => {
 
   it("sees a branch in a folder (team/iris), made after the watch began, and after a pack-refs removed its folder", async () => {
     const dir = repository();
-    let calls = 0;
-    const stop = watchBranch(dir, "team/iris", () => {
-      calls += 1;
-    });
-    stops.push(stop as () => void);
+    const calls = watched(dir, "team/iris");
     runGit(dir, env, "checkout", "-q", "-b", "team/iris");
     commit(dir, "in a folder");
-    await eventually(() => calls >= 1);
+    await eventually(() => calls() >= 1);
     runGit(dir, env, "pack-refs", "--all", "--prune");
     await new Promise((resolve) => setTimeout(resolve, 100));
-    const before = calls;
+    const before = calls();
     commit(dir, "in a folder again");
-    await eventually(() => calls > before);
+    await eventually(() => calls() > before);
   });
 
   it("sees every commit, one after another (the ref's file is replaced each time)", async () => {
     const dir = repository();
-    let calls = 0;
-    const stop = watchBranch(dir, "main", () => {
-      calls += 1;
-    });
-    stops.push(stop as () => void);
+    const calls = watched(dir, "main");
     for (let round = 1; round <= 3; round++) {
-      const before = calls;
+      const before = calls();
       commit(dir, `commit ${round}`);
-      await eventually(() => calls > before);
+      await eventually(() => calls() > before);
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
-    const before = calls;
+    const before = calls();
     runGit(dir, env, "revert", "--no-edit", "HEAD");
-    await eventually(() => calls > before);
+    await eventually(() => calls() > before);
   });
 
   it("sees a commit made in a worktree of the repository", async () => {
