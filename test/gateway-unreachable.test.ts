@@ -445,6 +445,11 @@ describe("agentHead: an answer's head, or why it is not an agent's", () => {
       `HTTP/1.1 418 I'm a teapot\r\nContent-Length: 0\r\n${CODE_HEADER}: teapot`,
       'answered HTTP 418 with the unknown code "teapot": not a modelship replica agent',
     ],
+    ...[100, 204, 304, 600].map((status): [string, string, string] => [
+      `a status without a body, or none at all: ${status}`,
+      `HTTP/1.1 ${status} X\r\nContent-Length: 2\r\n${CODE_HEADER}: ok`,
+      `answered HTTP ${status}, a status an agent never answers with: not a modelship replica agent`,
+    ]),
     [
       "no Content-Length",
       `HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n${CODE_HEADER}: ok`,

@@ -2,7 +2,7 @@
 // POST /models/{name}/predict (the bare request). It identifies the model, checks keys and the
 // input, waits in the model's queue for a free replica, and passes the replica's answer through.
 import { randomUUID } from "node:crypto";
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { IncomingMessage, ServerResponse } from "node:http";
 import type { ErrorObject } from "ajv/dist/2020.js";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import { CODE_HEADER, ERROR_STATUS } from "../api/errors.ts";
@@ -32,6 +32,7 @@ import {
   ModelDispatcher,
   type ReplicaSlot,
 } from "./dispatcher.ts";
+import { type CallAnswer, callPath, FrontDoorServer } from "./front-door.ts";
 import { InProcessChannel, type InProcessReplicas } from "./in-process.ts";
 import { type InputValidator, InputValidators } from "./input-validators.ts";
 import { type ApiKeyRecord, checkApiKey, hashKey } from "./keys.ts";
@@ -174,7 +175,7 @@ function gatewayMetrics(gateway: Gateway, processMetrics: boolean) {
 }
 
 export class Gateway {
-  readonly server: Server;
+  readonly server: FrontDoorServer;
   private readonly bodyLimit: number;
   /** The largest body any model takes: what POST /model reads before it knows the model. */
   private largestBodyLimit: number;
@@ -222,8 +223,14 @@ export class Gateway {
         register: this.metrics.register,
         log: options.log ?? ((line) => process.stderr.write(`${line}\n`)),
       });
-    this.server = createServer(SERVER_OPTIONS, (request, response) =>
-      this.route(request, response),
+    this.server = new FrontDoorServer(
+      SERVER_OPTIONS,
+      (request, response) => this.route(request, response),
+      {
+        bodyLimitOf: (name) => this.callBodyLimit(name),
+        call: (call, answer) =>
+          void this.serve(call.name, call.authorization, call.body, answer, call.arrived),
+      },
     );
   }
 
@@ -391,7 +398,7 @@ export class Gateway {
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     for (const entry of this.models.values()) entry.dispatcher.close();
     const deadline = Date.now() + graceMs;
-    while (this.callsInFlight > 0 && Date.now() < deadline) {
+    while ((this.callsInFlight > 0 || this.server.bodiesArriving > 0) && Date.now() < deadline) {
       this.server.closeIdleConnections();
       await new Promise((resolve) => setTimeout(resolve, 10));
     }
@@ -408,13 +415,9 @@ export class Gateway {
       return;
     }
     if (request.method === "POST") {
-      if (path === "/model") {
-        this.call(request, response, undefined);
-        return;
-      }
-      const name = /^\/models\/([^/]+)\/predict$/.exec(path)?.[1];
-      if (name !== undefined) {
-        this.call(request, response, decodeName(name));
+      const call = callPath(path);
+      if (call) {
+        this.call(request, response, call.name);
         return;
       }
     } else if (request.method === "GET") {
@@ -527,26 +530,62 @@ export class Gateway {
     }));
   }
 
-  /** One call, from the body to the answer; `name` is set for /models/{name}/predict. */
-  private async call(
-    request: IncomingMessage,
-    response: ServerResponse,
-    name: string | undefined,
-  ): Promise<void> {
+  /**
+   * The largest body a call may carry: the model's own limit when the path names it; for
+   * POST /model, the largest any model has until the access key in the body says which applies.
+   */
+  private callBodyLimit(name: string | undefined): number {
+    const named = name === undefined ? undefined : this.models.get(name);
+    return named ? this.bodyLimitOf(named) : this.largestBodyLimit;
+  }
+
+  /** A call that came through node:http (the front door handed its connection on). */
+  private call(request: IncomingMessage, response: ServerResponse, name: string | undefined): void {
     const arrived = performance.now();
+    const body = readBody(request, this.callBodyLimit(name)).catch((error: unknown) => {
+      if (error instanceof BodyTooLarge) {
+        // The rest of the body is read and dropped (readBody resumes it). Closing at once would
+        // make a client still sending see a broken pipe instead of the 413, so a body of a size
+        // said up front and within reason is drained and the connection kept; one larger or of
+        // no stated size is cut off when the answer has gone.
+        const declared = Number(request.headers["content-length"]);
+        if (!(declared <= DRAIN_LIMIT_BYTES)) response.setHeader("connection", "close");
+      }
+      throw error;
+    });
+    const answer: CallAnswer = (status, code, text) => {
+      if (response.headersSent) return;
+      response.writeHead(status, {
+        "content-type": "application/json",
+        "content-length": typeof text === "string" ? Buffer.byteLength(text) : text.length,
+        [CODE_HEADER]: code,
+      });
+      response.end(text);
+    };
+    void this.serve(name, request.headers.authorization, body, answer, arrived);
+  }
+
+  /**
+   * One call, from its body to its answer, whichever way it came; `name` is set for
+   * /models/{name}/predict. The body is in hand (the front door) or still coming (node:http).
+   */
+  private async serve(
+    name: string | undefined,
+    authorization: string | undefined,
+    body: string | Promise<string>,
+    answer: CallAnswer,
+    arrived: number,
+  ): Promise<void> {
     let entry: ModelEntry | undefined;
     let code: string;
     this.callsInFlight += 1;
     try {
-      // The model's own limit when the path names it; for POST /model, the largest any model
-      // has until the access key in the body says which model's applies.
-      const named = name === undefined ? undefined : this.models.get(name);
-      const text = await readBody(request, named ? this.bodyLimitOf(named) : this.largestBodyLimit);
+      const text = typeof body === "string" ? body : await body;
       const target = this.identify(text, name);
       entry = target.entry;
       const limit = this.bodyLimitOf(entry);
       if (name === undefined && Buffer.byteLength(text) > limit) throw new BodyTooLarge(limit);
-      this.authorize(entry, request.headers.authorization);
+      this.authorize(entry, authorization);
       if (entry.route.stopped) {
         throw new CallError(
           "model.stopped",
@@ -554,9 +593,9 @@ export class Gateway {
         );
       }
       this.checkInput(entry, target.request);
-      code = await this.dispatch(entry, target.forwardText, arrived, response);
+      code = await this.dispatch(entry, target.forwardText, arrived, answer);
     } catch (error) {
-      code = this.sendFailure(response, error);
+      code = this.sendFailure(answer, error);
     } finally {
       this.callsInFlight -= 1;
     }
@@ -662,7 +701,7 @@ export class Gateway {
     entry: ModelEntry,
     text: string,
     arrived: number,
-    response: ServerResponse,
+    answer: CallAnswer,
   ): Promise<string> {
     const { route, dispatcher } = entry;
     let now = performance.now();
@@ -680,15 +719,19 @@ export class Gateway {
       const acquired = dispatcher.acquire(queueDeadline - now, retried);
       const slot: ReplicaSlot | undefined = acquired instanceof Promise ? await acquired : acquired;
       now = performance.now();
-      // One observation per call: the wait for its first replica (or until a 429 without one).
-      if (!waitMeasured) {
-        entry.meters.queueWait.observe((now - arrived) / 1000);
-        waitMeasured = true;
+      // One observation per call: the wait for its first replica (or until a 429 without one),
+      // made once the call is on its way: the replica need not wait for the histogram.
+      const measureWait = !waitMeasured;
+      waitMeasured = true;
+      if (!slot) {
+        if (measureWait) entry.meters.queueWait.observe((now - arrived) / 1000);
+        throw this.noReplica(entry, onlyNotReady === true);
       }
-      if (!slot) throw this.noReplica(entry, onlyNotReady === true);
       // The replica gets the model's timeout and a grace; the caller is answered by its deadline.
       const callerMs = Math.min(replicaMs, deadline - now);
-      const result = await slot.connection.send(text, uuid, callerMs, replicaMs);
+      const sent = slot.connection.send(text, uuid, callerMs, replicaMs);
+      if (measureWait) entry.meters.queueWait.observe((now - arrived) / 1000);
+      const result = await sent;
       if (result.kind === "answer") {
         const verdict = answerVerdict(result.code);
         if (verdict.kind !== "relay") {
@@ -705,13 +748,7 @@ export class Gateway {
           continue;
         }
         dispatcher.release(slot, "answered");
-        response.writeHead(result.status, {
-          "content-type": "application/json",
-          "content-length":
-            typeof result.body === "string" ? Buffer.byteLength(result.body) : result.body.length,
-          [CODE_HEADER]: result.code,
-        });
-        response.end(result.body);
+        answer(result.status, result.code, result.body);
         if (result.metricsJson !== undefined && this.metricsRecorder) {
           this.metricsRecorder.record(
             predictionRecord(route.name, uuid, arrived, result.metricsJson, result.serves),
@@ -793,16 +830,8 @@ export class Gateway {
     }
   }
 
-  private sendFailure(response: ServerResponse, error: unknown): string {
-    if (error instanceof BodyTooLarge) {
-      // The rest of the body is read and dropped (readBody resumes it). Closing at once would
-      // make a client still sending see a broken pipe instead of this answer, so a body of a
-      // size said up front and within reason is drained and the connection kept; one larger
-      // or of no stated size is cut off when the answer has gone.
-      const declared = Number(response.req?.headers["content-length"]);
-      if (!(declared <= DRAIN_LIMIT_BYTES)) response.setHeader("connection", "close");
-      error = new CallError("request.too_large", error.message);
-    }
+  private sendFailure(answer: CallAnswer, error: unknown): string {
+    if (error instanceof BodyTooLarge) error = new CallError("request.too_large", error.message);
     if (!(error instanceof CallError)) {
       // A bug of ours: say so without details, and keep serving.
       error = new CallError(
@@ -811,14 +840,11 @@ export class Gateway {
       );
     }
     const failure = error as CallError;
-    if (!response.headersSent) {
-      sendJson(
-        response,
-        ERROR_STATUS[failure.code],
-        errorBody(failure.code, failure.message, failure.extra),
-        failure.code,
-      );
-    }
+    answer(
+      ERROR_STATUS[failure.code],
+      failure.code,
+      errorBody(failure.code, failure.message, failure.extra),
+    );
     return failure.code;
   }
 
@@ -862,15 +888,6 @@ export function predictionRecord(
     else if (name === "deployment" && value) record.deployment = value;
   }
   return record;
-}
-
-/** A path segment, decoded; one that is not valid percent-encoding names no model (and no crash). */
-function decodeName(segment: string): string {
-  try {
-    return decodeURIComponent(segment);
-  } catch {
-    return segment;
-  }
 }
 
 function busyMessage(

@@ -440,6 +440,11 @@ export function answerVerdict(code: string): AnswerVerdict {
 export function agentHead(text: string, bodyStart: number): Head | string {
   const head = parseHead(text, bodyStart);
   if (!head) return `answered something that is not HTTP with a Content-Length${NOT_AN_AGENT}`;
+  // An agent's answers all have a body: a 1xx, 204 or 304 passed on would be a head without
+  // one, and leave the caller's connection out of step.
+  if (head.status < 200 || head.status > 599 || head.status === 204 || head.status === 304) {
+    return `answered HTTP ${head.status}, a status an agent never answers with${NOT_AN_AGENT}`;
+  }
   if (head.code === "") {
     return `answered HTTP ${head.status} without an ${CODE_HEADER} header${NOT_AN_AGENT}`;
   }
