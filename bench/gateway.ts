@@ -1,14 +1,17 @@
 // npm run bench:gateway — what the gateway costs, measured against calling replicas directly in
 // the same run (docs/benchmarks.md). Everything is a real process on 127.0.0.1: replica agents
 // with Python workers, a gateway, and this client.
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { cpus, tmpdir, totalmem } from "node:os";
+import { execFileSync, spawn } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { cpus, loadavg, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
 import {
   type Answer,
+  children,
   closedLoop,
   percentile,
   post,
+  ROOT,
   type Started,
   start,
   startReplica,
@@ -18,6 +21,9 @@ import {
 /** Service time of the `work` function: a replica's capacity is 1000 / WORK_MS calls a second. */
 const WORK_MS = 10;
 const quick = process.argv.includes("--quick");
+/** `--against REF`: the gateway of another commit, in a worktree, measured in the same run. */
+const againstFlag = process.argv.indexOf("--against");
+const against = againstFlag === -1 ? undefined : process.argv[againstFlag + 1];
 const LATENCY_CALLS = quick ? 500 : 3000;
 const THROUGHPUT_SECONDS = quick ? 1.5 : 4;
 const OVERLOAD_SECONDS = quick ? 2 : 5;
@@ -43,6 +49,38 @@ async function latency(urls: string[], body: string): Promise<Percentiles[]> {
     }
   }
   return times.map((list) => ({ p50: percentile(list, 50), p99: percentile(list, 99) }));
+}
+
+/** CPU time (user + system) a process has used so far, in ms, from /proc (clock ticks of 10 ms). */
+function cpuMs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
+/** The gateway of commit `ref`, from a git worktree of it in `directory` (removed by the caller). */
+function gatewayAt(ref: string, directory: string, config: string): Promise<Started> {
+  execFileSync("git", ["worktree", "add", "--detach", "--quiet", directory, ref], { cwd: ROOT });
+  symlinkSync(join(ROOT, "node_modules"), join(directory, "node_modules"));
+  return start(["gateway", "--config", config, "--port", "0"], join(directory, "bin/modelship.js"));
+}
+
+/** A bare TCP relay to `url` (bench/tcp-relay.ts) in a process of its own. */
+function startRelay(url: string): Promise<Started> {
+  const target = new URL(url);
+  const child = spawn(
+    process.execPath,
+    [join(ROOT, "bench/tcp-relay.ts"), target.hostname, target.port],
+    { stdio: ["ignore", "pipe", "inherit"] },
+  );
+  children.push(child);
+  return new Promise((resolve, reject) => {
+    child.stdout?.on("data", (chunk) => {
+      const match = /listening on (\S+)/.exec(String(chunk));
+      if (match) resolve({ child, url: match[1] as string });
+    });
+    child.once("exit", (code) => reject(new Error(`the relay exited with ${code}`)));
+  });
 }
 
 /** Closed loop: `concurrency` callers, each calling again as soon as answered; calls a second. */
@@ -103,6 +141,8 @@ async function main(): Promise<void> {
       }),
     );
     const gateway = await start(["gateway", "--config", config, "--port", "0"]);
+    const relay = await startRelay(adder.url);
+    const earlier = against && (await gatewayAt(against, join(directory, "against"), config));
     const addBody = JSON.stringify({ a: 3, b: 5 });
     const workBody = JSON.stringify({ ms: WORK_MS });
 
@@ -110,16 +150,42 @@ async function main(): Promise<void> {
       `machine: ${cpus().length} × ${cpus()[0]?.model.trim()}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`,
     );
     console.log(`\nlatency at concurrency 1 (add, ${LATENCY_CALLS} calls each)`);
-    const [direct, viaGateway] = (await latency(
-      [`${adder.url}/predict`, `${gateway.url}/models/add/predict`],
+    const pids = [gateway.child.pid, relay.child.pid] as number[];
+    const cpuBefore = pids.map(cpuMs);
+    const [direct, viaGateway, viaRelay, viaEarlier] = (await latency(
+      [
+        `${adder.url}/predict`,
+        `${gateway.url}/models/add/predict`,
+        `${relay.url}/predict`,
+        ...(earlier ? [`${earlier.url}/models/add/predict`] : []),
+      ],
       addBody,
-    )) as [Percentiles, Percentiles];
+    )) as [Percentiles, Percentiles, Percentiles, Percentiles | undefined];
+    const [gatewayCpu, relayCpu] = pids.map(
+      (pid, index) => ((cpuMs(pid) - (cpuBefore[index] as number)) * 1000) / LATENCY_CALLS,
+    ) as [number, number];
     console.log(`  (a) direct to the agent   p50 ${ms(direct.p50)}   p99 ${ms(direct.p99)}`);
     console.log(
-      `  (b) through the gateway   p50 ${ms(viaGateway.p50)}   p99 ${ms(viaGateway.p99)}`,
+      `  (b) through the gateway   p50 ${ms(viaGateway.p50)}   p99 ${ms(viaGateway.p99)}   CPU ${gatewayCpu.toFixed(0)} µs a call`,
     );
     console.log(
-      `  added by the gateway      p50 ${ms(viaGateway.p50 - direct.p50)}   p99 ${ms(viaGateway.p99 - direct.p99)}   (target ≤ 0.3 / ≤ 1 ms)`,
+      `  (c) through a TCP relay   p50 ${ms(viaRelay.p50)}   p99 ${ms(viaRelay.p99)}   CPU ${relayCpu.toFixed(0)} µs a call (the floor for a hop)`,
+    );
+    console.log(
+      `  added by the gateway      p50 ${ms(viaGateway.p50 - direct.p50)}   p99 ${ms(viaGateway.p99 - direct.p99)}   (target p50 ≤ 0.1 ms)`,
+    );
+    console.log(
+      `  added by the relay        p50 ${ms(viaRelay.p50 - direct.p50)}   p99 ${ms(viaRelay.p99 - direct.p99)}`,
+    );
+    if (viaEarlier) {
+      console.log(
+        `  added by the gateway at ${against}   p50 ${ms(viaEarlier.p50 - direct.p50)}   p99 ${ms(viaEarlier.p99 - direct.p99)}   (the same calls, interleaved)`,
+      );
+    }
+    console.log(
+      `  load average ${loadavg()
+        .map((value) => value.toFixed(2))
+        .join(" ")}`,
     );
 
     console.log(`\nthroughput (work: ${WORK_MS} ms a call; ${THROUGHPUT_SECONDS} s per row)`);
@@ -139,7 +205,7 @@ async function main(): Promise<void> {
         );
         console.log(
           `  N=${count} concurrency ${String(concurrency).padEnd(2)}  gateway ${through.toFixed(1).padStart(6)} calls/s   ` +
-            `÷ (N × one direct) = ${(through / (count * one)).toFixed(3)}   ÷ N agents direct (${directN.toFixed(1)}) = ${(through / directN).toFixed(3)}   (target ≥ 0.9)`,
+            `÷ (N × one direct) = ${(through / (count * one)).toFixed(3)}   ÷ N agents direct (${directN.toFixed(1)}) = ${(through / directN).toFixed(3)}   (target ≥ 0.95)`,
         );
       }
     }
@@ -157,6 +223,12 @@ async function main(): Promise<void> {
     );
   } finally {
     stopAll();
+    if (against) {
+      execFileSync("git", ["worktree", "remove", "--force", join(directory, "against")], {
+        cwd: ROOT,
+        stdio: "ignore",
+      });
+    }
     rmSync(directory, { recursive: true, force: true });
   }
 }

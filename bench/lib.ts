@@ -17,8 +17,9 @@ export interface Started {
 
 export const children: ChildProcess[] = [];
 
-export function start(args: string[]): Promise<Started> {
-  const child = spawn(process.execPath, [ENTRY, ...args], { stdio: ["ignore", "pipe", "inherit"] });
+/** Starts `modelship ARGS`; `entry` is another checkout's bin/modelship.js. */
+export function start(args: string[], entry = ENTRY): Promise<Started> {
+  const child = spawn(process.execPath, [entry, ...args], { stdio: ["ignore", "pipe", "inherit"] });
   children.push(child);
   return new Promise((resolve, reject) => {
     let out = "";
