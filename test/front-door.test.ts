@@ -312,6 +312,16 @@ describe("the front door", () => {
     expect(door.nodeRequests).toEqual(['POST /models/m/predict {"c":3}', "GET /healthz "]);
   });
 
+  it("counts a pipelined call's time from when its bytes came, not from when its turn came", async () => {
+    const door = await frontDoor();
+    const client = door.client();
+    client.send(post("/model", '{"wait":200}') + post("/model", '{"wait":2}'));
+    await client.answers(2);
+    const [first, second] = door.doorCalls.map((call) => call.arrived) as [number, number];
+    // The second waited 200 ms for its turn; it came with the first.
+    expect(second - first).toBeLessThan(100);
+  });
+
   it("never reads a smuggled request: a head it does not take is node:http's to refuse", async () => {
     const door = await frontDoor();
     const client = door.client();

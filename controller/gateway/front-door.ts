@@ -127,7 +127,7 @@ const isWhitespace = (code: number) => code === 0x20 || code === 0x09;
 export interface FrontDoorCall extends CallPath {
   authorization: string | undefined;
   body: string;
-  /** performance.now() when its bytes were all in. */
+  /** performance.now() when the bytes of its head came (as node:http stamps a request). */
   arrived: number;
 }
 
@@ -140,7 +140,10 @@ export interface FrontDoorHandlers {
   call(call: FrontDoorCall, answer: CallAnswer): void;
 }
 
-/** What node:http waits beyond its advertised keep-alive timeout before it closes. */
+/**
+ * What node:http waits beyond its advertised keep-alive timeout before it closes, unless the
+ * server says otherwise (its keepAliveTimeoutBuffer).
+ */
 const KEEP_ALIVE_MARGIN_MS = 1000;
 /** Bytes of pipelined requests held while a call runs, before the socket is paused. */
 const PIPELINE_HOLD_BYTES = 64 * 1024;
@@ -240,6 +243,8 @@ class FrontDoorConnection {
   private closing = false;
   /** The connection's last bytes are written: it closes once they are out. */
   private finished = false;
+  /** performance.now() when the first of the buffered bytes came. */
+  private bufferedAt = 0;
   private readonly onData = (chunk: Buffer) => this.received(chunk);
   private readonly onEnd = () => this.ended();
   private readonly onTimeout = () => {
@@ -261,7 +266,8 @@ class FrontDoorConnection {
     // the advertised time must not meet a close). Its event comes after each idle spell, and is
     // ignored while a call runs or a body comes in. 0: no limit, as in node:http.
     if (server.keepAliveTimeout > 0) {
-      socket.setTimeout(server.keepAliveTimeout + KEEP_ALIVE_MARGIN_MS);
+      const margin = (server as { keepAliveTimeoutBuffer?: number }).keepAliveTimeoutBuffer;
+      socket.setTimeout(server.keepAliveTimeout + (margin ?? KEEP_ALIVE_MARGIN_MS));
       socket.on("timeout", this.onTimeout);
     }
   }
@@ -285,7 +291,13 @@ class FrontDoorConnection {
       this.fill(pending, chunk);
       return;
     }
-    this.buffered = this.buffered ? Buffer.concat([this.buffered, chunk]) : chunk;
+    if (this.buffered) {
+      this.buffered = Buffer.concat([this.buffered, chunk]);
+    } else {
+      this.buffered = chunk;
+      // A pipelined call's time counts from when its bytes came, not from when its turn came.
+      this.bufferedAt = performance.now();
+    }
     if (!this.busy) this.next();
     else if (this.buffered.length > PIPELINE_HOLD_BYTES) this.socket.pause();
   }
@@ -298,7 +310,7 @@ class FrontDoorConnection {
       this.finish();
       return;
     }
-    const arrived = performance.now();
+    const arrived = this.bufferedAt;
     const end = data.indexOf(HEAD_END);
     const head = end === -1 ? undefined : readCallHead(data.toString("latin1", 0, end));
     if (!head || head.contentLength > this.server.bodyLimitOf(head.name)) {
@@ -335,7 +347,10 @@ class FrontDoorConnection {
     if (pending.received < pending.head.contentLength) return;
     clearTimeout(pending.timer);
     this.pending = undefined;
-    if (part.length < chunk.length) this.buffered = chunk.subarray(part.length);
+    if (part.length < chunk.length) {
+      this.buffered = chunk.subarray(part.length);
+      this.bufferedAt = performance.now();
+    }
     const body = Buffer.concat(pending.chunks, pending.received).toString("utf8");
     this.start(pending.head, body, pending.arrived);
   }
@@ -415,9 +430,9 @@ class FrontDoorConnection {
 
   /** node:http's lines for a connection kept alive: the timeout only when there is one. */
   private keepAliveLines(): string {
-    const seconds = Math.floor(this.server.keepAliveTimeout / 1000);
-    return seconds > 0
-      ? `Connection: keep-alive\r\nKeep-Alive: timeout=${seconds}\r\n\r\n`
+    const timeout = this.server.keepAliveTimeout;
+    return timeout > 0
+      ? `Connection: keep-alive\r\nKeep-Alive: timeout=${Math.floor(timeout / 1000)}\r\n\r\n`
       : "Connection: keep-alive\r\n\r\n";
   }
 
