@@ -1,13 +1,12 @@
 // npm run bench:gateway — what the gateway costs, measured against calling replicas directly in
 // the same run (docs/benchmarks.md). Everything is a real process on 127.0.0.1: replica agents
 // with Python workers, a gateway, and this client.
-import { execFileSync, spawn } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
 import {
   type Answer,
-  children,
   closedLoop,
   percentile,
   post,
@@ -68,19 +67,7 @@ function gatewayAt(ref: string, directory: string, config: string): Promise<Star
 /** A bare TCP relay to `url` (bench/tcp-relay.ts) in a process of its own. */
 function startRelay(url: string): Promise<Started> {
   const target = new URL(url);
-  const child = spawn(
-    process.execPath,
-    [join(ROOT, "bench/tcp-relay.ts"), target.hostname, target.port],
-    { stdio: ["ignore", "pipe", "inherit"] },
-  );
-  children.push(child);
-  return new Promise((resolve, reject) => {
-    child.stdout?.on("data", (chunk) => {
-      const match = /listening on (\S+)/.exec(String(chunk));
-      if (match) resolve({ child, url: match[1] as string });
-    });
-    child.once("exit", (code) => reject(new Error(`the relay exited with ${code}`)));
-  });
+  return start([target.hostname, target.port], join(ROOT, "bench/tcp-relay.ts"));
 }
 
 /** Closed loop: `concurrency` callers, each calling again as soon as answered; calls a second. */

@@ -3,7 +3,7 @@
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { cpSync, existsSync, readdirSync, readFileSync } from "node:fs";
 import { Agent, request } from "node:http";
-import { join } from "node:path";
+import { join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 
 export const ROOT = fileURLToPath(new URL("../", import.meta.url));
@@ -17,7 +17,10 @@ export interface Started {
 
 export const children: ChildProcess[] = [];
 
-/** Starts `modelship ARGS`; `entry` is another checkout's bin/modelship.js. */
+/**
+ * Starts `modelship ARGS` and resolves with the URL it says it listens on; `entry` is another
+ * script that says so the same way (another checkout's bin/modelship.js, bench/tcp-relay.ts).
+ */
 export function start(args: string[], entry = ENTRY): Promise<Started> {
   const child = spawn(process.execPath, [entry, ...args], { stdio: ["ignore", "pipe", "inherit"] });
   children.push(child);
@@ -28,7 +31,9 @@ export function start(args: string[], entry = ENTRY): Promise<Started> {
       const match = /listening on (http:\/\/\S+)/.exec(out);
       if (match) resolve({ child, url: match[1] as string });
     });
-    child.once("exit", (code) => reject(new Error(`modelship ${args[0]} exited with ${code}`)));
+    child.once("exit", (code) =>
+      reject(new Error(`${relative(ROOT, entry)} ${args[0]} exited with ${code}`)),
+    );
   });
 }
 
