@@ -1,13 +1,25 @@
 // npm run bench:gateway — what the gateway costs, measured against calling replicas directly in
 // the same run (docs/benchmarks.md). Everything is a real process on 127.0.0.1: replica agents
-// with Python workers, a gateway, and this client.
-import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+// with Python workers, a gateway over HTTP (a cluster's), `modelship up` (its agents in the
+// gateway's process), and this client.
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import {
+  copyFileSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { cpus, loadavg, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
+import { freePort } from "../test/helpers/ports.ts";
 import {
   type Answer,
+  BENCH_GIT_ENV,
   closedLoop,
+  MODELS,
   percentile,
   post,
   ROOT,
@@ -15,6 +27,7 @@ import {
   start,
   startReplica,
   stopAll,
+  upCommand,
 } from "./lib.ts";
 
 /** Service time of the `work` function: a replica's capacity is 1000 / WORK_MS calls a second. */
@@ -68,6 +81,90 @@ function gatewayAt(ref: string, directory: string, config: string): Promise<Star
 function startRelay(url: string): Promise<Started> {
   const target = new URL(url);
   return start([target.hostname, target.port], join(ROOT, "bench/tcp-relay.ts"));
+}
+
+/** The `modelship up` started here, stopped at the end even if it never served. */
+let upProcess: ChildProcess | undefined;
+
+/** The models `up` serves: name, bench_model.py's function, replicas. */
+const UP_MODELS: [string, string, number][] = [
+  ["add", "add", 1],
+  ["work-1", "work", 1],
+  ["work-2", "work", 2],
+  ["work-4", "work", 4],
+];
+
+/**
+ * `modelship up` on a git repository of bench_model.py and a Model and ModelDeployment for each
+ * of UP_MODELS, in a process group of its own (stopping it stops its workers); resolves once
+ * every replica of each is ready.
+ */
+async function startUp(directory: string): Promise<string> {
+  const repo = join(directory, "up-repo");
+  mkdirSync(repo);
+  copyFileSync(join(MODELS, "bench_model.py"), join(repo, "bench_model.py"));
+  const manifest = UP_MODELS.map(([name, fn, replicas]) =>
+    [
+      "apiVersion: modelship.dev/v1alpha1",
+      "kind: Model",
+      `metadata: { name: ${name} }`,
+      `spec: { runtime: python3, file: bench_model.py, function: ${fn}, authentication: { enabled: false } }`,
+      "---",
+      "apiVersion: modelship.dev/v1alpha1",
+      "kind: ModelDeployment",
+      `metadata: { name: ${name} }`,
+      `spec: { model: ${name}, build: latest, replicas: ${replicas} }`,
+    ].join("\n"),
+  ).join("\n---\n");
+  writeFileSync(join(repo, "models.yaml"), `${manifest}\n`);
+  const git = (...args: string[]) =>
+    execFileSync("git", args, { cwd: repo, env: BENCH_GIT_ENV, stdio: "ignore" });
+  git("init", "-q", "-b", "main");
+  git("add", ".");
+  git("commit", "-qm", "bench models");
+  const port = await freePort();
+  const stateDir = join(directory, "up-state");
+  const [command, args] = upCommand(repo, port, stateDir);
+  const child = spawn(command, args, { stdio: ["ignore", "ignore", "inherit"], detached: true });
+  upProcess = child;
+  const deadline = Date.now() + 120_000;
+  // Every replica ready, not only a first one: a call while another still starts would queue.
+  while (!everyReplicaReady(stateDir)) {
+    if (child.exitCode !== null) throw new Error(`modelship up exited with ${child.exitCode}`);
+    if (Date.now() > deadline) throw new Error("modelship up did not serve every model in 120 s");
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+  return `http://127.0.0.1:${port}`;
+}
+
+/** Whether every deployment of UP_MODELS has all its replicas ready (`modelship get md -o json`). */
+function everyReplicaReady(stateDir: string): boolean {
+  try {
+    const list = JSON.parse(
+      execFileSync(
+        process.execPath,
+        [join(ROOT, "bin/modelship.js"), "get", "md", "-o", "json", "--state-dir", stateDir],
+        { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] },
+      ),
+    ) as { items: { metadata: { name: string }; status?: { readyReplicas?: number } }[] };
+    return UP_MODELS.every(([name, , replicas]) =>
+      list.items.some(
+        (item) => item.metadata.name === name && item.status?.readyReplicas === replicas,
+      ),
+    );
+  } catch {
+    return false;
+  }
+}
+
+/** Stops `modelship up` and every worker it started (its process group); resolves once it exited. */
+function stopUp(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  try {
+    process.kill(-(child.pid as number), "SIGTERM");
+  } catch {}
+  return exited;
 }
 
 /** Closed loop: `concurrency` callers, each calling again as soon as answered; calls a second. */
@@ -130,6 +227,7 @@ async function main(): Promise<void> {
     const gateway = await start(["gateway", "--config", config, "--port", "0"]);
     const relay = await startRelay(adder.url);
     const earlier = against && (await gatewayAt(against, join(directory, "against"), config));
+    const upUrl = await startUp(directory);
     const addBody = JSON.stringify({ a: 3, b: 5 });
     const workBody = JSON.stringify({ ms: WORK_MS });
 
@@ -139,15 +237,16 @@ async function main(): Promise<void> {
     console.log(`\nlatency at concurrency 1 (add, ${LATENCY_CALLS} calls each)`);
     const pids = [gateway.child.pid, relay.child.pid] as number[];
     const cpuBefore = pids.map(cpuMs);
-    const [direct, viaGateway, viaRelay, viaEarlier] = (await latency(
+    const [direct, viaGateway, viaRelay, viaUp, viaEarlier] = (await latency(
       [
         `${adder.url}/predict`,
         `${gateway.url}/models/add/predict`,
         `${relay.url}/predict`,
+        `${upUrl}/models/add/predict`,
         ...(earlier ? [`${earlier.url}/models/add/predict`] : []),
       ],
       addBody,
-    )) as [Percentiles, Percentiles, Percentiles, Percentiles | undefined];
+    )) as [Percentiles, Percentiles, Percentiles, Percentiles, Percentiles | undefined];
     const [gatewayCpu, relayCpu] = pids.map(
       (pid, index) => ((cpuMs(pid) - (cpuBefore[index] as number)) * 1000) / LATENCY_CALLS,
     ) as [number, number];
@@ -159,10 +258,16 @@ async function main(): Promise<void> {
       `  (c) through a TCP relay   p50 ${ms(viaRelay.p50)}   p99 ${ms(viaRelay.p99)}   CPU ${relayCpu.toFixed(0)} µs a call (the floor for a hop)`,
     );
     console.log(
+      `  (d) through up's gateway  p50 ${ms(viaUp.p50)}   p99 ${ms(viaUp.p99)}   (its agent in the gateway's process: no hop)`,
+    );
+    console.log(
       `  added by the gateway      p50 ${ms(viaGateway.p50 - direct.p50)}   p99 ${ms(viaGateway.p99 - direct.p99)}   (target p50 ≤ 0.1 ms)`,
     );
     console.log(
       `  added by the relay        p50 ${ms(viaRelay.p50 - direct.p50)}   p99 ${ms(viaRelay.p99 - direct.p99)}`,
+    );
+    console.log(
+      `  added by up's gateway     p50 ${ms(viaUp.p50 - direct.p50)}   p99 ${ms(viaUp.p99 - direct.p99)}   (target p50 ≤ 0.1 ms)`,
     );
     if (viaEarlier) {
       console.log(
@@ -194,9 +299,20 @@ async function main(): Promise<void> {
           `  N=${count} concurrency ${String(concurrency).padEnd(2)}  gateway ${through.toFixed(1).padStart(6)} calls/s   ` +
             `÷ (N × one direct) = ${(through / (count * one)).toFixed(3)}   ÷ N agents direct (${directN.toFixed(1)}) = ${(through / directN).toFixed(3)}   (target ≥ 0.95)`,
         );
+        const throughUp = await throughput(
+          [`${upUrl}/models/work-${count}/predict`],
+          concurrency,
+          workBody,
+        );
+        console.log(
+          `                     up      ${throughUp.toFixed(1).padStart(6)} calls/s   ` +
+            `÷ (N × one direct) = ${(throughUp / (count * one)).toFixed(3)}   ÷ N agents direct (${directN.toFixed(1)}) = ${(throughUp / directN).toFixed(3)}   (target ≥ 0.95)`,
+        );
       }
     }
 
+    // The overload is the gateway's alone: up's processes would only be noise on two cores.
+    if (upProcess) await stopUp(upProcess);
     const capacity = (2 * 1000) / WORK_MS;
     console.log(
       `\noverload: 2 replicas (capacity ${capacity} calls/s) offered ${2 * capacity} calls/s for ${OVERLOAD_SECONDS} s, queueTimeoutSeconds ${OVERLOAD_QUEUE_TIMEOUT_S}`,
@@ -210,12 +326,15 @@ async function main(): Promise<void> {
     );
   } finally {
     stopAll();
+    if (upProcess) await stopUp(upProcess);
     if (against) {
       execFileSync("git", ["worktree", "remove", "--force", join(directory, "against")], {
         cwd: ROOT,
         stdio: "ignore",
       });
     }
+    // A build's files are read-only (docs/builds.md).
+    execFileSync("chmod", ["-R", "u+w", directory]);
     rmSync(directory, { recursive: true, force: true });
   }
 }
