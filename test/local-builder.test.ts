@@ -397,6 +397,38 @@ describe("builds that share an environment (--env-cache)", () => {
     60_000,
   );
 
+  it.each([
+    { includes: "-r", files: { "requirements.txt": "-r deps/base.txt\n" } },
+    { includes: "--requirement=", files: { "requirements.txt": "--requirement=deps/base.txt\n" } },
+    {
+      includes: "-c in a file -r includes, relative to it",
+      files: {
+        "requirements.txt": "numpy\n-rdeps/more.txt\n",
+        "deps/more.txt": "-c base.txt  # pins\n",
+      },
+    },
+    {
+      includes: "--constraint from constraints.txt",
+      files: { "constraints.txt": "--constraint deps/base.txt\n" },
+    },
+    {
+      includes: "-r of itself by another name, then the file",
+      files: { "requirements.txt": "-r ./requirements.txt\n-r deps/../deps/base.txt\n" },
+    },
+  ])(
+    "a change to a file a requirements file includes ($includes) makes another environment",
+    async ({ files }) => {
+      const all = { "add.py": ADD, "build.sh": buildScript, "deps/base.txt": "one==1\n", ...files };
+      const first = await cached("first", all, "r");
+      expect(first.status.phase).toBe("Succeeded");
+      const same = await cached("same", { ...all, "add.py": `${ADD}\n# changed\n` }, "r");
+      expect(environmentOf(same.out, "r")).toBe(environmentOf(first.out, "r"));
+      const changed = await cached("changed", { ...all, "deps/base.txt": "one==2\n" }, "r");
+      expect(changed.status.phase).toBe("Succeeded");
+      expect(environmentOf(changed.out, "r")).not.toBe(environmentOf(first.out, "r"));
+    },
+  );
+
   it("gives a build whose script writes into the shared (read-only) environment one of its own", async () => {
     // As another user than root, for whom read-only means something.
     const nobody = { uid: 65534, gid: 65534 };

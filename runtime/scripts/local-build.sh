@@ -10,11 +10,11 @@
 #
 # With --env-cache, builds of the same dependency set share one environment: the venv (or R
 # library) is made once, in DIR/<key>, where <key> hashes the runtime and its version, the build
-# script and the requirements files (requirements*.txt; R: install.R, DESCRIPTION). The first
-# build of a key makes it and its build script fills it; it is read-only from then on, and a
-# later build of the same key links it (OUTPUT/venv -> DIR/<key>/venv) and runs its build script
-# in it, where the same pip install finds everything installed. A code-only change then
-# installs nothing. A build that fails leaves no entry behind.
+# script and the requirements files (requirements*.txt and the files they include with -r or
+# -c; R: install.R, DESCRIPTION). The first build of a key makes it and its build script fills
+# it; it is read-only from then on, and a later build of the same key links it (OUTPUT/venv ->
+# DIR/<key>/venv) and runs its build script in it, where the same pip install finds everything
+# installed. A code-only change then installs nothing. A build that fails leaves no entry behind.
 #
 # Progress lines start with "==> "; the one failure line starts with "==> error: " (on stderr),
 # and the builder (controller/platform/local/builder.ts) uses it as the build's message.
@@ -165,6 +165,28 @@ remove_entry() {
   chmod -R u+w -- "$1" 2>/dev/null || true
   rm -rf -- "$1"
 }
+# Prints a requirements file for the key — its path in the source and its text — and, once
+# each, the files it includes (-r/--requirement, -c/--constraint, relative to the file that
+# names them, as pip reads them): a change to an included file is a change to what is
+# installed. An include that is not a file in the build (a URL) is only its line.
+# Paths are made canonical first, so that a file that includes itself by another spelling
+# (`-r ./a.txt`) is still read once.
+declare -A keyed_files=()
+key_requirements() {
+  local file line target
+  file=$(realpath -e -- "$1" 2>/dev/null) || return 0
+  [[ -f $file && -z ${keyed_files[$file]:-} ]] || return 0
+  keyed_files[$file]=1
+  printf 'file %s\n' "${file#"$(realpath -- "$output/src")/"}"
+  cat -- "$file"
+  while IFS= read -r line || [[ -n $line ]]; do
+    if [[ $line =~ ^[[:space:]]*(-r|-c|--requirement|--constraint)[[:space:]=]*([^[:space:]]+) ]]; then
+      target=${BASH_REMATCH[2]}
+      [[ $target == /* ]] || target=$(dirname -- "$file")/$target
+      key_requirements "$target"
+    fi
+  done <"$file"
+}
 if [[ -n $env_cache ]]; then
   mkdir -p -- "$env_cache"
   # Absolute: builds link to it, and a venv's scripts name its interpreter by its path.
@@ -178,8 +200,10 @@ if [[ -n $env_cache ]]; then
       esac
       printf 'build script %s\n' "$build_script"
       if [[ -n $build_script ]]; then cat -- "$output/src/$build_script"; fi
-      for file in "$output/src"/requirements*.txt "$output/src"/constraints*.txt \
-        "$output/src/pyproject.toml" "$output/src/setup.py" "$output/src/setup.cfg" \
+      for file in "$output/src"/requirements*.txt "$output/src"/constraints*.txt; do
+        key_requirements "$file"
+      done
+      for file in "$output/src/pyproject.toml" "$output/src/setup.py" "$output/src/setup.cfg" \
         "$output/src/install.R" "$output/src/DESCRIPTION" "$output/src/renv.lock"; do
         if [[ -f $file ]]; then printf 'file %s\n' "${file##*/}" && cat -- "$file"; fi
       done
