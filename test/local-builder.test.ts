@@ -397,7 +397,7 @@ describe("builds that share an environment (--env-cache)", () => {
     60_000,
   );
 
-  it.each([
+  it.each<{ includes: string; files: Record<string, string> }>([
     { includes: "-r", files: { "requirements.txt": "-r deps/base.txt\n" } },
     { includes: "--requirement=", files: { "requirements.txt": "--requirement=deps/base.txt\n" } },
     {

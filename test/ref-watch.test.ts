@@ -1,7 +1,7 @@
 // watchBranch: a local repository's branch moving is seen at once — a commit, a commit on a
 // branch in a folder, a worktree's commit, a push into a bare repository, refs packed — and
 // nothing else is: a commit on another branch, a file in the work tree.
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -108,6 +108,27 @@ describe("watchBranch", () => {
     await new Promise((resolve) => setTimeout(resolve, 100));
     const before = calls();
     commit(dir, "in a folder again");
+    await eventually(() => calls() > before);
+  });
+
+  it("sees a branch two folders deep (team/ml/iris) after its inner folder alone was removed and made again", async () => {
+    const dir = repository();
+    // A branch beside it keeps refs/heads/team, so only team/ml goes and comes back.
+    runGit(dir, env, "branch", "team/keep");
+    const calls = watched(dir, "team/ml/iris");
+    runGit(dir, env, "checkout", "-q", "-b", "team/ml/iris");
+    commit(dir, "two folders deep");
+    await eventually(() => calls() >= 1);
+    runGit(dir, env, "checkout", "-q", "main");
+    runGit(dir, env, "branch", "-q", "-D", "team/ml/iris");
+    expect(existsSync(join(dir, ".git/refs/heads/team/ml"))).toBe(false);
+    expect(existsSync(join(dir, ".git/refs/heads/team/keep"))).toBe(true);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    runGit(dir, env, "branch", "team/ml/iris");
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const before = calls();
+    runGit(dir, env, "checkout", "-q", "team/ml/iris");
+    commit(dir, "in the folder made again");
     await eventually(() => calls() > before);
   });
 

@@ -5,7 +5,7 @@
 // says "look now": the sync reads the branch itself, so a missed or extra event costs nothing
 // but a poll's wait or a sync that finds nothing new (docs/source.md).
 import { type FSWatcher, readFileSync, statSync, watch } from "node:fs";
-import { basename, dirname, join, resolve } from "node:path";
+import { join, resolve } from "node:path";
 
 /** Events closer together than this make one call: a commit writes the ref more than once. */
 const SETTLE_MS = 10;
@@ -62,47 +62,43 @@ export function watchBranch(
       onMove();
     }, SETTLE_MS);
   };
-  const watchers: FSWatcher[] = [];
   // Directories only, never files: git replaces a ref's file (a lock file renamed over it),
-  // and a watch on the file would follow the old one. A branch "team/x" lives in
-  // refs/heads/team, a directory git makes with the first such branch and removes when
-  // pack-refs empties it: its watch is made again whenever refs/heads changes. (A branch two
-  // folders deep whose inner folder alone is made again is left to the poll.)
+  // and a watch on the file would follow the old one. A branch "team/ml/iris" lives in
+  // refs/heads/team/ml, folders git makes with the first such branch and removes when
+  // pack-refs empties them: one watcher per level, each for the next name on the way down, and
+  // when a level's name changes the levels below it are watched afresh (a watch on a folder
+  // removed and made again hears nothing).
+  const names = branch.split("/");
   const heads = join(common, "refs", "heads");
-  const folder = dirname(branch) === "." ? undefined : dirname(branch);
-  let folderWatcher: FSWatcher | undefined;
-  const watchFolder = () => {
-    if (folder === undefined || folderWatcher !== undefined) return;
-    try {
-      const watcher = watch(join(heads, folder), (_event, name) => {
-        if (name === basename(branch)) moved();
-      });
-      watcher.on("error", () => {
-        watcher.close();
-        if (folderWatcher === watcher) folderWatcher = undefined;
-      });
-      folderWatcher = watcher;
-    } catch {
-      // Not there yet: made again when refs/heads changes.
+  const levels: (FSWatcher | undefined)[] = [];
+  const closeFrom = (level: number) => {
+    for (const watcher of levels.splice(level)) watcher?.close();
+  };
+  const watchFrom = (level: number) => {
+    for (let index = level; index < names.length; index++) {
+      if (levels[index] !== undefined) continue;
+      try {
+        const watcher = watch(join(heads, ...names.slice(0, index)), (_event, name) => {
+          if (name !== names[index]) return;
+          moved();
+          closeFrom(index + 1);
+          watchFrom(index + 1);
+        });
+        // Its folder was removed: this level and those below wait for the one above.
+        watcher.on("error", () => {
+          if (levels[index] === watcher) closeFrom(index);
+          else watcher.close();
+        });
+        levels[index] = watcher;
+      } catch {
+        // Not there yet: watched when the level above sees it made. No refs/heads at all (a
+        // repository with refs only packed): packed-refs and the poll remain.
+        return;
+      }
     }
   };
-  const topLevel = folder === undefined ? branch : (folder.split("/")[0] as string);
-  try {
-    watchers.push(
-      watch(heads, (_event, name) => {
-        if (name !== topLevel) return;
-        moved();
-        // The folder may have been removed and made again: a watch on the old one hears
-        // nothing, so it is made afresh.
-        folderWatcher?.close();
-        folderWatcher = undefined;
-        watchFolder();
-      }),
-    );
-    watchFolder();
-  } catch {
-    // No refs/heads (a repository with refs only packed): packed-refs and the poll remain.
-  }
+  watchFrom(0);
+  const watchers: FSWatcher[] = [];
   try {
     watchers.push(
       watch(common, (_event, name) => {
@@ -110,8 +106,7 @@ export function watchBranch(
       }),
     );
   } catch {
-    for (const watcher of watchers) watcher.close();
-    folderWatcher?.close();
+    closeFrom(0);
     return undefined;
   }
   // A watcher that fails later (its directory removed) is closed; the poll remains.
@@ -119,6 +114,6 @@ export function watchBranch(
   return () => {
     clearTimeout(timer);
     for (const watcher of watchers) watcher.close();
-    folderWatcher?.close();
+    closeFrom(0);
   };
 }
