@@ -143,6 +143,45 @@ describe("replicas forked from a preloaded parent", () => {
     expect(agent.state).toBe("failed");
   });
 
+  it.each([
+    { left: "a thread", start: "threading.Thread(target=stop.wait, name='poller').start()" },
+    { left: "a daemon thread", start: "threading.Thread(target=stop.wait, daemon=True).start()" },
+  ])(
+    "loads the file in each worker, saying why, when its import leaves $left running",
+    async ({ start }) => {
+      writeFileSync(
+        join(dir, "threaded.py"),
+        `import os, threading
+stop = threading.Event()
+${start}
+with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "loads.txt"), "a") as out:
+    out.write(f"{os.getpid()}\\n")
+
+def predict(args):
+    # A worker forked from the parent would see only its own main thread.
+    return {"threads": threading.active_count()}
+`,
+      );
+      const parent = await parents.acquire({ ...options(), file: "threaded.py" });
+      expect(parent).toBeDefined();
+      const list = await Promise.all(
+        ["t1", "t2"].map((id) => replica(id, parent?.socketPath, { file: "threaded.py" })),
+      );
+      await Promise.all(list.map((agent) => agent.whenReady()));
+      for (const agent of list) {
+        expect((await call(agent)).json.response.threads).toBe(2);
+        const lines = agent.log.since(0, 100).map((line) => line.line);
+        expect(lines).toContainEqual(
+          expect.stringMatching(
+            /not forked from the preloaded parent: the model's import left 1 thread\(s\) running .*this worker loads the file itself/,
+          ),
+        );
+      }
+      // Once in the parent, and once in each worker.
+      expect(loads()).toBe(3);
+    },
+  );
+
   it("loads the file itself when there is no parent, and after the parent is gone", async () => {
     const alone = await replica("alone", join(dir, "no-such-parent.sock"));
     await alone.whenReady();

@@ -6,8 +6,8 @@ protocol pipes (fds 1-4) and its environment to the parent, which forks a child 
 them, then stays as the child's stand-in. The agent's signals reach the child through it (a
 SIGTERM is passed on; a SIGKILL of this process makes the parent kill the child), and it exits
 as the child did, so the agent sees what it sees of a worker started afresh. Without a parent to
-reach, it becomes a worker started afresh itself. Standard library only, and small: one of these
-runs per replica.
+reach, or refused by it (a file it cannot fork), it becomes a worker started afresh itself.
+Standard library only, and small: one of these runs per replica.
 """
 
 import json
@@ -73,6 +73,16 @@ def main():
         while b"\n" in received:
             line, received = received.split(b"\n", 1)
             message = json.loads(line)
+            if "refused" in message and child is None:
+                # The parent cannot fork this file (docs/workers.md): said in the replica's log.
+                print(
+                    f"modelship: not forked from the preloaded parent: {message['refused']}; "
+                    "this worker loads the file itself",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                connection.close()
+                _become_worker()
             if "pid" in message:
                 child = message["pid"]
                 # The child has its own copies; ours would keep the agent's pipes open after it.

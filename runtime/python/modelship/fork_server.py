@@ -12,6 +12,10 @@ error, the same for every child: the file was loaded once), then answers. The pa
 launcher the child's pid and, when it ends, how; a launcher that goes away (killed with its
 process group) takes its child with it, and so does the parent: a child dies with it.
 
+A file whose import leaves threads running cannot be forked: a child would have none of them
+(fork copies only the thread that forks), and what waits on them would wait for ever. The parent
+then refuses every launcher, saying why, and each loads the file itself, as without a parent.
+
 The parent prints one line on stdout once it listens: {"type": "listening", "loaded": true}.
 """
 
@@ -26,6 +30,7 @@ import selectors
 import signal
 import socket
 import sys
+import threading
 
 from modelship import PROTOCOL_VERSION, worker
 
@@ -117,6 +122,19 @@ def _forget(selector, connection):
     connection.close()
 
 
+def _unforkable_reason():
+    """Why the loaded file cannot be forked, or None: the Python threads its import left running
+    (a fork would copy none of them). Threads of native libraries are not seen here; those that
+    matter (OpenBLAS, OpenMP) restart theirs in a forked child."""
+    names = sorted(t.name for t in threading.enumerate() if t is not threading.main_thread())
+    if not names:
+        return None
+    return (
+        f"the model's import left {len(names)} thread(s) running ({', '.join(names[:5])}), which a "
+        "forked worker would not have"
+    )
+
+
 def _reserve_protocol_fds():
     """Puts /dev/null on fds 3 and 4 while the file loads, so that what the import opens gets
     other numbers, as in a worker started afresh (whose 3 and 4 are its pipes)."""
@@ -168,6 +186,7 @@ def main(argv=None):
     except BaseException as exc:  # reported by every child, as a worker started afresh would
         failure = worker._encode({"type": "load_error", "error": worker._error(exc, with_traceback)})
 
+    unforkable = _unforkable_reason() if failure is None else None
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(args.socket)
     os.chmod(args.socket, 0o600)
@@ -248,6 +267,13 @@ def main(argv=None):
             return
         fds, message = _read_request(connection)
         if not fds:
+            _forget(selector, connection)
+            return
+        if unforkable is not None:
+            # The launcher still holds its own fds: it becomes the worker on them.
+            for fd in fds:
+                os.close(fd)
+            _send(connection, {"refused": unforkable})
             _forget(selector, connection)
             return
         sys.stdout.flush()
