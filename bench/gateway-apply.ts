@@ -4,7 +4,9 @@
 // compile it leaves (how long until done, and the longest the event loop was held); the same
 // configuration again; a change to one model as a whole configuration (apply) and as a change
 // (applyChanges, what the Kubernetes feed sends); and, as the baseline, what the gateway did before
-// per change: a fresh Ajv and a compile for every model.
+// per change: a fresh Ajv and a compile for every model. The first apply is also measured in a
+// fresh process of its own (`--cold N`), as a gateway's or `up`'s start meets it.
+import { execFileSync } from "node:child_process";
 import { loadavg } from "node:os";
 import { newInputSchemaAjv } from "../controller/api/schemas.ts";
 import type { GatewayConfig, ModelRoute } from "../controller/gateway/config.ts";
@@ -76,6 +78,32 @@ function median(values: number[]): number {
   return percentile(values, 50);
 }
 
+const coldFlag = process.argv.indexOf("--cold");
+if (coldFlag !== -1) {
+  // In a process of its own: a gateway made, then its first configuration, as at a start.
+  const size = Number(process.argv[coldFlag + 1]);
+  const gateway = new Gateway();
+  const firstMs = timed(() => gateway.apply(configOf(size)));
+  await gateway.close(0);
+  console.log(JSON.stringify({ firstMs }));
+  process.exit(0);
+}
+
+/** The first apply of `size` models in a fresh process, the median of 3. */
+function coldFirstApply(size: number): number {
+  const runs = [1, 2, 3].map(() => {
+    const out = execFileSync(
+      process.execPath,
+      [process.argv[1] as string, "--cold", String(size)],
+      {
+        encoding: "utf8",
+      },
+    );
+    return (JSON.parse(out) as { firstMs: number }).firstMs;
+  });
+  return median(runs);
+}
+
 const rows: string[][] = [];
 const [load1] = loadavg();
 for (const size of SIZES) {
@@ -111,6 +139,7 @@ for (const size of SIZES) {
   rows.push([
     String(size),
     median(firsts).toFixed(2),
+    coldFirstApply(size).toFixed(2),
     `${compile.totalMs.toFixed(1)} (longest slice ${compile.longestMs.toFixed(1)})`,
     median(agains).toFixed(3),
     median(oneByApply).toFixed(3),
@@ -127,6 +156,7 @@ console.log(`Node ${process.version}; medians of ${REPEATS} runs (5 at 1,000 mod
 const header = [
   "models",
   "first apply",
+  "first apply, fresh process",
   "then compiled in the background",
   "same again",
   "one changed, apply()",

@@ -334,6 +334,17 @@ describe("validateManifests", () => {
     expect((await problemsOf(modelWith("  inputSchema: { type: objekt }\n"))).join("\n")).toContain(
       "/spec/inputSchema: not a valid JSON Schema",
     );
+    // Another dialect, by its $schema: draft-07's `definitions` resolve; draft-04 is named.
+    const draft7 =
+      '  inputSchema: { $schema: "http://json-schema.org/draft-07/schema#", definitions: { n: { type: number } }, properties: { x: { $ref: "#/definitions/n" } } }\n';
+    expect(await problemsOf(modelWith(`${draft7}  example: { input: { x: 1 } }\n`))).toEqual([]);
+    expect(
+      (await problemsOf(modelWith(`${draft7}  example: { input: { x: "one" } }\n`))).join("\n"),
+    ).toContain("/spec/example/input: example input does not match inputSchema: /x must be number");
+    const draft4 = '  inputSchema: { $schema: "http://json-schema.org/draft-04/schema#" }\n';
+    expect((await problemsOf(modelWith(draft4))).join("\n")).toContain(
+      '/spec/inputSchema: not a valid JSON Schema: $schema "http://json-schema.org/draft-04/schema#" is not a JSON Schema dialect the gateway checks',
+    );
   });
 });
 

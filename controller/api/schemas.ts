@@ -2,7 +2,10 @@
 // the two views the rest of the code needs: an ajv validator per kind, and each schema with
 // its $refs inlined (for the CRD, type and documentation generators).
 import { readFileSync } from "node:fs";
+import { Ajv } from "ajv";
+import { Ajv2019 } from "ajv/dist/2019.js";
 import { Ajv2020, type ValidateFunction } from "ajv/dist/2020.js";
+import type { Options } from "ajv/dist/core.js";
 import addFormatsModule from "ajv-formats";
 
 import { DEFAULT_MAX_REPLICAS, KINDS, type Kind } from "./kinds.ts";
@@ -74,12 +77,43 @@ export function newAjv(): Ajv2020 {
   return ajv;
 }
 
+/** An Ajv of one of the dialects below. */
+export type InputSchemaAjv = Ajv | Ajv2019 | Ajv2020;
+
+/** The JSON Schema dialects a user's schema may name in `$schema` (without a trailing `#`). */
+const INPUT_SCHEMA_DIALECTS: Record<string, new (options: Options) => InputSchemaAjv> = {
+  "https://json-schema.org/draft/2020-12/schema": Ajv2020,
+  "https://json-schema.org/draft/2019-09/schema": Ajv2019,
+  "http://json-schema.org/draft-07/schema": Ajv,
+};
+
 /**
- * An ajv for schemas that users write (a Model's inputSchema): standard draft 2020-12 with
- * formats, not strict, since hand-written schemas often carry harmless extra keywords.
+ * An ajv for schemas that users write (a Model's inputSchema), with formats, not strict, since
+ * hand-written schemas often carry harmless extra keywords: draft 2020-12, or the dialect
+ * `schema`'s `$schema` names (2019-09, draft-07); throws naming any other. `checkSchemas: false`
+ * for schemas already checked against the meta-schema: its compile skips that check (whose
+ * first run compiles the meta-schema, ~50 ms).
  */
-export function newInputSchemaAjv(): Ajv2020 {
-  const ajv = new Ajv2020({ allErrors: true, strict: false });
+export function newInputSchemaAjv(
+  schema?: unknown,
+  { checkSchemas = true }: { checkSchemas?: boolean } = {},
+): InputSchemaAjv {
+  const named =
+    typeof schema === "object" && schema !== null
+      ? (schema as { $schema?: unknown }).$schema
+      : undefined;
+  const dialect =
+    named === undefined
+      ? Ajv2020
+      : typeof named === "string"
+        ? INPUT_SCHEMA_DIALECTS[named.replace(/#$/, "")]
+        : undefined;
+  if (dialect === undefined) {
+    throw new Error(
+      `$schema ${JSON.stringify(named)} is not a JSON Schema dialect the gateway checks: leave $schema out (draft 2020-12), or name https://json-schema.org/draft/2020-12/schema, https://json-schema.org/draft/2019-09/schema or http://json-schema.org/draft-07/schema#`,
+    );
+  }
+  const ajv = new dialect({ allErrors: true, strict: false, validateSchema: checkSchemas });
   addFormatsModule.default(ajv);
   return ajv;
 }

@@ -146,7 +146,7 @@ export interface ModelSpec {
   }[];
   /** A JSON Lines file of more examples, relative to source.path: one object per line with `input` and optionally `output` and `name`. Left out of the build: changing it makes no new build. */
   examplesFile?: string;
-  /** A JSON Schema (draft 2020-12) that every request must match; the gateway answers `400 request.invalid_input` otherwise, before a replica is used. */
+  /** A JSON Schema that every request must match; the gateway answers `400 request.invalid_input` otherwise, before a replica is used. Draft 2020-12, unless its `$schema` names draft 2019-09 or draft-07. */
   inputSchema?: Record<string, unknown>;
   /** Who may call the model. */
   authentication?: {

@@ -34,7 +34,7 @@ import {
 } from "./dispatcher.ts";
 import { type CallAnswer, callPath, FrontDoorServer } from "./front-door.ts";
 import { InProcessChannel, type InProcessReplicas } from "./in-process.ts";
-import { type InputValidator, InputValidators } from "./input-validators.ts";
+import { type InputValidator, InputValidators, warmMetaSchema } from "./input-validators.ts";
 import { type ApiKeyRecord, checkApiKey, hashKey } from "./keys.ts";
 import { METRICS_API_PREFIX, serveMetricsApi } from "./metrics-api.ts";
 import { MetricsRecorder, type MetricsRecorderOptions } from "./metrics-recorder.ts";
@@ -199,6 +199,8 @@ export class Gateway {
   readonly metricsRecorder: MetricsRecorder | undefined;
 
   constructor(options: GatewayOptions = {}) {
+    // Once a process: so that the first configuration does not pay for it.
+    warmMetaSchema();
     this.bodyLimit = options.bodyLimitBytes ?? DEFAULT_BODY_LIMIT_BYTES;
     this.largestBodyLimit = this.bodyLimit;
     this.responseLimit = options.responseLimitBytes ?? DEFAULT_RESPONSE_LIMIT_BYTES;

@@ -5,8 +5,8 @@
 // checked against the meta-schema at once (microseconds: a broken schema still rejects the
 // configuration) and compiled after the change is in, a few milliseconds at a time between
 // calls; a call that comes first compiles it on the spot.
-import type { Ajv2020, ErrorObject, ValidateFunction } from "ajv/dist/2020.js";
-import { newInputSchemaAjv } from "../api/schemas.ts";
+import type { ErrorObject, ValidateFunction } from "ajv/dist/2020.js";
+import { type InputSchemaAjv, newInputSchemaAjv } from "../api/schemas.ts";
 
 /** How long one slice of background compiling may hold the event loop. */
 const COMPILE_SLICE_MS = 5;
@@ -15,10 +15,12 @@ const COMPILE_SLICE_MS = 5;
  * Keywords that make a schema depend on others or name itself: such a schema gets an Ajv of its
  * own (two models may use one $id for different schemas) and is compiled at once, so that a
  * reference that does not resolve rejects the configuration rather than a call. So does a
- * `$schema` naming another dialect than the one the gateway's Ajv speaks (2020-12).
+ * `$schema` naming another dialect than the shared Ajv's (2020-12): 2019-09 or draft-07 get an
+ * Ajv of that dialect, any other is refused. And so does a `$ref` to anything but a place in
+ * the schema itself (localReferencesResolve).
  */
-const SELF_CONTAINED_NOT =
-  /"\$(?:id|ref|anchor|dynamicRef|dynamicAnchor|recursiveRef|recursiveAnchor)"\s*:/;
+const SELF_CONTAINED_NOT = /"\$(?:id|dynamicRef|dynamicAnchor|recursiveRef|recursiveAnchor)"\s*:/;
+const REFERENCES = /"\$(?:ref|anchor)"\s*:/;
 const OTHER_DIALECT = /"\$schema"\s*:\s*"(?!https:\/\/json-schema\.org\/draft\/2020-12\/schema#?")/;
 
 /**
@@ -28,23 +30,47 @@ const OTHER_DIALECT = /"\$schema"\s*:\s*"(?!https:\/\/json-schema\.org\/draft\/2
  */
 const DISPOSALS_PER_AJV = 500;
 
+/**
+ * Checks new schemas against the 2020-12 meta-schema. Its first check compiles the meta-schema
+ * (~50 ms), so it is one for the whole process, made and warmed when the first gateway starts
+ * (warmMetaSchema), not during a configuration change; it keeps nothing of what it checks, so
+ * it is never replaced, unlike the compiling instance.
+ */
+let metaSchemaChecker: InputSchemaAjv | undefined;
+
+function metaSchema(): InputSchemaAjv {
+  if (metaSchemaChecker === undefined) {
+    metaSchemaChecker = newInputSchemaAjv();
+    metaSchemaChecker.validateSchema({});
+  }
+  return metaSchemaChecker;
+}
+
+/** Compiles the meta-schema's check now, before any configuration comes. */
+export function warmMetaSchema(): void {
+  metaSchema();
+}
+
+/** The shared compiling instance: its schemas were checked against the meta-schema already. */
+const sharedAjv = () => newInputSchemaAjv(undefined, { checkSchemas: false });
+
 export class InputValidator {
   readonly text: string;
   readonly schema: Record<string, unknown>;
   /** Models configured with it; at 0 it leaves the cache. */
   users = 0;
   private compiled: ValidateFunction | undefined;
-  private readonly ajv: Ajv2020;
+  private readonly ajv: InputSchemaAjv;
   /** No model has it any more; a call still holding it compiles it on an Ajv of its own. */
   private disposed = false;
 
-  constructor(text: string, schema: Record<string, unknown>, ajv: Ajv2020) {
+  constructor(text: string, schema: Record<string, unknown>, ajv: InputSchemaAjv) {
     this.text = text;
     this.schema = schema;
     this.ajv = ajv;
   }
 
-  sharesAjv(ajv: Ajv2020): boolean {
+  sharesAjv(ajv: InputSchemaAjv): boolean {
     return this.ajv === ajv;
   }
 
@@ -54,7 +80,8 @@ export class InputValidator {
 
   compile(): ValidateFunction {
     const compiled =
-      this.compiled ?? (this.disposed ? newInputSchemaAjv() : this.ajv).compile(this.schema);
+      this.compiled ??
+      (this.disposed ? newInputSchemaAjv(this.schema) : this.ajv).compile(this.schema);
     this.compiled = compiled;
     return compiled;
   }
@@ -74,7 +101,7 @@ export class InputValidator {
 
 export class InputValidators {
   /** One Ajv for every self-contained schema: creating one costs more than a compile. */
-  private shared = newInputSchemaAjv();
+  private shared = sharedAjv();
   private disposedOfShared = 0;
   private readonly byText = new Map<string, InputValidator>();
   private pending: InputValidator[] = [];
@@ -92,12 +119,17 @@ export class InputValidators {
     const text = JSON.stringify(schema);
     let validator = this.byText.get(text);
     if (validator === undefined) {
-      if (SELF_CONTAINED_NOT.test(text) || OTHER_DIALECT.test(text)) {
-        validator = new InputValidator(text, schema, newInputSchemaAjv());
+      const selfContained =
+        !SELF_CONTAINED_NOT.test(text) &&
+        !OTHER_DIALECT.test(text) &&
+        (!REFERENCES.test(text) || localReferencesResolve(schema));
+      if (!selfContained) {
+        validator = new InputValidator(text, schema, newInputSchemaAjv(schema));
         validator.compile(); // throws for a reference that does not resolve
       } else {
-        if (!this.shared.validateSchema(schema)) {
-          throw new Error(this.shared.errorsText(this.shared.errors, { dataVar: "inputSchema" }));
+        const checker = metaSchema();
+        if (!checker.validateSchema(schema)) {
+          throw new Error(checker.errorsText(checker.errors, { dataVar: "inputSchema" }));
         }
         checkPatterns(schema, "");
         validator = new InputValidator(text, schema, this.shared);
@@ -115,7 +147,7 @@ export class InputValidators {
     this.byText.delete(validator.text);
     validator.dispose();
     if (validator.sharesAjv(this.shared) && ++this.disposedOfShared >= DISPOSALS_PER_AJV) {
-      this.shared = newInputSchemaAjv();
+      this.shared = sharedAjv();
       this.disposedOfShared = 0;
     }
   }
@@ -144,6 +176,60 @@ export class InputValidators {
     return this.pending.filter((validator) => validator.users > 0 && !validator.isCompiled).length;
   }
 }
+
+/**
+ * Whether every `$ref` in `schema` points inside it — a JSON pointer (`#/$defs/point`) to a
+ * schema there, or a `$anchor` of it (`#point`) — so that the shared Ajv compiles it later as
+ * it would now. Any other reference (another document, one that does not resolve) is false: the
+ * schema is compiled at once, and Ajv's error names what does not resolve.
+ */
+export function localReferencesResolve(schema: Record<string, unknown>): boolean {
+  const references: string[] = [];
+  const anchors = new Set<string>();
+  collectReferences(schema, references, anchors);
+  return references.every((reference) =>
+    reference.startsWith("#/") || reference === "#"
+      ? isSchema(pointerTarget(schema, reference))
+      : reference.startsWith("#") && anchors.has(reference.slice(1)),
+  );
+}
+
+function collectReferences(value: unknown, references: string[], anchors: Set<string>): void {
+  if (typeof value !== "object" || value === null) return;
+  if (Array.isArray(value)) {
+    for (const item of value) collectReferences(item, references, anchors);
+    return;
+  }
+  for (const [key, member] of Object.entries(value)) {
+    if (DATA_KEYWORDS.has(key)) continue; // values, not schemas
+    if (key === "$ref" && typeof member === "string") references.push(member);
+    else if (key === "$anchor" && typeof member === "string") anchors.add(member);
+    else collectReferences(member, references, anchors);
+  }
+}
+
+/** What a `#/...` JSON pointer (RFC 6901, in a URI fragment) names in `root`, if anything. */
+function pointerTarget(root: unknown, reference: string): unknown {
+  if (reference === "#") return root;
+  let target = root;
+  for (const encoded of reference.slice(2).split("/")) {
+    let segment: string;
+    try {
+      segment = decodeURIComponent(encoded).replaceAll("~1", "/").replaceAll("~0", "~");
+    } catch {
+      return undefined;
+    }
+    if (typeof target !== "object" || target === null || !Object.hasOwn(target, segment)) {
+      return undefined;
+    }
+    target = (target as Record<string, unknown>)[segment];
+  }
+  return target;
+}
+
+const isSchema = (value: unknown) =>
+  typeof value === "boolean" ||
+  (typeof value === "object" && value !== null && !Array.isArray(value));
 
 /**
  * The meta-schema does not check that a `pattern` (or a `patternProperties` name) is a regular

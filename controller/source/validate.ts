@@ -501,7 +501,7 @@ export function inputSchemaProblems(candidate: Candidate): Problem[] {
   if (!isRecord(spec) || !isRecord(spec.inputSchema)) return [];
   let check: ValidateFunction;
   try {
-    check = newInputSchemaAjv().compile(spec.inputSchema);
+    check = newInputSchemaAjv(spec.inputSchema).compile(spec.inputSchema);
   } catch (error) {
     return [
       problemAt(
