@@ -311,6 +311,25 @@ async function main(): Promise<void> {
       }
     }
 
+    // With a function that costs nothing, the path is all the work: what the gateway's CPU per
+    // call costs in calls a second, on two cores the client, agent and worker share.
+    // An agent takes one call at a time (a second is answered busy): it is called directly by
+    // one caller, and the gateways by one and by four (they queue the rest).
+    console.log(`\nthroughput of add (costs nothing; ${THROUGHPUT_SECONDS} s per row)`);
+    const directAdd = await throughput([`${adder.url}/predict`], 1, addBody);
+    console.log(`  direct to the agent, concurrency 1: ${directAdd.toFixed(0)} calls/s`);
+    for (const concurrency of [1, 4]) {
+      const viaGatewayAdd = await throughput(
+        [`${gateway.url}/models/add/predict`],
+        concurrency,
+        addBody,
+      );
+      const viaUpAdd = await throughput([`${upUrl}/models/add/predict`], concurrency, addBody);
+      console.log(
+        `  concurrency ${concurrency}  gateway ${viaGatewayAdd.toFixed(0)} calls/s (÷ direct ${(viaGatewayAdd / directAdd).toFixed(3)})   up ${viaUpAdd.toFixed(0)} calls/s (÷ direct ${(viaUpAdd / directAdd).toFixed(3)})`,
+      );
+    }
+
     // The overload is the gateway's alone: up's processes would only be noise on two cores.
     if (upProcess) await stopUp(upProcess);
     const capacity = (2 * 1000) / WORK_MS;
