@@ -5,7 +5,8 @@
 //   node bench/peers/load.ts '{"port":8000,"path":"/predict","body":"{...}","mode":"closed",
 //     "concurrency":4,"seconds":3}'
 //
-// Closed loop: `concurrency` connections, each sending again as soon as it is answered. Open
+// Closed loop: `concurrency` connections, each sending again as soon as it is answered (one the
+// server closes is replaced by a new one; a call it cut short counts as an error). Open
 // loop: `rate` calls a second on schedule, each on an idle connection (a new one when none is),
 // so that a server that stalls does not hold back the calls after it; the timer's granularity
 // is a millisecond, so each call is sent within about 1 ms of when it is due (`lateP99` says).
@@ -43,7 +44,10 @@ class Connection {
   private buffer: Buffer = Buffer.alloc(0);
   private sentAt = 0;
   busy = false;
+  /** The socket closed or failed: this connection carries no more calls. */
+  closed = false;
   private onDone: (() => void) | undefined;
+  private onFailed: (() => void) | undefined;
 
   constructor() {
     this.socket = connect({ host: "127.0.0.1", port: settings.port, noDelay: true });
@@ -52,10 +56,12 @@ class Connection {
     this.socket.on("close", () => this.failed());
   }
 
-  send(dueAt: number, onDone: () => void): void {
+  /** Sends a call: `onDone` once answered, `onFailed` if the connection ends first. */
+  send(dueAt: number, onDone: () => void, onFailed?: () => void): void {
     this.busy = true;
     this.sentAt = dueAt;
     this.onDone = onDone;
+    this.onFailed = onFailed;
     this.socket.write(request);
   }
 
@@ -64,10 +70,14 @@ class Connection {
   }
 
   private failed(): void {
+    this.closed = true;
     if (!this.busy) return;
     this.busy = false;
     if (measuring) counts.errors += 1;
+    const failed = this.onFailed;
     this.onDone = undefined;
+    this.onFailed = undefined;
+    failed?.();
   }
 
   private received(chunk: Buffer): void {
@@ -90,6 +100,8 @@ class Connection {
     }
     if (this.buffer.length < total) return;
     this.buffer = this.buffer.subarray(total);
+    // The server ends the connection after this answer: the next call goes on another.
+    if (/\r\nconnection:\s*close/i.test(head)) this.closed = true;
     const ms = performance.now() - this.sentAt;
     if (measuring) {
       counts.statuses[status] = (counts.statuses[status] ?? 0) + 1;
@@ -102,6 +114,7 @@ class Connection {
     this.busy = false;
     const done = this.onDone;
     this.onDone = undefined;
+    this.onFailed = undefined;
     done?.();
   }
 }
@@ -111,14 +124,27 @@ function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] as number;
 }
 
+/**
+ * `concurrency` callers, each on a connection of its own; one whose connection the server
+ * closed (a keep-alive timeout, `Connection: close`, a failure: its call counted as an error)
+ * goes on on a new one, so the concurrency holds for the whole run.
+ */
 async function closedLoop(concurrency: number): Promise<Connection[]> {
-  const connections = Array.from({ length: concurrency }, () => new Connection());
-  for (const connection of connections) {
+  const connections: Connection[] = [];
+  const caller = (connection: Connection) => {
+    connections.push(connection);
     const next = () => {
-      if (!stopped) connection.send(performance.now(), next);
+      if (stopped) return;
+      // A millisecond before a new connection: a server that refuses them is not flooded.
+      if (connection.closed) {
+        setTimeout(() => {
+          if (!stopped) caller(new Connection());
+        }, 1);
+      } else connection.send(performance.now(), next, next);
     };
     next();
-  }
+  };
+  for (let index = 0; index < concurrency; index++) caller(new Connection());
   return connections;
 }
 
@@ -131,7 +157,8 @@ function openLoop(rate: number): Connection[] {
     const now = performance.now();
     // Call number `sent` is due at started + sent / rate: every call due by now goes.
     for (; started + (sent * 1000) / rate <= now; sent++) {
-      let idle = connections.find((connection) => !connection.busy);
+      // A connection the server closed is not used again (its place taken by a new one).
+      let idle = connections.find((connection) => !connection.busy && !connection.closed);
       if (!idle) {
         idle = new Connection();
         connections.push(idle);
