@@ -131,7 +131,7 @@ export class InputValidators {
         if (!checker.validateSchema(schema)) {
           throw new Error(checker.errorsText(checker.errors, { dataVar: "inputSchema" }));
         }
-        checkPatterns(schema, "");
+        checkPatterns(schema);
         validator = new InputValidator(text, schema, this.shared);
         this.pending.push(validator);
       }
@@ -194,18 +194,11 @@ export function localReferencesResolve(schema: Record<string, unknown>): boolean
   );
 }
 
-function collectReferences(value: unknown, references: string[], anchors: Set<string>): void {
-  if (typeof value !== "object" || value === null) return;
-  if (Array.isArray(value)) {
-    for (const item of value) collectReferences(item, references, anchors);
-    return;
-  }
-  for (const [key, member] of Object.entries(value)) {
-    if (DATA_KEYWORDS.has(key)) continue; // values, not schemas
+function collectReferences(schema: unknown, references: string[], anchors: Set<string>): void {
+  forEachSchemaMember(schema, (key, member) => {
     if (key === "$ref" && typeof member === "string") references.push(member);
     else if (key === "$anchor" && typeof member === "string") anchors.add(member);
-    else collectReferences(member, references, anchors);
-  }
+  });
 }
 
 /** What a `#/...` JSON pointer (RFC 6901, in a URI fragment) names in `root`, if anything. */
@@ -238,19 +231,33 @@ const isSchema = (value: unknown) =>
  */
 const DATA_KEYWORDS = new Set(["const", "enum", "default", "examples"]);
 
-function checkPatterns(value: unknown, at: string): void {
-  if (typeof value !== "object" || value === null) return;
-  if (Array.isArray(value)) {
-    for (const [index, item] of value.entries()) checkPatterns(item, `${at}/${index}`);
-    return;
-  }
-  for (const [key, member] of Object.entries(value)) {
-    if (DATA_KEYWORDS.has(key)) continue; // values, not schemas: a "pattern" there is data
+function checkPatterns(schema: unknown): void {
+  forEachSchemaMember(schema, (key, member, at) => {
     if (key === "pattern" && typeof member === "string") regularExpression(member, `${at}/pattern`);
     if (key === "patternProperties" && typeof member === "object" && member !== null) {
       for (const name of Object.keys(member)) regularExpression(name, `${at}/patternProperties`);
     }
-    checkPatterns(member, `${at}/${key}`);
+  });
+}
+
+/**
+ * Calls `visit` with each member of each object in a schema and the JSON pointer of the object,
+ * but for the values of DATA_KEYWORDS: data, not schemas (a "pattern" or "$ref" there is data).
+ */
+function forEachSchemaMember(
+  value: unknown,
+  visit: (key: string, member: unknown, at: string) => void,
+  at = "",
+): void {
+  if (typeof value !== "object" || value === null) return;
+  if (Array.isArray(value)) {
+    for (const [index, item] of value.entries()) forEachSchemaMember(item, visit, `${at}/${index}`);
+    return;
+  }
+  for (const [key, member] of Object.entries(value)) {
+    if (DATA_KEYWORDS.has(key)) continue;
+    visit(key, member, at);
+    forEachSchemaMember(member, visit, `${at}/${key}`);
   }
 }
 

@@ -124,8 +124,9 @@ def _forget(selector, connection):
 
 def _unforkable_reason():
     """Why the loaded file cannot be forked, or None: the Python threads its import left running
-    (a fork would copy none of them). Threads of native libraries are not seen here; those that
-    matter (OpenBLAS, OpenMP) restart theirs in a forked child."""
+    (a fork would copy none of them). Threads of native libraries are not seen here: OpenBLAS,
+    which numpy loads, makes its own again in a forked child; one that does not (GCC's OpenMP
+    runtime once used, CUDA) may not work in the workers (docs/workers.md)."""
     names = sorted(t.name for t in threading.enumerate() if t is not threading.main_thread())
     if not names:
         return None
