@@ -98,22 +98,20 @@ export function watchBranch(
     }
   };
   watchFrom(0);
-  const watchers: FSWatcher[] = [];
+  let packedRefs: FSWatcher;
   try {
-    watchers.push(
-      watch(common, (_event, name) => {
-        if (name === "packed-refs") moved();
-      }),
-    );
+    packedRefs = watch(common, (_event, name) => {
+      if (name === "packed-refs") moved();
+    });
   } catch {
     closeFrom(0);
     return undefined;
   }
-  // A watcher that fails later (its directory removed) is closed; the poll remains.
-  for (const watcher of watchers) watcher.on("error", () => watcher.close());
+  // It fails later only if the git directory goes: closed, and the poll remains.
+  packedRefs.on("error", () => packedRefs.close());
   return () => {
     clearTimeout(timer);
-    for (const watcher of watchers) watcher.close();
+    packedRefs.close();
     closeFrom(0);
   };
 }

@@ -172,12 +172,14 @@ remove_entry() {
 # Paths are made canonical first, so that a file that includes itself by another spelling
 # (`-r ./a.txt`) is still read once.
 declare -A keyed_files=()
+# The source's canonical path, that each keyed file's name is relative to (set where it is used).
+source_root=""
 key_requirements() {
   local file line target
   file=$(realpath -e -- "$1" 2>/dev/null) || return 0
   [[ -f $file && -z ${keyed_files[$file]:-} ]] || return 0
   keyed_files[$file]=1
-  printf 'file %s\n' "${file#"$(realpath -- "$output/src")/"}"
+  printf 'file %s\n' "${file#"$source_root/"}"
   cat -- "$file"
   while IFS= read -r line || [[ -n $line ]]; do
     if [[ $line =~ ^[[:space:]]*(-r|-c|--requirement|--constraint)[[:space:]=]*([^[:space:]]+) ]]; then
@@ -200,6 +202,7 @@ if [[ -n $env_cache ]]; then
       esac
       printf 'build script %s\n' "$build_script"
       if [[ -n $build_script ]]; then cat -- "$output/src/$build_script"; fi
+      source_root=$(realpath -- "$output/src")
       for file in "$output/src"/requirements*.txt "$output/src"/constraints*.txt; do
         key_requirements "$file"
       done
