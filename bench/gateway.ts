@@ -17,8 +17,8 @@ import { join } from "node:path";
 import { freePort } from "../test/helpers/ports.ts";
 import {
   type Answer,
-  BENCH_GIT_ENV,
   closedLoop,
+  commitRepository,
   MODELS,
   percentile,
   post,
@@ -27,6 +27,7 @@ import {
   start,
   startReplica,
   stopAll,
+  stopProcessGroup,
   upCommand,
 } from "./lib.ts";
 
@@ -117,11 +118,7 @@ async function startUp(directory: string): Promise<string> {
     ].join("\n"),
   ).join("\n---\n");
   writeFileSync(join(repo, "models.yaml"), `${manifest}\n`);
-  const git = (...args: string[]) =>
-    execFileSync("git", args, { cwd: repo, env: BENCH_GIT_ENV, stdio: "ignore" });
-  git("init", "-q", "-b", "main");
-  git("add", ".");
-  git("commit", "-qm", "bench models");
+  commitRepository(repo, "bench models");
   const port = await freePort();
   const stateDir = join(directory, "up-state");
   const [command, args] = upCommand(repo, port, stateDir);
@@ -155,16 +152,6 @@ function everyReplicaReady(stateDir: string): boolean {
   } catch {
     return false;
   }
-}
-
-/** Stops `modelship up` and every worker it started (its process group); resolves once it exited. */
-function stopUp(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-  try {
-    process.kill(-(child.pid as number), "SIGTERM");
-  } catch {}
-  return exited;
 }
 
 /** Closed loop: `concurrency` callers, each calling again as soon as answered; calls a second. */
@@ -312,9 +299,9 @@ async function main(): Promise<void> {
     }
 
     // With a function that costs nothing, the path is all the work: what the gateway's CPU per
-    // call costs in calls a second, on two cores the client, agent and worker share.
-    // An agent takes one call at a time (a second is answered busy): it is called directly by
-    // one caller, and the gateways by one and by four (they queue the rest).
+    // call costs in calls a second, on two cores the client, agent and worker share. An agent
+    // takes one call at a time (a second is answered busy): it is called directly by one
+    // caller, and the gateways by one and by four (they queue the rest).
     console.log(`\nthroughput of add (costs nothing; ${THROUGHPUT_SECONDS} s per row)`);
     const directAdd = await throughput([`${adder.url}/predict`], 1, addBody);
     console.log(`  direct to the agent, concurrency 1: ${directAdd.toFixed(0)} calls/s`);
@@ -331,7 +318,7 @@ async function main(): Promise<void> {
     }
 
     // The overload is the gateway's alone: up's processes would only be noise on two cores.
-    if (upProcess) await stopUp(upProcess);
+    if (upProcess) await stopProcessGroup(upProcess);
     const capacity = (2 * 1000) / WORK_MS;
     console.log(
       `\noverload: 2 replicas (capacity ${capacity} calls/s) offered ${2 * capacity} calls/s for ${OVERLOAD_SECONDS} s, queueTimeoutSeconds ${OVERLOAD_QUEUE_TIMEOUT_S}`,
@@ -345,7 +332,7 @@ async function main(): Promise<void> {
     );
   } finally {
     stopAll();
-    if (upProcess) await stopUp(upProcess);
+    if (upProcess) await stopProcessGroup(upProcess);
     if (against) {
       execFileSync("git", ["worktree", "remove", "--force", join(directory, "against")], {
         cwd: ROOT,

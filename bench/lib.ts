@@ -142,11 +142,29 @@ export function irisRepository(
   if (existsSync(pickle)) cpSync(pickle, join(repo, "model.pkl"));
   else execFileSync("python3", [join(ROOT, "bench/peers/fit_iris.py"), join(repo, "model.pkl")]);
   edit(repo);
+  commitRepository(repo, "iris");
+}
+
+/** Makes `repo` a git repository of its files, in one commit on main. */
+export function commitRepository(repo: string, message: string): void {
   const git = (...args: string[]) =>
     execFileSync("git", args, { cwd: repo, env: BENCH_GIT_ENV, stdio: "ignore" });
   git("init", "-q", "-b", "main");
   git("add", ".");
-  git("commit", "-qm", "iris");
+  git("commit", "-qm", message);
+}
+
+/**
+ * Stops a process started `detached` (a process group of its own, as `up` is, with its
+ * workers) by SIGTERM to its group; resolves once it exited.
+ */
+export function stopProcessGroup(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  try {
+    process.kill(-(child.pid as number), "SIGTERM");
+  } catch {}
+  return exited;
 }
 
 export const BENCH_GIT_ENV = {

@@ -11,7 +11,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { homedir, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { freePort } from "../test/helpers/ports.ts";
-import { BENCH_GIT_ENV, irisRepository, upCommand } from "./lib.ts";
+import { BENCH_GIT_ENV, irisRepository, stopProcessGroup, upCommand } from "./lib.ts";
 
 const RUNS = 5;
 const PEERS_DIR = process.env.PEERS_DIR ?? join(homedir(), ".cache/modelship-bench/peers");
@@ -120,11 +120,7 @@ try {
     `| git revert (the previous build) | ${seconds(reverts.map((r) => r.first))} s | ${seconds(reverts.map((r) => r.all))} s |`,
   );
 } finally {
-  const exited = new Promise((resolve) => up.once("exit", resolve));
-  try {
-    process.kill(-(up.pid as number), "SIGTERM");
-  } catch {}
-  await exited;
+  await stopProcessGroup(up);
   execFileSync("chmod", ["-R", "u+w", work]);
   rmSync(work, { recursive: true, force: true });
 }
