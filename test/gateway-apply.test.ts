@@ -6,6 +6,7 @@ import {
   GatewayChangeTracker,
   type GatewayConfig,
   type ModelRoute,
+  sameJson,
 } from "../controller/gateway/config.ts";
 import { Gateway } from "../controller/gateway/gateway.ts";
 import { localReferencesResolve } from "../controller/gateway/input-validators.ts";
@@ -319,6 +320,41 @@ describe("Gateway.applyChanges()", () => {
     expect(refused.body).toMatchObject({ error: "auth.invalid_key" });
     const served = await postJson(`${gateway.url}/model`, { accessKey: newKey, request: {} });
     expect(served.body).toMatchObject({ error: "model.busy" });
+  });
+});
+
+describe("sameJson", () => {
+  // Whether a route changed: a false "same" would leave a model on its old replicas or keys.
+  it.each([
+    ["equal scalars", 1, 1, true],
+    ["a number and its text", 1, "1", false],
+    ["null and an object", null, {}, false],
+    ["members in another order", { a: 1, b: [1, 2] }, { b: [1, 2], a: 1 }, true],
+    ["a member more", { a: 1 }, { a: 1, b: 2 }, false],
+    ["a member fewer", { a: 1, b: 2 }, { a: 1 }, false],
+    ["another member of the same count", { a: 1 }, { b: 1 }, false],
+    ["an undefined member and none", { a: undefined }, {}, false],
+    [
+      "a deep difference",
+      { s: { p: { x: { maximum: 5 } } } },
+      { s: { p: { x: { maximum: 6 } } } },
+      false,
+    ],
+    ["an array and an object like it", [1], { 0: 1 }, false],
+    ["an object and an array like it", { 0: 1 }, [1], false],
+    ["arrays of other lengths", [1, 2], [1, 2, 3], false],
+    ["arrays in another order", [1, 2], [2, 1], false],
+    ["equal nested arrays", [[{ id: "r-1" }], []], [[{ id: "r-1" }], []], true],
+  ])("%s", (_, left, right, same) => {
+    expect(sameJson(left, right)).toBe(same);
+    expect(sameJson(right, left)).toBe(same);
+  });
+
+  it("tells a changed replica secret deep in a route", () => {
+    const withSecret = (secret: string) =>
+      model("a", { replicas: [{ id: "a-1", url: "http://127.0.0.1:1", secret }] });
+    expect(sameJson(withSecret("s1"), withSecret("s1"))).toBe(true);
+    expect(sameJson(withSecret("s1"), withSecret("s2"))).toBe(false);
   });
 });
 

@@ -48,30 +48,52 @@ export interface GatewayChanges {
   apiKeys?: ApiKeyRecord[];
 }
 
-/** A route's identity: its JSON (every field counts, the replicas too). */
-export function routeFingerprint(route: ModelRoute): string {
-  return JSON.stringify(route);
+/**
+ * Whether two JSON values are the same: equal scalars, arrays equal item by item, objects with
+ * the same members in any order. It stops at the first difference and builds nothing, so telling
+ * 1,000 unchanged routes costs far less than writing each one out as JSON to compare the text.
+ */
+export function sameJson(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== "object" || typeof b !== "object" || a === null || b === null) return false;
+  if (Array.isArray(a)) {
+    if (!Array.isArray(b) || a.length !== b.length) return false;
+    for (let index = 0; index < a.length; index++) {
+      if (!sameJson(a[index], b[index])) return false;
+    }
+    return true;
+  }
+  if (Array.isArray(b)) return false;
+  const left = a as Record<string, unknown>;
+  const right = b as Record<string, unknown>;
+  let members = 0;
+  for (const key in left) {
+    if (!Object.hasOwn(left, key)) continue;
+    if (!Object.hasOwn(right, key) || !sameJson(left[key], right[key])) return false;
+    members += 1;
+  }
+  for (const key in right) if (Object.hasOwn(right, key)) members -= 1;
+  return members === 0;
 }
 
 /**
- * What changed from the routes given so far (each name's fingerprint by `fingerprintOf`, all
- * their names `names`) to `config`: its routes that are new or differ, the names it no longer
- * has, and the fingerprint of each of its routes.
+ * What changed from the routes given so far (each name's route by `currentOf`, all their names
+ * `names`) to `config`: its routes that are new or differ in any field (the replicas too), and
+ * the names it no longer has.
  */
 export function routeChanges(
   config: GatewayConfig,
-  fingerprintOf: (name: string) => string | undefined,
+  currentOf: (name: string) => ModelRoute | undefined,
   names: Iterable<string>,
-): { models: ModelRoute[]; removed: string[]; fingerprints: Map<string, string> } {
-  const fingerprints = new Map<string, string>();
+): { models: ModelRoute[]; removed: string[] } {
+  const given = new Set<string>();
   const models: ModelRoute[] = [];
   for (const route of config.models) {
-    const fingerprint = routeFingerprint(route);
-    fingerprints.set(route.name, fingerprint);
-    if (fingerprintOf(route.name) !== fingerprint) models.push(route);
+    given.add(route.name);
+    if (!sameJson(currentOf(route.name), route)) models.push(route);
   }
-  const removed = [...names].filter((name) => !fingerprints.has(name));
-  return { models, removed, fingerprints };
+  const removed = [...names].filter((name) => !given.has(name));
+  return { models, removed };
 }
 
 /**
@@ -79,7 +101,8 @@ export function routeChanges(
  * that went in (Gateway.applyChanges): a feed that sends only what changed.
  */
 export class GatewayChangeTracker {
-  private applied = new Map<string, string>();
+  /** The routes that went in last, by name. */
+  private applied = new Map<string, ModelRoute>();
   private appliedApiKeys: string | undefined;
 
   /**
@@ -87,7 +110,7 @@ export class GatewayChangeTracker {
    * records `config` as applied: call it once the gateway took the changes.
    */
   changesTo(config: GatewayConfig): { changes: GatewayChanges; commit(): void } | undefined {
-    const { models, removed, fingerprints } = routeChanges(
+    const { models, removed } = routeChanges(
       config,
       (name) => this.applied.get(name),
       this.applied.keys(),
@@ -98,7 +121,7 @@ export class GatewayChangeTracker {
     return {
       changes: { models, removed, ...(keysChanged ? { apiKeys: config.apiKeys } : {}) },
       commit: () => {
-        this.applied = fingerprints;
+        this.applied = new Map(config.models.map((route) => [route.name, route]));
         this.appliedApiKeys = apiKeys;
       },
     };

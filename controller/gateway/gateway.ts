@@ -24,7 +24,6 @@ import {
   type GatewayConfig,
   type ModelRoute,
   routeChanges,
-  routeFingerprint,
 } from "./config.ts";
 import {
   type ChannelFactory,
@@ -87,8 +86,6 @@ interface ModelMeters {
 /** What a model's route makes, checked, before it goes in. */
 interface PreparedModel {
   route: ModelRoute;
-  /** The route as JSON: a model whose route has not changed is kept as it is. */
-  fingerprint: string;
   validator: InputValidator | undefined;
   allowedUsers: Set<string> | undefined;
 }
@@ -244,7 +241,7 @@ export class Gateway {
   apply(config: GatewayConfig): void {
     const { models, removed } = routeChanges(
       config,
-      (name) => this.models.get(name)?.fingerprint,
+      (name) => this.models.get(name)?.route,
       this.models.keys(),
     );
     this.applyChanges({ models, removed, apiKeys: config.apiKeys });
@@ -332,7 +329,6 @@ export class Gateway {
     }
     return {
       route,
-      fingerprint: routeFingerprint(route),
       validator,
       allowedUsers: route.authentication.users ? new Set(route.authentication.users) : undefined,
     };
