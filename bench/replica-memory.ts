@@ -6,13 +6,14 @@
 // process of the model's (the parent, each launcher and worker) of PSS, from
 // /proc/PID/smaps_rollup: what the machine gives them, each shared page divided among those that
 // share it. RSS counts a shared page once per process, so it is printed too, but says little here.
+// How much the machine's available memory fell as each replica came is printed beside both.
 import { execFileSync } from "node:child_process";
 import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { homedir, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { ReplicaAgent } from "../controller/replica/agent.ts";
 import { PreloadedParents } from "../controller/replica/preloaded-parents.ts";
-import { processTree, ROOT } from "./lib.ts";
+import { percentile, processTree, ROOT } from "./lib.ts";
 
 const MAX_REPLICAS = 9;
 const PEERS_DIR = process.env.PEERS_DIR ?? join(homedir(), ".cache/modelship-bench/peers");
@@ -30,6 +31,12 @@ interface Memory {
   rss: number;
   /** RSS and USS (private pages: what its end would free) of each descendant, in MB. */
   byPid: Map<number, { rss: number; uss: number }>;
+  /**
+   * The machine's MemAvailable (/proc/meminfo), in MB: how much it fell as a replica came is
+   * what the replica cost the machine, by no process's accounting (noisy by a few MB: other
+   * processes and the page cache move it too).
+   */
+  available: number;
 }
 
 function memory(): Memory {
@@ -46,7 +53,18 @@ function memory(): Memory {
       byPid.set(pid, { rss: field("Rss"), uss: field("Private_Clean") + field("Private_Dirty") });
     } catch {}
   }
-  return { pss, rss, byPid };
+  const meminfo = readFileSync("/proc/meminfo", "utf8");
+  const available = Number(/^MemAvailable:\s+(\d+)/m.exec(meminfo)?.[1] ?? 0) / 1024;
+  return { pss, rss, byPid, available };
+}
+
+/** How much the machine's available memory fell from replica `index - 1` to replica `index`. */
+function fellBy(list: Memory[], index: number): number {
+  return (list[index - 1] as Memory).available - (list[index] as Memory).available;
+}
+
+function median(values: number[]): number {
+  return percentile(values, 50);
 }
 
 /** RSS and USS of the processes in `now` that were not in `before`: what one replica added. */
@@ -105,9 +123,9 @@ try {
     `iris (scikit-learn), Python ${execFileSync("python3", ["--version"], { encoding: "utf8" }).trim()}; load average ${loadBefore?.toFixed(2)}\n`,
   );
   console.log(
-    "| replicas | forked: PSS of all, MB | added by this one | its own processes: RSS / private, MB | plain workers: PSS, MB | added | its own: RSS / private | forked RSS sum, MB |",
+    "| replicas | forked: PSS of all, MB | added by this one | its own processes: RSS / private, MB | MemAvailable fell by, MB | plain workers: PSS, MB | added | its own: RSS / private | MemAvailable fell by | forked RSS sum, MB |",
   );
-  console.log("|---|---|---|---|---|---|---|---|");
+  console.log("|---|---|---|---|---|---|---|---|---|---|");
   for (let index = 0; index < MAX_REPLICAS; index++) {
     const f = forked[index] as Memory;
     const p = plain[index] as Memory;
@@ -115,8 +133,10 @@ try {
     const pAdded = index === 0 ? "" : (p.pss - (plain[index - 1]?.pss ?? 0)).toFixed(1);
     const fOwn = added(f, forked[index - 1]);
     const pOwn = added(p, plain[index - 1]);
+    const fFell = index === 0 ? "" : fellBy(forked, index).toFixed(1);
+    const pFell = index === 0 ? "" : fellBy(plain, index).toFixed(1);
     console.log(
-      `| ${index + 1} | ${f.pss.toFixed(1)} | ${fAdded} | ${fOwn.rss.toFixed(1)} / ${fOwn.uss.toFixed(1)} | ${p.pss.toFixed(1)} | ${pAdded} | ${pOwn.rss.toFixed(1)} / ${pOwn.uss.toFixed(1)} | ${f.rss.toFixed(0)} |`,
+      `| ${index + 1} | ${f.pss.toFixed(1)} | ${fAdded} | ${fOwn.rss.toFixed(1)} / ${fOwn.uss.toFixed(1)} | ${fFell} | ${p.pss.toFixed(1)} | ${pAdded} | ${pOwn.rss.toFixed(1)} / ${pOwn.uss.toFixed(1)} | ${pFell} | ${f.rss.toFixed(0)} |`,
     );
   }
   console.log(
@@ -129,6 +149,10 @@ try {
   const worst = Math.max(...addedPss);
   console.log(
     `\nthe 2nd to ${MAX_REPLICAS}th forked replica each added at most ${worst.toFixed(1)} MB of PSS ${worst <= 20 ? "(≤ 20 MB: met)" : "(> 20 MB: NOT met)"}, and at most ${Math.max(...forked.slice(1).map((each, index) => added(each, forked[index]).uss)).toFixed(1)} MB of private memory`,
+  );
+  const fell = (list: Memory[]) => list.slice(1).map((_, index) => fellBy(list, index + 1));
+  console.log(
+    `the machine's available memory fell by ${median(fell(forked)).toFixed(1)} MB per added forked replica (median; at most ${Math.max(...fell(forked)).toFixed(1)}), and by ${median(fell(plain)).toFixed(1)} MB per added plain worker`,
   );
 } finally {
   execFileSync("chmod", ["-R", "u+w", work]);
