@@ -1,10 +1,13 @@
 // InProcessChannel: a call to an agent in the gateway's own process ends as a call over a
 // connection would: an answer, too large for the gateway, lost when the agent throws, late at
 // the caller's deadline (and silent after the replica's), silent at once when the two deadlines
-// are one, unreachable once closed.
+// are one, unreachable once closed. And a gateway with such a replica hands it the next queued
+// call before it writes the answer of the one before.
+import type { Socket } from "node:net";
 import { describe, expect, it } from "vitest";
 import { type InProcessAnswer, InProcessChannel } from "../controller/gateway/in-process.ts";
 import type { UpstreamOutcome } from "../controller/gateway/upstream.ts";
+import { route, startGateway } from "./helpers/gateway.ts";
 
 const OK: InProcessAnswer = { status: 200, code: "ok", body: '{"success":true,"response":8}' };
 
@@ -89,5 +92,56 @@ describe("InProcessChannel", () => {
     channel.close();
     expect((await channel.send("{}", "uuid", 1000, 2000)).kind).toBe("unreachable");
     expect(await channel.probe()).toMatch(/stopped/);
+  });
+});
+
+describe("a gateway with a replica in its process", () => {
+  it("sends the next queued call to the replica before it writes the answer of the one before", async () => {
+    const events: string[] = [];
+    let calls = 0;
+    const replica = {
+      predict: () => {
+        const call = ++calls;
+        events.push(`call ${call} sent`);
+        return new Promise<InProcessAnswer>((resolve) =>
+          setTimeout(() => resolve({ ...OK, body: `{"call":${call}}` }), 20),
+        );
+      },
+    };
+    const started = await startGateway(
+      {
+        models: [route("m", [], { replicas: [{ id: "m-1", url: "in-process:m-1" }] })],
+        apiKeys: [],
+      },
+      { inProcessReplicas: (url) => (url === "in-process:m-1" ? replica : undefined) },
+    );
+    // Each answer written to a caller is logged where it leaves: the socket's write.
+    started.gateway.server.prependListener("connection", (socket: Socket) => {
+      const write = socket.write.bind(socket) as (chunk: unknown) => boolean;
+      socket.write = ((chunk: unknown) => {
+        const text = String(chunk);
+        events.push(`answer ${/"call":(\d+)/.exec(text)?.[1]} written`);
+        return write(chunk);
+      }) as Socket["write"];
+    });
+    try {
+      // Two calls at once: the second waits in the queue for the one replica.
+      const answers = await Promise.all(
+        [1, 2].map(() =>
+          fetch(`${started.url}/models/m/predict`, { method: "POST", body: "{}" }).then((answer) =>
+            answer.text(),
+          ),
+        ),
+      );
+      expect(answers.sort()).toEqual(['{"call":1}', '{"call":2}']);
+      expect(events).toEqual([
+        "call 1 sent",
+        "call 2 sent",
+        "answer 1 written",
+        "answer 2 written",
+      ]);
+    } finally {
+      await started.stop();
+    }
   });
 });

@@ -746,7 +746,10 @@ export class Gateway {
           continue;
         }
         dispatcher.release(slot, "answered");
-        answer(result.status, result.code, result.body);
+        // The replica's next call, if one waits, is sent before this answer is written: the
+        // waiter's turn is a microtask that release() queued, and the answer is queued after
+        // it. A replica with calls queued then does not sit idle while a caller's write runs.
+        queueMicrotask(() => answer(result.status, result.code, result.body));
         if (result.metricsJson !== undefined && this.metricsRecorder) {
           this.metricsRecorder.record(
             predictionRecord(route.name, uuid, arrived, result.metricsJson, result.serves),
