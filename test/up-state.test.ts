@@ -80,17 +80,22 @@ describe("the state directory", () => {
       '{"version": 1, "resourceVersion": 4, "objects": [{"ki',
     ],
     ["a state file of another shape", "store.json", "{}"],
-  ])("refuses to start on %s, naming it and what to do", (_, file, text) => {
-    const stateDir = mkdtempSync(join(root, "state-damaged-"));
-    mkdirSync(join(stateDir, "secrets"), { recursive: true });
-    writeFileSync(join(stateDir, file), text);
-    const up = runCli(upArgs(stateDir));
-    expect(up.exitCode).toBe(2);
-    expect(up.stderr).toContain(`${join(stateDir, file)} is damaged (`);
-    expect(up.stderr).toContain("modelship up did not start, and changed nothing");
-    expect(up.stderr).toContain(`mv ${join(stateDir, file)} ${join(stateDir, file)}.damaged`);
-    expect(readdirSync(stateDir)).not.toContain("up.lock");
-  });
+  ])(
+    "refuses to start on %s, naming it and what to do",
+    (_, file, text) => {
+      const stateDir = mkdtempSync(join(root, "state-damaged-"));
+      mkdirSync(join(stateDir, "secrets"), { recursive: true });
+      writeFileSync(join(stateDir, file), text);
+      const up = runCli(upArgs(stateDir));
+      expect(up.exitCode).toBe(2);
+      expect(up.stderr).toContain(`${join(stateDir, file)} is damaged (`);
+      expect(up.stderr).toContain("modelship up did not start, and changed nothing");
+      expect(up.stderr).toContain(`mv ${join(stateDir, file)} ${join(stateDir, file)}.damaged`);
+      expect(readdirSync(stateDir)).not.toContain("up.lock");
+      // A start of `up` takes about 4 s on two busy cores: the 5 s default made this flaky.
+    },
+    60_000,
+  );
 });
 
 describe("lockStateDir", () => {
