@@ -11,7 +11,7 @@ import { loadavg } from "node:os";
 import { newInputSchemaAjv } from "../controller/api/schemas.ts";
 import type { GatewayConfig, ModelRoute } from "../controller/gateway/config.ts";
 import { Gateway } from "../controller/gateway/gateway.ts";
-import { percentile } from "./lib.ts";
+import { median } from "./lib.ts";
 
 const SIZES = [10, 100, 1000];
 const REPEATS = 15;
@@ -72,10 +72,6 @@ async function backgroundCompile(
     last = now;
   }
   return { totalMs: performance.now() - started, longestMs: longest };
-}
-
-function median(values: number[]): number {
-  return percentile(values, 50);
 }
 
 const coldFlag = process.argv.indexOf("--cold");

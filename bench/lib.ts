@@ -100,6 +100,10 @@ export function percentile(values: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] as number;
 }
 
+export function median(values: number[]): number {
+  return percentile(values, 50);
+}
+
 /** Closed loop for `seconds`: `concurrency` callers, each calling again once answered; calls a second. */
 export async function closedLoop(
   urls: string[],

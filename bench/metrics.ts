@@ -16,7 +16,7 @@ import { join } from "node:path";
 import {
   closedLoop,
   type ModelFile,
-  percentile,
+  median,
   ROOT,
   type Started,
   start,
@@ -160,7 +160,6 @@ async function main(): Promise<void> {
           ratios.on.push(result.on / result.off);
           ratios.unstored.push(result.unstored / result.off);
         }
-        const median = (values: number[]) => percentile(values, 50);
         const list = (values: number[]) => values.map((ratio) => ratio.toFixed(3)).join(" ");
         console.log(
           `  ${model.name} c=${concurrency}: off ${median(figures.off).toFixed(0)}, on ${median(figures.on).toFixed(0)}, tracked without a store ${median(figures.unstored).toFixed(0)}`,

@@ -13,7 +13,7 @@ import { homedir, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { ReplicaAgent } from "../controller/replica/agent.ts";
 import { PreloadedParents } from "../controller/replica/preloaded-parents.ts";
-import { percentile, processTree, ROOT } from "./lib.ts";
+import { median, processTree, ROOT } from "./lib.ts";
 
 const MAX_REPLICAS = 9;
 const PEERS_DIR = process.env.PEERS_DIR ?? join(homedir(), ".cache/modelship-bench/peers");
@@ -61,10 +61,6 @@ function memory(): Memory {
 /** How much the machine's available memory fell from replica `index - 1` to replica `index`. */
 function fellBy(list: Memory[], index: number): number {
   return (list[index - 1] as Memory).available - (list[index] as Memory).available;
-}
-
-function median(values: number[]): number {
-  return percentile(values, 50);
 }
 
 /** RSS and USS of the processes in `now` that were not in `before`: what one replica added. */
