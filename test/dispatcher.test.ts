@@ -89,16 +89,63 @@ describe("ModelDispatcher", () => {
     expect(dispatcher.busyCount).toBe(3);
   });
 
-  it("goes round the replicas even when calls come one at a time", () => {
-    const dispatcher = dispatcherWith(["a", "b"]);
-    const order: string[] = [];
-    for (let call = 0; call < 4; call++) {
-      const slot = take(dispatcher);
-      order.push(slot.id);
-      dispatcher.release(slot, "answered");
-    }
-    expect(order).toEqual(["a", "b", "a", "b"]);
-  });
+  // Which free replica a call takes. Steps: "take" takes one and notes its id; "answered x",
+  // "refused x" release the replica x was given; "wait N" runs timers for N ms.
+  const choices: { name: string; replicas: string[]; steps: string[]; taken: string[] }[] = [
+    {
+      name: "calls one at a time stay on the replica that answered",
+      replicas: ["a", "b"],
+      steps: ["take", "answered a", "take", "answered a", "take"],
+      taken: ["a", "a", "a"],
+    },
+    {
+      name: "of two free replicas, the one that answered last",
+      replicas: ["a", "b", "c"],
+      steps: ["take", "take", "answered b", "answered a", "take", "answered a", "take"],
+      taken: ["a", "b", "a", "a"],
+    },
+    {
+      name: "the replica that answered last, even when it is last in the list",
+      replicas: ["a", "b", "c"],
+      steps: ["take", "take", "take", "answered a", "answered c", "take"],
+      taken: ["a", "b", "c", "c"],
+    },
+    {
+      name: "a replica that refused goes behind one never used, after its hold",
+      replicas: ["a", "b"],
+      steps: ["take", "answered a", "take", "refused a", "wait 5", "take", "answered b", "take"],
+      taken: ["a", "a", "b", "b"],
+    },
+    {
+      name: "a replica held after a refusal is skipped while the other is free",
+      replicas: ["a", "b"],
+      steps: ["take", "take", "answered b", "refused a", "take"],
+      taken: ["a", "b", "b"],
+    },
+  ];
+  for (const { name, replicas, steps, taken } of choices) {
+    it(`takes a free replica: ${name}`, () => {
+      const dispatcher = dispatcherWith(replicas);
+      const held = new Map<string, ReplicaSlot>();
+      const order: string[] = [];
+      for (const step of steps) {
+        const [verb, argument = ""] = step.split(" ");
+        if (verb === "take") {
+          const slot = take(dispatcher);
+          held.set(slot.id, slot);
+          order.push(slot.id);
+        } else if (verb === "wait") {
+          vi.advanceTimersByTime(Number(argument));
+        } else {
+          const slot = held.get(argument);
+          if (!slot) throw new Error(`${argument} was not taken`);
+          held.delete(argument);
+          dispatcher.release(slot, verb as SlotOutcome);
+        }
+      }
+      expect(order).toEqual(taken);
+    });
+  }
 
   it("serves waiting callers in arrival order as replicas come free", async () => {
     const dispatcher = dispatcherWith(["a", "b"]);

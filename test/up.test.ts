@@ -28,8 +28,9 @@ function write(path: string, text: string): void {
   writeFiles(repo, { [path]: text });
 }
 
+/** `sleep` (seconds) holds the call, so that calls at once overlap and take several replicas. */
 function scoreFile(version: number): string {
-  return `def predict(args):\n    return {"version": ${version}, "sum": args["a"] + args["b"]}\n`;
+  return `import time\n\ndef predict(args):\n    time.sleep(args.get("sleep", 0))\n    return {"version": ${version}, "sum": args["a"] + args["b"]}\n`;
 }
 
 const MANIFEST = `apiVersion: modelship.dev/v1alpha1
@@ -106,13 +107,14 @@ afterAll(async () => {
 describe("modelship up", () => {
   it("builds and deploys what the repository declares: calls come from 3 replicas", async () => {
     await deployedBuild(1);
-    const ids = new Set<string>();
-    for (let index = 0; index < 12; index++) {
-      const answer = await call();
+    // Calls that overlap spread over the replicas (one at a time, they stay on a warm one).
+    const answers = await Promise.all(
+      Array.from({ length: 6 }, () => call({ a: 1, b: 2, sleep: 0.2 })),
+    );
+    for (const answer of answers) {
       expect(answer.body).toMatchObject({ success: true, response: { version: 1, sum: 3 } });
-      ids.add(answer.body.replicaId);
     }
-    expect(ids.size).toBe(3);
+    expect(new Set(answers.map((answer) => answer.body.replicaId)).size).toBe(3);
     const listed = runCli(["get", "modeldeployments", "--state-dir", stateDir]);
     expect(listed.stdout).toMatch(/^NAME\s+MODEL\s+BUILD\s+READY\s+PHASE\s+URL\s+AGE$/m);
     expect(listed.stdout).toMatch(

@@ -33,6 +33,11 @@ export interface ReplicaSlot {
   probeTimer: NodeJS.Timeout | undefined;
   /** Gone from the registry: dropped once its call in flight is over. */
   removed: boolean;
+  /**
+   * When it last answered, as the dispatcher's count of answers (0: never; -1: it refused or
+   * failed since): the free replica that answered last is taken first, one that refused last.
+   */
+  answeredAt: number;
 }
 
 /** Looks for an agent at a replica's address: resolves with what is wrong, or undefined. */
@@ -97,13 +102,14 @@ function newSlot(
     ejectedReason: undefined,
     probeTimer: undefined,
     removed: false,
+    answeredAt: 0,
   };
 }
 
 export class ModelDispatcher {
   private slots: ReplicaSlot[] = [];
-  /** Where the search for a free replica starts: round robin, so load spreads over replicas. */
-  private cursor = 0;
+  /** Answers so far: the clock of `answeredAt`. */
+  private answers = 0;
   /** FIFO; `head` is the first live entry (shift() would copy the array on every call). */
   private waiting: Waiter[] = [];
   private head = 0;
@@ -152,7 +158,6 @@ export class ModelDispatcher {
     }
     for (const gone of current.values()) this.remove(gone);
     this.slots = next;
-    this.cursor = 0;
     if (this.unavailable) this.endWaits();
     this.drain();
   }
@@ -238,6 +243,9 @@ export class ModelDispatcher {
   release(slot: ReplicaSlot, outcome: SlotOutcome, reason = "it gave no agent answer"): void {
     slot.busy = false;
     slot.holdMs = nextHoldMs(slot.holdMs, outcome);
+    // A refused replica goes to the back, so that two gateways sharing replicas drift apart
+    // instead of meeting on the same one again after its hold.
+    slot.answeredAt = outcome === "answered" ? ++this.answers : -1;
     if (slot.removed) slot.connection.close();
     else if (outcome === "unreachable") this.eject(slot, reason);
     else slot.heldUntil = slot.holdMs === 0 ? 0 : this.now() + slot.holdMs;
@@ -310,20 +318,21 @@ export class ModelDispatcher {
     waiter.resolve(slot);
   }
 
+  /**
+   * The free replica that answered last (else the first free one in the list). Its worker is
+   * warm: its code and data are in the CPU's caches and the scheduler has it running. Turning
+   * the replicas round robin instead made two replicas serve calls one at a time 25 % slower
+   * than one (docs/gateway.md#the-queue). Load still spreads as soon as calls overlap.
+   */
   private takeFreeSlot(): ReplicaSlot | undefined {
-    const count = this.slots.length;
-    if (count === 0) return undefined;
     const now = this.now();
-    for (let step = 0; step < count; step++) {
-      const index = (this.cursor + step) % count;
-      const slot = this.slots[index] as ReplicaSlot;
-      if (!slot.busy && slot.heldUntil <= now) {
-        this.cursor = (index + 1) % count;
-        slot.busy = true;
-        return slot;
-      }
+    let warmest: ReplicaSlot | undefined;
+    for (const slot of this.slots) {
+      if (slot.busy || slot.heldUntil > now) continue;
+      if (warmest === undefined || slot.answeredAt > warmest.answeredAt) warmest = slot;
     }
-    return undefined;
+    if (warmest) warmest.busy = true;
+    return warmest;
   }
 
   /** Hands free replicas to waiters in order; wakes itself when a held replica comes free. */
