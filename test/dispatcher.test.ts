@@ -63,6 +63,7 @@ describe("nextHoldMs", () => {
   it.each<[number, SlotOutcome, number]>([
     [0, "answered", 0],
     [40, "answered", 0],
+    [40, "errored", 0],
     [0, "refused", 1],
     [1, "refused", 2],
     [32, "refused", 50],
@@ -77,7 +78,7 @@ describe("nextHoldMs", () => {
 });
 
 describe("ModelDispatcher", () => {
-  it("hands free replicas out in turn, then makes callers wait", () => {
+  it("hands free replicas out in list order while none has answered, then makes callers wait", () => {
     const dispatcher = dispatcherWith(["a", "b", "c"]);
     expect([take(dispatcher).id, take(dispatcher).id, take(dispatcher).id]).toEqual([
       "a",
@@ -90,7 +91,8 @@ describe("ModelDispatcher", () => {
   });
 
   // Which free replica a call takes. Steps: "take" takes one and notes its id; "answered x",
-  // "refused x" release the replica x was given; "wait N" runs timers for N ms.
+  // "errored x", "refused x", "unreachable x" release the replica x was given with that
+  // outcome; "wait N" runs timers (and probes) for N ms.
   const choices: { name: string; replicas: string[]; steps: string[]; taken: string[] }[] = [
     {
       name: "calls one at a time stay on the replica that answered",
@@ -99,10 +101,10 @@ describe("ModelDispatcher", () => {
       taken: ["a", "a", "a"],
     },
     {
-      name: "of two free replicas, the one that answered last",
+      name: "of two free replicas, the one that answered last, not the first in the list",
       replicas: ["a", "b", "c"],
-      steps: ["take", "take", "answered b", "answered a", "take", "answered a", "take"],
-      taken: ["a", "b", "a", "a"],
+      steps: ["take", "take", "answered a", "answered b", "take"],
+      taken: ["a", "b", "b"],
     },
     {
       name: "the replica that answered last, even when it is last in the list",
@@ -111,21 +113,40 @@ describe("ModelDispatcher", () => {
       taken: ["a", "b", "c", "c"],
     },
     {
+      name: "one that answered an error goes behind one that answered a result",
+      replicas: ["a", "b"],
+      steps: ["take", "take", "answered a", "errored b", "take", "answered a", "take"],
+      taken: ["a", "b", "a", "a"],
+    },
+    {
+      name: "one that answered an error is not first, even when it answered last",
+      replicas: ["a", "b"],
+      steps: ["take", "take", "answered b", "errored a", "take"],
+      taken: ["a", "b", "b"],
+    },
+    {
       name: "a replica that refused goes behind one never used, after its hold",
       replicas: ["a", "b"],
       steps: ["take", "answered a", "take", "refused a", "wait 5", "take", "answered b", "take"],
       taken: ["a", "a", "b", "b"],
     },
     {
-      name: "a replica held after a refusal is skipped while the other is free",
+      name: "a replica held after a refusal is skipped while it is held",
       replicas: ["a", "b"],
-      steps: ["take", "take", "answered b", "refused a", "take"],
+      steps: ["take", "take", "refused b", "wait 5", "refused a", "take"],
       taken: ["a", "b", "b"],
+    },
+    {
+      name: "a replica that failed and was probed back goes behind the others",
+      replicas: ["a", "b"],
+      steps: ["take", "unreachable a", "wait 150", "take", "answered b", "take", "take"],
+      taken: ["a", "b", "b", "a"],
     },
   ];
   for (const { name, replicas, steps, taken } of choices) {
-    it(`takes a free replica: ${name}`, () => {
-      const dispatcher = dispatcherWith(replicas);
+    it(`takes a free replica: ${name}`, async () => {
+      // Every probe finds an agent: an ejected replica is back after its first probe (100 ms).
+      const dispatcher = dispatcherWith(replicas, () => Promise.resolve(undefined));
       const held = new Map<string, ReplicaSlot>();
       const order: string[] = [];
       for (const step of steps) {
@@ -135,7 +156,7 @@ describe("ModelDispatcher", () => {
           held.set(slot.id, slot);
           order.push(slot.id);
         } else if (verb === "wait") {
-          vi.advanceTimersByTime(Number(argument));
+          await advance(Number(argument));
         } else {
           const slot = held.get(argument);
           if (!slot) throw new Error(`${argument} was not taken`);

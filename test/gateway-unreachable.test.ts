@@ -299,7 +299,8 @@ describe("all three together, and with one good replica", () => {
   }, async () => {
     const { replicas } = await badOnes();
     const { url: base } = await gatewayFor(replicas);
-    // Round robin from the first: refuses (ejected) → blackhole, which takes the call.
+    // None has answered yet, so the first in the list: refuses (ejected) → blackhole, which
+    // takes the call.
     const first = call(base);
     await new Promise((resolve) => setTimeout(resolve, 100));
     // The stranger is ejected; the blackhole is busy: the caller waits, then 429.
@@ -359,8 +360,8 @@ describe("all three together, and with one good replica", () => {
     await agentAt(replicas[0]?.url as string, "refuses");
     const overlapping = () =>
       Promise.all([
-        call(base, { a: 1, b: 2, seconds: 0.1 }),
-        call(base, { a: 1, b: 2, seconds: 0.1 }),
+        call(base, { a: 1, b: 2, seconds: 0.4 }),
+        call(base, { a: 1, b: 2, seconds: 0.4 }),
       ]);
     // Until then the stranger is out and the blackhole still holds its call: only "good" serves.
     await eventually(async () => {

@@ -137,6 +137,9 @@ describe("modelship up", () => {
     commit("scorer, version 2");
     await hook();
     await deployedBuild(2);
+    // The caller stays on a warm replica of build 1 while one serves: it may meet build 2 only
+    // as the last of them goes. It calls on through the switch.
+    await eventually(() => versions.has(2), 30_000);
     calling = false;
     await caller;
     expect(failures).toEqual([]);

@@ -34,8 +34,9 @@ export interface ReplicaSlot {
   /** Gone from the registry: dropped once its call in flight is over. */
   removed: boolean;
   /**
-   * When it last answered, as the dispatcher's count of answers (0: never; -1: it refused or
-   * failed since): the free replica that answered last is taken first, one that refused last.
+   * When it last answered with a result, as the dispatcher's count of them (0: never, or it
+   * answered an error since; -1: it refused a call or failed since): the free replica with the
+   * highest is taken first.
    */
   answeredAt: number;
 }
@@ -45,8 +46,13 @@ export type Probe = (slot: ReplicaSlot) => Promise<string | undefined>;
 
 /** What became of a call on a replica, which decides when the replica is tried again. */
 export type SlotOutcome =
-  /** The replica answered (with a result or an error of the model's). */
+  /** The replica answered with the model's result. */
   | "answered"
+  /**
+   * It answered, but not with a result: an error of the model's, an answer too large to pass
+   * on, or one that came after its caller's deadline. Tried again at once, but not first.
+   */
+  | "errored"
   /** It refused: another gateway's call is in flight, or its worker is not ready. */
   | "refused"
   /**
@@ -61,11 +67,11 @@ export const REFUSED_HOLD_MS = { first: 1, max: 50 };
 export const PROBE_DELAY_MS = { first: 100, max: 2000 };
 
 /**
- * The next hold after an outcome: none after an answer, else doubled within the outcome's
+ * The next hold after an outcome: none after an answer of any kind, else doubled within the outcome's
  * range. After "unreachable" it is the wait before the next probe.
  */
 export function nextHoldMs(previous: number, outcome: SlotOutcome): number {
-  if (outcome === "answered") return 0;
+  if (outcome === "answered" || outcome === "errored") return 0;
   const range = outcome === "refused" ? REFUSED_HOLD_MS : PROBE_DELAY_MS;
   return Math.min(Math.max(range.first, previous * 2), range.max);
 }
@@ -243,9 +249,11 @@ export class ModelDispatcher {
   release(slot: ReplicaSlot, outcome: SlotOutcome, reason = "it gave no agent answer"): void {
     slot.busy = false;
     slot.holdMs = nextHoldMs(slot.holdMs, outcome);
-    // A refused replica goes to the back, so that two gateways sharing replicas drift apart
-    // instead of meeting on the same one again after its hold.
-    slot.answeredAt = outcome === "answered" ? ++this.answers : -1;
+    // Only a result makes a replica first in line: one that answers errors fast must not draw
+    // every call. One that refused (another gateway is using it) or failed goes to the back,
+    // so that two gateways sharing replicas drift apart instead of meeting there again.
+    if (outcome === "answered") slot.answeredAt = ++this.answers;
+    else slot.answeredAt = outcome === "errored" ? 0 : -1;
     if (slot.removed) slot.connection.close();
     else if (outcome === "unreachable") this.eject(slot, reason);
     else slot.heldUntil = slot.holdMs === 0 ? 0 : this.now() + slot.holdMs;
@@ -319,8 +327,8 @@ export class ModelDispatcher {
   }
 
   /**
-   * The free replica that answered last (else the first free one in the list). Its worker is
-   * warm: its code and data are in the CPU's caches and the scheduler has it running. Turning
+   * The free replica that answered last (of equals, the first in the list): its worker has
+   * just run the model, so its code and data are likeliest still in the CPU's caches. Turning
    * the replicas round robin instead made two replicas serve calls one at a time 25 % slower
    * than one (docs/gateway.md#the-queue). Load still spreads as soon as calls overlap.
    */

@@ -745,7 +745,7 @@ export class Gateway {
           now = performance.now();
           continue;
         }
-        dispatcher.release(slot, "answered");
+        dispatcher.release(slot, result.code === "ok" ? "answered" : "errored");
         // The replica's next call, if one waits, is sent before this answer is written: the
         // waiter's turn is a microtask that release() queued, and the answer is queued after
         // it. A replica with calls queued then does not sit idle while a caller's write runs.
@@ -759,7 +759,7 @@ export class Gateway {
       }
       if (result.kind === "too_large") {
         // The model ran and the replica is fine; its answer is too large to pass on.
-        dispatcher.release(slot, "answered");
+        dispatcher.release(slot, "errored");
         throw new CallError(
           "model.response_too_large",
           `replica ${slot.id} answered ${formatBytes(result.bytes)}, more than the gateway's response limit of ${formatBytes(this.responseLimit)}; return a URL to large results instead`,
@@ -823,9 +823,9 @@ export class Gateway {
     if (rest.kind === "answer") {
       const verdict = answerVerdict(rest.code);
       if (verdict.kind === "eject") dispatcher.release(slot, "unreachable", verdict.reason);
-      else dispatcher.release(slot, verdict.kind === "refused" ? "refused" : "answered");
+      else dispatcher.release(slot, verdict.kind === "refused" ? "refused" : "errored");
     } else if (rest.kind === "too_large") {
-      dispatcher.release(slot, "answered");
+      dispatcher.release(slot, "errored");
     } else {
       dispatcher.release(slot, "unreachable", failureReason(rest));
     }
