@@ -1,7 +1,7 @@
 // Pieces every page uses: phase badges, tables that scroll on a phone, tabs, a button that asks
 // before it acts, and the link to where an object is declared in git.
 import type { ComponentChildren } from "preact";
-import { useEffect, useRef, useState } from "preact/hooks";
+import { useLayoutEffect, useRef, useState } from "preact/hooks";
 import { commitOf, manifestOf, shortCommit } from "./format.ts";
 import type { Resource } from "./types.ts";
 
@@ -98,7 +98,10 @@ export function ConfirmButton({
   const trigger = useRef<HTMLButtonElement>(null);
   /** Whether the question was answered (focus goes back to the button that asked it). */
   const answered = useRef(false);
-  useEffect(() => {
+  // A layout effect, in the same commit as the change it follows: useEffect waits for the next
+  // frame, and meanwhile focus is nowhere (the Confirm button it was on is disabled, then gone)
+  // while the outcome already shows — a keyboard user's next Tab would start from the top.
+  useLayoutEffect(() => {
     if (state === "asking") confirm.current?.focus();
     if (state === "idle" && answered.current) {
       answered.current = false;
