@@ -67,8 +67,8 @@ export const REFUSED_HOLD_MS = { first: 1, max: 50 };
 export const PROBE_DELAY_MS = { first: 100, max: 2000 };
 
 /**
- * The next hold after an outcome: none after an answer of any kind, else doubled within the outcome's
- * range. After "unreachable" it is the wait before the next probe.
+ * The next hold after an outcome: none after an answer of any kind, else doubled within the
+ * outcome's range. After "unreachable" it is the wait before the next probe.
  */
 export function nextHoldMs(previous: number, outcome: SlotOutcome): number {
   if (outcome === "answered" || outcome === "errored") return 0;
@@ -114,7 +114,7 @@ function newSlot(
 
 export class ModelDispatcher {
   private slots: ReplicaSlot[] = [];
-  /** Answers so far: the clock of `answeredAt`. */
+  /** Answers with a result so far: the clock of `answeredAt`. */
   private answers = 0;
   /** FIFO; `head` is the first live entry (shift() would copy the array on every call). */
   private waiting: Waiter[] = [];
