@@ -71,7 +71,15 @@ describe("metrics under modelship up", () => {
     const uuids: string[] = [];
     let split = 0;
     for (let x = 1; x <= 10; x++) {
-      if (x === 6) split = Date.now();
+      if (x === 6) {
+        // A row's time is the worker's clock rounded to the millisecond (CDSW's
+        // int(round(time.time() * 1000))), so the 5th prediction's can be the very
+        // millisecond Date.now() reads right after its answer. A few ms on each side of the
+        // split keep the two windows apart.
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        split = Date.now();
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
       const answer = await postJson(`${url}/models/doubler/predict`, { x });
       expect(answer.body.response.prediction).toBe(2 * x);
       uuids.push(answer.body.response.uuid);
